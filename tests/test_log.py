@@ -1,0 +1,49 @@
+"""The log is the commit point: torn tails are cut, duplicates count once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vpbatch.log import RunLog, read_log
+from vpbatch.records import FAILED, Record
+
+
+def rec(jid: str, status: str = "ok") -> Record:
+    return Record(job_id=jid, model="m", condition="vanilla", version="v1",
+                  portrait_id=1001, option_id=1, status=status, raw="like me", rating=5)
+
+
+def test_appended_records_read_back(tmp_path: Path) -> None:
+    with RunLog(tmp_path / "log.jsonl") as log:
+        log.append(rec("a"))
+        log.append(rec("b"))
+    assert [r.job_id for r in read_log(tmp_path / "log.jsonl")] == ["a", "b"]
+
+
+def test_torn_last_line_is_cut_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    with RunLog(path) as log:
+        log.append(rec("a"))
+    with open(path, "ab") as f:
+        f.write(b'{"job_id": "b", "mod')
+    log = RunLog(path)
+    assert log.is_done("a") and not log.is_done("b")
+    log.append(rec("c"))
+    log.close()
+    assert [r.job_id for r in read_log(path)] == ["a", "c"]
+
+
+def test_duplicate_job_ids_count_once(tmp_path: Path) -> None:
+    with RunLog(tmp_path / "log.jsonl") as log:
+        log.append(rec("a"))
+        log.append(rec("a"))
+    assert len(read_log(tmp_path / "log.jsonl")) == 1
+
+
+def test_an_answer_supersedes_an_earlier_failure(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    with RunLog(path) as log:
+        log.append(rec("a", FAILED))
+        assert log.is_done("a") and not log.is_done("a", retry_failed=True)
+        log.append(rec("a"))
+    assert read_log(path)[0].status == "ok"

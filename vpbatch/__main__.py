@@ -1,0 +1,3 @@
+from vpbatch.cli import main
+
+main()

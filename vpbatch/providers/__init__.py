@@ -1,0 +1,1 @@
+"""Providers: one file per API, thin subclasses of one OpenAI-compatible base."""

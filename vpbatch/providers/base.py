@@ -1,0 +1,67 @@
+"""The provider contract: build a request, send it, classify every failure exactly once.
+
+A provider turns each failure into one of three kinds — permanent, transient, or
+rate-limited with a retry-after — and nothing downstream second-guesses it. It never retries:
+the scheduler owns the one retry loop.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FailureKind", "ProviderError", "Answer", "HttpRequest", "RequestParams"]
+
+
+class FailureKind(enum.Enum):
+    PERMANENT = "permanent"  # 400, 401/403, 404, content filter: re-sending cannot help
+    TRANSIENT = "transient"  # 5xx, dropped connection, timeout, malformed body
+    RATE_LIMITED = "rate_limited"  # 429 (or 529 overloaded): wait retry_after, then again
+
+
+class ProviderError(Exception):
+    """A classified failure. `message` is safe to log and show (it never contains the key)."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        auth: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.auth = auth  # the key was rejected: the whole model stops, the others go on
+
+
+@dataclass(slots=True)
+class RequestParams:
+    """What the grid asks of one request, before a provider maps it to its own body."""
+
+    temperature: float | None
+    max_tokens: int
+    seed: int | None
+    reasoning: bool = False
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """A fully built request. `headers` may hold the key; only `body` is ever logged."""
+
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Answer:
+    text: str  # the answer content, reasoning stripped out
+    reasoning: str | None = None  # separate reasoning field or <think>...</think> text
+    finish_reason: str | None = None  # "length" means cut off at max_tokens
+    usage: dict[str, int] = field(default_factory=dict)
