@@ -1,0 +1,363 @@
+"""`vpbatch data fetch|verify`: the official files at a pinned commit, checked by sha256.
+
+The package ships `data/manifest.json`: the repository, the pinned commit and, per file, its
+path, size and sha256. Fetch downloads into a temp file beside the target, hashes while
+streaming and renames only a verified file into place, so a cut connection, a full disk or a
+tampered mirror never leaves a half or wrong file under the real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from vpbatch.errors import DataError
+
+__all__ = [
+    "ManifestFile",
+    "Manifest",
+    "Problem",
+    "FetchResult",
+    "load_manifest",
+    "cache_dir",
+    "base_url",
+    "file_sha256",
+    "local_file",
+    "verify",
+    "check",
+    "fetch",
+    "fetch_async",
+    "build_manifest",
+    "CORE",
+    "OUTPUTS",
+    "OfflineError",
+]
+
+CORE = "core"  # what `run` and `score` need
+OUTPUTS = "outputs"  # the authors' recorded answers (optional, for import-official and sim replay)
+_RAW_URL = "https://raw.githubusercontent.com/{repository}/{commit}"
+_CHUNK = 1 << 16
+
+
+class OfflineError(DataError):
+    """The file server cannot be reached at all (no network, DNS failure, refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    path: str  # as in the upstream repository
+    sha256: str  # of the upstream file (for outputs: of the decompressed .json)
+    size: int
+    group: str  # CORE | OUTPUTS
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    repository: str
+    commit: str
+    files: tuple[ManifestFile, ...]
+
+    def select(self, *, with_outputs: bool = False) -> tuple[ManifestFile, ...]:
+        return tuple(f for f in self.files if f.group == CORE or with_outputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    kind: str  # "missing" | "mismatch" | "unreadable"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.kind} ({self.detail})"
+
+
+@dataclass(slots=True)
+class FetchResult:
+    dest: Path
+    fetched: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)  # already there with the right sha256
+
+
+def load_manifest() -> Manifest:
+    """The manifest shipped inside the package."""
+    raw = json.loads(resources.files("vpbatch").joinpath("data/manifest.json").read_text())
+    files = tuple(ManifestFile(**f) for f in raw["files"])
+    return Manifest(repository=raw["repository"], commit=raw["commit"], files=files)
+
+
+def cache_dir() -> Path:
+    """Where `fetch` puts the data: $VPBATCH_CACHE or ~/.cache/vpbatch, then the commit."""
+    # The commit is part of the path so that two pinned releases never mix files.
+    env = os.environ.get("VPBATCH_CACHE")
+    if env:
+        base = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "vpbatch"
+    return base / load_manifest().commit
+
+
+def base_url() -> str:
+    """$VPBATCH_DATA_URL (a mirror, or a test server), else GitHub raw at the pinned commit."""
+    env = os.environ.get("VPBATCH_DATA_URL")
+    if env:
+        return env.rstrip("/")
+    m = load_manifest()
+    return _RAW_URL.format(repository=m.repository, commit=m.commit)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's content; a `.xz` file is hashed decompressed (= the upstream .json)."""
+    h = hashlib.sha256()
+    opener = lzma.open if path.suffix == ".xz" else open
+    with opener(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def local_file(root: Path, mf: ManifestFile) -> Path | None:
+    """The local copy of a manifest file: the path itself, or its `.xz` (outputs only)."""
+    p = root / mf.path
+    if p.is_file():
+        return p
+    xz = p.with_name(p.name + ".xz")
+    return xz if xz.is_file() else None
+
+
+def verify(root: Path, files: Iterable[ManifestFile]) -> list[Problem]:
+    """Every file that is missing, unreadable or not byte-identical to the manifest's."""
+    problems: list[Problem] = []
+    for mf in files:
+        p = local_file(root, mf)
+        if p is None:
+            problems.append(Problem(root / mf.path, "missing", "run `vpbatch data fetch`"))
+            continue
+        try:
+            digest = file_sha256(p)
+        except (OSError, lzma.LZMAError, EOFError) as exc:
+            problems.append(Problem(p, "unreadable", str(exc)))
+            continue
+        if digest != mf.sha256:
+            problems.append(
+                Problem(p, "mismatch", f"sha256 {digest[:12]}…, expected {mf.sha256[:12]}…")
+            )
+    return problems
+
+
+def check(root: Path, *, with_outputs: bool = False) -> int:
+    """Check the core files and the outputs present (all outputs if `with_outputs`).
+
+    Returns how many files were checked; raises DataError naming every bad one.
+    """
+    files = [
+        mf
+        for mf in load_manifest().files
+        if mf.group == CORE or with_outputs or local_file(root, mf) is not None
+    ]
+    problems = verify(root, files)
+    if problems:
+        lines = "\n  ".join(str(p) for p in problems)
+        raise DataError(
+            f"{len(problems)} data file(s) under {root} failed verification:\n  {lines}\n"
+            "Re-fetch them with `vpbatch data fetch` (or restore your copy)."
+        )
+    return len(files)
+
+
+def _url(base: str, path: str) -> URL:
+    # Quote once ourselves (":" in "claude-3.7-sonnet:thinking") and stop yarl re-quoting.
+    return URL(f"{base}/{quote(path, safe='/')}", encoded=True)
+
+
+def _offline(url: URL, exc: aiohttp.ClientConnectorError) -> OfflineError:
+    host = urlsplit(str(url)).netloc
+    err = exc.os_error
+    if isinstance(err, ConnectionRefusedError):
+        reason = "connection refused"
+    elif isinstance(err, socket.gaierror):
+        reason = "host name not resolved"
+    else:
+        reason = err.strerror if err is not None and err.strerror else str(exc)
+    return OfflineError(
+        f"cannot reach {host} ({reason}): offline, or the server is down. Run `vpbatch data fetch` "
+        "on a machine with internet access, or point --data / VPBATCH_DATA at a copy of the "
+        "Value Portrait data (VPBATCH_DATA_URL sets a mirror)."
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems refuse to open directories; the rename still happened
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, dest: Path) -> None:
+    """Stream one file into a temp file, check size and sha256, then rename it into place."""
+    target = dest / mf.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    h = hashlib.sha256()
+    try:
+        async with session.get(url) as resp:
+            if resp.status != 200:
+                raise DataError(
+                    f"{url} answered HTTP {resp.status} for {mf.path}; check the pinned commit "
+                    "or VPBATCH_DATA_URL"
+                )
+            # Chunks are small and local disk writes fast, so writing inline is fine here.
+            with open(tmp, "wb") as f:
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        if h.hexdigest() != mf.sha256:
+            raise DataError(
+                f"{mf.path} from {url} does not match the manifest (sha256 {h.hexdigest()[:12]}…, "
+                f"expected {mf.sha256[:12]}…); the download was discarded. Retry, or check "
+                "VPBATCH_DATA_URL points at the official files"
+            )
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def _fetch_one(
+    session: aiohttp.ClientSession, base: str, mf: ManifestFile, dest: Path, attempts: int
+) -> None:
+    url = _url(base, mf.path)
+    for attempt in range(attempts):
+        try:
+            await _download(session, url, mf, dest)
+            return
+        except aiohttp.ClientConnectorError as exc:
+            raise _offline(url, exc) from exc
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
+            # A cut transfer is worth another try; a wrong status or hash is not.
+            if attempt + 1 == attempts:
+                raise DataError(
+                    f"downloading {mf.path} from {url} failed {attempts} times ({exc!r}); "
+                    "retry `vpbatch data fetch` later"
+                ) from exc
+            await anyio.sleep(0.5 * 2**attempt)
+
+
+async def fetch_async(
+    dest: Path | None = None,
+    *,
+    with_outputs: bool = False,
+    files: Sequence[ManifestFile] | None = None,
+    url: str | None = None,
+    concurrency: int = 8,
+    attempts: int = 3,
+    on_file: Callable[[ManifestFile, str], None] | None = None,
+) -> FetchResult:
+    """Download every missing or wrong file into `dest` (default: the cache); skip good ones."""
+    dest = Path(dest) if dest is not None else cache_dir()
+    todo = list(files) if files is not None else list(load_manifest().select(
+        with_outputs=with_outputs))
+    base = url.rstrip("/") if url else base_url()
+    result = FetchResult(dest=dest)
+    need = [mf for mf in todo if verify(dest, [mf])]
+    result.present = [mf.path for mf in todo if mf not in need]
+    errors: list[DataError] = []
+    limiter = anyio.CapacityLimiter(concurrency)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=20, sock_read=60)
+
+    async def one(mf: ManifestFile) -> None:
+        async with limiter:
+            try:
+                await _fetch_one(session, base, mf, dest, attempts)
+            except DataError as exc:
+                errors.append(exc)
+                if isinstance(exc, OfflineError):
+                    tg.cancel_scope.cancel()  # every other file would say the same
+                return
+        result.fetched.append(mf.path)
+        if on_file is not None:
+            on_file(mf, "fetched")
+
+    async with aiohttp.ClientSession(timeout=timeout) as session, anyio.create_task_group() as tg:
+        for mf in need:
+            tg.start_soon(one, mf)
+    if errors:
+        offline = [e for e in errors if isinstance(e, OfflineError)]
+        if offline or len(errors) == 1:
+            raise (offline or errors)[0]
+        raise DataError(f"{len(errors)} files failed to download:\n  " + "\n  ".join(
+            str(e) for e in errors))
+    return result
+
+
+def fetch(
+    dest: Path | None = None,
+    *,
+    with_outputs: bool = False,
+    url: str | None = None,
+    on_file: Callable[[ManifestFile, str], None] | None = None,
+) -> FetchResult:
+    """Blocking `fetch_async` for the CLI."""
+
+    async def main() -> FetchResult:
+        return await fetch_async(dest, with_outputs=with_outputs, url=url, on_file=on_file)
+
+    return anyio.run(main)
+
+
+def build_manifest(root: Path, *, repository: str, commit: str) -> dict[str, object]:
+    """A manifest computed from a local copy (how the shipped one was made; for a new pin)."""
+    from vpbatch.dataset import CORR_PATHS, TAGGED_PATH
+    from vpbatch.dims import VERSIONS
+    from vpbatch.prompts import KINDS
+
+    prompts = [f"lm_evaluation/prompts/{v}/{k}_prompt.txt" for v in VERSIONS for k in KINDS]
+    core = [TAGGED_PATH, *CORR_PATHS.values(), *prompts]
+    out_dir = root / "lm_evaluation/outputs/final"
+    outputs = sorted(
+        str(p.relative_to(root)).removesuffix(".xz")
+        for p in out_dir.glob("*/*_results.json*")
+        if p.name.endswith((".json", ".json.xz"))
+    )
+    files = []
+    for group, paths in ((CORE, core), (OUTPUTS, outputs)):
+        for rel in paths:
+            mf = ManifestFile(path=rel, sha256="", size=0, group=group)
+            p = local_file(root, mf)
+            if p is None:
+                raise DataError(f"{root / rel} is missing; cannot build a manifest without it")
+            size = _content_size(p)
+            files.append({"path": rel, "sha256": file_sha256(p), "size": size, "group": group})
+    return {"repository": repository, "commit": commit, "files": files}
+
+
+def _content_size(path: Path) -> int:
+    if path.suffix != ".xz":
+        return path.stat().st_size
+    n = 0
+    with lzma.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += len(chunk)
+    return n
