@@ -1,0 +1,85 @@
+"""Anthropic Messages: top-level `system`, `x-api-key`, thinking blocks kept as reasoning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
+from vpbatch.providers.openai_compat import OpenAICompatProvider, usage_of
+
+__all__ = ["AnthropicProvider", "ANTHROPIC_VERSION", "thinking_budget"]
+
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version; newer features come as betas
+_MIN_BUDGET = 1024  # the API's floor for thinking.budget_tokens
+# Their stop reasons under the names the log and the scorer use ("length" = cut off).
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+def thinking_budget(max_tokens: int) -> int | None:
+    """Tokens for thinking within `max_tokens`, leaving room for the answer; None if too few."""
+    budget = max(_MIN_BUDGET, max_tokens - max(64, max_tokens // 4))
+    return budget if budget < max_tokens else None
+
+
+class AnthropicProvider(OpenAICompatProvider):
+    """`provider = "anthropic"`: the Messages API over aiohttp (no SDK)."""
+
+    __slots__ = ()
+
+    label = "anthropic"
+    default_base_url = "https://api.anthropic.com/v1"
+    path = "/messages"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if self._key:
+            headers["x-api-key"] = self._key
+        return headers
+
+    def _body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [m for m in messages if m["role"] != "system"]
+        body: dict[str, Any] = {
+            "model": self.cfg.model,
+            "max_tokens": params.max_tokens,
+            "messages": turns,
+        }
+        if system:
+            body["system"] = system
+        # No seed: the Messages API has none and refuses unknown fields.
+        if params.reasoning:
+            budget = thinking_budget(params.max_tokens)
+            if budget is None:
+                raise ProviderError(
+                    FailureKind.PERMANENT,
+                    f"anthropic thinking needs max_tokens > {_MIN_BUDGET} (got "
+                    f"{params.max_tokens}); raise max_tokens for model {self.cfg.name!r}",
+                )
+            # Thinking accepts only the default temperature, so none is sent.
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        elif params.temperature is not None:
+            body["temperature"] = params.temperature
+        return body
+
+    def _answer(self, payload: dict[str, Any], headers: Mapping[str, str]) -> Answer:
+        blocks = payload.get("content")
+        if not isinstance(blocks, list):
+            raise self._transient("the answer has no content blocks")
+        stop = payload.get("stop_reason")
+        if stop == "refusal":
+            raise ProviderError(
+                FailureKind.PERMANENT, "anthropic: the safety classifier refused the answer"
+            )
+        text, thoughts = [], []
+        for block in blocks:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text":
+                text.append(str(block.get("text", "")))
+            elif kind == "thinking":
+                thoughts.append(str(block.get("thinking", "")))
+            elif kind == "redacted_thinking":
+                thoughts.append("[redacted thinking]")
+        finish = _FINISH.get(stop, stop) if isinstance(stop, str) else None
+        reasoning = "\n".join(thoughts).strip() or None
+        return Answer("".join(text).strip(), reasoning, finish, usage_of(payload.get("usage")))
