@@ -129,10 +129,13 @@ def _table(plans: list[ModelPlan]) -> list[str]:
 @click.option("--data", "data", default=None, help="Value Portrait data dir (else run.data, "
               "VPBATCH_DATA or the fetched cache).")
 @click.option("--shard", default=None, help="K/N: plan only this machine's share of the grid.")
+@click.option("--check-keys", is_flag=True, help="Also check each model's API key variable "
+              "is set (a pre-flight for `run`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(config: Path, data: str | None, shard: str | None, as_json: bool) -> None:
+def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
+         as_json: bool) -> None:
     """Jobs, requests, estimated tokens, cost and time of a sweep; needs no API key."""
-    cfg = load_config(config, check_env=False)
+    cfg = load_config(config, check_env=check_keys)
     shard_t = parse_shard(shard) if shard else None
     ds = load_dataset(data or cfg.run.data)
     plans = plan_config(cfg, ds, load_conditions(cfg.run.conditions_file), shard=shard_t)
