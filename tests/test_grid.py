@@ -1,0 +1,224 @@
+"""The grid: lazy, stable, content-addressed jobs; shards partition it exactly."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import click
+import pytest
+
+from vpbatch.conditions import Conditions, load_conditions
+from vpbatch.config import Config, load_config
+from vpbatch.dataset import Dataset, load_dataset
+from vpbatch.grid import (
+    REASONING_MAX_TOKENS,
+    count_model_jobs,
+    iter_jobs,
+    iter_model_jobs,
+    parse_shard,
+    request_params,
+)
+from vpbatch.prompts import item_prompt
+
+SMALL = """
+[run]
+name = "small"
+versions = ["v1", "v2_reversed", "v3"]
+repeats = 2
+items = 12
+
+[[models]]
+name = "a"
+provider = "sim"
+
+[[models]]
+name = "b"
+provider = "openai"
+model = "gpt-4o-mini"
+api_key_env = "KEY_B"
+max_tokens = 16
+
+[grids]
+personas = ["gender=male", "age=80+"]
+steering = ["Power"]
+"""
+
+
+def config(tmp_path: Path, text: str = SMALL, name: str = "c.toml") -> Config:
+    p = tmp_path / name
+    p.write_text(text)
+    return load_config(p, check_env=False)
+
+
+@pytest.fixture(scope="module")
+def ds(data_dir: Path) -> Dataset:
+    return load_dataset(data_dir)
+
+
+@pytest.fixture(scope="module")
+def conds() -> Conditions:
+    return load_conditions()
+
+
+def test_count_is_models_conditions_versions_items_repeats(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    cfg = config(tmp_path)
+    for m in cfg.models:
+        jobs = list(iter_model_jobs(cfg, m, ds, conds))
+        assert len(jobs) == count_model_jobs(cfg, m, ds, conds) == 4 * 3 * 12 * 2
+
+
+def test_job_ids_are_stable_across_runs(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:
+    cfg = config(tmp_path)
+    first = [j.job_id for j in iter_model_jobs(cfg, cfg.models[1], ds, conds)]
+    again = [j.job_id for j in iter_model_jobs(config(tmp_path), cfg.models[1], ds, conds)]
+    assert first == again
+    code = ("import sys; from vpbatch.config import load_config; from vpbatch.dataset import "
+            "load_dataset; from vpbatch.conditions import load_conditions; from vpbatch.grid "
+            "import iter_model_jobs; c = load_config(sys.argv[1], check_env=False); "
+            "print(next(iter_model_jobs(c, c.models[1], load_dataset(sys.argv[2]), "
+            "load_conditions())).job_id)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c.toml"), str(ds.root)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == first[0]
+
+
+def test_job_ids_differ_across_repeats_conditions_versions_and_models(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    cfg = config(tmp_path)
+    jobs = list(iter_jobs(cfg, ds, conds))
+    assert len({j.job_id for j in jobs}) == len(jobs)
+
+
+def test_the_key_never_enters_the_job_id(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:
+    cfg = config(tmp_path)
+    other = config(tmp_path, SMALL.replace('"KEY_B"', '"ANOTHER_KEY"'), "d.toml")
+    a = next(iter_model_jobs(cfg, cfg.models[1], ds, conds)).job_id
+    b = next(iter_model_jobs(other, other.models[1], ds, conds)).job_id
+    assert a == b
+
+
+def test_what_is_sent_changes_the_id(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:
+    cfg = config(tmp_path)
+    hot = config(tmp_path, SMALL.replace("max_tokens = 16", "max_tokens = 16\ntemperature = 0.7"),
+                 "d.toml")
+    a = next(iter_model_jobs(cfg, cfg.models[1], ds, conds)).job_id
+    b = next(iter_model_jobs(hot, hot.models[1], ds, conds)).job_id
+    assert a != b
+
+
+def test_messages_are_the_item_prompt_under_the_conditions_system_message(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    cfg = config(tmp_path)
+    by_cond = {}
+    for j in iter_model_jobs(cfg, cfg.models[0], ds, conds):
+        assert j.messages[-1] == {"role": "user", "content": item_prompt(ds, j.version, j.item)}
+        assert (j.portrait_id, j.option_id) == (int(ds.portrait_id[j.item]),
+                                                int(ds.option_id[j.item]))
+        by_cond[j.condition] = j.messages
+    assert len(by_cond["vanilla"]) == 1  # the paper sends no system message
+    assert by_cond["persona:age=80+"][0] == {
+        "role": "system", "content": "**Your Profile**: You are 80+ years old."}
+    assert by_cond["steer:Power"][0]["content"].startswith("**Your Profile**: You value Power.")
+
+
+def test_first_jobs_cover_every_condition_and_version(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    cfg = config(tmp_path)
+    head = list(itertools.islice(iter_model_jobs(cfg, cfg.models[0], ds, conds), 4 * 3 * 2))
+    assert {(j.condition, j.version, j.repeat) for j in head} == set(itertools.product(
+        ["vanilla", "persona:gender=male", "persona:age=80+", "steer:Power"],
+        cfg.run.versions, [0, 1]))
+    assert {j.item for j in head} == {0}
+
+
+def test_models_are_interleaved_round_robin(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    text = SMALL.replace('name = "b"', 'name = "b"\npersonas = []\nsteering = []')
+    cfg = config(tmp_path, text)
+    jobs = list(iter_jobs(cfg, ds, conds))
+    assert [j.model for j in jobs[:6]] == ["a", "b"] * 3
+    n_b = count_model_jobs(cfg, cfg.models[1], ds, conds)
+    assert len(jobs) == count_model_jobs(cfg, cfg.models[0], ds, conds) + n_b
+    assert all(j.model == "a" for j in jobs[2 * n_b:])  # b is done, a goes on alone
+
+
+def test_shards_partition_the_grid_exactly(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:
+    cfg = config(tmp_path)
+    whole = [j.job_id for j in iter_jobs(cfg, ds, conds)]
+    parts = [[j.job_id for j in iter_jobs(cfg, ds, conds, shard=(k, 3))] for k in range(3)]
+    assert sorted(itertools.chain(*parts)) == sorted(whole)
+    assert sum(len(set(p)) for p in parts) == len(set(whole))
+    assert all(len(p) > len(whole) / 6 for p in parts)  # a hash split, roughly even
+    for k in range(3):
+        assert sum(count_model_jobs(cfg, m, ds, conds, shard=(k, 3))
+                   for m in cfg.models) == len(parts[k])
+
+
+def test_a_ten_million_job_grid_streams_in_bounded_memory(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    text = ('[run]\nrepeats = 90\n[[models]]\nname = "big"\nprovider = "sim"\n'
+            '[grids]\npersonas = "all"\nsteering = "all"\n')
+    cfg = config(tmp_path, text)
+    m = cfg.models[0]
+    assert count_model_jobs(cfg, m, ds, conds) == 520 * 6 * 36 * 90 > 10_000_000
+    tracemalloc.start()
+    try:
+        stream = iter_model_jobs(cfg, m, ds, conds)
+        first = next(stream)
+        for _ in itertools.islice(stream, 5_000):
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert first.condition == "vanilla" and first.item == 0
+    assert peak < 2_000_000  # a list of 10M jobs would be gigabytes
+
+
+def test_reasoning_models_are_guessed_and_get_room_to_think(tmp_path: Path) -> None:
+    text = """
+[[models]]
+name = "o3"
+provider = "openai"
+model = "o3-mini"
+[[models]]
+name = "r1"
+provider = "openrouter"
+model = "deepseek/deepseek-r1"
+max_tokens = 2000
+[[models]]
+name = "4o"
+provider = "openai"
+model = "gpt-4o"
+[[models]]
+name = "forced"
+provider = "openai"
+model = "my-finetune"
+reasoning = true
+"""
+    cfg = config(tmp_path, text)
+    params = [request_params(cfg, m) for m in cfg.models]
+    assert [p.reasoning for p in params] == [True, True, False, True]
+    assert [p.max_tokens for p in params] == [REASONING_MAX_TOKENS, 2000, 64, REASONING_MAX_TOKENS]
+    assert (params[2].temperature, params[2].seed) == (0.0, 42)  # the paper's settings
+
+
+def test_parse_shard_is_one_based_for_users() -> None:
+    assert parse_shard("1/4") == (0, 4)
+    assert parse_shard(" 4 / 4 ") == (3, 4)
+
+
+@pytest.mark.parametrize("bad", ["0/4", "5/4", "2", "a/b", "1/0"])
+def test_parse_shard_refuses_nonsense_with_an_example(bad: str) -> None:
+    with pytest.raises(click.BadParameter, match="e.g. --shard 2/4"):
+        parse_shard(bad)
