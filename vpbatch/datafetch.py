@@ -18,13 +18,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import anyio
-from yarl import URL
 
 from vpbatch.errors import DataError
+
+if TYPE_CHECKING:  # aiohttp is imported only to download: `data path` and scoring stay fast
+    import aiohttp
+    from yarl import URL
 
 __all__ = [
     "ManifestFile",
@@ -179,6 +182,8 @@ def check(root: Path, *, with_outputs: bool = False) -> int:
 
 
 def _url(base: str, path: str) -> URL:
+    from yarl import URL
+
     # Quote once ourselves (":" in "claude-3.7-sonnet:thinking") and stop yarl re-quoting.
     return URL(f"{base}/{quote(path, safe='/')}", encoded=True)
 
@@ -248,6 +253,8 @@ async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, 
 async def _fetch_one(
     session: aiohttp.ClientSession, base: str, mf: ManifestFile, dest: Path, attempts: int
 ) -> None:
+    import aiohttp
+
     url = _url(base, mf.path)
     for attempt in range(attempts):
         try:
@@ -276,6 +283,8 @@ async def fetch_async(
     on_file: Callable[[ManifestFile, str], None] | None = None,
 ) -> FetchResult:
     """Download every missing or wrong file into `dest` (default: the cache); skip good ones."""
+    import aiohttp
+
     dest = Path(dest) if dest is not None else cache_dir()
     todo = list(files) if files is not None else list(load_manifest().select(
         with_outputs=with_outputs))

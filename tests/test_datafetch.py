@@ -1,0 +1,270 @@
+"""`vpbatch data fetch|path|verify` against a mirror of the official files on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import lzma
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from aiohttp import web
+
+from vpbatch.datafetch import (
+    CORE,
+    OUTPUTS,
+    OfflineError,
+    cache_dir,
+    check,
+    fetch,
+    fetch_async,
+    file_sha256,
+    load_manifest,
+)
+from vpbatch.dataset import TAGGED_PATH, load_dataset
+from vpbatch.errors import DataError
+
+PROMPT = "lm_evaluation/prompts/v2/reddit_prompt.txt"
+
+
+class Mirror:
+    """Serves the shared data like raw.githubusercontent.com does (outputs decompressed)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        self.tampered: set[str] = set()
+        self.cut: set[str] = set()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        rel = request.match_info["path"]
+        self.requests.append(rel)
+        p = self.root / rel
+        xz = p.with_name(p.name + ".xz")
+        if p.is_file():
+            body = p.read_bytes()
+        elif xz.is_file():
+            body = lzma.decompress(xz.read_bytes())
+        else:
+            return web.Response(status=404)
+        if rel in self.tampered:
+            body = body.replace(b"e", b"E", 1)
+        if rel in self.cut:  # promise the whole file, send half, hang up
+            resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
+            await resp.prepare(request)
+            await resp.write(body[: len(body) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        return web.Response(body=body)
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[Mirror]:
+    mirror = Mirror(data_dir)
+    loop = asyncio.new_event_loop()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    mirror.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    ready = threading.Event()
+    app = web.Application()
+    app.router.add_get("/{path:.*}", mirror.handle)
+    runner = web.AppRunner(app)
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.SockSite(runner, sock).start())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield mirror
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture
+def mirror(server: Mirror, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Mirror:
+    """A clean mirror, an empty cache and no VPBATCH_DATA."""
+    server.requests.clear()
+    server.tampered.clear()
+    server.cut.clear()
+    monkeypatch.delenv("VPBATCH_DATA", raising=False)
+    monkeypatch.setenv("VPBATCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VPBATCH_DATA_URL", server.url)
+    return server
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port bound but not listening: connecting to it is refused, reliably."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def _core() -> list[str]:
+    return [f.path for f in load_manifest().files if f.group == CORE]
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".part")]
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vpbatch", "data", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+
+
+def test_manifest_pins_the_commit_of_the_data_readme(data_dir: Path) -> None:
+    m = load_manifest()
+    assert m.repository == "holi-lab/ValuePortrait"
+    assert f"`{m.commit}`" in (data_dir / "README.md").read_text()
+    assert len(_core()) == 16
+    assert sum(f.group == OUTPUTS for f in m.files) == 33 * 6
+
+
+def test_official_copy_verifies_including_outputs(data_dir: Path) -> None:
+    # The shared outputs are .xz of the upstream .json: hashed decompressed.
+    assert check(data_dir, with_outputs=True) == 16 + 33 * 6
+
+
+def test_fetch_fills_the_cache_with_verified_files(mirror: Mirror) -> None:
+    result = fetch()
+    assert result.dest == cache_dir()
+    assert sorted(result.fetched) == sorted(_core()) and result.present == []
+    assert check(cache_dir()) == 16
+    assert _leftovers(cache_dir()) == []
+    assert load_dataset(cache_dir()).n_items == 520
+
+
+def test_second_fetch_downloads_nothing(mirror: Mirror) -> None:
+    fetch()
+    mirror.requests.clear()
+    result = fetch()
+    assert result.fetched == [] and sorted(result.present) == sorted(_core())
+    assert mirror.requests == []
+
+
+def test_fetch_replaces_only_a_corrupt_local_file(mirror: Mirror) -> None:
+    fetch()
+    (cache_dir() / PROMPT).write_text("edited")
+    mirror.requests.clear()
+    assert fetch().fetched == [PROMPT]
+    assert mirror.requests == [PROMPT]
+    check(cache_dir())
+
+
+def test_tampered_download_is_discarded_and_named(mirror: Mirror) -> None:
+    mirror.tampered.add(TAGGED_PATH)
+    with pytest.raises(DataError, match=r"query-response-tagged\.json from .* does not match"):
+        fetch()
+    assert not (cache_dir() / TAGGED_PATH).exists()
+    assert _leftovers(cache_dir()) == []
+
+
+def test_cut_connection_leaves_no_partial_file(mirror: Mirror) -> None:
+    mirror.cut.add(TAGGED_PATH)
+
+    async def go() -> None:
+        await fetch_async(attempts=1)
+
+    with pytest.raises(DataError, match=r"downloading data/query-response-tagged.* failed"):
+        anyio.run(go)
+    assert not (cache_dir() / TAGGED_PATH).exists()
+    assert _leftovers(cache_dir()) == []
+
+
+def test_a_good_file_survives_a_failed_refetch(mirror: Mirror) -> None:
+    fetch()
+    good = (cache_dir() / PROMPT).read_bytes()
+    (cache_dir() / PROMPT).write_bytes(good + b" ")
+    mirror.tampered.add(PROMPT)
+    with pytest.raises(DataError, match="reddit_prompt.txt"):
+        fetch()
+    assert (cache_dir() / PROMPT).read_bytes() == good + b" "  # untouched, not half-replaced
+
+
+def test_refused_connection_says_offline(mirror: Mirror, refusing_port: int) -> None:
+    with pytest.raises(OfflineError, match=rf"127\.0\.0\.1:{refusing_port} \(connection refused\)"):
+        fetch(url=f"http://127.0.0.1:{refusing_port}")
+
+
+def test_outputs_are_fetched_as_the_upstream_json(mirror: Mirror, data_dir: Path) -> None:
+    wanted = [f for f in load_manifest().files if f.group == OUTPUTS and "o3-mini" in f.path][:1]
+    wanted += [f for f in load_manifest().files if ":thinking_v1_" in f.path]  # ":" in the URL
+
+    async def go() -> None:
+        await fetch_async(files=wanted)
+
+    anyio.run(go)
+    for f in wanted:
+        got = cache_dir() / f.path
+        assert got.suffix == ".json" and file_sha256(got) == f.sha256
+        assert got.read_bytes() == lzma.decompress((data_dir / (f.path + ".xz")).read_bytes())
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VPBATCH_")}
+    env["VPBATCH_CACHE"] = str(tmp_path / "cache")
+    env.update(extra)
+    return env
+
+
+def test_cli_path_prints_the_resolved_dir(tmp_path: Path, data_dir: Path) -> None:
+    out = _cli("path", env=_env(tmp_path, VPBATCH_DATA=str(data_dir)))
+    assert out.returncode == 0 and out.stdout.strip() == str(data_dir.resolve())
+    out = _cli("path", "--data", str(data_dir), env=_env(tmp_path))
+    assert out.returncode == 0 and out.stdout.strip() == str(data_dir.resolve())
+
+
+def test_cli_path_without_data_says_how_to_get_it(tmp_path: Path) -> None:
+    out = _cli("path", env=_env(tmp_path))
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: no Value Portrait data found")
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_fetch_then_path_finds_the_cache(tmp_path: Path, server: Mirror) -> None:
+    env = _env(tmp_path, VPBATCH_DATA_URL=server.url)
+    fetched = _cli("fetch", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "16 fetched" in fetched.stderr
+    out = _cli("path", env=env)
+    assert out.stdout.strip() == fetched.stdout.strip()
+    assert re.search(r"cache/[0-9a-f]{40}$", out.stdout.strip())
+
+
+def test_cli_fetch_offline_is_one_clear_line(tmp_path: Path, refusing_port: int) -> None:
+    out = _cli("fetch", env=_env(tmp_path, VPBATCH_DATA_URL=f"http://127.0.0.1:{refusing_port}"))
+    assert out.returncode == 1
+    assert "error: cannot reach" in out.stderr and "offline" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_verify_names_a_tampered_file(tmp_path: Path, data_dir: Path) -> None:
+    root = tmp_path / "copy"
+    for rel in _core():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes((data_dir / rel).read_bytes())
+    assert _cli("verify", "--data", str(root), env=_env(tmp_path)).returncode == 0
+    (root / PROMPT).write_bytes((root / PROMPT).read_bytes().replace(b"Title", b"Titel"))
+    (root / TAGGED_PATH).unlink()
+    out = _cli("verify", "--data", str(root), env=_env(tmp_path, VPBATCH_DATA=str(root)))
+    assert out.returncode == 1
+    assert f"{root / PROMPT}: mismatch" in out.stderr
+    assert "query-response-tagged.json" in out.stderr
