@@ -1,0 +1,115 @@
+"""`vpbatch score RUN_DIR`: value scores of every model × condition into RUN/scores.json."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from vpbatch.cube import RatingCube, cube_from_log
+from vpbatch.dataset import load_dataset
+from vpbatch.dims import FAMILY_DIMS, PVQ, VANILLA
+from vpbatch.errors import LogError
+from vpbatch.reliability import alpha_by_dimension
+from vpbatch.rundir import open_run_dir
+from vpbatch.scorer import RULES, ScoreOptions, Scores, score_cube, scores_to_json
+
+__all__ = ["score", "score_run", "format_table"]
+
+# Column heads for the Table 2 layout: short enough that ten values fit in 100 columns.
+_SHORT = {
+    "Universalism": "Univ",
+    "Benevolence": "Bene",
+    "Conformity": "Conf",
+    "Tradition": "Trad",
+    "Security": "Secu",
+    "Power": "Powr",
+    "Achievement": "Achv",
+    "Hedonism": "Hedo",
+    "Stimulation": "Stim",
+    "Self_Direction": "SelfD",
+}
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def score_run(
+    run_dir: Path, options: ScoreOptions, *, strict: bool = False, data: str | None = None
+) -> tuple[dict[str, Any], Scores, RatingCube]:
+    """Score a run dir and write RUN/scores.json; returns (the JSON, scores, cube)."""
+    rd = open_run_dir(run_dir)
+    if not rd.log_path.exists():
+        raise LogError(f"{rd.path} has no log yet; run `vpbatch run` on it first")
+    ds = load_dataset(data)
+    cube = cube_from_log(rd.log_path, ds, strict=strict)
+    scores = score_cube(cube, ds, options)
+    alpha = alpha_by_dimension(cube, ds, "pvq", threshold=options.threshold)
+    doc = scores_to_json(scores)
+    doc["options"] = {
+        "rule": options.rule,
+        "threshold": options.threshold,
+        "p_max": options.p_max,
+        "strict": strict,
+    }
+    doc["answers"] = {"ok": cube.n_ok, "failed": cube.n_failed, "failed_by_model": cube.failures}
+    doc["alpha"] = {"pvq": {k: _nan_to_none(v) for k, v in alpha.items()}}
+    tmp = rd.scores_path.with_name(rd.scores_path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, rd.scores_path)  # a reader never sees half a scores.json
+    return doc, scores, cube
+
+
+def _cell(x: float, width: int) -> str:
+    return f"{'—' if math.isnan(x) else f'{x:+.2f}':>{width}}"
+
+
+def format_table(scores: Scores, alpha: dict[str, float] | None = None) -> str:
+    """Centred PVQ scores, one row per model × condition, values as columns (Table 2)."""
+    cols = [_SHORT.get(d, d[:5]) for d in FAMILY_DIMS["pvq"]]
+    labels = [
+        m if c == VANILLA else f"{m} [{c}]" for m in scores.models for c in scores.conditions
+    ]
+    left = max([len("model"), *map(len, labels)])
+    lines = [f"{'model':<{left}} " + " ".join(f"{c:>6}" for c in cols)]
+    pvq = scores.score["pvq"]
+    n = scores.n_items["pvq"]
+    for mi, m in enumerate(scores.models):
+        for ci, c in enumerate(scores.conditions):
+            if not n[mi, ci].any():
+                continue  # this model never ran this condition
+            label = m if c == VANILLA else f"{m} [{c}]"
+            row = " ".join(_cell(float(v), 6) for v in pvq[mi, ci])
+            lines.append(f"{label:<{left}} {row}")
+    if alpha:
+        row = " ".join(_cell(alpha.get(d, math.nan), 6) for d in PVQ)
+        lines.append(f"{'alpha':<{left}} {row}")
+    return "\n".join(lines)
+
+
+@click.command("score")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--rule", type=click.Choice(RULES), default="paper", show_default=True,
+              help="paper: r>0.3 & p<0.05; authors: their score.py; absolute: |r| with reversal")
+@click.option("--threshold", type=float, default=0.3, show_default=True,
+              help="correlation an item needs to count for a dimension")
+@click.option("--p-max", type=float, default=0.05, show_default=True,
+              help="p-value cut (paper and absolute rules); 1 turns it off")
+@click.option("--strict", is_flag=True, help="score the strict parser's ratings")
+@click.option("--data", default=None, help="dataset dir (default: VPBATCH_DATA or the cache)")
+def score(
+    run_dir: Path, rule: str, threshold: float, p_max: float, strict: bool, data: str | None
+) -> None:
+    """Score RUN_DIR: writes RUN_DIR/scores.json and prints the values table."""
+    options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max)
+    doc, scores, cube = score_run(run_dir, options, strict=strict, data=data)
+    alpha = {k: (math.nan if v is None else v) for k, v in doc["alpha"]["pvq"].items()}
+    click.echo(format_table(scores, alpha))
+    failed = ", ".join(f"{m}: {n}" for m, n in cube.failures.items()) or "none"
+    click.echo(f"\n{cube.n_ok} answers scored, {cube.n_failed} failed or unparsed ({failed})")
+    click.echo(f"rule {rule}; wrote {Path(run_dir) / 'scores.json'}")
