@@ -27,7 +27,6 @@ from vpbatch.providers.openai_compat import (
     OpenAICompatProvider,
     redact,
     retry_after,
-    split_think,
 )
 from vpbatch.providers.openrouter import OpenRouterProvider
 from vpbatch.providers.registry import make_provider
@@ -512,10 +511,6 @@ def test_redact_masks_the_key_its_fragments_and_key_shaped_tokens() -> None:
 
 def test_retry_after_reads_go_durations() -> None:
     assert retry_after({"x-ratelimit-reset-requests": "1m30.5s"}, NOW) == 90.5
-
-
-def test_split_think_handles_a_template_that_opened_the_block() -> None:
-    assert split_think("reasoning here</think>Like me") == ("Like me", "reasoning here")
 
 
 # -- the registry ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from vpbatch.config import ModelConfig
+from vpbatch.parser import split_reasoning
 from vpbatch.providers.base import (
     Answer,
     FailureKind,
@@ -32,7 +33,6 @@ __all__ = [
     "classify_status",
     "retry_after",
     "redact",
-    "split_think",
     "merge_extra",
     "is_local",
     "usage_of",
@@ -52,7 +52,6 @@ _KEYLIKE = re.compile(
 )
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _GO_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def is_local(base_url: str | None) -> bool:
@@ -175,20 +174,6 @@ def classify_status(
     if status in (408, 409) or status >= 500 or status < 400:
         return ProviderError(FailureKind.TRANSIENT, msg, status=status, retry_after=wait)
     return ProviderError(FailureKind.PERMANENT, msg, status=status)
-
-
-def split_think(text: str) -> tuple[str, str | None]:
-    """Answer text and the `<think>` reasoning in it (also an unclosed or opening-less block)."""
-    parts = _THINK.findall(text)
-    rest = _THINK.sub("", text)
-    if "</think>" in rest:  # the template opened the block in the prompt
-        head, _, rest = rest.partition("</think>")
-        parts.insert(0, head)
-    if "<think>" in rest:  # cut off mid-thought: everything after it is reasoning
-        rest, _, tail = rest.partition("<think>")
-        parts.append(tail)
-    reasoning = "\n".join(p.strip() for p in parts).strip()
-    return rest.strip(), reasoning or None
 
 
 def merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -363,7 +348,7 @@ class OpenAICompatProvider:
         content = _text_of(message.get("content"))
         if not content.strip() and isinstance(message.get("refusal"), str):
             content = message["refusal"]  # kept as the answer so the parser marks it a refusal
-        text, inline = split_think(content)
+        text, inline = split_reasoning(content)
         field = message.get("reasoning_content") or message.get("reasoning")
         parts = [p for p in (field if isinstance(field, str) else None, inline) if p]
         return text, "\n".join(parts) or None

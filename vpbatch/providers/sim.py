@@ -13,8 +13,9 @@ import anyio.lowlevel
 
 from vpbatch.config import ModelConfig
 from vpbatch.errors import ConfigError
+from vpbatch.parser import split_reasoning
 from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
-from vpbatch.providers.openai_compat import OpenAICompatProvider, split_think
+from vpbatch.providers.openai_compat import OpenAICompatProvider
 
 __all__ = ["SimProvider"]
 
@@ -46,7 +47,7 @@ class SimProvider(OpenAICompatProvider):
             raise ProviderError(FailureKind.PERMANENT, "sim: the content filter stopped the answer")
         text, reasoning = answer.text, answer.reasoning
         if reasoning is None:
-            text, reasoning = split_think(text)
+            text, reasoning = split_reasoning(text)
         return Answer(text, reasoning, answer.finish_reason, dict(answer.usage))
 
 
