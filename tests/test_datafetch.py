@@ -20,6 +20,7 @@ from aiohttp import web
 from vpbatch.datafetch import (
     CORE,
     OUTPUTS,
+    ManifestFile,
     OfflineError,
     cache_dir,
     check,
@@ -42,11 +43,15 @@ class Mirror:
         self.requests: list[str] = []
         self.tampered: set[str] = set()
         self.cut: set[str] = set()
+        self.busy: dict[str, int] = {}  # path -> how many 503s to answer before serving
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         rel = request.match_info["path"]
         self.requests.append(rel)
+        if self.busy.get(rel, 0) > 0:
+            self.busy[rel] -= 1
+            return web.Response(status=503, headers={"Retry-After": "0"})
         p = self.root / rel
         xz = p.with_name(p.name + ".xz")
         if p.is_file():
@@ -101,6 +106,7 @@ def mirror(server: Mirror, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> M
     server.requests.clear()
     server.tampered.clear()
     server.cut.clear()
+    server.busy.clear()
     monkeypatch.delenv("VPBATCH_DATA", raising=False)
     monkeypatch.setenv("VPBATCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("VPBATCH_DATA_URL", server.url)
@@ -187,6 +193,30 @@ def test_cut_connection_leaves_no_partial_file(mirror: Mirror) -> None:
         anyio.run(go)
     assert not (cache_dir() / TAGGED_PATH).exists()
     assert _leftovers(cache_dir()) == []
+
+
+def test_busy_server_is_retried_after_its_retry_after(mirror: Mirror) -> None:
+    mirror.busy[PROMPT] = 2
+    only = [f for f in load_manifest().files if f.path == PROMPT]
+
+    async def go() -> None:
+        await fetch_async(files=only, attempts=3)
+
+    anyio.run(go)
+    assert mirror.requests == [PROMPT] * 3
+    check_file = cache_dir() / PROMPT
+    assert file_sha256(check_file) == only[0].sha256
+
+
+def test_not_found_fails_at_once_naming_the_file(mirror: Mirror) -> None:
+    ghost = ManifestFile(path="data/nope.json", sha256="0" * 64, size=1, group=CORE)
+
+    async def go() -> None:
+        await fetch_async(files=[ghost], attempts=3)
+
+    with pytest.raises(DataError, match=r"HTTP 404 for data/nope\.json"):
+        anyio.run(go)
+    assert mirror.requests == ["data/nope.json"]
 
 
 def test_a_good_file_survives_a_failed_refetch(mirror: Mirror) -> None:

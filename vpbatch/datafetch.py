@@ -218,14 +218,36 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _Transient(Exception):
+    """A server answer worth retrying (429, 5xx); `delay` is its Retry-After, if any."""
+
+    def __init__(self, message: str, delay: float | None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        # Capped: a file fetch that a server asks to wait an hour is better failed and retried.
+        return min(max(0.0, float(value)), 60.0) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare for file servers; plain backoff is fine
+
+
 async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, dest: Path) -> None:
-    """Stream one file into a temp file, check size and sha256, then rename it into place."""
+    """Stream one file into a temp file, hashing it, and rename it into place if it matches."""
     target = dest / mf.path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     h = hashlib.sha256()
     try:
         async with session.get(url) as resp:
+            if resp.status in _TRANSIENT_STATUS:
+                delay = _retry_after(resp.headers.get("Retry-After"))
+                raise _Transient(f"HTTP {resp.status}", delay)
             if resp.status != 200:
                 raise DataError(
                     f"{url} answered HTTP {resp.status} for {mf.path}; check the pinned commit "
@@ -251,7 +273,12 @@ async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, 
 
 
 async def _fetch_one(
-    session: aiohttp.ClientSession, base: str, mf: ManifestFile, dest: Path, attempts: int
+    session: aiohttp.ClientSession,
+    base: str,
+    mf: ManifestFile,
+    dest: Path,
+    attempts: int,
+    backoff: float,
 ) -> None:
     import aiohttp
 
@@ -262,14 +289,20 @@ async def _fetch_one(
             return
         except aiohttp.ClientConnectorError as exc:
             raise _offline(url, exc) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
-            # A cut transfer is worth another try; a wrong status or hash is not.
+        except (
+            _Transient,
+            aiohttp.ClientPayloadError,
+            aiohttp.ServerDisconnectedError,
+            TimeoutError,
+        ) as exc:
+            # A cut transfer or a busy server is worth another try; a 404 or bad hash is not.
             if attempt + 1 == attempts:
                 raise DataError(
-                    f"downloading {mf.path} from {url} failed {attempts} times ({exc!r}); "
+                    f"downloading {mf.path} from {url} failed {attempts} times (last: {exc!r}); "
                     "retry `vpbatch data fetch` later"
                 ) from exc
-            await anyio.sleep(0.5 * 2**attempt)
+            delay = exc.delay if isinstance(exc, _Transient) else None
+            await anyio.sleep(delay if delay is not None else backoff * 2**attempt)
 
 
 async def fetch_async(
@@ -280,6 +313,7 @@ async def fetch_async(
     url: str | None = None,
     concurrency: int = 8,
     attempts: int = 3,
+    backoff: float = 0.5,
     on_file: Callable[[ManifestFile, str], None] | None = None,
 ) -> FetchResult:
     """Download every missing or wrong file into `dest` (default: the cache); skip good ones."""
@@ -299,7 +333,7 @@ async def fetch_async(
     async def one(mf: ManifestFile) -> None:
         async with limiter:
             try:
-                await _fetch_one(session, base, mf, dest, attempts)
+                await _fetch_one(session, base, mf, dest, attempts, backoff)
             except DataError as exc:
                 errors.append(exc)
                 if isinstance(exc, OfflineError):

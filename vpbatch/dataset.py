@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +107,12 @@ def _read_json(root: Path, rel: str) -> Any:
         ) from exc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Dataset:
     """The items sorted by (portrait_id, option_id); per-family arrays are (520, n_dims)."""
 
+    # eq=False: identity equality and hash, so a Dataset can key a cache (arrays cannot);
+    # repr=False: the default would print every text of every item.
     root: Path
     portrait_id: np.ndarray
     option_id: np.ndarray
@@ -120,6 +122,15 @@ class Dataset:
     title: tuple[str | None, ...]
     text: tuple[str, ...]
     output: tuple[str, ...]
+    _row: dict[tuple[int, int], int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # index() sits in importers' per-record loops: a dict lookup, not a search.
+        pairs = zip(self.portrait_id.tolist(), self.option_id.tolist(), strict=True)
+        object.__setattr__(self, "_row", {pair: i for i, pair in enumerate(pairs)})
+
+    def __repr__(self) -> str:
+        return f"Dataset(root={str(self.root)!r}, n_items={self.n_items})"
 
     @property
     def n_items(self) -> int:
@@ -127,10 +138,8 @@ class Dataset:
 
     def index(self, portrait_id: int, option_id: int) -> int:
         """Row of the item (portrait_id, option_id); DataError naming the pair if unknown."""
-        keys = self.portrait_id * _KEY + self.option_id
-        want = int(portrait_id) * _KEY + int(option_id)
-        i = int(np.searchsorted(keys, want))
-        if i >= keys.shape[0] or int(keys[i]) != want or not 0 < int(option_id) < _KEY:
+        i = self._row.get((int(portrait_id), int(option_id)))
+        if i is None:
             raise DataError(
                 f"item (portrait_id={portrait_id}, option_id={option_id}) is not in the "
                 f"benchmark ({self.root / TAGGED_PATH}); check the ids"
