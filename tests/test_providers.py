@@ -554,3 +554,50 @@ def test_openrouter_referer_comes_from_the_environment() -> None:
     env = {"OPENROUTER_API_KEY": KEY, "OPENROUTER_HTTP_REFERER": "https://lab.example"}
     provider = make_provider(cfg("openrouter"), None, env=env)
     assert provider.build_request(PLAIN, PAPER).headers["HTTP-Referer"] == "https://lab.example"
+
+
+# -- the in-process simulator ----------------------------------------------------------------
+
+
+def sim_chats(data_dir: Any) -> list[list[dict[str, str]]]:
+    """Real benchmark prompts: vanilla, a persona and a steering message, two versions."""
+    from vpbatch.conditions import load_conditions
+    from vpbatch.dataset import load_dataset
+    from vpbatch.prompts import item_prompt
+
+    ds, conds = load_dataset(data_dir), load_conditions()
+    systems = [None, conds.personas["gender=female"].text, conds.steering["Power"]]
+    chats = []
+    for version in ("v1", "v3_reversed"):
+        for i in (0, 7, 311):
+            for system in systems:
+                user = {"role": "user", "content": item_prompt(ds, version, i)}
+                chats.append([{"role": "system", "content": system}, user] if system else [user])
+    return chats
+
+
+@pytest.mark.parametrize("model", ["sim:default", "replay:claude-3.7-sonnet:thinking"])
+async def test_sim_provider_answers_exactly_like_the_sim_server(
+    data_dir: Any, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    server = pytest.importorskip("vpbatch.sim.server")
+    monkeypatch.setenv("VPBATCH_DATA", str(data_dir))
+    in_process = make_provider(cfg("sim", model=model), None, env={})
+    running = await server.start_server(server.SimServerConfig(data=data_dir))
+    try:
+        async with aiohttp.ClientSession() as session:
+            over_http = OpenAIProvider(cfg(base_url=running.url, model=model), session, None)
+            for messages in sim_chats(data_dir):
+                want = await over_http.complete(messages, PAPER)
+                assert await in_process.complete(messages, PAPER) == want
+    finally:
+        await running.close()
+
+
+def test_the_sim_provider_needs_no_key_and_sends_nothing_over_the_network(
+    data_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VPBATCH_DATA", str(data_dir))
+    provider = make_provider(cfg("sim", model="sim:default", api_key_env="UNSET"), None, env={})
+    req = provider.build_request(PERSONA, PAPER)
+    assert req.url.startswith("sim://") and "Authorization" not in req.headers
