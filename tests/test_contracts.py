@@ -167,6 +167,26 @@ def test_every_anthropic_body_validates_against_anthropics_spec(
     anthropic_check(anthropic_body(msgs, params))
 
 
+def test_every_configured_persona_and_steering_body_validates(
+    openai_check: Check, anthropic_check: Check, data_dir: Any
+) -> None:
+    # The real system messages (configs/personas.toml) on a real benchmark prompt.
+    from vpbatch.conditions import load_conditions
+    from vpbatch.dataset import load_dataset
+    from vpbatch.prompts import item_prompt
+
+    conds = load_conditions()
+    user = {"role": "user", "content": item_prompt(load_dataset(data_dir), "v2_reversed", 0)}
+    systems = [p.text for p in conds.personas.values()] + list(conds.steering.values())
+    assert len(systems) == 35
+    for system in systems:
+        msgs = [{"role": "system", "content": system}, user]
+        for params in PARAMS.values():
+            for make in OPENAI_LIKE.values():
+                openai_check(make().build_request(msgs, params).body)
+            anthropic_check(anthropic().build_request(msgs, params).body)
+
+
 def test_the_reasoning_variants_really_differ_from_the_plain_ones() -> None:
     # Guards the matrix above: it must cover the o-series and thinking shapes, not 4 copies.
     assert "max_completion_tokens" in openai_body("openai-o-series", params="reasoning")
