@@ -47,6 +47,9 @@ def fetch_cmd(with_outputs: bool, dest: Path | None) -> None:
         f"{len(result.fetched)} fetched, {len(result.present)} already present and verified",
         err=True,
     )
+    if dest is not None and dest.resolve() != cache_dir().resolve():
+        # Only the cache is found on its own; anywhere else needs pointing at.
+        click.echo(f"use it with --data {dest} or VPBATCH_DATA={dest}", err=True)
     click.echo(str(result.dest))
 
 
