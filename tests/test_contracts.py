@@ -12,14 +12,16 @@ nothing.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from vpbatch.config import ModelConfig
 from vpbatch.providers.anthropic import AnthropicProvider
-from vpbatch.providers.base import RequestParams
+from vpbatch.providers.base import Answer, RequestParams
 from vpbatch.providers.openai import OpenAIProvider
 from vpbatch.providers.openai_compat import OpenAICompatProvider
 from vpbatch.providers.openrouter import OpenRouterProvider
@@ -63,12 +65,17 @@ def to_json_schema(node: Any) -> Any:
     return out
 
 
-def validator(vendor: str, schema: str) -> Any:
-    """A 2020-12 validator for `components.schemas[schema]` of the vendor's official spec."""
+@functools.cache
+def load_doc(vendor: str) -> Any:
+    """The vendor's official OpenAPI document, read once per test session."""
     path = specs.load_spec_path(vendor, "official")
     with open(path, encoding="utf-8") as fh:
-        doc = yaml.load(fh, Loader=_loader())
-    schemas = to_json_schema(doc["components"]["schemas"])
+        return yaml.load(fh, Loader=_loader())
+
+
+def validator(vendor: str, schema: str) -> Any:
+    """A 2020-12 validator for `components.schemas[schema]` of the vendor's official spec."""
+    schemas = to_json_schema(load_doc(vendor)["components"]["schemas"])
     root = {"$ref": f"#/components/schemas/{schema}", "components": {"schemas": schemas}}
     cls = jsonschema.Draft202012Validator
     cls.check_schema(root)
@@ -285,3 +292,68 @@ def test_the_rewrite_leaves_no_nullable_keyword_behind() -> None:
     schema = to_json_schema({"a": {"nullable": True, "oneOf": [{"type": "string"}]}})
     assert schema == {"a": {"anyOf": [{"type": "null"}, {"oneOf": [{"type": "string"}]}]}}
     assert to_json_schema({"type": "integer", "nullable": True}) == {"type": ["integer", "null"]}
+
+
+# -- and the answers they send back parse ----------------------------------------------------
+
+
+def test_openais_documented_response_parses() -> None:
+    example = load_doc("openai")["paths"]["/chat/completions"]["post"]["x-oaiMeta"]["examples"]
+    raw = example[0]["response"].encode()
+    validator("openai", "CreateChatCompletionResponse").validate(orjson.loads(raw))
+    answer = OPENAI_LIKE["openai"]().parse(200, {}, raw)
+    assert answer == Answer(
+        "Hello! How can I assist you today?",
+        None,
+        "stop",
+        {"prompt_tokens": 19, "completion_tokens": 10, "reasoning_tokens": 0},
+    )
+
+
+def test_anthropics_documented_response_parses() -> None:
+    # Their example is abridged (the schema marks every usage field required), so it is
+    # parsed as given; the full shape is checked in the next test.
+    example = load_doc("anthropic")["components"]["schemas"]["Message"]["examples"][0]
+    answer = anthropic().parse(200, {}, orjson.dumps(example))
+    assert answer == Answer(
+        "Hi! My name is Claude.", None, "stop", {"prompt_tokens": 2095, "completion_tokens": 503}
+    )
+
+
+def test_a_spec_shaped_thinking_answer_cut_at_max_tokens_parses() -> None:
+    body = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "thinking", "thinking": "Weighing the response.", "signature": "sig"},
+            {"type": "text", "text": "Somewhat", "citations": None},
+        ],
+        "stop_reason": "max_tokens",
+        "stop_sequence": None,
+        "stop_details": None,
+        "container": None,
+        "usage": {
+            "input_tokens": 300,
+            "output_tokens": 4096,
+            **dict.fromkeys(
+                [
+                    "cache_creation",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                    "inference_geo",
+                    "output_tokens_details",
+                    "server_tool_use",
+                    "service_tier",
+                ]
+            ),
+        },
+    }
+    validator("anthropic", "Message").validate(body)  # the shape we parse is the documented one
+    answer = anthropic().parse(200, {}, orjson.dumps(body))
+    assert (answer.text, answer.reasoning, answer.finish_reason) == (
+        "Somewhat",
+        "Weighing the response.",
+        "length",
+    )
