@@ -8,6 +8,7 @@ tampered mirror never leaves a half or wrong file under the real name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import lzma
@@ -94,8 +95,9 @@ class FetchResult:
     present: list[str] = field(default_factory=list)  # already there with the right sha256
 
 
+@functools.cache
 def load_manifest() -> Manifest:
-    """The manifest shipped inside the package."""
+    """The manifest shipped inside the package (read once per process)."""
     raw = json.loads(resources.files("vpbatch").joinpath("data/manifest.json").read_text())
     files = tuple(ManifestFile(**f) for f in raw["files"])
     return Manifest(repository=raw["repository"], commit=raw["commit"], files=files)
