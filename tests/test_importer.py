@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from vpbatch.cube import TEMPLATE_KEY
 from vpbatch.errors import DataError
 from vpbatch.importer import PROVENANCE_NAME, import_official
 from vpbatch.log import LOG_NAME, iter_log, read_log
@@ -36,7 +37,7 @@ def _messy_rows() -> list[dict[str, Any]]:
         _row(1001, 2, "Like me.", 5, correlations=[["Power", 0.33]], reasoning=""),
         _row("3002", 3, "<think>hmm</think>not like me at all", 1, reasoning="thought a lot"),
         {"portrait_id": 3002, "option_id": "4", "error": UNPARSED + "I am somewhat like you.",
-         "content": {}, "prompt": "p"},
+         "content": {}, "prompt": "p", "correlations": "[]"},
         {"portrait_id": "3002", "option_id": 5, "error": "Error code: 400 - content flagged",
          "content": {}, "prompt": "p"},
         {"portrait_id": 4001, "option_id": 1, "error": UNPARSED, "content": {}, "prompt": "p"},
@@ -117,6 +118,17 @@ def test_import_records_an_api_error_row_as_failed_with_its_message(
     r = _by_key(tmp_path / "run")[("some-model", "v1", 3002, 5)]
     assert (r.status, r.raw, r.rating) == (FAILED, None, None)
     assert r.error == "Error code: 400 - content flagged"
+
+
+def test_import_marks_unrated_records_that_kept_their_correlation_lists(
+    tree: Path, tmp_path: Path
+) -> None:
+    # The authors' averaging drops an item whose v1 record failed without correlation lists.
+    import_official(tree, tmp_path / "run", workers=1)
+    recs = _by_key(tmp_path / "run")
+    assert recs[("some-model", "v1", 3002, 4)].extra[TEMPLATE_KEY] is True
+    assert recs[("some-model", "v1", 3002, 5)].extra[TEMPLATE_KEY] is False
+    assert TEMPLATE_KEY not in recs[("some-model", "v1", 1001, 1)].extra  # rated: not needed
 
 
 def test_import_records_an_empty_answer_as_failed(tree: Path, tmp_path: Path) -> None:
@@ -241,17 +253,45 @@ def test_cli_refuses_a_bad_file_then_skips_it_with_skip_bad(tree: Path, tmp_path
 # -- the real outputs -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_import_of_all_33_models_keeps_every_stored_rating(
-    data_dir: Path, tmp_path: Path
-) -> None:
-    s = import_official(data_dir / "lm_evaluation/outputs/final", tmp_path / "run")
+@pytest.fixture(scope="module")
+def official_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All 33 recorded models imported once for this module."""
+    run = tmp_path_factory.mktemp("official33")
+    s = import_official(data_dir / "lm_evaluation/outputs/final", run)
     assert (s.files, s.records, s.written, len(s.models), s.bad) == (198, 102_960, 102_960, 33, [])
     assert "claude-3.7-sonnet:thinking" in s.models
-    rows = list(iter_log(tmp_path / "run" / LOG_NAME))
+    return run
+
+
+@pytest.mark.slow
+def test_import_of_all_33_models_keeps_every_stored_rating(official_run: Path) -> None:
+    rows = list(iter_log(official_run / LOG_NAME))
     stored = [(r["rating"], r["extra"]["numeric_response"]) for r in rows
               if r["extra"]["numeric_response"] is not None]
     assert len(stored) == 102_752
     assert all(a == b for a, b in stored)
     no_rating = [r for r in rows if r["extra"]["numeric_response"] is None]
-    assert all(r["rating"] is None for r in no_rating)
+    assert len(no_rating) == 208 and all(r["rating"] is None for r in no_rating)
+
+
+@pytest.mark.slow
+def test_imported_run_scores_exactly_as_the_authors_score_files(
+    official_run: Path, data_dir: Path
+) -> None:
+    out = _cli("score", str(official_run), "--rule", "authors", "--data", str(data_dir))
+    assert out.returncode == 0, out.stderr
+    ours = json.loads((official_run / "scores.json").read_text())["models"]
+    golden_dir = data_dir / "lm_evaluation/score_results/final_results_0.3_pos_centered"
+    compared, off = 0, []
+    for path in sorted(golden_dir.glob("*.json")):
+        golden = json.loads(path.read_text())
+        model = golden["meta"]["model_name"]
+        if model not in ours:  # a score file whose outputs were not published
+            continue
+        for family, dims in golden["scores"].items():
+            for dim, g in dims.items():
+                compared += 1
+                mine = ours[model]["vanilla"][family][dim]["score"]
+                if abs(mine - g["centered_mean"]) > 1e-9:
+                    off.append((model, family, dim, mine, g["centered_mean"]))
+    assert compared == 33 * 19 and off == []

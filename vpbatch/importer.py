@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from vpbatch.cube import TEMPLATE_KEY
 from vpbatch.dims import VANILLA, VERSIONS
 from vpbatch.errors import DataError, LogError
 from vpbatch.log import LOG_NAME, RunLog
@@ -32,6 +33,7 @@ __all__ = ["ImportSummary", "import_official", "find_output_files", "load_output
 PROVENANCE_NAME = "import.json"
 # The authors' parser raised this when no phrase matched; the answer text follows it.
 _UNPARSED_PREFIX = "Could not parse valid Likert response from: "
+_CORRELATION_KEYS = ("correlations", "bfi_correlations", "higher_pvq_correlations")
 _FILE_RE = re.compile(
     r"^(?P<model>.+)_(?P<version>" + "|".join(sorted(VERSIONS, key=len, reverse=True))
     + r")_results\.json(?:\.xz)?$"
@@ -155,7 +157,11 @@ def _record(
     rec = Record(job_id=job_id(identity), model=model, condition=VANILLA, version=version,
                  portrait_id=pid, option_id=oid, raw=text if text is None else answer,
                  reasoning=reasoning, ts=ts, extra=extra)
+    # The authors average with the item's v1 record as its template: an unrated v1 record
+    # without correlation lists drops the item from their scores, so the scorer must know.
+    has_correlations = any(k in row for k in _CORRELATION_KEYS)
     if text is None or not answer.strip():
+        extra[TEMPLATE_KEY] = has_correlations
         # No answer came back (API error, empty content): nothing to parse, a failure.
         rec.status, rec.error_kind = FAILED, "permanent"
         rec.error = error or "no answer text recorded"
@@ -163,6 +169,8 @@ def _record(
     if error is not None:
         extra["error"] = error  # the authors' parse failure, kept for provenance
     rec.rating, rec.rating_strict, rec.strict_reason = _parse(answer, memo)
+    if rec.rating is None or rec.rating_strict is None:
+        extra[TEMPLATE_KEY] = has_correlations
     return rec
 
 
