@@ -449,6 +449,25 @@ async def test_a_5xx_ignores_rate_limit_reset_headers() -> None:
     assert err.retry_after is None
 
 
+async def test_a_503_with_retry_after_is_transient_and_carries_the_wait() -> None:
+    err = await error_from(Reply(503, "busy", {"Retry-After": "3"}))
+    assert (err.kind, err.retry_after) == (FailureKind.TRANSIENT, 3.0)
+
+
+async def test_an_upstream_failure_inside_an_openrouter_choice_is_transient() -> None:
+    body = chat("", finish="error")
+    body["choices"][0]["error"] = {"code": 502, "message": "provider went away"}
+    err = await error_from(Reply(body=body), OpenRouterProvider)
+    assert err.kind is FailureKind.TRANSIENT and "provider went away" in err.message
+
+
+@pytest.mark.parametrize("base_url", ["127.0.0.1:8000/v1", "http:///v1", "ftp://host/v1"])
+async def test_a_base_url_aiohttp_cannot_use_is_permanent(base_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        err = await failure(OpenAIProvider(cfg(base_url=base_url), session, KEY))
+    assert err.kind is FailureKind.PERMANENT and "base_url" in err.message
+
+
 async def test_invalid_json_in_a_200_is_transient() -> None:
     err = await error_from(Reply(200, "{not json"))
     assert err.kind is FailureKind.TRANSIENT and "invalid JSON" in err.message

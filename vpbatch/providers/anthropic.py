@@ -82,4 +82,4 @@ class AnthropicProvider(OpenAICompatProvider):
                 thoughts.append("[redacted thinking]")
         finish = _FINISH.get(stop, stop) if isinstance(stop, str) else None
         reasoning = "\n".join(thoughts).strip() or None
-        return Answer("".join(text).strip(), reasoning, finish, usage_of(payload.get("usage")))
+        return Answer("".join(text), reasoning, finish, usage_of(payload.get("usage")))

@@ -30,6 +30,7 @@ from vpbatch.providers.base import (
 
 __all__ = [
     "OpenAICompatProvider",
+    "Provider",
     "classify_status",
     "retry_after",
     "redact",
@@ -49,6 +50,13 @@ _KEYLIKE = re.compile(
     + _TOKEN
     + r"""|(x-api-key|api[_-]?key)(["':=\s]+)"""
     + _TOKEN
+)
+# A URL aiohttp cannot send to (no scheme, no host, not http): permanent. NonHttpUrlClientError
+# ("127.0.0.1:8000/v1", the usual slip) arrived in aiohttp 3.10 and is no InvalidURL.
+_BAD_URL: tuple[type[Exception], ...] = tuple(
+    c
+    for n in ("InvalidURL", "NonHttpUrlClientError")
+    if isinstance(c := getattr(aiohttp, n, None), type)
 )
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _GO_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -193,7 +201,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
     return ""
 
 
@@ -289,8 +297,13 @@ class OpenAICompatProvider:
                 req.url, data=orjson.dumps(req.body), headers=req.headers, timeout=timeout
             ) as resp:
                 return resp.status, resp.headers, await resp.read()
-        except TimeoutError:
-            raise self._transient(f"timed out (read {self.cfg.timeout_read:g}s)") from None
+        except TimeoutError as exc:
+            limits = f"connect {self.cfg.timeout_connect:g}s, read {self.cfg.timeout_read:g}s"
+            raise self._transient(f"timed out ({type(exc).__name__}; {limits})") from None
+        except _BAD_URL as exc:
+            # A malformed base_url fails the same way every time: no retry can help.
+            text = redact(f"{self.label}: invalid URL {exc}; fix base_url", self._key)
+            raise ProviderError(FailureKind.PERMANENT, text) from None
         except aiohttp.ClientError as exc:
             # `from None`: aiohttp errors may carry request_info, whose headers hold the key.
             raise self._transient(f"{type(exc).__name__}: {exc}") from None
@@ -335,6 +348,9 @@ class OpenAICompatProvider:
             raise self._transient("the answer has no choices")
         choice = choices[0]
         finish = choice.get("finish_reason")
+        if finish == "error" or isinstance(choice.get("error"), dict):
+            # OpenRouter: the upstream model failed after the response had begun.
+            raise self._transient(f"the upstream model failed: {choice.get('error')}")
         if finish == "content_filter":
             raise ProviderError(
                 FailureKind.PERMANENT, f"{self.label}: the content filter stopped the answer"
@@ -352,3 +368,6 @@ class OpenAICompatProvider:
         field = message.get("reasoning_content") or message.get("reasoning")
         parts = [p for p in (field if isinstance(field, str) else None, inline) if p]
         return text, "\n".join(parts) or None
+
+
+Provider = OpenAICompatProvider  # the interface every provider implements (see module doc)

@@ -11,12 +11,10 @@ from vpbatch.config import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.anthropic import AnthropicProvider
 from vpbatch.providers.openai import OpenAIProvider
-from vpbatch.providers.openai_compat import OpenAICompatProvider, is_local
+from vpbatch.providers.openai_compat import Provider, is_local
 from vpbatch.providers.openrouter import OpenRouterProvider
 
-__all__ = ["make_provider", "DEFAULT_KEY_ENV", "key_env_of"]
-
-Provider = OpenAICompatProvider
+__all__ = ["make_provider", "Provider", "DEFAULT_KEY_ENV", "key_env_of"]
 
 # Used only against the provider's own endpoint: sending OPENAI_API_KEY to a third-party
 # base_url by default would hand the key to someone else.
