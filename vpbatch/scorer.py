@@ -89,7 +89,8 @@ def item_weights(ds: Dataset, family: str, options: ScoreOptions = ScoreOptions(
         w = (r > t).astype(np.int8)
         dims = FAMILY_DIMS[family]
         for pid, oid, dim in AUTHORS_EXCLUDED[family]:
-            w[ds.index(pid, oid), dims.index(dim)] = 0
+            hit = np.flatnonzero((ds.portrait_id == pid) & (ds.option_id == oid))
+            w[hit, dims.index(dim)] = 0  # a subset dataset may lack the item: nothing to drop
         return w
     r = np.asarray(ds.corr[family], np.float64)
     # NaN p-values (absent pairs) compare False, so they never pass.

@@ -78,10 +78,10 @@ def format_table(scores: Scores, alpha: dict[str, float] | None = None) -> str:
     left = max([len("model"), *map(len, labels)])
     lines = [f"{'model':<{left}} " + " ".join(f"{c:>6}" for c in cols)]
     pvq = scores.score["pvq"]
-    n = scores.n_items["pvq"]
+    n = sum(a.sum(axis=-1) for a in scores.n_items.values())  # (M, C) items that counted
     for mi, m in enumerate(scores.models):
         for ci, c in enumerate(scores.conditions):
-            if not n[mi, ci].any():
+            if not n[mi, ci]:
                 continue  # this model never ran this condition
             label = m if c == VANILLA else f"{m} [{c}]"
             row = " ".join(_cell(float(v), 6) for v in pvq[mi, ci])

@@ -1,0 +1,222 @@
+"""The scorer (SPEC §1) on hand-computed examples, and the cube reader's log semantics."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from vpbatch.cube import TEMPLATE_KEY, cube_from_log, cube_from_rows
+from vpbatch.dataset import Dataset, load_dataset
+from vpbatch.dims import FAMILY_DIMS, PVQ
+from vpbatch.errors import ConfigError
+from vpbatch.records import Record
+from vpbatch.scorer import (
+    AUTHORS_EXCLUDED,
+    ScoreOptions,
+    item_means,
+    item_weights,
+    score_cube,
+    scores_to_json,
+)
+
+UNIV, BENE = PVQ.index("Universalism"), PVQ.index("Benevolence")
+A, B, C, D = (1001, 1), (1001, 2), (1001, 3), (1001, 4)
+
+
+def _tiny_dataset() -> Dataset:
+    """Four items. Universalism: A r=.5 p=.01, B r=.4 p=.2, C r=-.5 p=.01; Benevolence: D."""
+    corr = {f: np.zeros((4, len(d))) for f, d in FAMILY_DIMS.items()}
+    pval = {f: np.full((4, len(d)), 0.9) for f, d in FAMILY_DIMS.items()}
+    for item, dim, r, p in ((0, UNIV, 0.5, 0.01), (1, UNIV, 0.4, 0.2), (2, UNIV, -0.5, 0.01),
+                            (3, BENE, 0.6, 0.001)):
+        corr["pvq"][item, dim], pval["pvq"][item, dim] = r, p
+    return Dataset(
+        root=Path("."),
+        portrait_id=np.array([1001] * 4),
+        option_id=np.array([1, 2, 3, 4]),
+        corr=corr,
+        pval=pval,
+        corr_tagged=corr,
+        title=(None,) * 4,
+        text=("",) * 4,
+        output=("",) * 4,
+    )
+
+
+def _row(item: tuple[int, int], version: str, rating: int | None, **kw: Any) -> dict[str, Any]:
+    status = kw.pop("status", "ok" if rating is not None else "failed")
+    jid = kw.pop("job_id", f"m-{item}-{version}-{kw.get('repeat', 0)}")
+    rec = Record(job_id=jid, model=kw.pop("model", "m"), condition=kw.pop("condition", "vanilla"),
+                 version=version, portrait_id=item[0], option_id=item[1], rating=rating,
+                 rating_strict=rating, status=status, **kw)
+    return orjson.loads(rec.to_json())
+
+
+# A: v1 6, v2 4 (mean 5); B: 3; C: 2; D: v1 failed, v2 1.
+ROWS = [_row(A, "v1", 6), _row(A, "v2", 4), _row(B, "v1", 3), _row(B, "v2", 3),
+        _row(C, "v1", 2), _row(C, "v2", 2), _row(D, "v1", None), _row(D, "v2", 1)]
+
+
+def _pvq(rows: list[dict[str, Any]], rule: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ds = _tiny_dataset()
+    s = score_cube(cube_from_rows(rows, ds), ds, ScoreOptions(rule=rule))
+    return s.score["pvq"][0, 0], s.raw["pvq"][0, 0], s.n_items["pvq"][0, 0]
+
+
+def test_paper_rule_hand_computed_example() -> None:
+    # Univ = {A} (B fails p<.05, C is negative): raw 5. Bene = {D}: 1. Family mean (5+1)/2.
+    score, raw, n = _pvq(ROWS, "paper")
+    assert (raw[UNIV], raw[BENE]) == (5.0, 1.0)
+    assert (score[UNIV], score[BENE]) == (2.0, -2.0)
+    assert (n[UNIV], n[BENE]) == (1, 1)
+
+
+def test_dimension_without_items_is_nan_with_zero_items() -> None:
+    score, raw, n = _pvq(ROWS, "paper")
+    assert math.isnan(score[PVQ.index("Power")]) and math.isnan(raw[PVQ.index("Power")])
+    assert n[PVQ.index("Power")] == 0
+
+
+def test_authors_rule_ignores_p_values_and_drops_items_whose_v1_failed() -> None:
+    # Univ = {A, B} (no p cut): raw 4. D failed in v1 with no correlation lists: dropped.
+    score, raw, n = _pvq(ROWS, "authors")
+    assert raw[UNIV] == 4.0 and score[UNIV] == 0.0 and n[UNIV] == 2
+    assert math.isnan(raw[BENE]) and n[BENE] == 0
+
+
+def test_authors_rule_keeps_an_item_whose_failed_v1_record_kept_its_correlations() -> None:
+    rows = [r for r in ROWS if (r["portrait_id"], r["option_id"]) != D]
+    rows += [_row(D, "v1", None, extra={TEMPLATE_KEY: True}), _row(D, "v2", 1)]
+    score, raw, n = _pvq(rows, "authors")
+    assert raw[BENE] == 1.0 and n[BENE] == 1
+    assert score[UNIV] == pytest.approx(4.0 - (5 + 3 + 1) / 3)
+
+
+def test_absolute_rule_reverse_scores_negative_items() -> None:
+    # Univ = {A, C reversed}: (5 + (7 - 2)) / 2 = 5; family mean over A, C, D unreversed: 8/3.
+    score, raw, n = _pvq(ROWS, "absolute")
+    assert raw[UNIV] == 5.0 and n[UNIV] == 2
+    assert score[UNIV] == pytest.approx(5.0 - 8.0 / 3.0)
+
+
+def test_item_means_leave_failed_versions_out() -> None:
+    ds = _tiny_dataset()
+    means = item_means(cube_from_rows(ROWS, ds))[0, 0]
+    assert means.tolist() == [5.0, 3.0, 2.0, 1.0]
+
+
+def test_item_with_no_answer_is_missing() -> None:
+    ds = _tiny_dataset()
+    rows = [r for r in ROWS if (r["portrait_id"], r["option_id"]) != D] + [_row(D, "v2", None)]
+    assert math.isnan(item_means(cube_from_rows(rows, ds))[0, 0, 3])
+
+
+def test_duplicate_job_ids_count_once_first_ok_wins() -> None:
+    ds = _tiny_dataset()
+    rows = [_row(A, "v1", None, job_id="j"), _row(A, "v1", 6, job_id="j"),
+            _row(A, "v1", 1, job_id="j")]
+    cube = cube_from_rows(rows, ds)
+    assert cube.ratings[0, 0, 0, 0] == 6.0
+    assert (cube.n_ok, cube.n_failed) == (1, 0)
+
+
+def test_unparseable_answer_counts_as_a_failure() -> None:
+    ds = _tiny_dataset()
+    cube = cube_from_rows([_row(A, "v1", None, status="ok"), _row(B, "v1", 4)], ds)
+    assert math.isnan(cube.ratings[0, 0, 0, 0])
+    assert (cube.n_ok, cube.n_failed, cube.failures) == (1, 1, {"m": 1})
+
+
+def test_repeats_are_averaged() -> None:
+    ds = _tiny_dataset()
+    rows = [_row(A, "v1", 6, repeat=0, job_id="r0"), _row(A, "v1", 3, repeat=1, job_id="r1")]
+    assert cube_from_rows(rows, ds).ratings[0, 0, 0, 0] == 4.5
+
+
+def test_strict_mode_reads_the_strict_rating() -> None:
+    ds = _tiny_dataset()
+    row = _row(A, "v1", 6)
+    row["rating_strict"] = None
+    assert math.isnan(cube_from_rows([row], ds, strict=True).ratings[0, 0, 0, 0])
+
+
+def test_versions_come_in_benchmark_order_v1_first() -> None:
+    ds = _tiny_dataset()
+    cube = cube_from_rows([_row(A, "v2", 4), _row(A, "v1_reversed", 4), _row(A, "v1", 6)], ds)
+    assert cube.versions == ["v1", "v1_reversed", "v2"]
+
+
+def test_unknown_rule_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ConfigError, match="paper, authors, absolute"):
+        ScoreOptions(rule="median")
+
+
+def test_scores_json_has_the_spec_shape() -> None:
+    ds = _tiny_dataset()
+    doc = scores_to_json(score_cube(cube_from_rows(ROWS, ds), ds))
+    cell = doc["models"]["m"]["vanilla"]["pvq"]["Universalism"]
+    assert cell == {"score": 2.0, "raw": 5.0, "n_items": 1}
+    assert set(doc["models"]["m"]["vanilla"]) == {"pvq", "higher_pvq", "bfi"}
+    assert doc["models"]["m"]["vanilla"]["pvq"]["Power"]["score"] is None  # JSON null, not NaN
+    orjson.dumps(doc)
+
+
+def test_paper_rule_drops_exactly_the_authors_exclusions_and_one_higher_order_pair() -> None:
+    ds = load_dataset()
+    for family, dims in FAMILY_DIMS.items():
+        paper = item_weights(ds, family, ScoreOptions())
+        bare = item_weights(ds, family, ScoreOptions(p_max=1.0))  # r > 0.3 alone
+        dropped = {(int(ds.portrait_id[i]), int(ds.option_id[i]), dims[j])
+                   for i, j in zip(*np.nonzero(bare != paper), strict=True)}
+        expected = set(AUTHORS_EXCLUDED[family])
+        if family == "higher_pvq":
+            expected = {(1902, 2, "Openness_to_Change")}
+        assert dropped == expected, family
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
+def test_log_is_read_like_the_rows_and_a_torn_tail_is_ignored(tmp_path: Path) -> None:
+    ds = _tiny_dataset()
+    log = tmp_path / "log.jsonl"
+    _write_log(log, ROWS)
+    with open(log, "ab") as f:
+        f.write(b'{"job_id": "torn", "model"')
+    cube = cube_from_log(log, ds, cache=False)
+    np.testing.assert_array_equal(cube.ratings, cube_from_rows(ROWS, ds).ratings)
+
+
+def test_cached_cube_is_refreshed_when_the_log_grows(tmp_path: Path) -> None:
+    ds = _tiny_dataset()
+    log = tmp_path / "log.jsonl"
+    _write_log(log, ROWS[:2])
+    first = cube_from_log(log, ds)  # fills the cache
+    assert math.isnan(first.ratings[0, 0, 0, 1])
+    with open(log, "ab") as f:
+        f.write(orjson.dumps(ROWS[2]) + b"\n")
+    os.utime(log, ns=(1, 1))  # a different mtime even on coarse-timestamp filesystems
+    assert cube_from_log(log, ds).ratings[0, 0, 0, 1] == 3.0
+
+
+def test_score_command_writes_scores_json_and_prints_the_table(tmp_path: Path) -> None:
+    ds = load_dataset()
+    first = int(np.flatnonzero(item_weights(ds, "pvq").any(axis=1))[0])  # counts for a value
+    pid, oid = int(ds.portrait_id[first]), int(ds.option_id[first])
+    _write_log(tmp_path / "log.jsonl", [_row((pid, oid), "v1", 5, model="tiny")])
+    out = subprocess.run([sys.executable, "-m", "vpbatch", "score", str(tmp_path)],
+                         capture_output=True, text=True, check=True, env=os.environ.copy())
+    assert "Univ" in out.stdout and "tiny" in out.stdout and "alpha" in out.stdout
+    doc = orjson.loads((tmp_path / "scores.json").read_bytes())
+    assert doc["options"] == {"rule": "paper", "threshold": 0.3, "p_max": 0.05, "strict": False}
+    assert doc["answers"]["ok"] == 1
+    assert set(doc["models"]["tiny"]["vanilla"]) == {"pvq", "higher_pvq", "bfi"}
