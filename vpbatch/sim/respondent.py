@@ -9,6 +9,7 @@ with the authors' recorded output for the item and version the prompt text ident
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -322,18 +323,22 @@ class Respondent:
         """The answer to one chat request: a function of (seed, model, messages) only."""
         if self.kind == "replay":
             return self._replay(messages)
-        key = orjson.dumps(messages, option=orjson.OPT_SORT_KEYS).decode()
-        seed = self.settings["seed"]
+        # One digest of the whole request drives every random choice (noise, answer style).
+        blob = orjson.dumps([self.settings["seed"], self.model, messages],
+                            option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.blake2b(blob, digest_size=16).digest()
+        u_noise = (int.from_bytes(digest[:8], "big") + 0.5) / 2.0**64
+        u_style = int.from_bytes(digest[8:], "big") / 2.0**64
         mu = self.expected(messages)
-        z = _NORMAL.inv_cdf(min(max(unit_hash("noise", seed, self.model, key), 1e-12), 1 - 1e-12))
         base = float(self.settings["a"]) if mu is None else mu
+        z = _NORMAL.inv_cdf(u_noise)
         rating = int(min(6, max(1, round(base + float(self.settings["noise"]) * z))))
         text = _PHRASE_OF[rating]
-        u = unit_hash("style", seed, self.model, key)
-        if u < float(self.settings["p_refuse"]):
+        p_refuse = float(self.settings["p_refuse"])
+        if u_style < p_refuse:
             text = _REFUSAL
-        elif u < float(self.settings["p_refuse"]) + float(self.settings["p_verbose"]):
-            text = _VERBOSE[int(unit_hash("wrap", key) * len(_VERBOSE))].format(text)
+        elif u_style < p_refuse + float(self.settings["p_verbose"]):
+            text = _VERBOSE[digest[0] % len(_VERBOSE)].format(text)
         return Answer(text, None, "stop", _usage(messages, text, None))
 
     def _replay(self, messages: Sequence[Mapping[str, str]]) -> Answer:
