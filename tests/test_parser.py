@@ -184,3 +184,8 @@ def test_strict_refuses_a_phrase_buried_in_prose() -> None:
 def test_strict_refuses_an_empty_answer() -> None:
     assert parse_strict("  \n") == StrictResult(None, "empty")
     assert parse_strict(None) == StrictResult(None, "empty")
+
+
+def test_strict_reads_curly_apostrophes_like_straight_ones() -> None:
+    assert parse_strict("I\u2019m sorry, but I can\u2019t. Would you like me to explain?") == (
+        StrictResult(None, "refusal"))

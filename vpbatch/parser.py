@@ -114,7 +114,7 @@ _MODIFIERS: Final = frozenset(
 # Words after which an option still reads as the answer ("the response is like me").
 _LEAD_INS: Final = frozenset(
     {"is", "be", "was", "say", "it's", "its", "answer", "rating", "choose", "select", "pick",
-     "response", "feels", "seems", "me"}
+     "response", "feels", "seems"}
 )
 _PUNCT: Final = frozenset(".,;:!?\"'“”‘’`*_()[]{}<>#\n\r")
 _EDGE: Final = "".join(_PUNCT) + " \t-–—"
@@ -151,8 +151,8 @@ def _placement(low: str, start: int, end: int) -> str:
     if prev_char.isspace() and prev_word in _MODIFIERS:
         return "modified"
     after = low[end:]
-    right = not after.strip() or after[0] in _PUNCT or after[:2] in ("\n", " (")
-    left = prev_char in _PUNCT or prev_word in _LEAD_INS or before.endswith(("\n", ": "))
+    right = not after.strip() or after[0] in _PUNCT or after.startswith(" (")
+    left = prev_char in _PUNCT or prev_word in _LEAD_INS or before.endswith(": ")
     return "answer" if left and right else "prose"
 
 
@@ -160,7 +160,8 @@ def parse_strict(text: str | None) -> StrictResult:
     """Score only an answer that plainly names one option; otherwise say why not."""
     if text is None or not text.strip():
         return StrictResult(None, "empty")
-    low = text.lower()
+    # Curly apostrophes to straight ones: same length, so match positions stay valid.
+    low = text.lower().replace("\u2019", "'")
     exact = _EXACT.get(" ".join(low.split()).strip(_EDGE))
     if exact is not None:  # the common case: the option alone, perhaps with a full stop
         return StrictResult(exact, None)
