@@ -28,7 +28,13 @@ from vpbatch.log import LOG_NAME, RunLog
 from vpbatch.parser import parse_official, parse_strict, split_reasoning
 from vpbatch.records import FAILED, OK, Record, job_id
 
-__all__ = ["ImportSummary", "import_official", "find_output_files", "load_output_file"]
+__all__ = [
+    "ImportSummary",
+    "import_official",
+    "find_output_files",
+    "load_output_file",
+    "PROVENANCE_NAME",
+]
 
 PROVENANCE_NAME = "import.json"
 # The authors' parser raised this when no phrase matched; the answer text follows it.
