@@ -1,0 +1,232 @@
+"""`vpbatch report RUN`: report.md, a self-contained report.html and the CSV exports."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vpbatch.dataset import load_dataset
+from vpbatch.dims import PHRASES, PVQ, VERSIONS
+from vpbatch.human import load_human_reference
+from vpbatch.records import FAILED, Record, job_id
+from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, fmt, write_report
+from vpbatch.scorer import item_weights
+
+PERSONAS = ("gender=male", "gender=female", "politics=left-wing", "politics=right-wing",
+            "religion=atheist")
+PHRASE_OF = {v: k for k, v in PHRASES.items()}
+SECRET = "sk-test-0123456789abcdef"
+
+
+def make_run(
+    root: Path,
+    data_dir: Path,
+    *,
+    models: tuple[str, ...] = ("alpha-7b", "beta-chat"),
+    personas: tuple[str, ...] = PERSONAS,
+    steer: tuple[str, ...] = PVQ,
+    versions: tuple[str, ...] = VERSIONS[:3],
+    seed: int = 0,
+) -> Path:
+    """A run dir as `vpbatch run` leaves it: config.toml and a log.jsonl of real Records.
+
+    Answers follow a latent profile per model (steering adds +1 to its value); every 97th job
+    failed for good, every 89th came back unparseable, every 50th needed a second attempt.
+    """
+    ds = load_dataset(data_dir)
+    rng = np.random.default_rng(seed)
+    w = (np.asarray(item_weights(ds, "pvq")) > 0).astype(np.float64)
+    w /= np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    conds = ["vanilla", *(f"persona:{p}" for p in personas), *(f"steer:{d}" for d in steer)]
+    lines, n = [], 0
+    for model in models:
+        base = rng.normal(0, 0.6, 10)
+        for cond in conds:
+            prof = base + (rng.normal(0, 0.3, 10) if cond.startswith("persona:") else 0)
+            if cond.startswith("steer:"):
+                prof[PVQ.index(cond.removeprefix("steer:"))] += 1.0
+            lin = 3.5 + 1.5 * w @ prof
+            for version in versions:
+                ratings = np.clip(np.round(lin + rng.normal(0, 0.7, len(lin))), 1, 6)
+                for i, (pid, oid) in enumerate(zip(ds.portrait_id, ds.option_id, strict=True)):
+                    n += 1
+                    key = job_id({"m": model, "c": cond, "v": version, "p": int(pid),
+                                  "o": int(oid)})
+                    rec = Record(key, model, cond, version, int(pid), int(oid),
+                                 usage={"prompt_tokens": 300, "completion_tokens": 4},
+                                 latency_ms=200.0, attempts=2 if n % 50 == 0 else 1)
+                    if n % 97 == 0:
+                        rec.status, rec.error_kind, rec.usage = FAILED, "permanent", None
+                        rec.error = "HTTP 400: content filter"
+                    elif n % 89 == 0:
+                        rec.raw = "I would rather not say."
+                    else:
+                        rec.rating = int(ratings[i])
+                        rec.raw = PHRASE_OF[rec.rating].capitalize()
+                    lines.append(rec.to_json())
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "log.jsonl").write_bytes(b"".join(lines))
+    model_tables = "".join(
+        f'[[models]]\nname = "{m}"\nprovider = "sim"\nmodel = "sim-{m}"\n'
+        f'api_key_env = "VPBATCH_TEST_KEY"\nprice_in = 0.5\nprice_out = 2.0\n\n' for m in models)
+    (root / "config.toml").write_text(
+        f'[run]\nname = "report-test"\nversions = {list(versions)!r}\n\n{model_tables}'
+        f"[grids]\npersonas = {list(personas)!r}\nsteering = {list(steer)!r}\n".replace("'", '"'),
+        encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    root = make_run(tmp_path_factory.mktemp("report") / "run", data_dir)
+    write_report(root, data=data_dir, n_boot=200)
+    return root
+
+
+@pytest.fixture(scope="module")
+def md(run: Path) -> str:
+    return (run / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def html(run: Path) -> str:
+    return (run / "report.html").read_text(encoding="utf-8")
+
+
+def _md_table(md: str, heading: str) -> list[list[str]]:
+    """Body rows of the first Markdown table after a heading."""
+    lines = md.split(heading, 1)[1].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    block = list(itertools.takewhile(lambda ln: ln.startswith("|"), lines[start:]))
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in block[2:]]
+
+
+def test_report_writes_markdown_html_and_both_csvs(run: Path) -> None:
+    for name in ("report.md", "report.html", CSV_NAME, CSV_VERSIONS_NAME):
+        assert (run / name).stat().st_size > 1000, name
+
+
+def test_html_needs_no_network(html: str) -> None:
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html)
+    assert refs and all(r.startswith(("#", "data:")) for r in refs), refs
+    assert not re.search(r"url\((?!\s*['\"]?data:)", html)
+    assert "@import" not in html
+
+
+def test_every_section_explains_itself(md: str, html: str) -> None:
+    for title in ("1. Value profiles", "3. Persona deltas beside the humans", "4. Value steering",
+                  "5. Prompt-version sensitivity", "6. Reliability", "8. Run health"):
+        assert title in md and title in html
+    assert html.count('class="note"') == 8
+
+
+def test_profile_table_marks_each_models_max_and_min(md: str) -> None:
+    rows = _md_table(md, "## 1. Value profiles")
+    assert [r[0] for r in rows] == ["alpha-7b", "beta-chat"]
+    for r in rows:
+        cells = r[1:]
+        assert len(cells) == 10
+        values = [float(c.rstrip("⋆†")) for c in cells]
+        assert sum("⋆" in c for c in cells) == 1 and sum("†" in c for c in cells) == 1
+        assert "⋆" in cells[int(np.argmax(values))] and "†" in cells[int(np.argmin(values))]
+
+
+def test_numbers_are_printed_with_two_decimals(md: str) -> None:
+    for r in _md_table(md, "## 1. Value profiles"):
+        assert all(re.fullmatch(r"[+-]\d+\.\d\d[⋆†]?", c) for c in r[1:]), r
+    assert fmt(-0.004) == "+0.00" and fmt(float("nan")) == "n/a" and fmt(1.239) == "+1.24"
+
+
+def test_html_draws_a_chart_per_model_and_a_heatmap_with_its_diagonal(html: str) -> None:
+    assert html.count("<svg") >= 2 * 3 + 2  # profiles, higher, BFI per model + 2 heatmaps
+    assert html.count('class="diag"') == 2 * 10
+    assert html.count('class="cell"') == 2 * 100
+
+
+def test_persona_deltas_stand_beside_the_human_ones(md: str) -> None:
+    male = load_human_reference()["gender"].row("Male")
+    assert "| humans: Male | " + " | ".join(fmt(float(v)) for v in male) + " |" in md
+    assert "exaggeration (Male − Female)" in md
+    assert "exaggeration (Left-wing − Right-wing)" in md
+    assert "Other personas (no human reference)" in md  # religion has no ESS row
+
+
+def test_steering_table_bolds_the_diagonal(md: str) -> None:
+    rows = _md_table(md, "## 4. Value steering")
+    assert len(rows) == 10
+    for i, r in enumerate(rows):
+        assert [k for k, c in enumerate(r[1:]) if c.startswith("**")] == [i]
+
+
+def test_run_health_counts_failures_retries_tokens_and_cost(md: str, run: Path) -> None:
+    lines = (run / "log.jsonl").read_bytes().count(b"\n")
+    per_model = lines // 2
+    (alpha,) = [r for r in _md_table(md, "### Failures, retries, tokens, cost")
+                if r[0] == "alpha-7b"]
+    failed = sum(1 for n in range(1, per_model + 1) if n % 97 == 0)
+    unparseable = sum(1 for n in range(1, per_model + 1) if n % 89 == 0 and n % 97)
+    assert alpha[1:5] == [str(per_model), str(per_model - failed - unparseable),
+                          str(unparseable), str(failed)]
+    assert alpha[5] == f"permanent ×{failed}"
+    assert alpha[6] == str(per_model // 50)
+    prompt, completion = 300 * (per_model - failed), 4 * (per_model - failed)
+    assert alpha[7:9] == [f"{prompt:,}", f"{completion:,}"]
+    assert alpha[10] == f"${(prompt * 0.5 + completion * 2.0) / 1e6:.2f}"
+
+
+def test_parse_audit_is_in_the_report(md: str) -> None:
+    rows = _md_table(md, "### Parse audit")
+    assert {r[0] for r in rows} == {"alpha-7b", "beta-chat"}
+
+
+def test_long_csv_has_one_row_per_model_condition_dimension(run: Path) -> None:
+    with open(run / CSV_NAME, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    n_conditions = 1 + len(PERSONAS) + len(PVQ)
+    assert len(rows) == 2 * n_conditions * (10 + 4 + 5)
+    assert set(rows[0]) >= {"model", "condition", "family", "dimension", "score", "ci_low",
+                            "ci_high", "delta", "version_spread"}
+    vanilla = [r for r in rows if r["condition"] == "vanilla"]
+    assert all(r["delta"] == "0.000000" for r in vanilla)
+    for r in rows[:50]:
+        assert float(r["ci_low"]) <= float(r["score"]) <= float(r["ci_high"])
+
+
+def test_version_csv_scores_each_version(run: Path) -> None:
+    with open(run / CSV_VERSIONS_NAME, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["version"] for r in rows} == set(VERSIONS[:3])
+
+
+def test_report_command_runs_end_to_end_and_keeps_keys_out(tmp_path: Path,
+                                                           data_dir: Path) -> None:
+    root = make_run(tmp_path / "run", data_dir, models=("solo",), personas=(), steer=(),
+                    versions=("v1", "v2"))
+    env = {**os.environ, "VPBATCH_TEST_KEY": SECRET, "VPBATCH_DATA": str(data_dir)}
+    proc = subprocess.run([sys.executable, "-m", "vpbatch", "report", str(root), "--boot", "50"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout
+    md = (root / "report.md").read_text(encoding="utf-8")
+    assert "No persona conditions in this run." in md
+    assert "No steering conditions in this run." in md
+    for f in root.iterdir():
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f.name
+
+
+def test_report_on_a_dir_that_is_not_a_run_says_so(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "vpbatch", "report", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr

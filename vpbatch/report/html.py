@@ -1,0 +1,254 @@
+"""report.html: one self-contained page (inline CSS and SVG, no scripts, no external URLs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from vpbatch.analysis import GroupComparison
+from vpbatch.dims import FAMILIES, FAMILY_DIMS, PVQ
+from vpbatch.report import NOTES, ReportData, fmt, marks, profile_index
+from vpbatch.report.markdown import AUDIT_HEADER, EXAMPLE_HEADER, FAMILY_TITLES, audit_rows
+from vpbatch.report.svg import bar_chart, colour, heatmap, label, nice_limit, paired_bars
+
+__all__ = ["render"]
+
+_CSS = """
+body{font-family:Helvetica,Arial,sans-serif;margin:24px auto;max-width:1400px;color:#222;
+ padding:0 16px;line-height:1.4}
+h1{font-size:26px;margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;
+ margin-top:40px}h3{margin-top:28px}h4{margin:18px 0 6px}
+p.note{background:#f6f8fa;border-left:4px solid #8aa;padding:8px 12px;max-width:1000px}
+p.meta{color:#555}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
+th,td{border:1px solid #d0d0d0;padding:3px 7px;text-align:right;white-space:nowrap}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+td.max{font-weight:bold;background:#fdecea}td.min{font-weight:bold;background:#e8f0fb}
+td.diag{outline:2px solid #000;outline-offset:-2px;font-weight:bold}
+.grid{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #e5e5e5}
+.swatch{display:inline-block;width:11px;height:11px;margin:0 4px 0 12px;vertical-align:-1px}
+details{margin:8px 0}summary{cursor:pointer;font-weight:bold}
+nav ol{columns:2;max-width:700px}
+"""
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
+           classes: Iterable[Sequence[str]] | None = None) -> str:
+    """An HTML table; `classes` gives a CSS class per body cell (after the first column)."""
+    out = ["<table><thead><tr>", *(f"<th>{escape(str(h))}</th>" for h in header),
+           "</tr></thead><tbody>"]
+    cls_rows = iter(classes) if classes is not None else None
+    for row in rows:
+        cls = next(cls_rows) if cls_rows is not None else [""] * (len(row) - 1)
+        out.append(f"<tr><td>{escape(str(row[0]))}</td>")
+        for x, c in zip(row[1:], cls, strict=True):
+            out.append(f'<td class="{c}">{escape(str(x))}</td>' if c else
+                       f"<td>{escape(str(x))}</td>")
+        out.append("</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+def _legend(dims: Sequence[str]) -> str:
+    return "<p>" + "".join(f'<span class="swatch" style="background:{colour(d)}"></span>'
+                           f"{escape(label(d))}" for d in dims) + "</p>"
+
+
+def _note(key: str) -> str:
+    return f'<p class="note">{escape(NOTES[key])}</p>'
+
+
+def _profile_section(rep: ReportData, fam: str, charts: bool = True) -> str:
+    a = rep.analysis
+    c = profile_index(a)
+    dims = FAMILY_DIMS[fam]
+    sc = a.scores.score[fam][:, c]
+    rows, cls = [], []
+    for i, m in enumerate(a.models):
+        mk = marks(sc[i])
+        rows.append([m, *(fmt(float(v)) + k for v, k in zip(sc[i], mk, strict=True))])
+        cls.append(["max" if k == "⋆" else "min" if k == "†" else "" for k in mk])
+    out = [_table(["model", *map(label, dims)], rows, classes=cls)]
+    if charts:
+        lo, hi = a.ci_low[fam][:, c], a.ci_high[fam][:, c]
+        lim = nice_limit(np.concatenate([sc.ravel(), lo.ravel(), hi.ravel()]))
+        out.append(_legend(dims) + '<div class="grid">')
+        out += [bar_chart(f"{m}: {FAMILY_TITLES[fam]}", dims, sc[i], lo[i], hi[i],
+                          lim=lim) for i, m in enumerate(a.models)]
+        out.append("</div>")
+    return "".join(out)
+
+
+def _comparison(model: str, g: GroupComparison) -> str:
+    a, b = g.contrast
+    lim = nice_limit(np.concatenate([g.model_deltas.ravel(), g.human_deltas.ravel()]))
+    out = [f"<h4>{escape(g.label)} (paper Table {g.table})</h4>",
+           f"<p>r (centred) = <b>{fmt(g.correlation)}</b>, r (raw) = {fmt(g.correlation_raw)}, "
+           f"exaggeration ({escape(a)} − {escape(b)}) = "
+           f"<b>{fmt(g.exaggeration, sign=False)}</b></p>", '<div class="grid">']
+    for k, member in enumerate(g.members):
+        out.append(paired_bars(f"{member}: persona − vanilla", PVQ, g.model_deltas[k],
+                               g.human_deltas[k], lim=lim, model_name=model))
+    if g.model_gap is not None and g.human_gap is not None:
+        out.append(paired_bars(f"Gap {a} − {b}", PVQ, g.model_gap, g.human_gap,
+                               model_name=model))
+    out.append("</div>")
+    rows = []
+    for k, member in enumerate(g.members):
+        rows.append([f"{model}: {member}", *(fmt(float(v)) for v in g.model_deltas[k])])
+        rows.append([f"humans: {member}", *(fmt(float(v)) for v in g.human_deltas[k])])
+    if g.model_gap is not None and g.human_gap is not None:
+        rows.append([f"{model}: {a} − {b}", *(fmt(float(v)) for v in g.model_gap)])
+        rows.append([f"humans: {a} − {b}", *(fmt(float(v)) for v in g.human_gap)])
+    return "".join(out) + _table(["row", *map(label, PVQ)], rows)
+
+
+def _persona_section(rep: ReportData) -> str:
+    a = rep.analysis
+    if not a.persona_conditions():
+        return "<p>No persona conditions in this run.</p>"
+    out = []
+    for m, model in enumerate(a.models):
+        out.append(f"<h3>{escape(model)}</h3>")
+        covered: set[str] = set()
+        for g in rep.comparisons.get(model, []):
+            out.append(_comparison(model, g))
+            covered.update(g.conditions)
+        rest = [c for c in a.persona_conditions() if c not in covered]
+        if rest:
+            idx = [a.conditions.index(c) for c in rest]
+            d, lo, hi = (x["pvq"][m, idx] for x in (a.deltas, a.delta_ci_low, a.delta_ci_high))
+            rows = [[c.removeprefix("persona:"), *(f"{fmt(float(d[k, j]))} [{fmt(float(lo[k, j]))}"
+                                                   f", {fmt(float(hi[k, j]))}]"
+                                                   for j in range(len(PVQ)))]
+                    for k, c in enumerate(rest)]
+            out.append("<h4>Other personas (no human reference): delta [95% interval]</h4>")
+            out.append(_table(["persona", *map(label, PVQ)], rows))
+    return "".join(out)
+
+
+def _steering_section(rep: ReportData) -> str:
+    a = rep.analysis
+    if not a.steer_conditions():
+        return "<p>No steering conditions in this run.</p>"
+    out = ['<div class="grid">']
+    for model in a.models:
+        mat = a.steering[model]
+        if not np.isnan(mat).all():
+            out.append(heatmap(f"{model}: steered − vanilla", PVQ, PVQ, mat))
+    return "".join(out) + "</div>"
+
+
+def _version_section(rep: ReportData) -> str:
+    a = rep.analysis
+    c = profile_index(a)
+    out = []
+    for m, model in enumerate(a.models):
+        vs = a.version_scores["pvq"][m, c]
+        rows: list[list[str]] = [[v, *(fmt(float(x)) for x in vs[k])]
+                                 for k, v in enumerate(a.versions)]
+        rows.append(["spread (SD)", *(fmt(float(x), sign=False)
+                                      for x in a.version_spread["pvq"][m, c])])
+        with np.errstate(invalid="ignore"):
+            mean_all = np.nanmean(a.version_spread["pvq"][m], axis=0)
+        rows.append(["mean spread, all conditions",
+                     *(fmt(float(x), sign=False) for x in mean_all)])
+        out.append(f"<h3>{escape(model)} ({escape(a.conditions[c])})</h3>")
+        out.append(_table(["version", *map(label, PVQ)], rows))
+    return "".join(out)
+
+
+def _reliability_section(rep: ReportData) -> str:
+    a = rep.analysis
+    rows = [[FAMILY_TITLES[f], label(d), fmt(float(a.alpha[f][k]), sign=False)]
+            for f in FAMILIES for k, d in enumerate(FAMILY_DIMS[f])]
+    return _table(["family", "dimension", "alpha"], rows)
+
+
+def _conditions_section(rep: ReportData) -> str:
+    a = rep.analysis
+    out = []
+    for m, model in enumerate(a.models):
+        out.append(f"<details><summary>{escape(model)}: {len(a.conditions)} condition(s)"
+                   "</summary>")
+        for fam in FAMILIES:
+            sc, lo, hi = a.scores.score[fam][m], a.ci_low[fam][m], a.ci_high[fam][m]
+            rows = [[cond, *(f"{fmt(float(sc[c, d]))} [{fmt(float(lo[c, d]))}, "
+                             f"{fmt(float(hi[c, d]))}]" for d in range(sc.shape[1]))]
+                    for c, cond in enumerate(a.conditions)]
+            out.append(f"<h4>{FAMILY_TITLES[fam]}</h4>")
+            out.append(_table(["condition", *map(label, FAMILY_DIMS[fam])], rows))
+        out.append("</details>")
+    return "".join(out)
+
+
+def _health_section(rep: ReportData) -> str:
+    rows = []
+    for model, st in rep.stats.items():
+        reasons = ", ".join(f"{k} ×{n}" for k, n in st.failure_reasons.most_common(4)) or "—"
+        cost = "no price in config" if st.cost_usd is None else f"${st.cost_usd:.2f}"
+        rows.append([model, st.jobs, st.ok, st.unparseable, st.failed, reasons, st.retries,
+                     f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}",
+                     f"{st.reasoning_tokens:,}", cost])
+    out = ["<h3>Failures, retries, tokens, cost</h3>", _table(
+        ["model", "jobs", "parsed", "unparseable", "failed", "failure reasons", "retries",
+         "prompt tokens", "completion tokens", "reasoning tokens", "cost"], rows)]
+    arows, examples = audit_rows(rep.audit)
+    out += ["<h3>Parse audit</h3><p>The official parser (the paper's rule) against the strict "
+            "one (refuses echoes, refusals, hedges); examples are answers they disagree on.</p>",
+            _table(AUDIT_HEADER, arows)]
+    if examples:
+        out.append(_table(EXAMPLE_HEADER, examples))
+    return "".join(out)
+
+
+SECTIONS = (
+    ("profiles", "1. Value profiles"),
+    ("higher", "2. Higher-order values and Big Five"),
+    ("personas", "3. Persona deltas beside the humans"),
+    ("steering", "4. Value steering"),
+    ("versions", "5. Prompt-version sensitivity"),
+    ("reliability", "6. Reliability (Cronbach's alpha)"),
+    ("conditions", "7. All conditions"),
+    ("health", "8. Run health"),
+)
+
+
+def render(rep: ReportData) -> str:
+    """The whole report as one HTML page."""
+    a = rep.analysis
+    c = profile_index(a)
+    body = {
+        "profiles": _profile_section(rep, "pvq"),
+        "higher": "<h3>Higher-order values</h3>" + _profile_section(rep, "higher_pvq")
+        + "<h3>Big Five traits</h3>" + _profile_section(rep, "bfi"),
+        "personas": _persona_section(rep),
+        "steering": _steering_section(rep),
+        "versions": _version_section(rep),
+        "reliability": _reliability_section(rep),
+        "conditions": _conditions_section(rep),
+        "health": _health_section(rep),
+    }
+    nav = "".join(f'<li><a href="#{k}">{escape(t)}</a></li>' for k, t in SECTIONS)
+    parts = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        # An empty data: icon stops the browser asking for /favicon.ico.
+        '<link rel="icon" href="data:,">',
+        f"<title>Value Portrait report: {escape(rep.title)}</title><style>{_CSS}</style>",
+        "</head><body>",
+        f"<h1>Value Portrait report: {escape(rep.title)}</h1>",
+        f'<p class="meta">Generated {escape(rep.generated)} from <code>{escape(str(rep.run_dir))}'
+        f"</code>. {len(a.models)} model(s), {len(a.conditions)} condition(s), "
+        f"{len(a.versions)} prompt version(s), {rep.n_items} items. Profiles show the "
+        f"<b>{escape(a.conditions[c])}</b> condition. Scoring rule: "
+        f"<code>{escape(a.options.rule)}</code>; bootstrap: {a.n_boot} resamples of items "
+        f"(seed {a.seed}). Data: scores_long.csv, scores_by_version.csv.</p>",
+        f"<nav><ol>{nav}</ol></nav>",
+    ]
+    for key, title in SECTIONS:
+        parts.append(f'<section id="{key}"><h2>{escape(title)}</h2>{_note(key)}{body[key]}'
+                     "</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,209 @@
+"""report.md: the report as Markdown tables (the charts are in report.html)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from vpbatch.analysis import GroupComparison
+from vpbatch.dims import FAMILIES, FAMILY_DIMS, PVQ
+from vpbatch.report import NOTES, ReportData, fmt, marks, profile_index
+from vpbatch.report.svg import label
+
+__all__ = ["render", "table", "audit_rows", "AUDIT_HEADER", "EXAMPLE_HEADER", "FAMILY_TITLES"]
+
+FAMILY_TITLES = {"pvq": "Schwartz values", "higher_pvq": "Higher-order values",
+                 "bfi": "Big Five traits"}
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A GitHub-flavoured Markdown table; pipes in cells are escaped."""
+    def cell(x: Any) -> str:
+        return str(x).replace("|", "\\|")
+
+    out = ["| " + " | ".join(map(cell, header)) + " |",
+           "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
+    return out + [""]
+
+
+def _marked(row: np.ndarray) -> list[str]:
+    return [fmt(float(v)) + m for v, m in zip(row, marks(row), strict=True)]
+
+
+def _profiles(rep: ReportData, fam: str) -> list[str]:
+    a = rep.analysis
+    c = profile_index(a)
+    dims = FAMILY_DIMS[fam]
+    rows = [[m, *_marked(a.scores.score[fam][i, c])] for i, m in enumerate(a.models)]
+    return table(["model", *map(label, dims)], rows)
+
+
+def _comparison(model: str, g: GroupComparison) -> list[str]:
+    a, b = g.contrast
+    out = [f"#### {g.label} (paper Table {g.table})", "",
+           f"r (centred) = {fmt(g.correlation)}, r (raw) = {fmt(g.correlation_raw)}, "
+           f"exaggeration ({a} − {b}) = {fmt(g.exaggeration, sign=False)}", ""]
+    rows: list[list[str]] = []
+    for k, member in enumerate(g.members):
+        rows.append([f"{model}: {member}", *(fmt(float(v)) for v in g.model_deltas[k])])
+        rows.append([f"humans: {member}", *(fmt(float(v)) for v in g.human_deltas[k])])
+    if g.model_gap is not None and g.human_gap is not None:
+        rows.append([f"{model}: {a} − {b}", *(fmt(float(v)) for v in g.model_gap)])
+        rows.append([f"humans: {a} − {b}", *(fmt(float(v)) for v in g.human_gap)])
+    return out + table(["row", *map(label, PVQ)], rows)
+
+
+def _personas(rep: ReportData) -> list[str]:
+    a = rep.analysis
+    out = ["## 3. Persona deltas beside the humans", "", NOTES["personas"], ""]
+    if not a.persona_conditions():
+        return out + ["No persona conditions in this run.", ""]
+    for m, model in enumerate(a.models):
+        out += [f"### {model}", ""]
+        covered = set()
+        for g in rep.comparisons.get(model, []):
+            out += _comparison(model, g)
+            covered.update(g.conditions)
+        rest = [c for c in a.persona_conditions() if c not in covered]
+        if rest:
+            out += ["#### Other personas (no human reference)", ""]
+            rows = [[c.removeprefix("persona:"),
+                     *(fmt(float(v)) for v in a.deltas["pvq"][m, a.conditions.index(c)])]
+                    for c in rest]
+            out += table(["persona", *map(label, PVQ)], rows)
+    return out
+
+
+def _steering(rep: ReportData) -> list[str]:
+    a = rep.analysis
+    out = ["## 4. Value steering", "", NOTES["steering"], ""]
+    if not a.steer_conditions():
+        return out + ["No steering conditions in this run.", ""]
+    for model in a.models:
+        mat = a.steering[model]
+        if np.isnan(mat).all():
+            continue
+        rows = []
+        for i, r in enumerate(PVQ):
+            cells = [fmt(float(v)) for v in mat[i]]
+            cells[i] = f"**{cells[i]}**"  # the diagonal: the value that was asked for
+            rows.append([label(r), *cells])
+        out += [f"### {model}", "", "Rows: steered value; columns: measured value; "
+                "diagonal in bold.", ""]
+        out += table(["steered ↓ / measured →", *map(label, PVQ)], rows)
+    return out
+
+
+def _versions(rep: ReportData) -> list[str]:
+    a = rep.analysis
+    c = profile_index(a)
+    out = ["## 5. Prompt-version sensitivity", "", NOTES["versions"], ""]
+    for m, model in enumerate(a.models):
+        vs = a.version_scores["pvq"][m, c]
+        rows = [[v, *(fmt(float(x)) for x in vs[k])] for k, v in enumerate(a.versions)]
+        rows.append(["spread (SD)", *(fmt(float(x), sign=False)
+                                      for x in a.version_spread["pvq"][m, c])])
+        with np.errstate(invalid="ignore"):
+            mean_all = np.nanmean(a.version_spread["pvq"][m], axis=0)
+        rows.append(["mean spread, all conditions", *(fmt(float(x), sign=False)
+                                                      for x in mean_all)])
+        out += [f"### {model} ({a.conditions[c]})", ""]
+        out += table(["version", *map(label, PVQ)], rows)
+    return out
+
+
+def _reliability(rep: ReportData) -> list[str]:
+    a = rep.analysis
+    out = ["## 6. Reliability (Cronbach's alpha)", "", NOTES["reliability"], ""]
+    rows = [[FAMILY_TITLES[f], label(d), fmt(float(a.alpha[f][k]), sign=False)]
+            for f in FAMILIES for k, d in enumerate(FAMILY_DIMS[f])]
+    return out + table(["family", "dimension", "alpha"], rows)
+
+
+def _conditions(rep: ReportData) -> list[str]:
+    a = rep.analysis
+    out = ["## 7. All conditions", "", NOTES["conditions"], ""]
+    for m, model in enumerate(a.models):
+        out += [f"### {model}", ""]
+        for fam in FAMILIES:
+            sc, lo, hi = a.scores.score[fam][m], a.ci_low[fam][m], a.ci_high[fam][m]
+            rows = [[cond, *(f"{fmt(float(sc[c, d]))} [{fmt(float(lo[c, d]))}, "
+                             f"{fmt(float(hi[c, d]))}]" for d in range(sc.shape[1]))]
+                    for c, cond in enumerate(a.conditions)]
+            out += [f"{FAMILY_TITLES[fam]}:", ""]
+            out += table(["condition", *map(label, FAMILY_DIMS[fam])], rows)
+    return out
+
+
+AUDIT_HEADER = ["model", "answers", "no answer", "official parsed", "strict parsed",
+                "disagree", "strict refusals by reason", "disagreements by kind"]
+EXAMPLE_HEADER = ["model", "kind", "answer (first 80 chars)", "official", "strict", "item",
+                  "version"]
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} ×{n}" for k, n in list(d.items())[:5]) or "—"
+
+
+def audit_rows(audit: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The parse audit (vpbatch.audit.ModelAudit per model) as summary and example rows."""
+    rows, examples = [], []
+    for model, au in audit.items():
+        d = au.to_dict()
+        rows.append([model, str(d["n"]), str(d["n_failed"]), str(d["n_official_ok"]),
+                     str(d["n_strict_ok"]), str(d["n_disagree"]), _counts(d["reasons"]),
+                     _counts(d["disagreements"])])
+        for kind, exs in d["examples"].items():
+            for e in exs:
+                raw = " ".join(str(e["raw"]).split())
+                examples.append([model, kind, raw[:80] + ("…" if len(raw) > 80 else ""),
+                                 str(e["official"]), str(e["strict"]),
+                                 f"{e['portrait_id']}/{e['option_id']}", str(e["version"])])
+    return rows, examples
+
+
+def _health(rep: ReportData) -> list[str]:
+    out = ["## 8. Run health", "", NOTES["health"], "", "### Failures, retries, tokens, cost", ""]
+    rows = []
+    for model, st in rep.stats.items():
+        reasons = ", ".join(f"{k} ×{n}" for k, n in st.failure_reasons.most_common(4)) or "—"
+        cost = "no price in config" if st.cost_usd is None else f"${st.cost_usd:.2f}"
+        rows.append([model, st.jobs, st.ok, st.unparseable, st.failed, reasons, st.retries,
+                     f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}",
+                     f"{st.reasoning_tokens:,}", cost])
+    out += table(["model", "jobs", "parsed", "unparseable", "failed", "failure reasons",
+                  "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost"],
+                 rows)
+    arows, examples = audit_rows(rep.audit)
+    out += ["### Parse audit", "", "The official parser (the paper's rule) against the strict one "
+            "(refuses echoes, refusals, hedges); examples are answers they disagree on.", ""]
+    out += table(AUDIT_HEADER, arows)
+    if examples:
+        out += table(EXAMPLE_HEADER, examples)
+    return out
+
+
+def render(rep: ReportData) -> str:
+    """The whole report as Markdown."""
+    a = rep.analysis
+    c = profile_index(a)
+    head = [
+        f"# Value Portrait report: {rep.title}", "",
+        f"Generated {rep.generated} from `{rep.run_dir}`. {len(a.models)} model(s), "
+        f"{len(a.conditions)} condition(s), {len(a.versions)} prompt version(s), "
+        f"{rep.n_items} items. Scoring rule: `{a.options.rule}`; bootstrap: {a.n_boot} "
+        f"resamples of items (seed {a.seed}). Charts: report.html. Long table: "
+        "scores_long.csv.", "",
+        f"## 1. Value profiles ({a.conditions[c]})", "", NOTES["profiles"], "",
+    ]
+    body = _profiles(rep, "pvq")
+    body += [f"## 2. Higher-order values and Big Five ({a.conditions[c]})", "", NOTES["higher"],
+             ""]
+    body += ["### Higher-order values", ""] + _profiles(rep, "higher_pvq")
+    body += ["### Big Five traits", ""] + _profiles(rep, "bfi")
+    body += _personas(rep) + _steering(rep) + _versions(rep) + _reliability(rep)
+    body += _conditions(rep) + _health(rep)
+    return "\n".join(head + body).rstrip() + "\n"
