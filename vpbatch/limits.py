@@ -1,0 +1,179 @@
+"""Per-model client-side limits: requests/min, tokens/min, and an AIMD concurrency cap.
+
+The provider should never have to say 429: the RPM limit paces requests so that no 60-second
+window holds more than `rpm` of them, the TPM budget does the same for estimated tokens, and
+the concurrency cap halves when the provider pushes back anyway, then grows back additively.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import anyio
+from aiolimiter import AsyncLimiter
+
+__all__ = ["RequestRate", "TokenBudget", "ConcurrencyCap", "rpm_bucket"]
+
+WINDOW = 60.0  # providers state their limits per minute
+
+
+def rpm_bucket(rpm: float) -> tuple[float, float]:
+    """(burst, steady rate per second) so that any 60 s window holds at most `rpm` requests.
+
+    A leaky bucket of capacity b draining at r/s admits at most b + 60·r in any window; a burst
+    of half a second's worth keeps the steady rate ≥ 99% of `rpm` while never exceeding it.
+    """
+    if rpm <= 0:
+        raise ValueError(f"rpm must be > 0, got {rpm}")
+    burst = max(1.0, float(int(rpm / 120.0)))
+    if rpm <= burst:  # under one a minute: a bucket of one, drained over two minutes per rpm
+        return 1.0, rpm / (2 * WINDOW)
+    return burst, (rpm - burst) / WINDOW
+
+
+class RequestRate:
+    """Requests per minute, as an aiolimiter leaky bucket sized by `rpm_bucket`."""
+
+    __slots__ = ("rpm", "_limiter")
+
+    def __init__(self, rpm: float) -> None:
+        self.rpm = rpm
+        burst, rate = rpm_bucket(rpm)
+        self._limiter = AsyncLimiter(burst, burst / rate)
+
+    async def acquire(self) -> None:
+        await self._limiter.acquire(1)
+
+
+class TokenBudget:
+    """Tokens per minute: a leaky bucket charged with an estimate, settled with the real usage.
+
+    Charging `prompt estimate + max_tokens` up front keeps the worst case under the limit;
+    `settle` gives back what the answer did not use, so short answers do not waste budget.
+    """
+
+    __slots__ = ("tpm", "_rate", "_capacity", "_level", "_last", "_clock", "_sleep", "_lock")
+
+    def __init__(
+        self,
+        tpm: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        if tpm <= 0:
+            raise ValueError(f"tpm must be > 0, got {tpm}")
+        self.tpm = tpm
+        self._rate = tpm / WINDOW
+        self._capacity = tpm
+        self._level = 0.0
+        self._clock = clock
+        self._last = clock()
+        self._sleep = sleep
+        # One waiter at a time, in arrival order: a big request is not starved by small ones.
+        self._lock = anyio.Lock()
+
+    def _leak(self) -> None:
+        now = self._clock()
+        self._level = max(0.0, self._level - (now - self._last) * self._rate)
+        self._last = now
+
+    @property
+    def level(self) -> float:
+        """Tokens currently charged against the last minute."""
+        self._leak()
+        return self._level
+
+    async def acquire(self, tokens: float) -> None:
+        """Wait until `tokens` fit in the budget, then charge them."""
+        # A request larger than the whole budget could never fit; let it through alone.
+        tokens = min(float(tokens), self._capacity)
+        async with self._lock:
+            while True:
+                self._leak()
+                excess = self._level + tokens - self._capacity
+                if excess <= 1e-6:  # float residue of the last sleep must not loop forever
+                    self._level += tokens
+                    return
+                await self._sleep(excess / self._rate)
+
+    def settle(self, charged: float, used: float) -> None:
+        """Replace a charged estimate by the tokens really used (refund or extra charge)."""
+        self._leak()
+        self._level = max(0.0, self._level + float(used) - min(float(charged), self._capacity))
+
+
+class ConcurrencyCap:
+    """A semaphore whose size can change while tasks wait: the AIMD concurrency cap.
+
+    `backoff()` halves the limit (never below 1); each `success()` adds 1/limit, so the limit
+    regains one slot per limit's worth of successes, up to `ceiling`, like TCP's AIMD.
+    """
+
+    __slots__ = ("ceiling", "_limit", "_credit", "in_use", "_waiters")
+
+    def __init__(self, ceiling: int) -> None:
+        if ceiling < 1:
+            raise ValueError(f"concurrency must be >= 1, got {ceiling}")
+        self.ceiling = ceiling
+        self._limit = ceiling
+        self._credit = 0.0
+        self.in_use = 0
+        self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._limit = max(1, min(self.ceiling, int(value)))
+        self._wake()
+
+    def _wake(self) -> None:
+        # Hand out every slot that is free now; each woken task re-checks on wake-up.
+        free = self._limit - self.in_use
+        while free > 0 and self._waiters:
+            self._waiters.popleft().set()
+            free -= 1
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting while `in_use >= limit` (FIFO among waiters)."""
+        if self.in_use < self._limit and not self._waiters:
+            self.in_use += 1
+            return
+        while True:
+            event = anyio.Event()
+            self._waiters.append(event)
+            try:
+                await event.wait()
+            except BaseException:
+                # Cancelled while waiting: leave the queue, and pass on a wake-up we may own.
+                if event in self._waiters:
+                    self._waiters.remove(event)
+                elif event.is_set():
+                    self._wake()
+                raise
+            if self.in_use < self._limit:
+                self.in_use += 1
+                return
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._wake()
+
+    def backoff(self) -> None:
+        """The provider pushed back (429): halve the limit, never below 1."""
+        self._credit = 0.0
+        self.limit = max(1, self._limit // 2)
+
+    def success(self) -> None:
+        """One success: grow by 1/limit, so a full limit's worth of successes adds one slot."""
+        if self._limit >= self.ceiling:
+            return
+        self._credit += 1.0 / self._limit
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            self.limit = self._limit + 1
