@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import random
-import time
-from email.utils import formatdate
 
 import anyio
 import pytest
 
 from vpbatch import retry
-from vpbatch.retry import RetryPolicy, retry_after_from_headers
+from vpbatch.retry import RetryPolicy
 
 
 def test_backoff_without_jitter_doubles_from_base_up_to_cap() -> None:
@@ -48,35 +46,6 @@ def test_gives_up_when_the_wait_would_pass_the_total_time() -> None:
     p = RetryPolicy(attempts=100, total=30.0)
     assert p.next_delay(1, elapsed=10.0, retry_after=15.0) == 15.0
     assert p.next_delay(1, elapsed=20.0, retry_after=15.0) is None
-
-
-def test_retry_after_seconds_header() -> None:
-    assert retry_after_from_headers({"Retry-After": "3"}) == 3.0
-
-
-def test_retry_after_ms_header() -> None:
-    assert retry_after_from_headers({"retry-after-ms": "250"}) == 0.25
-
-
-def test_retry_after_http_date_header() -> None:
-    now = time.time()
-    got = retry_after_from_headers({"Retry-After": formatdate(now + 30, usegmt=True)}, now=now)
-    assert got is not None and 28.0 <= got <= 31.0
-
-
-def test_openai_reset_durations() -> None:
-    h = {"x-ratelimit-reset-requests": "1m30s", "x-ratelimit-reset-tokens": "350ms"}
-    assert retry_after_from_headers(h) == 90.0
-
-
-def test_longest_of_several_waits_wins() -> None:
-    h = {"Retry-After": "2", "x-ratelimit-reset-tokens": "6.5s"}
-    assert retry_after_from_headers(h) == 6.5
-
-
-def test_no_or_garbled_headers_give_none() -> None:
-    assert retry_after_from_headers({}) is None
-    assert retry_after_from_headers({"Retry-After": "soon"}) is None
 
 
 def test_testing_mode_records_waits_instead_of_sleeping() -> None:
