@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vpbatch.parser import parse_official, parse_strict
+from vpbatch.parser import StrictResult, parse_official, parse_strict
 from vpbatch.records import OK, Record
 
 __all__ = ["Example", "ModelAudit", "parse_audit", "DIFFERENT_RATING", "EXAMPLES_PER_KIND"]
@@ -34,6 +34,16 @@ class Example:
     condition: str
 
 
+_Parsed = tuple[int | None, StrictResult]
+
+
+def _parse(raw: str, memo: dict[str, _Parsed]) -> _Parsed:
+    hit = memo.get(raw)
+    if hit is None:
+        hit = memo[raw] = (parse_official(raw), parse_strict(raw))
+    return hit
+
+
 @dataclass(slots=True)
 class ModelAudit:
     """One model's audit: answers seen, how many each parser scored, and the disagreements.
@@ -53,14 +63,13 @@ class ModelAudit:
     disagreements: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[Example]] = field(default_factory=dict)
 
-    def add(self, rec: Record, per_kind: int) -> None:
-        """Count one record."""
+    def add(self, rec: Record, per_kind: int, memo: dict[str, _Parsed] | None = None) -> None:
+        """Count one record (`memo` caches parses: most answers repeat verbatim)."""
         if rec.status != OK or rec.raw is None:
             self.n_failed += 1
             return
         self.n += 1
-        official = parse_official(rec.raw)
-        strict = parse_strict(rec.raw)
+        official, strict = _parse(rec.raw, {} if memo is None else memo)
         self.n_official_ok += official is not None
         self.n_strict_ok += strict.rating is not None
         if strict.reason is not None:
@@ -97,9 +106,10 @@ def parse_audit(
 ) -> dict[str, ModelAudit]:
     """Per model (in first-seen order): answers, parsed counts, disagreements with examples."""
     out: dict[str, ModelAudit] = {}
+    memo: dict[str, _Parsed] = {}
     for rec in records:
         audit = out.get(rec.model)
         if audit is None:
             audit = out[rec.model] = ModelAudit(rec.model)
-        audit.add(rec, examples)
+        audit.add(rec, examples, memo)
     return out
