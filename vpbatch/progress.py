@@ -1,0 +1,145 @@
+"""Live progress per model: done/total, rate, ETA, retries, failures, tokens.
+
+On a terminal the lines are redrawn in place; otherwise (a log file, CI) a plain line per
+model is printed every `interval` seconds, so an overnight log stays readable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TextIO
+
+import anyio
+
+__all__ = ["ModelProgress", "Progress", "format_line", "format_duration"]
+
+
+class ModelProgress:
+    """One model's counters, updated by its pipeline on the hot path (hence plain slots)."""
+
+    __slots__ = (
+        "name", "total", "skipped", "ok", "failed", "retries", "tokens", "sent",
+        "in_flight", "started", "stopped", "reasons", "_clock",
+    )
+
+    def __init__(self, name: str, total: int, clock: Callable[[], float] = time.monotonic):
+        self.name = name
+        self.total = total  # jobs in this model's grid (shard)
+        self.skipped = 0  # already in the log when the run started
+        self.ok = 0
+        self.failed = 0  # logged as failed this run
+        self.retries = 0  # attempts beyond the first
+        self.tokens = 0  # prompt + completion tokens reported by the provider
+        self.sent = 0  # requests sent, retries included
+        self.in_flight = 0
+        self.started = clock()
+        self.stopped: str | None = None  # why the pipeline stopped early (auth, config)
+        self.reasons: Counter[str] = Counter()  # failure reasons, for the final summary
+        self._clock = clock
+
+    @property
+    def done(self) -> int:
+        return self.skipped + self.ok + self.failed
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+    def rate(self) -> float:
+        """Jobs finished per second by this run (skipped ones cost nothing, so not counted)."""
+        elapsed = self._clock() - self.started
+        return (self.ok + self.failed) / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, None when there is no rate yet."""
+        r = self.rate()
+        left = self.total - self.done
+        if left <= 0:
+            return 0.0
+        return left / r if r > 0 else None
+
+    def note_failure(self, reason: str) -> None:
+        self.failed += 1
+        # The first 80 characters: enough to group "HTTP 400: ..." without one line per job.
+        self.reasons[reason[:80]] += 1
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def format_line(p: ModelProgress, width: int = 24) -> str:
+    """One model's status line."""
+    pct = 100.0 * p.done / p.total if p.total else 100.0
+    state = f"STOPPED: {p.stopped}" if p.stopped else f"eta {format_duration(p.eta())}"
+    return (
+        f"{p.name[:width]:<{width}} {p.done:>7}/{p.total:<7} {pct:5.1f}%  "
+        f"{p.rate():7.1f}/s  {state}  retries {p.retries}  failed {p.failed}  "
+        f"tokens {p.tokens}"
+    )
+
+
+class Progress:
+    """Draws every model's line: in place on a TTY, else plainly every `interval` seconds."""
+
+    __slots__ = ("models", "stream", "tty", "interval", "_drawn")
+
+    def __init__(
+        self,
+        models: list[ModelProgress],
+        stream: TextIO | None = None,
+        *,
+        tty: bool | None = None,
+        interval: float | None = None,
+    ) -> None:
+        self.models = models
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        # A terminal can take redraws often; a log file wants a line per model now and then.
+        self.interval = interval if interval is not None else (0.5 if self.tty else 30.0)
+        self._drawn = 0
+
+    def render(self) -> list[str]:
+        return [format_line(p) for p in self.models]
+
+    def draw(self) -> None:
+        lines = self.render()
+        if self.tty:
+            # Move up over the previous frame and overwrite it, clearing each line's tail.
+            up = f"\x1b[{self._drawn}F" if self._drawn else ""
+            self.stream.write(up + "".join(f"{line}\x1b[K\n" for line in lines))
+            self._drawn = len(lines)
+        else:
+            stamp = time.strftime("%H:%M:%S")
+            self.stream.write("".join(f"[{stamp}] {line}\n" for line in lines))
+        self.stream.flush()
+
+    async def run(self) -> None:
+        """Redraw until cancelled."""
+        while True:
+            await anyio.sleep(self.interval)
+            self.draw()
+
+    def summary(self) -> list[str]:
+        """The closing lines: each model's totals, why it stopped, its commonest failures."""
+        out = []
+        for p in self.models:
+            out.append(
+                f"{p.name}: {p.done}/{p.total} done ({p.ok} answered, {p.failed} failed, "
+                f"{p.skipped} already in the log), {p.retries} retries, {p.tokens} tokens"
+            )
+            if p.stopped:
+                out.append(f"  stopped: {p.stopped}")
+            for reason, n in p.reasons.most_common(3):
+                out.append(f"  {n} x {reason}")
+        return out

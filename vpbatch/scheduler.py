@@ -1,0 +1,233 @@
+"""One model's pipeline: jobs in, log lines out, with the sweep's one retry loop.
+
+A pipeline pulls the next job only when a concurrency slot is free, so memory follows what is
+in flight, not the grid. Each job: acquire the RPM and TPM limits, call the provider, retry
+what can be retried, parse the answer, and append one Record to the log: the commit point.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from vpbatch import retry
+from vpbatch.config import ModelConfig
+from vpbatch.grid import Job
+from vpbatch.limits import ConcurrencyCap, RequestRate, TokenBudget
+from vpbatch.log import RunLog
+from vpbatch.parser import parse_official, parse_strict
+from vpbatch.progress import ModelProgress
+from vpbatch.providers.base import Answer, FailureKind, ProviderError
+from vpbatch.providers.registry import Provider
+from vpbatch.records import FAILED, OK, Record
+from vpbatch.retry import RetryPolicy
+
+__all__ = ["Limits", "Pipeline", "policy_for", "estimate_tokens"]
+
+_SKIP_YIELD = 512  # skipped jobs between checkpoints: a long resume scan must not hog the loop
+
+
+@dataclass(slots=True)
+class Limits:
+    """One model's client-side limits; None means "not limited"."""
+
+    cap: ConcurrencyCap
+    rate: RequestRate | None = None
+    tokens: TokenBudget | None = None
+
+    @classmethod
+    def for_model(cls, m: ModelConfig) -> Limits:
+        return cls(
+            ConcurrencyCap(m.concurrency),
+            RequestRate(m.rpm) if m.rpm else None,
+            TokenBudget(m.tpm) if m.tpm else None,
+        )
+
+
+def policy_for(m: ModelConfig) -> RetryPolicy:
+    """The model's retry bounds from its config; backoff shape stays the policy's default."""
+    return RetryPolicy(attempts=m.max_attempts, total=m.max_retry_seconds)
+
+
+def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
+    """Worst-case tokens of one request: ~4 characters a token, plus a few per message."""
+    chars = sum(len(m["content"]) for m in messages)
+    return chars // 4 + 4 * len(messages) + 3 + max_tokens
+
+
+class _Stopped(Exception):
+    """The job was abandoned unsent or unanswered because the pipeline is stopping."""
+
+
+class Pipeline:
+    """Runs one model's job stream to the log; `stop()` stops issuing and abandons waits."""
+
+    __slots__ = (
+        "model", "provider", "log", "progress", "limits", "policy", "retry_failed",
+        "stopping", "_waits", "_scope", "_rng", "_key_env",
+    )
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        provider: Provider,
+        log: RunLog,
+        progress: ModelProgress,
+        *,
+        limits: Limits | None = None,
+        policy: RetryPolicy | None = None,
+        retry_failed: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.model = model
+        self.provider = provider
+        self.log = log
+        self.progress = progress
+        self.limits = limits if limits is not None else Limits.for_model(model)
+        self.policy = policy if policy is not None else policy_for(model)
+        self.retry_failed = retry_failed
+        self.stopping = False
+        self._waits: set[anyio.CancelScope] = set()
+        self._scope: anyio.CancelScope | None = None
+        self._rng = rng or random.Random()
+
+    # -- the stream ------------------------------------------------------------------------
+
+    async def run(self, jobs: Iterable[Job]) -> None:
+        """Send every job the log lacks; returns when all are logged or the pipeline stopped."""
+        cap, log, prog = self.limits.cap, self.log, self.progress
+        async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
+            skipped = 0
+            for job in jobs:
+                if self.stopping:
+                    break
+                if log.is_done(job.job_id, retry_failed=self.retry_failed):
+                    prog.skipped += 1
+                    skipped += 1
+                    if skipped % _SKIP_YIELD == 0:
+                        await anyio.lowlevel.checkpoint()
+                    continue
+                try:
+                    await self._wait(cap.acquire)
+                except _Stopped:
+                    break
+                prog.in_flight += 1
+                tg.start_soon(self._job, job)
+
+    def stop(self) -> None:
+        """Issue nothing more; jobs waiting for a limit or a backoff are abandoned, unsent."""
+        self.stopping = True
+        for scope in list(self._waits):  # the stream's wait for a slot is one of these
+            scope.cancel()
+
+    def abort(self, reason: str) -> None:
+        """Stop this model now, in-flight requests included (its key was rejected)."""
+        if self.progress.stopped is None:
+            self.progress.stopped = reason
+        self.stop()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def _job(self, job: Job) -> None:
+        try:
+            record = await self._attempts(job)
+        except _Stopped:
+            return
+        finally:
+            self.limits.cap.release()
+            self.progress.in_flight -= 1
+        self.log.append(record)
+        if record.status == OK:
+            self.progress.ok += 1
+        else:
+            self.progress.note_failure(record.error or "failed")
+
+    async def _attempts(self, job: Job) -> Record:
+        """THE retry loop: one request per attempt until an answer, a permanent failure, or
+        the policy's attempts or total time run out."""
+        body = self.provider.build_request(job.messages, job.params).body
+        limits, policy, prog = self.limits, self.policy, self.progress
+        estimate = estimate_tokens(job.messages, job.params.max_tokens)
+        started = retry.now()
+        attempt = 0
+        while True:
+            attempt += 1
+            if limits.rate is not None:
+                await self._wait(limits.rate.acquire)
+            if limits.tokens is not None:
+                await self._wait(limits.tokens.acquire, estimate)
+            prog.sent += 1
+            t0 = time.perf_counter()
+            try:
+                answer = await self.provider.complete(job.messages, job.params)
+            except ProviderError as exc:
+                if limits.tokens is not None:
+                    limits.tokens.settle(estimate, 0)  # refused requests use no tokens
+                if exc.auth:
+                    self.abort(exc.message)
+                    raise _Stopped from None
+                if exc.kind is FailureKind.RATE_LIMITED:
+                    limits.cap.backoff()
+                delay = None
+                if exc.kind is not FailureKind.PERMANENT:
+                    delay = policy.next_delay(
+                        attempt, retry.now() - started, exc.retry_after, self._rng
+                    )
+                if delay is None:
+                    return _failed(job, body, exc, attempt)
+                prog.retries += 1
+                await self._wait(retry.sleep, delay)
+                continue
+            latency = (time.perf_counter() - t0) * 1000.0
+            limits.cap.success()
+            used = answer.usage.get("prompt_tokens", 0) + answer.usage.get("completion_tokens", 0)
+            prog.tokens += used
+            if limits.tokens is not None:
+                limits.tokens.settle(estimate, used or estimate)
+            return _answered(job, body, answer, attempt, latency)
+
+    async def _wait(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Await a limit or a backoff, abandoning the job if the pipeline stops meanwhile."""
+        if self.stopping:
+            raise _Stopped
+        with anyio.CancelScope() as scope:
+            self._waits.add(scope)
+            try:
+                await fn(*args)
+            finally:
+                self._waits.discard(scope)
+        if scope.cancelled_caught:
+            raise _Stopped
+
+
+def _answered(job: Job, body: dict[str, Any], a: Answer, attempts: int, latency: float) -> Record:
+    strict = parse_strict(a.text)
+    return Record(
+        job_id=job.job_id, model=job.model, condition=job.condition, version=job.version,
+        portrait_id=job.portrait_id, option_id=job.option_id, repeat=job.repeat, status=OK,
+        raw=a.text, reasoning=a.reasoning, rating=parse_official(a.text),
+        rating_strict=strict.rating, strict_reason=strict.reason,
+        finish_reason=a.finish_reason, usage=dict(a.usage), latency_ms=round(latency, 2),
+        attempts=attempts, request=body, ts=time.time(),
+    )
+
+
+def _failed(job: Job, body: dict[str, Any], exc: ProviderError, attempts: int) -> Record:
+    why = exc.message
+    if exc.kind is not FailureKind.PERMANENT:
+        why = f"{why} (gave up after {attempts} attempts)"
+    return Record(
+        job_id=job.job_id, model=job.model, condition=job.condition, version=job.version,
+        portrait_id=job.portrait_id, option_id=job.option_id, repeat=job.repeat,
+        status=FAILED, error_kind=exc.kind.value, error=why, attempts=attempts,
+        request=body, ts=time.time(), extra={"http_status": exc.status} if exc.status else {},
+    )
