@@ -160,6 +160,19 @@ def test_status_table_lists_models_and_failure_reasons(
     assert "bulk" in out and "vanilla" in out and "permanent: content filter" in out
 
 
+def test_status_totals_of_a_shard_add_up_to_the_grid(
+    tmp_path: Path, capsys: Cap, data_dir: Path
+) -> None:
+    _, cfg = config(tmp_path)
+    rd = prepare_run_dir(cfg, tmp_path / "run")
+    whole = cli_json(capsys, "status", str(rd.path))
+    parts = [cli_json(capsys, "status", str(rd.path), "--shard", f"{k}/2", "--data",
+                      str(data_dir)) for k in (1, 2)]
+    for i, cell in enumerate(whole):
+        assert sum(p[i]["total"] for p in parts) == cell["total"]
+        assert all(0 < p[i]["total"] < cell["total"] for p in parts)
+
+
 def test_status_of_a_non_run_dir_exits_2(tmp_path: Path, capsys: Cap) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["status", str(tmp_path)])

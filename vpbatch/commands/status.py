@@ -12,7 +12,8 @@ import orjson
 
 from vpbatch.conditions import load_conditions, model_conditions
 from vpbatch.config import Config
-from vpbatch.dataset import N_ITEMS
+from vpbatch.dataset import N_ITEMS, load_dataset
+from vpbatch.grid import iter_model_jobs, parse_shard
 from vpbatch.log import iter_log
 from vpbatch.records import OK
 from vpbatch.rundir import open_run_dir
@@ -38,16 +39,32 @@ class Cell:
     reasons: dict[str, int] = field(default_factory=dict)  # failure reason -> jobs
 
 
-def _totals(cfg: Config) -> dict[tuple[str, str], int]:
-    per = (min(cfg.run.items, N_ITEMS) if cfg.run.items else N_ITEMS) * len(cfg.run.versions)
+def _totals(
+    cfg: Config, shard: tuple[int, int] | None, data: str | None
+) -> dict[tuple[str, str], int]:
     conds = load_conditions(cfg.run.conditions_file)
+    if shard is not None:
+        # A shard's share depends on the job ids, hence on the prompts: count them.
+        ds = load_dataset(data or cfg.run.data)
+        counts: Counter[tuple[str, str]] = Counter()
+        for m in cfg.models:
+            counts.update((j.model, j.condition)
+                          for j in iter_model_jobs(cfg, m, ds, conds, shard=shard))
+        return {(m.name, c): counts[(m.name, c)]
+                for m in cfg.models for c in model_conditions(cfg, m, conds)}
+    # Unsharded totals are arithmetic: no need to read the dataset.
+    per = (min(cfg.run.items, N_ITEMS) if cfg.run.items else N_ITEMS) * len(cfg.run.versions)
     return {(m.name, c): per * cfg.run.repeats
             for m in cfg.models for c in model_conditions(cfg, m, conds)}
 
 
-def collect_status(log_path: Path, cfg: Config | None) -> list[Cell]:
+def collect_status(
+    log_path: Path, cfg: Config | None, *, shard: tuple[int, int] | None = None,
+    data: str | None = None,
+) -> list[Cell]:
     """Stream the log once: jobs deduplicated by id, tokens summed over every row (all paid)."""
-    cells = {k: Cell(k[0], k[1], t) for k, t in (_totals(cfg) if cfg else {}).items()}
+    totals = _totals(cfg, shard, data) if cfg else {}
+    cells = {k: Cell(k[0], k[1], t) for k, t in totals.items()}
     final: dict[str, tuple[tuple[str, str], int, str | None]] = {}
     if log_path.exists():
         for row in iter_log(log_path):
@@ -138,12 +155,15 @@ def _render(cells: list[Cell]) -> list[str]:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--shard", default=None, help="K/N: totals for this machine's share of the grid.")
+@click.option("--data", default=None, help="Value Portrait data dir (needed with --shard).")
 @click.option("--json", "as_json", is_flag=True, help="Print the cells as JSON.")
-def status(run_dir: Path, as_json: bool) -> None:
+def status(run_dir: Path, shard: str | None, data: str | None, as_json: bool) -> None:
     """Per model and condition: done/failed/total, parse failures, tokens and cost so far."""
     rd = open_run_dir(run_dir)
     cfg = rd.load_config() if rd.config_path.exists() else None
-    cells = collect_status(rd.log_path, cfg)
+    cells = collect_status(rd.log_path, cfg, shard=parse_shard(shard) if shard else None,
+                           data=data)
     if as_json:
         click.echo(orjson.dumps([asdict(c) for c in cells], option=orjson.OPT_INDENT_2).decode())
         return
