@@ -23,6 +23,7 @@ from vpbatch.grid import (
     request_params,
 )
 from vpbatch.prompts import item_prompt
+from vpbatch.records import job_id
 
 SMALL = """
 [run]
@@ -94,6 +95,19 @@ def test_job_ids_differ_across_repeats_conditions_versions_and_models(
     cfg = config(tmp_path)
     jobs = list(iter_jobs(cfg, ds, conds))
     assert len({j.job_id for j in jobs}) == len(jobs)
+
+
+@pytest.mark.parametrize("repeats", [1, 3])
+def test_job_id_is_records_job_id_of_what_is_sent(
+    tmp_path: Path, ds: Dataset, conds: Conditions, repeats: int
+) -> None:
+    cfg = config(tmp_path, SMALL.replace("repeats = 2", f"repeats = {repeats}"))
+    m = cfg.models[1]
+    for j in itertools.islice(iter_model_jobs(cfg, m, ds, conds), 40):
+        assert j.job_id == job_id({
+            "model": m.name, "provider": m.provider, "model_id": m.model,
+            "base_url": m.base_url, "messages": j.messages, "temperature": 0.0,
+            "max_tokens": 16, "seed": 42, "repeat": j.repeat})
 
 
 def test_the_key_never_enters_the_job_id(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:

@@ -6,12 +6,14 @@ A job's id comes from what is sent (never the key), so a resumed or sharded run 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import click
+import orjson
 
 from vpbatch.conditions import Conditions, model_conditions, system_message
 from vpbatch.config import Config, ModelConfig
@@ -108,27 +110,41 @@ def iter_model_jobs(
     conditions = model_conditions(cfg, m, conds)
     systems = [system_message(c, conds) for c in conditions]
     versions = list(cfg.run.versions)
-    identity: dict[str, Any] = {
-        "model": m.name,
-        "provider": m.provider,
-        "model_id": m.model,
-        "base_url": m.base_url,
-        "temperature": params.temperature,
-        "max_tokens": params.max_tokens,
-        "seed": params.seed,
-    }
+    head = {"base_url": m.base_url, "max_tokens": params.max_tokens}
+    tail = {"model": m.name, "model_id": m.model, "provider": m.provider,
+            "seed": params.seed, "temperature": params.temperature}
     for i in range(n_items(cfg, ds)):
         pid, oid = int(ds.portrait_id[i]), int(ds.option_id[i])
         prompts = [item_prompt(ds, v, i) for v in versions]
         for cond, system in zip(conditions, systems, strict=True):
-            head = [] if system is None else [{"role": "system", "content": system}]
+            sys_msg = [] if system is None else [{"role": "system", "content": system}]
             for version, prompt in zip(versions, prompts, strict=True):
-                messages = [*head, {"role": "user", "content": prompt}]
-                for r in range(cfg.run.repeats):
-                    jid = job_id({**identity, "messages": messages, "repeat": r})
+                messages = [*sys_msg, {"role": "user", "content": prompt}]
+                ids = _repeat_ids(head, messages, tail, cfg.run.repeats)
+                for r, jid in enumerate(ids):
                     if shard is not None and shard_of(jid, shard[1]) != shard[0]:
                         continue
                     yield Job(jid, m.name, cond, version, i, pid, oid, r, messages, params)
+
+
+def _repeat_ids(
+    head: dict[str, Any], messages: list[dict[str, str]], tail: dict[str, Any], repeats: int
+) -> list[str]:
+    """records.job_id of {**head, "messages": ..., **tail, "repeat": r} for every repeat.
+
+    Same bytes as job_id's canonical JSON, but the long prefix (up to the messages, as sorted
+    keys put them before "model") is hashed once and the short tail once per repeat.
+    """
+    if repeats == 1:
+        return [job_id({**head, "messages": messages, **tail, "repeat": 0})]
+    prefix = orjson.dumps({**head, "messages": messages}, option=orjson.OPT_SORT_KEYS)
+    base = hashlib.sha256(prefix[:-1] + b",")
+    out = []
+    for r in range(repeats):
+        h = base.copy()
+        h.update(orjson.dumps({**tail, "repeat": r}, option=orjson.OPT_SORT_KEYS)[1:])
+        out.append(h.hexdigest()[:32])
+    return out
 
 
 def count_model_jobs(
