@@ -7,6 +7,7 @@ and validates a TOML file before any request is made; every error names the fiel
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -298,6 +299,11 @@ def _check_key_env(
 
 
 def _check_bounds(v: _Validator, obj: Any, where: str) -> None:
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            v.fail(f"{where}.{f.name}", f"must be a finite number, got {value}",
+                   f"write a number, or remove {f.name} for the default")
     for key in _POSITIVE:
         value = getattr(obj, key, None)
         if value is not None and value <= 0:
@@ -383,9 +389,8 @@ def _coerce(value: Any, hint: Any) -> Any:
 
 
 def _describe(hint: Any) -> str:
-    args = [a for a in (typing.get_args(hint) or (hint,)) if a is not type(None)]
-    if typing.get_origin(hint) is list:
-        args = [hint]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = [a for a in (typing.get_args(hint) if union else (hint,)) if a is not type(None)]
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     parts = []
     for a in args:
@@ -410,4 +415,8 @@ def _example(hint: Any) -> str:
 def _kind(value: Any) -> str:
     kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
              list: "a list", dict: "a table"}
+    if isinstance(value, list):
+        odd = next((x for x in value if not isinstance(x, str)), None)
+        if odd is not None:
+            return f"a list holding {_kind(odd)}"
     return kinds.get(type(value), type(value).__name__)
