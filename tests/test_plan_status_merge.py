@@ -232,3 +232,14 @@ def test_merge_refuses_shards_of_different_configs(tmp_path: Path, capsys: Cap) 
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "another config" in err and "sha256" in err
     assert not (tmp_path / "out" / "log.jsonl").exists()
+
+
+def test_merge_will_not_overwrite_another_log(tmp_path: Path, capsys: Cap) -> None:
+    _, cfg = config(tmp_path)
+    prepare_run_dir(cfg, tmp_path / "s1")
+    out = prepare_run_dir(cfg, tmp_path / "out")
+    out.log_path.write_text('{"job_id": "keep"}\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["merge", str(out.path), str(tmp_path / "s1")])
+    assert exc.value.code == 2 and "already holds a log" in capsys.readouterr().err
+    assert out.log_path.read_text() == '{"job_id": "keep"}\n'

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 
-from vpbatch.config import Config, load_config
+from vpbatch.config import DATASET_FILE, Config, load_config
 from vpbatch.errors import RunDirError
 from vpbatch.log import LOG_NAME
 from vpbatch.rundir import open_run_dir, prepare_run_dir
@@ -96,3 +97,13 @@ def test_relative_paths_in_the_copied_config_still_resolve(tmp_path: Path) -> No
     rd = prepare_run_dir(cfg, tmp_path / "elsewhere" / "run")
     again = open_run_dir(rd.path).load_config()
     assert again.run.conditions_file == str((tmp_path / "conf" / "mine.toml").resolve())
+
+
+def test_a_run_dir_config_loads_after_its_dataset_moved(tmp_path: Path) -> None:
+    tagged = tmp_path / "data" / DATASET_FILE
+    tagged.parent.mkdir(parents=True)
+    tagged.write_text("[]")
+    cfg = config(tmp_path, TEXT.replace('versions = ["v1"]', 'data = "data"'))
+    rd = prepare_run_dir(cfg, tmp_path / "run")
+    shutil.rmtree(tmp_path / "data")
+    assert open_run_dir(rd.path).load_config().run.data == str((tmp_path / "data").resolve())

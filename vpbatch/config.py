@@ -119,11 +119,13 @@ def load_config(
     env: Mapping[str, str] = os.environ,
     check_env: bool = True,
     base_dir: Path | None = None,
+    check_data: bool = True,
 ) -> Config:
     """Read and validate a sweep config; ConfigError (exit 2) names the field and the fix.
 
-    `check_env=False` skips the API-key variables (`plan` needs no keys). Relative paths in the
-    file resolve against `base_dir`, else the config's own directory.
+    `check_env=False` skips the API-key variables (`plan` needs no keys), `check_data=False`
+    the dataset (`status` reads none). Relative paths resolve against `base_dir`, else the
+    config's own directory.
     """
     p = Path(path)
     try:
@@ -135,7 +137,8 @@ def load_config(
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text ({exc.reason}); save the config as UTF-8") from exc
     return parse_config(
-        text, source=p, env=env, check_env=check_env, base_dir=base_dir or p.parent
+        text, source=p, env=env, check_env=check_env, base_dir=base_dir or p.parent,
+        check_data=check_data,
     )
 
 
@@ -146,6 +149,7 @@ def parse_config(
     env: Mapping[str, str] = os.environ,
     check_env: bool = True,
     base_dir: Path | None = None,
+    check_data: bool = True,
 ) -> Config:
     """Validate TOML text (see `load_config`); `source` only labels the messages."""
     label = str(source) if source is not None else "<config>"
@@ -166,7 +170,7 @@ def parse_config(
     models = [_model(v, t, i) for i, t in enumerate(raw_models)]
     grids = v.build(GridConfig, v.table(doc, "grids"), "grids")
     cfg = Config(run=run, models=models, grids=grids, source=source, text=text)
-    _check_run(v, cfg.run, base_dir, env)
+    _check_run(v, cfg.run, base_dir, env if check_data else None)
     _check_models(v, cfg, env, check_env)
     _check_grids(v, cfg)
     return cfg
@@ -226,7 +230,9 @@ def _model(v: _Validator, table: dict[str, Any], i: int) -> ModelConfig:
     return m
 
 
-def _check_run(v: _Validator, run: RunConfig, base: Path | None, env: Mapping[str, str]) -> None:
+def _check_run(
+    v: _Validator, run: RunConfig, base: Path | None, env: Mapping[str, str] | None
+) -> None:
     if not run.name or "/" in run.name or run.name in (".", ".."):
         v.fail("run.name", f"{run.name!r} cannot name a run dir", 'use e.g. name = "overnight"')
     _check_bounds(v, run, "run")
@@ -244,6 +250,9 @@ def _check_run(v: _Validator, run: RunConfig, base: Path | None, env: Mapping[st
                    "point it at a personas.toml, or remove it to use configs/personas.toml")
     if run.data is not None:
         run.data = str(_resolve(run.data, base))
+    if env is None:
+        return  # the caller reads no dataset
+    if run.data is not None:
         _check_dataset(v, "run.data", Path(run.data))
     elif env.get("VPBATCH_DATA"):
         _check_dataset(v, "VPBATCH_DATA", Path(env["VPBATCH_DATA"]))

@@ -65,15 +65,20 @@ class RunDir:
         return None
 
     def load_config(
-        self, *, env: Mapping[str, str] = os.environ, check_env: bool = False
+        self, *, env: Mapping[str, str] = os.environ, check_env: bool = False,
+        check_data: bool = False,
     ) -> Config:
-        """The config as run; relative paths in it resolve where the original file lived."""
+        """The config as run; relative paths in it resolve where the original file lived.
+
+        Keys and dataset are not checked by default: status and reports need neither.
+        """
         if not self.config_path.exists():
             raise RunDirError(f"{self.path} has no {CONFIG_NAME}; it was not made by "
                               "`vpbatch run` (pass the run dir that was)")
         src = self.path / SOURCE_NAME
         base = Path(src.read_text(encoding="utf-8").strip()) if src.exists() else None
-        return load_config(self.config_path, env=env, check_env=check_env, base_dir=base)
+        return load_config(self.config_path, env=env, check_env=check_env, base_dir=base,
+                           check_data=check_data)
 
 
 def _atomic_write(path: Path, text: str) -> None:
