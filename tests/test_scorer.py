@@ -220,3 +220,50 @@ def test_score_command_writes_scores_json_and_prints_the_table(tmp_path: Path) -
     assert doc["options"] == {"rule": "paper", "threshold": 0.3, "p_max": 0.05, "strict": False}
     assert doc["answers"]["ok"] == 1
     assert set(doc["models"]["tiny"]["vanilla"]) == {"pvq", "higher_pvq", "bfi"}
+
+
+def _read_back(tmp_path: Path, lines: list[bytes]) -> Any:
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join(lines))
+    return cube_from_log(log, _tiny_dataset(), cache=False)
+
+
+def _record_line(row: dict[str, Any]) -> bytes:
+    return Record.from_dict(row).to_json()
+
+
+def test_lines_in_another_key_order_read_like_record_lines(tmp_path: Path) -> None:
+    # Record.to_json lines take the vectorised path, sorted-key lines the per-line one.
+    fast = _read_back(tmp_path, [_record_line(r) for r in ROWS])
+    slow = _read_back(tmp_path, [orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n"
+                                 for r in ROWS])
+    np.testing.assert_array_equal(fast.ratings, slow.ratings)
+    assert (fast.models, fast.n_ok, fast.n_failed) == (slow.models, slow.n_ok, slow.n_failed)
+
+
+def test_names_with_escapes_and_unicode_survive_the_reader(tmp_path: Path) -> None:
+    rows = [_row(A, "v1", 5, model='say "hi"\\'), _row(B, "v1", 4, model="modèle-ü"),
+            _row(C, "v1", 3, condition="persona:gender=female")]
+    cube = _read_back(tmp_path, [_record_line(r) for r in rows])
+    assert cube.models == ['say "hi"\\', "modèle-ü", "m"]
+    assert cube.conditions == ["vanilla", "persona:gender=female"]
+
+
+def test_answer_text_that_looks_like_a_rating_field_is_not_read_as_one(tmp_path: Path) -> None:
+    row = _row(A, "v1", 2, raw='like me ,"rating":6, "rating":5', extra={"rating": 6})
+    assert _read_back(tmp_path, [_record_line(row)]).ratings[0, 0, 0, 0] == 2.0
+
+
+def test_first_ok_row_wins_across_both_reading_paths(tmp_path: Path) -> None:
+    failed = _record_line(_row(A, "v1", None, job_id="j"))
+    sorted_ok = orjson.dumps(_row(A, "v1", 3, job_id="j"), option=orjson.OPT_SORT_KEYS) + b"\n"
+    later_ok = _record_line(_row(A, "v1", 6, job_id="j"))
+    cube = _read_back(tmp_path, [failed, sorted_ok, later_ok, b"\n"])
+    assert cube.ratings[0, 0, 0, 0] == 3.0 and (cube.n_ok, cube.n_failed) == (1, 0)
+
+
+def test_a_corrupt_line_is_named(tmp_path: Path) -> None:
+    from vpbatch.errors import LogError
+
+    with pytest.raises(LogError, match="not valid JSON"):
+        _read_back(tmp_path, [_record_line(ROWS[0]), b'{"job_id": oops}\n'])

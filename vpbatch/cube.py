@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "TEMPLATE_KEY"]
 
-CHUNK_BYTES = 1 << 24  # 16 MB per orjson call: big enough to amortise, small enough for RAM
-CACHE_VERSION = 2
-_TAIL = b',"strict_reason":'
+CHUNK_BYTES = 1 << 25  # 32 MB at a time: big enough to amortise, small enough for RAM
+CACHE_VERSION = 3
 # Set by the importer on a failed official record that still carried its correlation lists
 # (some of the authors' clients stored them on error rows, some did not).
 TEMPLATE_KEY = "correlations_recorded"
@@ -51,8 +49,219 @@ class RatingCube:
     authors_dropped: np.ndarray | None = None
 
 
-def _chunks(path: Path) -> Iterator[list[dict[str, Any]]]:
-    """The log's complete lines, parsed a chunk at a time (a torn tail is ignored)."""
+# Odd 64-bit multipliers of the span hash; fixed so every chunk and process hashes alike.
+_MULT = np.random.default_rng(0x5EED).integers(1, 2**63, size=17, dtype=np.uint64) | np.uint64(1)
+_MAX_SPAN = 128  # longer names or ids take the per-line path
+_PAD = bytes(256)
+# The keys a Record line starts with, and the index of each key's opening quote in the line
+# (a string value adds two quotes, a number none).
+_PREFIX = (("job_id", 0), ("model", 4), ("condition", 8), ("version", 12), ("portrait_id", 16),
+           ("option_id", 18), ("repeat", 20), ("status", 22), ("raw", 26))
+
+
+def _span_hash(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each buf[start:start+length] (length <= _MAX_SPAN), computed at once."""
+    if not len(start):
+        return np.zeros(0, np.uint64)
+    width = max(8, -(-int(length.max()) // 8) * 8)
+    cols = np.arange(width)
+    win = buf[np.minimum(start[:, None] + cols, len(buf) - 1)]
+    win[cols >= length[:, None]] = 0
+    words = win.view(np.uint64)  # bytes beyond the span are zero: the width never matters
+    h: np.ndarray = (words * _MULT[: width // 8]).sum(axis=1, dtype=np.uint64)
+    return h ^ (length.astype(np.uint64) * _MULT[16])
+
+
+def _bytes_hash(values: list[bytes]) -> np.ndarray:
+    """_span_hash of whole byte strings (the per-line path hashes ids the same way)."""
+    if not values:
+        return np.zeros(0, np.uint64)
+    lengths = np.array([len(v) for v in values], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    buf = np.frombuffer(b"".join(values) + b"\0", np.uint8)
+    return _span_hash(buf, starts, lengths)
+
+
+class _Rows:
+    """Columns of every log row (one entry per line), filled chunk by chunk."""
+
+    __slots__ = ("key", "models", "conds", "vers", "parts", "n_lines")
+
+    def __init__(self, strict: bool) -> None:
+        self.key = "rating_strict" if strict else "rating"
+        self.models: dict[str, int] = {}
+        self.conds: dict[str, int] = {}
+        self.vers: dict[str, int] = {}
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.n_lines = 0
+
+    def add_dicts(self, rows: list[dict[str, Any]], lines: np.ndarray | None = None) -> None:
+        """Rows already parsed (the per-line path, cube_from_rows)."""
+        if not rows:
+            return
+        models, conds, vers, key = self.models, self.conds, self.vers, self.key
+        cols: dict[str, list[Any]] = {k: [] for k in ("m", "c", "v", "pid", "oid", "r", "kept")}
+        ok, jids = [], []
+        for d in rows:
+            # Every row names its axes, so a model whose answers all failed still shows up.
+            cols["m"].append(models.setdefault(d["model"], len(models)))
+            cols["c"].append(conds.setdefault(d["condition"], len(conds)))
+            cols["v"].append(vers.setdefault(d["version"], len(vers)))
+            cols["pid"].append(d["portrait_id"])
+            cols["oid"].append(d["option_id"])
+            good = d.get("status") == "ok"
+            ok.append(good)
+            rating = d.get(key) if good else None
+            cols["r"].append(np.nan if rating is None else rating)
+            cols["kept"].append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
+            jids.append(str(d["job_id"]).encode())
+        if lines is None:
+            lines = np.arange(self.n_lines, self.n_lines + len(rows))
+            self.n_lines += len(rows)
+        part = {k: np.asarray(v, np.float64 if k == "r" else np.int64) for k, v in cols.items()}
+        part["kept"] = part["kept"].astype(bool)
+        part.update(ok=np.asarray(ok, bool), jh=_bytes_hash(jids), line=lines)
+        self.parts.append(part)
+
+    def add_chunk(self, path: Path, chunk: bytes) -> None:
+        """Complete lines: Record-shaped ones vectorised, the rest parsed one by one."""
+        # Zero padding: fixed offsets past a line's last quote stay inside the buffer.
+        buf = np.frombuffer(chunk + _PAD, np.uint8)
+        ends = np.flatnonzero(buf[: len(chunk)] == 10)
+        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        keep = ends > starts  # blank lines carry nothing
+        starts, ends = starts[keep], ends[keep]
+        lines = np.arange(self.n_lines, self.n_lines + len(starts))
+        self.n_lines += len(starts)
+        fast, part = _vector_parse(buf, starts, ends, self.key)
+        slow = np.flatnonzero(~fast)
+        rows = [_load_line(path, chunk[starts[i] : ends[i]]) for i in slow]
+        # Name every axis value in line order across both paths: models list as logged.
+        tables = {"m": self.models, "c": self.conds, "v": self.vers}
+        fields = {"m": "model", "c": "condition", "v": "version"}
+        events = [(int(lines[i]), col, str(d[fields[col]]))
+                  for i, d in zip(slow, rows, strict=True) for col in tables]
+        if part is not None:
+            fast_lines = lines[fast]
+            for col, (names, first) in part.pop("names").items():
+                events += [(int(fast_lines[f]), col, n) for n, f in zip(names, first, strict=True)]
+        for _, col, name in sorted(events):
+            tables[col].setdefault(name, len(tables[col]))
+        if part is not None:
+            part["line"] = lines[fast]
+            for col, local in part.pop("local").items():
+                part[col] = np.array([tables[col][n] for n in local], np.int64)[part[col]]
+            self.parts.append(part)
+        if rows:
+            self.add_dicts(rows, lines[slow])
+
+
+def _load_line(path: Path, line: bytes) -> dict[str, Any]:
+    try:
+        row: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise LogError(
+            f"{path}: a line is not valid JSON ({exc}): {line[:80]!r}; move it aside or "
+            "restore the file"
+        ) from exc
+    return row
+
+
+def _digits(buf: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unsigned integers written in buf[a:b] per row, and which rows held one."""
+    n = b - a
+    cols = np.arange(9)
+    d = buf[np.minimum(a[:, None] + cols, len(buf) - 1)].astype(np.int64) - 48
+    inside = cols < n[:, None]
+    good = (n >= 1) & (n <= 9) & ~(inside & ((d < 0) | (d > 9))).any(axis=1)
+    power = np.where(inside, 10 ** np.maximum(n[:, None] - 1 - cols, 0), 0)
+    return (np.where(inside, d, 0) * power).sum(axis=1), good
+
+
+def _vector_parse(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, key: str
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Parse lines written by Record.to_json without building a dict per line.
+
+    Such a line starts with the fields job_id .. raw in dataclass order, so with the quote
+    positions known, every field sits between fixed quotes. Lines that deviate in any checked
+    way (other order, escapes in names, no rating) are flagged for the per-line path.
+    """
+    qs = np.flatnonzero(buf == 34)
+    if len(qs) < 28 or not len(starts):
+        return np.zeros(len(starts), bool), None
+    k0 = np.searchsorted(qs, starts)
+    fast = k0 + 28 < len(qs)
+    quotes = qs[np.minimum(k0[:, None] + np.arange(28), len(qs) - 1)].T  # (28, N), gathered once
+
+    def q(j: int) -> np.ndarray:
+        return quotes[j]
+
+    fast &= (q(0) == starts + 1) & (q(27) < ends)
+    for name, j in _PREFIX:
+        fast &= (q(j + 1) - q(j) == len(name) + 1) & (buf[q(j) + 1] == ord(name[0]))
+        fast &= buf[q(j) + len(name)] == ord(name[-1])
+    # A backslash anywhere in the prefix means an escape: leave the line to orjson.
+    slashes = np.flatnonzero(buf == 92)
+    fast &= np.searchsorted(slashes, starts) == np.searchsorted(slashes, q(26))
+    fast &= (q(25) - q(24) == 3) | (q(25) - q(24) == 7)  # "ok" | "failed"
+    spans = {"jid": (q(2) + 1, q(3)), "m": (q(6) + 1, q(7)), "c": (q(10) + 1, q(11)),
+             "v": (q(14) + 1, q(15))}
+    for a, b in spans.values():
+        fast &= (b - a >= 1) & (b - a <= _MAX_SPAN)
+    pid, good_p = _digits(buf, q(17) + 2, q(18) - 1)
+    oid, good_o = _digits(buf, q(19) + 2, q(20) - 1)
+    fast &= good_p & good_o
+    rating, good_r = _rating_after(buf, qs, q(27), ends, key)
+    fast &= good_r
+    idx = np.flatnonzero(fast)
+    if not len(idx):
+        return fast, None
+    part: dict[str, Any] = {"pid": pid[idx], "oid": oid[idx], "r": rating[idx],
+                            "ok": q(25)[idx] - q(24)[idx] == 3,
+                            "kept": np.zeros(len(idx), bool)}
+    part["jh"] = _span_hash(buf, spans["jid"][0][idx], (spans["jid"][1] - spans["jid"][0])[idx])
+    names: dict[str, tuple[list[str], np.ndarray]] = {}
+    for col in ("m", "c", "v"):
+        a, b = spans[col][0][idx], spans[col][1][idx]
+        h = _span_hash(buf, a, b - a)
+        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        order = np.argsort(first)  # first-seen order, so models list as the log has them
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        first = first[order]
+        names[col] = ([bytes(buf[a[i] : b[i]]).decode() for i in first], first)
+        part[col] = rank[inverse.reshape(-1)]
+    part["names"] = names
+    part["local"] = {col: names[col][0] for col in names}
+    return fast, part
+
+
+def _rating_after(
+    buf: np.ndarray, qs: np.ndarray, after: np.ndarray, ends: np.ndarray, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per line, the 1-digit value of the first `,"<key>":` after `after`; NaN-free rows only.
+
+    `,"key":` cannot occur inside a JSON string (its quotes would be escaped), and in a
+    Record line nothing nested comes between raw and the ratings, so the first hit is it.
+    """
+    k = np.flatnonzero(np.diff(qs) == len(key) + 1)
+    k = k[(buf[qs[k] - 1] == ord(",")) & (buf[np.minimum(qs[k + 1] + 1, len(buf) - 1)] == ord(":"))]
+    pos = qs[k]
+    for i, ch in enumerate(key.encode()):
+        pos = pos[buf[pos + 1 + i] == ch]
+    j = np.searchsorted(pos, after)
+    found = j < len(pos)
+    at = pos[np.minimum(j, max(len(pos) - 1, 0))] if len(pos) else np.zeros_like(after)
+    found &= at < ends
+    v = np.minimum(at + len(key) + 3, len(buf) - 2)
+    digit = buf[v].astype(np.int64) - 48
+    found &= (digit >= 1) & (digit <= 9) & ((buf[v + 1] == ord(",")) | (buf[v + 1] == ord("}")))
+    return digit.astype(np.float64), found
+
+
+def _read(path: Path, rows: _Rows) -> None:
+    """Feed the log's complete lines to `rows` in big chunks (a torn tail is ignored)."""
     with open(path, "rb") as f:
         rest = b""
         while True:
@@ -65,129 +274,72 @@ def _chunks(path: Path) -> Iterator[list[dict[str, Any]]]:
                 rest = block
                 continue
             rest = block[cut + 1 :]
-            lines = [ln for ln in block[:cut].split(b"\n") if ln.strip()]
-            if lines:
-                yield _parse(path, lines)
-
-
-def _parse(path: Path, lines: list[bytes]) -> list[dict[str, Any]]:
-    """Parse lines, skipping each line's tail after the rating fields when it can.
-
-    Building dicts is what costs (orjson is ~4x faster on the 12 fields we need than on the
-    full record), and Record.to_json writes the fields in dataclass order, so everything from
-    "strict_reason" on can be cut. The key can't occur inside a string (quotes are escaped), and
-    a line written in another order is caught below by its missing rating and parsed whole.
-    """
-    heads = [ln[:i] + b"}" if (i := ln.find(_TAIL)) > 0 else ln for ln in lines]
-    try:
-        rows: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(heads) + b"]")
-    except orjson.JSONDecodeError:
-        return list(_parse_lines(path, lines))
-    for k, row in enumerate(rows):
-        # Rows without a rating are rare and need their `extra` (see TEMPLATE_KEY): parse whole.
-        if row.get("rating_strict") is None or row.get("rating") is None:
-            rows[k] = orjson.loads(lines[k])
-    return rows
-
-
-def _parse_lines(path: Path, lines: list[bytes]) -> Iterator[dict[str, Any]]:
-    """Slow path for a chunk that failed as a whole: find and name the bad line."""
-    for line in lines:
-        try:
-            yield orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise LogError(
-                f"{path}: a line is not valid JSON ({exc}): {line[:80]!r}; move it aside or "
-                "restore the file"
-            ) from exc
-
-
-class _Columns:
-    """Accumulates the rows that count, as index columns (dedupe: the first ok row wins)."""
-
-    __slots__ = ("field", "seen", "failed", "models", "conds", "vers", "cols")
-
-    def __init__(self, strict: bool) -> None:
-        self.field = "rating_strict" if strict else "rating"
-        self.seen: set[str] = set()  # jobs whose counting (first ok) row has been taken
-        # job_id -> (model, condition, version, pid, oid, template kept) for unrated jobs
-        self.failed: dict[str, tuple[int, int, int, int, int, bool]] = {}
-        self.models: dict[str, int] = {}
-        self.conds: dict[str, int] = {}
-        self.vers: dict[str, int] = {}
-        self.cols: tuple[list[int], ...] = ([], [], [], [], [], [])
-
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        seen, failed, fld = self.seen, self.failed, self.field
-        models, conds, vers = self.models, self.conds, self.vers
-        m_c, c_c, v_c, p_c, o_c, r_c = self.cols
-        for d in rows:
-            jid = d["job_id"]
-            # Every row names its axes, so a model whose answers all failed still shows up.
-            mi = models.setdefault(d["model"], len(models))
-            ci = conds.setdefault(d["condition"], len(conds))
-            vi = vers.setdefault(d["version"], len(vers))
-            ok = d.get("status") == "ok"
-            if jid in seen:
-                continue
-            rating = d.get(fld) if ok else None
-            if rating is None:  # failed, or answered but unparseable: no rating
-                kept = bool((d.get("extra") or {}).get(TEMPLATE_KEY, False))
-                failed[jid] = (mi, ci, vi, d["portrait_id"], d["option_id"], kept)
-                if ok:
-                    seen.add(jid)
-                continue
-            seen.add(jid)
-            failed.pop(jid, None)  # answered on a retry
-            m_c.append(mi)
-            c_c.append(ci)
-            v_c.append(vi)
-            p_c.append(d["portrait_id"])
-            o_c.append(d["option_id"])
-            r_c.append(rating)
+            rows.add_chunk(path, block[: cut + 1])
 
 
 def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = False) -> RatingCube:
     """A cube from already-parsed log rows (tests, merged logs)."""
-    cols = _Columns(strict)
-    cols.add(rows)
-    return _build(cols, ds)
+    acc = _Rows(strict)
+    acc.add_dicts(rows)
+    return _build(acc, ds)
 
 
-def _build(cols: _Columns, ds: Dataset) -> RatingCube:
-    m, c, v, p, o, r = (np.asarray(x, dtype=np.int64) for x in cols.cols)
+def _counting_rows(jh: np.ndarray, line: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Indices of the rows that count, one per job: its first ok row, else its last row."""
+    _, counts = np.unique(jh, return_counts=True)
+    if (counts == 1).all():
+        return np.arange(len(jh))  # no job logged twice: the usual case, and cheap
+    order = np.argsort(line, kind="stable")
+    jh_o, ok_o = jh[order], ok[order]
+    ok_idx = np.flatnonzero(ok_o)
+    _, first_ok = np.unique(jh_o[ok_idx], return_index=True)
+    chosen = [order[ok_idx[first_ok]]]
+    rev = np.arange(len(jh_o))[::-1]
+    last_jh, last = np.unique(jh_o[rev], return_index=True)
+    never_ok = ~np.isin(last_jh, jh_o[ok_idx])
+    chosen.append(order[rev[last[never_ok]]])
+    return np.concatenate(chosen)
+
+
+def _build(acc: _Rows, ds: Dataset) -> RatingCube:
+    cols = {k: np.concatenate([p[k] for p in acc.parts]) if acc.parts else np.zeros(0)
+            for k in ("m", "c", "v", "pid", "oid", "r", "ok", "kept", "jh", "line")}
+    sel = _counting_rows(cols["jh"], cols["line"], cols["ok"].astype(bool))
+    m, c, v, r = (cols[k][sel] for k in ("m", "c", "v", "r"))
+    m, c, v = (x.astype(np.int64) for x in (m, c, v))
+    rated = cols["ok"][sel].astype(bool) & ~np.isnan(r)
     # Versions in the benchmark's order (v1 first: the authors' rule keys on it), others after.
     rank = {name: i for i, name in enumerate(VERSIONS)}
-    names_v = sorted(cols.vers, key=lambda name: (rank.get(name, len(rank)), cols.vers[name]))
-    remap = np.empty(len(names_v), np.int64)
+    names_v = sorted(acc.vers, key=lambda name: (rank.get(name, len(rank)), acc.vers[name]))
+    remap = np.zeros(max(len(names_v), 1), np.int64)
     for new, name in enumerate(names_v):
-        remap[cols.vers[name]] = new
-    item = ds.indices(p, o) if len(p) else p
-    shape = (len(cols.models), len(cols.conds), len(names_v), len(ds.portrait_id))
-    flat = np.ravel_multi_index((m, c, remap[v], item), shape) if len(p) else p
+        remap[acc.vers[name]] = new
+    v = remap[v]
+    item = ds.indices(cols["pid"][sel], cols["oid"][sel]) if len(sel) else sel
+    shape = (len(acc.models), len(acc.conds), len(names_v), len(ds.portrait_id))
     size = int(np.prod(shape))
-    total = np.bincount(flat, weights=r.astype(np.float64), minlength=size)
+    flat = np.ravel_multi_index((m[rated], c[rated], v[rated], item[rated]), shape) if size else m
+    total = np.bincount(flat, weights=r[rated], minlength=size)
     count = np.bincount(flat, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratings = (total / count).reshape(shape)  # mean over repeats; 0/0 -> NaN = missing
-    names_m = list(cols.models)
-    fail_by_model: dict[str, int] = {}
+    names_m = list(acc.models)
+    failed = ~rated
+    per_model = np.bincount(m[failed], minlength=len(names_m))
     kept = np.zeros((shape[0], shape[1], shape[3]), bool)
-    for mi, ci, vi, pid, oid, template in cols.failed.values():
-        fail_by_model[names_m[mi]] = fail_by_model.get(names_m[mi], 0) + 1
-        if template and remap[vi] == 0:
-            kept[mi, ci, ds.index(pid, oid)] = True
+    mark = failed & cols["kept"][sel].astype(bool) & (v == 0)
+    kept[m[mark], c[mark], item[mark]] = True
     first_missing = np.isnan(ratings[:, :, 0, :]) if shape[2] else kept
     return RatingCube(
         models=names_m,
-        conditions=list(cols.conds),
+        conditions=list(acc.conds),
         versions=names_v,
         ratings=ratings,
         portrait_id=np.asarray(ds.portrait_id).copy(),
         option_id=np.asarray(ds.option_id).copy(),
-        n_ok=len(r),
-        n_failed=len(cols.failed),
-        failures=fail_by_model,
+        n_ok=int(rated.sum()),
+        n_failed=int(failed.sum()),
+        failures={names_m[i]: int(n) for i, n in enumerate(per_model) if n},
         authors_dropped=first_missing & ~kept,
     )
 
@@ -269,10 +421,9 @@ def cube_from_log(
         hit = _load_cache(cpath, key)
         if hit is not None:
             return hit
-    cols = _Columns(strict)
-    for rows in _chunks(log_path):
-        cols.add(rows)
-    cube = _build(cols, ds)
+    acc = _Rows(strict)
+    _read(log_path, acc)
+    cube = _build(acc, ds)
     if cache:
         _save_cache(cpath, key, cube)
     return cube

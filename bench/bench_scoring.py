@@ -1,0 +1,218 @@
+"""Scoring speed: import + score of the 33 recorded models, and scoring 1M synthetic answers.
+
+Each figure is printed beside a baseline measured in the same run: a straightforward
+per-answer dict/loop implementation of the same scoring, in the style of the authors' scripts
+(json per record, a dict of answers per item, Python loops over correlations).
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import math
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from vpbatch.cube import RatingCube, cube_from_log
+from vpbatch.dataset import Dataset, load_dataset
+from vpbatch.dims import FAMILY_DIMS, VERSIONS
+from vpbatch.importer import find_output_files, import_official
+from vpbatch.scorer import ScoreOptions, Scores, item_weights, score_cube
+
+__all__ = ["main", "baseline_score", "synthetic_log"]
+
+IMPORT_GOAL_S = 20.0
+SCORE_GOAL_S = 2.0
+N_SYNTHETIC = 1_000_000
+
+T = TypeVar("T")
+
+
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _lists(ds: Dataset, options: ScoreOptions) -> dict[tuple[int, int], dict[str, list[Any]]]:
+    """Per item, the (dimension, sign) pairs that count: the per-record lists of the authors."""
+    out: dict[tuple[int, int], dict[str, list[Any]]] = {}
+    for family in FAMILY_DIMS:
+        w = item_weights(ds, family, options)
+        for i in range(len(ds.portrait_id)):
+            key = (int(ds.portrait_id[i]), int(ds.option_id[i]))
+            pairs = [(d, int(w[i, j])) for j, d in enumerate(FAMILY_DIMS[family]) if w[i, j]]
+            out.setdefault(key, {})[family] = pairs
+    return out
+
+
+def baseline_score(
+    answers: Iterable[tuple[str, str, int, int, float | None]],
+    lists: dict[tuple[int, int], dict[str, list[Any]]],
+) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
+    """(model, condition, pid, oid, rating) -> centred scores, one answer at a time."""
+    per_item: dict[tuple[str, str], dict[tuple[int, int], list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for model, cond, pid, oid, rating in answers:
+        if rating is not None:
+            per_item[(model, cond)][(pid, oid)].append(rating)
+    result = {}
+    for key, items in per_item.items():
+        fams: dict[str, dict[str, float]] = {}
+        for family in FAMILY_DIMS:
+            dims: dict[str, list[float]] = defaultdict(list)
+            used: list[float] = []
+            for item, ratings in items.items():
+                mean = sum(ratings) / len(ratings)
+                pairs = lists[item][family]
+                for dim, sign in pairs:
+                    dims[dim].append(mean if sign > 0 else 7 - mean)
+                if pairs:
+                    used.append(mean)
+            centre = sum(used) / len(used) if used else math.nan
+            fams[family] = {d: sum(v) / len(v) - centre for d, v in dims.items()}
+        result[key] = fams
+    return result
+
+
+def _baseline_official(outputs: Path, lists: dict[tuple[int, int], dict[str, list[Any]]]) -> int:
+    """The authors' pipeline in spirit: json-load every file, then score per answer."""
+
+    def answers() -> Iterable[tuple[str, str, int, int, float | None]]:
+        for path in find_output_files(outputs):
+            model = path.name.split("_v")[0]
+            opener = lzma.open if path.suffix == ".xz" else open
+            with opener(path, "rt") as f:
+                for row in json.load(f):
+                    nr = row.get("numeric_response")
+                    rating = float(nr) if nr not in (None, "") and "error" not in row else None
+                    yield model, "vanilla", int(row["portrait_id"]), int(row["option_id"]), rating
+
+    return len(baseline_score(answers(), lists))
+
+
+def _check_same(ours: Scores, theirs: dict[tuple[str, str], dict[str, dict[str, float]]]) -> None:
+    """The baseline must compute the same numbers, or the ratio means nothing."""
+    for (model, cond), fams in list(theirs.items())[:50]:
+        mi, ci = ours.models.index(model), ours.conditions.index(cond)
+        for dim, value in fams["pvq"].items():
+            j = FAMILY_DIMS["pvq"].index(dim)
+            assert abs(ours.score["pvq"][mi, ci, j] - value) < 1e-9, (model, cond, dim)
+
+
+def bench_official(data: Path, ds: Dataset) -> None:
+    outputs = data / "lm_evaluation" / "outputs" / "final"
+    mb = sum(p.stat().st_size for p in find_output_files(outputs)) / 1e6
+    lists = _lists(ds, ScoreOptions())
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+
+        def ours() -> Scores:
+            import_official(outputs, run)
+            return score_cube(cube_from_log(run / "log.jsonl", ds, cache=False), ds)
+
+        scores, t_ours = _timed(ours)
+    n, t_base = _timed(lambda: _baseline_official(outputs, lists))
+    assert n == len(scores.models) == 33
+    goal = "ok" if t_ours < IMPORT_GOAL_S else "MISSED"
+    print(f"import + score, 33 recorded models ({mb:.0f} MB xz): {t_ours:.1f} s "
+          f"(goal < {IMPORT_GOAL_S:.0f} s: {goal}); per-answer baseline (json + loops, no "
+          f"import): {t_base:.1f} s; ratio {t_base / t_ours:.2f}x")
+
+
+def synthetic_log(path: Path, ds: Dataset, n_answers: int, seed: int = 0) -> tuple[int, int]:
+    """A log of Record lines: models × conditions × 6 versions × items; returns (M, C)."""
+    rng = np.random.default_rng(seed)
+    per_cell = len(VERSIONS) * len(ds.portrait_id)
+    cells = max(1, n_answers // per_cell)
+    n_models = max(1, int(math.sqrt(cells / 3)))
+    n_conds = max(1, cells // n_models)
+    tail = (',"strict_reason":null,"finish_reason":"stop","error_kind":null,"error":null,'
+            '"usage":{"prompt_tokens":412,"completion_tokens":4},"latency_ms":812.5,'
+            '"attempts":1,"request":{"temperature":0.0,"seed":42,"max_tokens":64},'
+            '"batch_id":null,"ts":1764200000.0,"extra":{}}\n')
+    phrases = ["not like me at all", "not like me", "a little like me", "somewhat like me",
+               "like me", "very much like me"]
+    with open(path, "w") as f:
+        for m in range(n_models):
+            for c in range(n_conds):
+                cond = "vanilla" if c == 0 else f"persona:group{c}=value"
+                ratings = rng.integers(1, 7, size=per_cell)
+                lines = []
+                for k in range(per_cell):
+                    v, i = divmod(k, len(ds.portrait_id))
+                    r = int(ratings[k])
+                    lines.append(
+                        f'{{"job_id":"{m:04d}{c:04d}{k:08d}{seed:016d}","model":"model-{m}",'
+                        f'"condition":"{cond}","version":"{VERSIONS[v]}",'
+                        f'"portrait_id":{ds.portrait_id[i]},"option_id":{ds.option_id[i]},'
+                        f'"repeat":0,"status":"ok","raw":"{phrases[r - 1]}","reasoning":null,'
+                        f'"rating":{r},"rating_strict":{r}{tail}'
+                    )
+                f.write("".join(lines))
+    return n_models, n_conds
+
+
+def _baseline_log(path: Path, lists: dict[tuple[int, int], dict[str, list[Any]]]) -> Any:
+    def answers() -> Iterable[tuple[str, str, int, int, float | None]]:
+        seen: set[str] = set()
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                if row["status"] != "ok" or row["job_id"] in seen:
+                    continue
+                seen.add(row["job_id"])
+                rating = row["rating"]
+                yield (row["model"], row["condition"], row["portrait_id"], row["option_id"],
+                       None if rating is None else float(rating))
+
+    return baseline_score(answers(), lists)
+
+
+def bench_synthetic(ds: Dataset) -> None:
+    lists = _lists(ds, ScoreOptions())
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "log.jsonl"
+        n_models, n_conds = synthetic_log(log, ds, N_SYNTHETIC)
+        n = n_models * n_conds * len(VERSIONS) * len(ds.portrait_id)
+        mb = log.stat().st_size / 1e6
+        cube, t_read = _timed(lambda: cube_from_log(log, ds, cache=False))
+        answers = _answers(cube)  # the same answers as plain tuples, for the baseline
+        scores, t_score = _timed(lambda: score_cube(cube, ds))
+        cube_from_log(log, ds)  # fills the cache
+        _, t_cached = _timed(lambda: score_cube(cube_from_log(log, ds), ds))
+        theirs, t_base = _timed(lambda: baseline_score(answers, lists))
+        _, t_base_read = _timed(lambda: _baseline_log(log, lists))
+    _check_same(scores, theirs)
+    goal = "ok" if t_score < SCORE_GOAL_S else "MISSED"
+    print(f"scoring alone, {n:,} synthetic answers in memory ({n_models} models x {n_conds} "
+          f"conditions x 6 versions x 520 items): {t_score:.3f} s (goal < {SCORE_GOAL_S:.0f} s: "
+          f"{goal}); per-answer dict/loop baseline {t_base:.1f} s; ratio {t_base / t_score:.0f}x")
+    print(f"reading that log ({mb:.0f} MB, {n:,} lines) into the cube: {t_read:.1f} s; cached "
+          f"cube + score {t_cached:.2f} s; json-per-line baseline (read + score) "
+          f"{t_base_read:.1f} s; ratio {t_base_read / (t_read + t_score):.1f}x")
+
+
+def _answers(cube: RatingCube) -> list[tuple[str, str, int, int, float | None]]:
+    m, c, _, i = np.nonzero(~np.isnan(cube.ratings))
+    r = cube.ratings[~np.isnan(cube.ratings)]
+    pid, oid = cube.portrait_id[i].tolist(), cube.option_id[i].tolist()
+    return [(cube.models[a], cube.conditions[b], p, o, x)
+            for a, b, p, o, x in zip(m.tolist(), c.tolist(), pid, oid, r.tolist(), strict=True)]
+
+
+def main() -> None:
+    ds = load_dataset()
+    bench_synthetic(ds)
+    bench_official(Path(ds.root), ds)
+
+
+if __name__ == "__main__":
+    main()
