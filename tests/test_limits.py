@@ -31,10 +31,16 @@ def test_rpm_bucket_never_admits_more_than_rpm_in_any_window(rpm: float) -> None
     assert int(burst + WINDOW * rate + 1e-9) <= rpm  # whole requests
 
 
-@pytest.mark.parametrize("rpm", [60, 100, 600, 3000, 5000, 10_000, 1e6])
+@pytest.mark.parametrize("rpm", [40, 60, 100, 119, 120, 600, 3000, 5000, 10_000, 1e6])
 def test_rpm_bucket_keeps_at_least_95_percent_of_the_rate(rpm: float) -> None:
     _, rate = rpm_bucket(rpm)
     assert rate * WINDOW >= 0.95 * rpm
+
+
+def test_rpm_bucket_scales_to_another_window() -> None:
+    burst, rate = rpm_bucket(600, window=3.0)
+    assert burst + 3.0 * rate <= 600
+    assert rate * 3.0 >= 0.95 * 600
 
 
 def test_rpm_bucket_rejects_a_non_positive_limit() -> None:

@@ -19,28 +19,31 @@ __all__ = ["RequestRate", "TokenBudget", "ConcurrencyCap", "rpm_bucket"]
 WINDOW = 60.0  # providers state their limits per minute
 
 
-def rpm_bucket(rpm: float) -> tuple[float, float]:
-    """(burst, steady rate per second) so that any 60 s window holds at most `rpm` requests.
+def rpm_bucket(rpm: float, window: float = WINDOW) -> tuple[float, float]:
+    """(burst, steady rate per second) so that any `window` holds at most `rpm` requests.
 
-    A leaky bucket of capacity b draining at r/s admits at most b + 60·r in any window; a burst
-    of half a second's worth keeps the steady rate ≥ 99% of `rpm` while never exceeding it.
+    A leaky bucket of capacity b draining at r/s admits at most b + window·r in any window.
+    The burst is 1/120 of the limit (half a second's worth per minute); as much again is kept
+    in reserve, because requests admitted evenly can still arrive bunched (a stalled event
+    loop, network jitter). That leaves a steady rate of ≥ 95% of `rpm` from 40 rpm up.
     """
     if rpm <= 0:
         raise ValueError(f"rpm must be > 0, got {rpm}")
     burst = max(1.0, float(int(rpm / 120.0)))
-    if rpm <= burst:  # under one a minute: a bucket of one, drained over two minutes per rpm
-        return 1.0, rpm / (2 * WINDOW)
-    return burst, (rpm - burst) / WINDOW
+    if rpm <= burst:  # under one per window: a bucket of one, drained over two windows
+        return 1.0, rpm / (2 * window)
+    slack = burst if rpm >= 120 else 0.0
+    return burst, (rpm - burst - slack) / window
 
 
 class RequestRate:
-    """Requests per minute, as an aiolimiter leaky bucket sized by `rpm_bucket`."""
+    """Requests per minute (per `window` seconds), as an aiolimiter leaky bucket."""
 
     __slots__ = ("rpm", "_limiter")
 
-    def __init__(self, rpm: float) -> None:
+    def __init__(self, rpm: float, window: float = WINDOW) -> None:
         self.rpm = rpm
-        burst, rate = rpm_bucket(rpm)
+        burst, rate = rpm_bucket(rpm, window)
         self._limiter = AsyncLimiter(burst, burst / rate)
 
     async def acquire(self) -> None:

@@ -1,0 +1,524 @@
+"""The engine against real loopback servers: faults, limits, keys, signals, resume, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import orjson
+import pytest
+
+from vpbatch import retry
+from vpbatch.conditions import load_conditions
+from vpbatch.config import Config, load_config
+from vpbatch.dataset import load_dataset
+from vpbatch.engine import SweepSummary, sweep
+from vpbatch.errors import RunDirError
+from vpbatch.grid import Job, iter_model_jobs
+from vpbatch.limits import ConcurrencyCap, RequestRate
+from vpbatch.log import RunLog, iter_log
+from vpbatch.progress import ModelProgress, Progress
+from vpbatch.providers.registry import make_provider
+from vpbatch.scheduler import Limits, Pipeline
+from vpbatch.sim.faults import FaultPlan
+from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
+
+pytestmark = pytest.mark.timeout(120)
+
+GOOD_KEY = "sk-good-0123456789abcdefSECRET"
+BAD_KEY = "sk-bad-fedcba9876543210SECRET"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_config(
+    path: Path, models: list[dict[str, Any]], *, items: int = 10, versions: list[str] | None = None
+) -> Config:
+    """A config file for `models` (dicts of [[models]] fields), loaded as `vpbatch run` does."""
+    lines = ["[run]", 'name = "t"', f"items = {items}"]
+    if versions is not None:
+        lines.append(f"versions = {_toml(versions)}")
+    for m in models:
+        lines.append("[[models]]")
+        lines += [f"{k} = {_toml(v)}" for k, v in m.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return load_config(path, check_env=False)
+
+
+def http_model(name: str, srv: RunningServer, **kw: Any) -> dict[str, Any]:
+    return {"name": name, "provider": "openai", "model": "sim", "base_url": srv.url, **kw}
+
+
+@contextlib.asynccontextmanager
+async def serving(**kw: Any) -> AsyncIterator[RunningServer]:
+    srv = await start_server(SimServerConfig(**kw))
+    try:
+        yield srv
+    finally:
+        await srv.close()
+
+
+async def run(cfg: Config, run_dir: Path, **kw: Any) -> SweepSummary:
+    kw.setdefault("progress", False)
+    return await sweep(cfg, run_dir, handle_signals=False, **kw)
+
+
+def log_rows(run_dir: Path) -> list[dict[str, Any]]:
+    return list(iter_log(run_dir / "log.jsonl"))
+
+
+def assert_each_job_once(rows: list[dict[str, Any]], n: int) -> None:
+    ids = [r["job_id"] for r in rows]
+    assert len(ids) == n and len(set(ids)) == n
+
+
+@pytest.fixture(autouse=True)
+def _data(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPBATCH_DATA", str(data_dir))
+
+
+# -- the happy path and the log ------------------------------------------------------------
+
+
+def test_every_job_is_logged_once_with_answer_rating_usage_and_request(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv, concurrency=8)])
+            summary = await run(cfg, tmp_path / "run")
+            assert summary.complete and summary.models["m"].ok == 60
+            rows = log_rows(tmp_path / "run")
+            assert_each_job_once(rows, 60)
+            r = rows[0]
+            assert r["status"] == "ok" and r["raw"] and r["rating"] in range(1, 7)
+            assert r["usage"]["prompt_tokens"] > 0 and r["latency_ms"] >= 0
+            assert r["request"]["model"] == "sim" and r["request"]["max_tokens"] == 64
+            assert r["request"]["temperature"] == 0.0 and r["request"]["seed"] == 42
+            assert srv.stats.requests == 60
+
+    anyio.run(main)
+
+
+def test_resume_sends_nothing_already_logged(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)])
+            await run(cfg, tmp_path / "run")
+            again = await run(cfg, tmp_path / "run")
+            assert again.models["m"].skipped == 60 and again.models["m"].sent == 0
+            assert srv.stats.requests == 60
+            assert_each_job_once(log_rows(tmp_path / "run"), 60)
+
+    anyio.run(main)
+
+
+def test_a_torn_last_line_is_repaired_and_its_job_sent_again(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)], items=2)
+            await run(cfg, tmp_path / "run")
+            log = tmp_path / "run" / "log.jsonl"
+            lines = log.read_bytes().splitlines(keepends=True)
+            log.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])  # a write cut short
+            summary = await run(cfg, tmp_path / "run")
+            assert summary.models["m"].ok == 1 and summary.complete
+            assert_each_job_once(log_rows(tmp_path / "run"), 12)
+
+    anyio.run(main)
+
+
+def test_a_different_config_is_refused_unless_forced(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)], items=1)
+            await run(cfg, tmp_path / "run")
+            other = write_config(tmp_path / "d.toml", [http_model("m", srv)], items=2)
+            with pytest.raises(RunDirError, match="--force"):
+                await run(other, tmp_path / "run")
+            summary = await run(other, tmp_path / "run", force=True)
+            assert summary.models["m"].skipped == 6 and summary.models["m"].ok == 6
+
+    anyio.run(main)
+
+
+def test_shards_split_the_grid_without_overlap(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)])
+            await run(cfg, tmp_path / "all")
+            await run(cfg, tmp_path / "s1", shard=(0, 2))
+            await run(cfg, tmp_path / "s2", shard=(1, 2))
+        every = {r["job_id"] for r in log_rows(tmp_path / "all")}
+        one = {r["job_id"] for r in log_rows(tmp_path / "s1")}
+        two = {r["job_id"] for r in log_rows(tmp_path / "s2")}
+        assert one and two and not one & two and one | two == every
+
+    anyio.run(main)
+
+
+# -- faults and the retry loop -------------------------------------------------------------
+
+
+def test_a_fault_mix_completes_every_job(tmp_path: Path) -> None:
+    faults = FaultPlan(p_429=0.08, retry_after_s=2.0, p_500=0.08, p_503=0.08, p_drop=0.08,
+                       p_malformed=0.08, p_slow=0.04, slow_s=2.0, max_faulty_attempts=4)
+
+    async def main() -> None:
+        async with serving(faults=faults, seed=3) as srv:
+            m = http_model("m", srv, concurrency=16, timeout_read=0.5)
+            cfg = write_config(tmp_path / "c.toml", [m], items=20)
+            with retry.testing() as waits:
+                summary = await run(cfg, tmp_path / "run")
+            rows = log_rows(tmp_path / "run")
+            assert summary.complete
+            assert_each_job_once(rows, 120)
+            assert all(r["status"] == "ok" for r in rows)
+            assert set(srv.stats.faults) == {"429", "500", "503", "drop", "malformed", "slow"}
+            # Every attempt was one request, and the log says how many each job took.
+            assert sum(r["attempts"] for r in rows) == srv.stats.requests
+            assert len(waits) == srv.stats.requests - 120 == summary.models["m"].retries
+
+    anyio.run(main)
+
+
+def test_retry_after_is_honoured(tmp_path: Path) -> None:
+    faults = FaultPlan(p_429=1.0, retry_after_s=7.0, max_faulty_attempts=2)
+
+    async def main() -> None:
+        async with serving(faults=faults) as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)], items=1)
+            with retry.testing() as waits:
+                await run(cfg, tmp_path / "run")
+            assert len(waits) == 12 and min(waits) >= 7.0
+            assert all(r["attempts"] == 3 for r in log_rows(tmp_path / "run"))
+
+    anyio.run(main)
+
+
+def test_429s_halve_the_concurrency_cap(tmp_path: Path) -> None:
+    faults = FaultPlan(p_429=1.0, retry_after_s=0.0, max_faulty_attempts=1)
+
+    async def main() -> None:
+        async with serving(faults=faults) as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv, concurrency=32)])
+            pipe, jobs = _pipeline(cfg, tmp_path, None)
+            async with _session() as session:
+                pipe.provider = make_provider(cfg.models[0], session)
+                with retry.testing():
+                    await pipe.run(jobs)
+            assert pipe.limits.cap.limit < 32  # 60 pushbacks; 60 successes regrow only part
+            assert pipe.progress.ok == 60
+
+    anyio.run(main)
+
+
+def test_retries_stop_at_max_attempts_and_the_failure_is_logged(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            dead = f"http://127.0.0.1:{_closed_port()}/v1"
+            models = [
+                {"name": "dead", "provider": "openai", "model": "sim", "base_url": dead,
+                 "max_attempts": 3},
+                http_model("alive", srv),
+            ]
+            cfg = write_config(tmp_path / "c.toml", models, items=2)
+            with retry.testing():
+                summary = await run(cfg, tmp_path / "run")
+        rows = log_rows(tmp_path / "run")
+        dead_rows = [r for r in rows if r["model"] == "dead"]
+        assert len(dead_rows) == 12 and all(r["status"] == "failed" for r in dead_rows)
+        assert all(r["attempts"] == 3 and r["error_kind"] == "transient" for r in dead_rows)
+        assert "gave up after 3 attempts" in dead_rows[0]["error"]
+        assert summary.models["alive"].ok == 12
+
+    anyio.run(main)
+
+
+def test_permanent_failures_are_logged_once_and_resent_only_on_retry_failed(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            m = http_model("m", srv, model="replay:no-such-model")
+            cfg = write_config(tmp_path / "c.toml", [m], items=1)
+            summary = await run(cfg, tmp_path / "run")
+            rows = log_rows(tmp_path / "run")
+            assert summary.models["m"].failed == 6 and srv.stats.requests == 6
+            assert all(r["error_kind"] == "permanent" and r["attempts"] == 1 for r in rows)
+            assert "404" in rows[0]["error"]
+            await run(cfg, tmp_path / "run")
+            assert srv.stats.requests == 6
+            await run(cfg, tmp_path / "run", retry_failed=True)
+            assert srv.stats.requests == 12
+
+    anyio.run(main)
+
+
+# -- limits --------------------------------------------------------------------------------
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+
+def _pipeline(cfg: Config, tmp: Path, limits: Limits | None) -> tuple[Pipeline, Iterator[Job]]:
+    m = cfg.models[0]
+    jobs = iter_model_jobs(cfg, m, load_dataset(), load_conditions())
+    log = RunLog(tmp / "log.jsonl")
+    prog = ModelProgress(m.name, 10**9)
+    return Pipeline(m, make_provider(m, None), log, prog, limits=limits), jobs
+
+
+def test_an_rpm_limited_server_sees_no_excess_and_gets_95_percent_of_the_rate(
+    tmp_path: Path,
+) -> None:
+    # Both sides on a 20x time scale: the server's 60 s window passes in 3 s, and the client's
+    # limit is set per 3 s, so 6.5 s here are two minutes of the provider's time.
+    scale, rpm = 20.0, 600
+
+    async def main() -> None:
+        async with serving(rpm=rpm, clock=lambda: time.monotonic() * scale) as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)], items=520)
+            limits = Limits(ConcurrencyCap(64), RequestRate(rpm, window=60.0 / scale))
+            pipe, jobs = _pipeline(cfg, tmp_path, limits)
+            async with _session() as session:
+                pipe.provider = make_provider(cfg.models[0], session)
+                with anyio.move_on_after(6.5):
+                    await pipe.run(jobs)
+            t = srv.stats.accepted
+        assert srv.stats.rpm_rejected == 0
+        worst = max(sum(1 for u in t[i:] if u < s + 60.0) for i, s in enumerate(t))
+        assert worst <= rpm
+        achieved = (len(t) - 1) / (t[-1] - t[0]) * 60.0
+        assert achieved >= 0.95 * rpm, achieved
+
+    anyio.run(main)
+
+
+def test_jobs_are_pulled_only_as_slots_free(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving(latency_ms=5) as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)], items=10)
+            pipe, jobs = _pipeline(cfg, tmp_path, Limits(ConcurrencyCap(4)))
+            ahead: list[int] = []
+
+            def counted() -> Iterator[Job]:
+                for n, job in enumerate(jobs):
+                    ahead.append(n - pipe.progress.done)
+                    yield job
+
+            async with _session() as session:
+                pipe.provider = make_provider(cfg.models[0], session)
+                await pipe.run(counted())
+            assert max(ahead) <= 4 and pipe.progress.ok == 60
+
+    anyio.run(main)
+
+
+def test_config_limits_reach_the_pipeline(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", [
+        {"name": "m", "provider": "sim", "model": "sim", "rpm": 500, "tpm": 90000,
+         "concurrency": 3}])
+    limits = Limits.for_model(cfg.models[0])
+    assert limits.cap.limit == 3 and limits.rate is not None and limits.rate.rpm == 500
+    assert limits.tokens is not None and limits.tokens.tpm == 90000
+
+
+# -- one model never stalls the others -----------------------------------------------------
+
+
+def test_a_slow_model_does_not_stall_a_fast_one(tmp_path: Path) -> None:
+    async def main() -> None:
+        # 3 s per answer is "slow" enough: the fast model's 30 answers take a fraction of one.
+        async with serving() as fast, serving(latency_ms=3_000) as slow:
+            cfg = write_config(tmp_path / "c.toml", [
+                http_model("slow", slow, concurrency=2), http_model("fast", fast)], items=5)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, cfg, tmp_path / "run")
+                with anyio.fail_after(60):
+                    while len(_lines(tmp_path / "run")) < 30:
+                        await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+        rows = log_rows(tmp_path / "run")
+        assert {r["model"] for r in rows} == {"fast"} and len(rows) == 30
+
+    anyio.run(main)
+
+
+def _lines(run_dir: Path) -> list[bytes]:
+    log = run_dir / "log.jsonl"
+    return log.read_bytes().splitlines() if log.exists() else []
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def _files_hold(run_dir: Path, secrets: list[str]) -> list[str]:
+    hits = []
+    for p in run_dir.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            hits += [f"{p.name}: {s}" for s in secrets if s.encode() in data]
+    return hits
+
+
+def test_a_rejected_key_stops_its_model_only_and_is_never_written(tmp_path: Path) -> None:
+    env = {"GOOD_KEY": GOOD_KEY, "BAD_KEY": BAD_KEY}
+
+    async def main() -> None:
+        async with serving(require_key=GOOD_KEY) as srv:
+            cfg = write_config(tmp_path / "c.toml", [
+                http_model("bad", srv, api_key_env="BAD_KEY"),
+                http_model("good", srv, api_key_env="GOOD_KEY")])
+            out = io.StringIO()
+            summary = await run(cfg, tmp_path / "run", env=env, progress=True, stream=out)
+        stopped = summary.models["bad"].stopped
+        assert stopped is not None and "BAD_KEY" in stopped and "rejected" in stopped
+        assert summary.models["good"].ok == 60 and not summary.complete
+        assert {r["model"] for r in log_rows(tmp_path / "run")} == {"good"}
+        text = out.getvalue()
+        assert "BAD_KEY" in text and GOOD_KEY not in text and BAD_KEY not in text
+        assert _files_hold(tmp_path / "run", [GOOD_KEY, BAD_KEY]) == []
+
+    anyio.run(main)
+
+
+def test_the_cli_names_the_rejected_variable_never_the_key(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving(require_key=GOOD_KEY) as srv:
+            write_config(tmp_path / "c.toml", [
+                http_model("bad", srv, api_key_env="BAD_KEY"),
+                http_model("good", srv, api_key_env="GOOD_KEY")], items=2)
+            env = {**os.environ, "GOOD_KEY": GOOD_KEY, "BAD_KEY": BAD_KEY}
+            res = await anyio.run_process(
+                [sys.executable, "-m", "vpbatch", "run", str(tmp_path / "c.toml"),
+                 "--run-dir", str(tmp_path / "run")], env=env, check=False)
+        err = res.stderr.decode() + res.stdout.decode()
+        assert res.returncode == 1
+        assert "model bad stopped" in err and "BAD_KEY" in err
+        assert BAD_KEY not in err and GOOD_KEY not in err
+        assert _files_hold(tmp_path / "run", [GOOD_KEY, BAD_KEY]) == []
+
+    anyio.run(main)
+
+
+def test_a_missing_key_variable_stops_that_model_before_it_sends(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", [
+                {"name": "nokey", "provider": "openai", "model": "gpt-4o-mini",
+                 "api_key_env": "VPBATCH_TEST_UNSET_KEY"},
+                http_model("local", srv)], items=1)
+            summary = await run(cfg, tmp_path / "run", env={})
+        stopped = summary.models["nokey"].stopped
+        assert stopped is not None and "VPBATCH_TEST_UNSET_KEY" in stopped
+        assert summary.models["local"].ok == 6
+
+    anyio.run(main)
+
+
+# -- signals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_drains_in_flight_work_and_says_how_to_resume(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    async def main() -> None:
+        async with serving(latency_ms=300) as srv:
+            write_config(tmp_path / "c.toml", [http_model("m", srv, concurrency=6)], items=10)
+            cmd = [sys.executable, "-m", "vpbatch", "run", str(tmp_path / "c.toml"),
+                   "--run-dir", str(tmp_path / "run")]
+            async with await anyio.open_process(cmd) as proc:
+                with anyio.fail_after(60):
+                    while len(_lines(tmp_path / "run")) < 8:
+                        await anyio.sleep(0.02)
+                proc.send_signal(sig)
+                with anyio.fail_after(20):
+                    await proc.wait()
+                assert proc.stderr is not None
+                err = (await proc.stderr.receive()).decode()
+                while True:
+                    try:
+                        err += (await proc.stderr.receive()).decode()
+                    except anyio.EndOfStream:
+                        break
+            assert proc.returncode == code
+            assert "resume with: vpbatch run" in err and str(tmp_path / "run") in err
+            logged = len(_lines(tmp_path / "run"))
+            assert 8 <= logged < 60
+            assert srv.stats.requests == logged  # drained: every request sent was logged
+            res = await anyio.run_process(cmd, check=False)
+            assert res.returncode == 0
+            assert_each_job_once(log_rows(tmp_path / "run"), 60)
+            assert srv.stats.requests == 60  # nothing was asked twice
+
+    anyio.run(main)
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal() -> None:
+    p = ModelProgress("gpt-x", 100)
+    p.ok, p.failed, p.retries, p.tokens = 40, 2, 5, 1234
+    out = io.StringIO()
+    Progress([p], out).draw()
+    line = out.getvalue()
+    assert "\x1b" not in line and line.count("\n") == 1
+    for part in ("gpt-x", "42/100", "retries 5", "failed 2", "tokens 1234", "eta"):
+        assert part in line
+
+
+def test_progress_redraws_in_place_on_a_terminal() -> None:
+    out = io.StringIO()
+    board = Progress([ModelProgress("a", 10), ModelProgress("b", 10)], out, tty=True)
+    board.draw()
+    board.draw()
+    text = out.getvalue()
+    assert "\x1b[2F" in text and text.count("\n") == 4
+
+
+def test_progress_rate_and_eta_come_from_this_runs_work() -> None:
+    now = [0.0]
+    p = ModelProgress("m", 1000, clock=lambda: now[0])
+    p.skipped, p.ok = 500, 100
+    now[0] = 10.0
+    assert p.rate() == 10.0 and p.eta() == 40.0
+
+
+def test_the_log_lines_are_orjson_records(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", [{"name": "s", "provider": "sim", "model": "sim"}],
+                       items=1)
+
+    async def main() -> None:
+        await run(cfg, tmp_path / "run")
+
+    anyio.run(main)
+    for line in (tmp_path / "run" / "log.jsonl").read_bytes().splitlines():
+        assert orjson.loads(line)["model"] == "s"
