@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -54,7 +54,8 @@ class Record:
 
     def to_json(self) -> bytes:
         """One line of the log, newline included."""
-        return orjson.dumps(asdict(self)) + b"\n"
+        # orjson serialises dataclasses natively: ~20x faster than asdict(), which deep-copies.
+        return orjson.dumps(self) + b"\n"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Record:
