@@ -116,11 +116,11 @@ def test_same_seed_gives_the_same_intervals(ds: Dataset) -> None:
 
 
 def test_nan_percentile_ignores_missing_draws() -> None:
-    draws = np.array([[1.0, np.nan], [2.0, np.nan], [3.0, 5.0], [np.nan, np.nan]])
+    draws = np.array([[1.0, 2.0, 3.0, np.nan], [np.nan, np.nan, 5.0, np.nan]])
     lo, mid = nan_percentile(draws, (0.0, 50.0))
     np.testing.assert_allclose(lo, [1.0, 5.0])
     np.testing.assert_allclose(mid, [2.0, 5.0])
-    both = np.full((3, 1), np.nan)
+    both = np.full((1, 3), np.nan)
     assert np.isnan(nan_percentile(both, (50.0,))[0]).all()
 
 

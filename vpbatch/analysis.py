@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,14 @@ from vpbatch.dataset import Dataset
 from vpbatch.dims import FAMILIES, PVQ, VANILLA
 from vpbatch.human import HumanGroup, load_human_reference, match_persona
 from vpbatch.reliability import alpha_by_dimension
-from vpbatch.scorer import ScoreOptions, Scores, item_means, item_weights, score_cube
+from vpbatch.scorer import (
+    ScoreOptions,
+    Scores,
+    _authors_means,
+    item_means,
+    item_weights,
+    score_cube,
+)
 
 __all__ = [
     "Analysis",
@@ -102,37 +110,47 @@ class _Kernel:
     """All families' dimensions as columns; each family ends with its 'family mean' column."""
 
     signed: npt.NDArray[np.float32]  # (I, G): +w on x, -w on reverse-scored items
-    neg7: npt.NDArray[np.float32]  # (I, G): 7*w for reverse-scored items (the 7 in 7 - x)
+    neg7: npt.NDArray[np.float32] | None  # (I, G): 7*w on reverse-scored items; None if none
     weight: npt.NDArray[np.float32]  # (I, G): |w|, the denominator's weights
     slices: dict[str, slice]  # family -> its D columns; the family-mean column follows
+    dim_cols: npt.NDArray[np.intp]  # (sum D,): each dimension's column
+    fam_cols: npt.NDArray[np.intp]  # (sum D,): the family-mean column it is centred on
 
 
 def _kernel(ds: Dataset, options: ScoreOptions) -> _Kernel:
     cols: list[F64] = []
     slices: dict[str, slice] = {}
+    dim_cols: list[int] = []
+    fam_cols: list[int] = []
     start = 0
     for fam in FAMILIES:
         w = np.asarray(item_weights(ds, fam, options), dtype=np.float64)
         union = (w != 0).any(axis=1).astype(np.float64)
         cols += [w, union[:, None]]
-        slices[fam] = slice(start, start + w.shape[1])
-        start += w.shape[1] + 1
+        d = w.shape[1]
+        slices[fam] = slice(start, start + d)
+        dim_cols += range(start, start + d)
+        fam_cols += [start + d] * d
+        start += d + 1
     full = np.concatenate(cols, axis=1)
     neg = np.where(full < 0, -full, 0.0)
     return _Kernel(
         signed=full.astype(np.float32),
-        neg7=(_MAX_RATING * neg).astype(np.float32),
+        neg7=(_MAX_RATING * neg).astype(np.float32) if neg.any() else None,
         weight=np.abs(full).astype(np.float32),
         slices=slices,
+        dim_cols=np.array(dim_cols, np.intp),
+        fam_cols=np.array(fam_cols, np.intp),
     )
 
 
-def _centre(num: npt.NDArray[np.floating], den: npt.NDArray[np.floating], k: _Kernel) -> F64:
-    """(..., G) sums -> (..., sum D) centred scores: dimension mean minus family mean."""
+def _centre(
+    num: npt.NDArray[Any], den: npt.NDArray[Any], k: _Kernel, axis: int
+) -> npt.NDArray[Any]:
+    """Sums over columns G (on `axis`) -> centred scores: dimension mean minus family mean."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (num / den).astype(np.float64)
-    parts = [mean[..., s] - mean[..., s.stop : s.stop + 1] for s in k.slices.values()]
-    return np.concatenate(parts, axis=-1)
+        mean = num / den
+    return np.take(mean, k.dim_cols, axis=axis) - np.take(mean, k.fam_cols, axis=axis)
 
 
 def _split(flat: F64, k: _Kernel) -> dict[str, F64]:
@@ -148,48 +166,54 @@ def _score_rows(x: F64, k: _Kernel) -> F64:
     """(N, I) item means (NaN = missing) -> (N, sum D) centred scores."""
     present = (~np.isnan(x)).astype(np.float32)
     x0 = np.nan_to_num(x).astype(np.float32)
-    num = x0 @ k.signed + present @ k.neg7
-    return _centre(num, present @ k.weight, k)
+    num = x0 @ k.signed
+    if k.neg7 is not None:
+        num += present @ k.neg7
+    return _centre(num, present @ k.weight, k, axis=-1).astype(np.float64)
 
 
 def _draw_counts(n_items: int, n_boot: int, seed: int) -> npt.NDArray[np.float32]:
-    """(B, I) how often each item appears in each resample, from one vectorised draw."""
+    """(I, B) how often each item appears in each resample, from one vectorised draw."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n_items, size=(n_boot, n_items))
     idx += np.arange(n_boot)[:, None] * n_items
     counts = np.bincount(idx.ravel(), minlength=n_boot * n_items)
-    return counts.reshape(n_boot, n_items).astype(np.float32)
+    return np.ascontiguousarray(counts.reshape(n_boot, n_items).T, dtype=np.float32)
 
 
-def _boot_rows(x: F64, counts: npt.NDArray[np.float32], k: _Kernel) -> F64:
-    """(N, I) item means -> (B, N, sum D) centred scores of every resample."""
+def _boot_rows(x: F64, counts: npt.NDArray[np.float32], k: _Kernel) -> npt.NDArray[Any]:
+    """(N, I) item means -> (N, sum D, B) centred scores of every resample."""
     n_rows, n_items = x.shape
-    g = k.signed.shape[1]
+    g, n_boot = k.signed.shape[1], counts.shape[1]
     present = ~np.isnan(x)
     x0 = np.nan_to_num(x).astype(np.float32)
-    # Y[i, n, g]: item i's contribution to row n's column g; one GEMM then sums every resample.
-    y = x0.T[:, :, None] * k.signed[:, None, :] + present.T[:, :, None] * k.neg7[:, None, :]
-    num = (counts @ y.reshape(n_items, n_rows * g)).reshape(-1, n_rows, g)
+    # Y[n, g, i]: item i's share of row n's column g; one GEMM then sums every resample.
+    y = x0[:, None, :] * k.signed.T[None, :, :]
+    if k.neg7 is not None:
+        y += present[:, None, :] * k.neg7.T[None, :, :]
+    num = (y.reshape(n_rows * g, n_items) @ counts).reshape(n_rows, g, n_boot)
     # Rows usually share one missingness pattern (none missing): count denominators once each.
-    patterns, which = np.unique(present, axis=0, return_inverse=True)
-    z = patterns.T.astype(np.float32)[:, :, None] * k.weight[:, None, :]
-    den = (counts @ z.reshape(n_items, -1)).reshape(-1, len(patterns), g)[:, which.ravel(), :]
-    return _centre(num, den, k)
+    packed = np.packbits(present, axis=1)
+    _, first, which = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    z = present[first][:, None, :] * k.weight.T[None, :, :]
+    den = (z.reshape(-1, n_items) @ counts).reshape(len(first), g, n_boot)
+    den = den if len(first) == 1 else den[which.ravel()]
+    return _centre(num, den, k, axis=1)
 
 
-def nan_percentile(draws: F64, q: Sequence[float]) -> list[F64]:
-    """Linear-interpolated percentiles along axis 0, ignoring NaN (vectorised nanpercentile)."""
-    srt = np.sort(draws, axis=0)  # NaN sorts last
-    n = (~np.isnan(draws)).sum(axis=0)
+def nan_percentile(draws: npt.NDArray[np.floating], q: Sequence[float]) -> list[F64]:
+    """Linear-interpolated percentiles along the last axis, ignoring NaN (fast nanpercentile)."""
+    srt = np.sort(draws, axis=-1)  # NaN sorts last
+    n = (~np.isnan(srt)).sum(axis=-1)
+    top = np.maximum(n - 1, 0)
     out = []
     for p in q:
-        pos = (p / 100.0) * np.maximum(n - 1, 0)
+        pos = (p / 100.0) * top
         lo = np.floor(pos).astype(np.intp)
-        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-        a = np.take_along_axis(srt, lo[None], axis=0)[0]
-        b = np.take_along_axis(srt, hi[None], axis=0)[0]
-        val = a + (b - a) * (pos - lo)
-        out.append(np.where(n > 0, val, np.nan))
+        hi = np.minimum(lo + 1, top)
+        a = np.take_along_axis(srt, lo[..., None], axis=-1)[..., 0].astype(np.float64)
+        b = np.take_along_axis(srt, hi[..., None], axis=-1)[..., 0].astype(np.float64)
+        out.append(np.where(n > 0, a + (b - a) * (pos - lo), np.nan))
     return out
 
 
@@ -207,16 +231,16 @@ def _bootstrap(
     if n_boot <= 0:
         return lo, hi, dlo, dhi
     counts = _draw_counts(n_items, n_boot, seed)
-    per_model = n_boot * n_conds * k.signed.shape[1] * 4 * 3  # num, den, centred
+    per_model = n_boot * n_conds * k.signed.shape[1] * 4 * 4  # num, den, centred, sorted
     step = max(1, _CHUNK_BYTES // max(per_model, 1))
     for m0 in range(0, n_models, step):
         part = x[m0 : m0 + step]
         draws = _boot_rows(part.reshape(-1, n_items), counts, k)
-        draws = draws.reshape(n_boot, len(part), n_conds, n_cols)
+        draws = draws.reshape(len(part), n_conds, n_cols, n_boot)
         lo[m0 : m0 + step], hi[m0 : m0 + step] = nan_percentile(draws, (2.5, 97.5))
         if vanilla is not None:
-            diff = draws - draws[:, :, vanilla : vanilla + 1, :]
-            dlo[m0 : m0 + step], dhi[m0 : m0 + step] = nan_percentile(diff, (2.5, 97.5))
+            draws -= draws[:, vanilla : vanilla + 1].copy()  # in place: deltas per resample
+            dlo[m0 : m0 + step], dhi[m0 : m0 + step] = nan_percentile(draws, (2.5, 97.5))
     if vanilla is not None:
         dlo[:, vanilla] = dhi[:, vanilla] = np.nan
     return lo, hi, dlo, dhi
@@ -225,14 +249,11 @@ def _bootstrap(
 def _means(cube: RatingCube, options: ScoreOptions) -> F64:
     """The item means score_cube uses, so intervals sit around the exact point estimates.
 
-    Under the "authors" rule an item whose v1 answer failed counts for nothing (their code
-    keyed each item on its v1 record); scorer.score_cube applies the same quirk.
+    Under the "authors" rule an item whose v1 record failed may count for nothing (their code
+    keyed each item on its v1 record); the scorer owns that quirk, so it is borrowed here.
     """
-    means = np.asarray(item_means(cube), dtype=np.float64)
-    if options.rule == "authors" and cube.versions:
-        first = cube.versions.index("v1") if "v1" in cube.versions else 0
-        means[np.isnan(np.asarray(cube.ratings)[:, :, first, :])] = np.nan
-    return means
+    means = _authors_means(cube) if options.rule == "authors" else item_means(cube)
+    return np.asarray(means, dtype=np.float64)
 
 
 def _version_scores(cube: RatingCube, k: _Kernel) -> F64:

@@ -62,11 +62,16 @@ def label(dim: str) -> str:
     return dim.replace("Self_", "Self-").replace("_", " ")
 
 
-def nice_limit(values: npt.ArrayLike, floor: float = 0.25) -> float:
-    """A symmetric axis limit: max |value| rounded up to a quarter, at least `floor`."""
+# Axis limits whose halves are round too, so the five tick labels read cleanly.
+_LIMITS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.6, 2.0, 2.4, 3.0, 4.0, 5.0, 6.0)
+
+
+def nice_limit(values: npt.ArrayLike, floor: float = 0.2) -> float:
+    """A symmetric axis limit: the first round step at or above max |value| (and `floor`)."""
     a = np.abs(np.asarray(values, dtype=np.float64))
     top = float(np.nanmax(a)) if a.size and not np.isnan(a).all() else 0.0
-    return max(floor, math.ceil(top * 4 + 1e-9) / 4)
+    top = max(top, floor)
+    return next((lim for lim in _LIMITS if lim >= top - 1e-9), math.ceil(top))
 
 
 def _f(x: float) -> str:
