@@ -211,6 +211,16 @@ def test_concurrency_cap_backoff_halves_and_never_goes_below_one() -> None:
     assert seen == [32, 16, 8, 4, 2, 1, 1, 1]
 
 
+def test_concurrency_cap_halves_once_per_round_of_pushback() -> None:
+    cap = ConcurrencyCap(64)
+    sent = cap.epoch  # eight requests in flight together, all refused
+    for _ in range(8):
+        cap.backoff(sent)
+    assert cap.limit == 32
+    cap.backoff(cap.epoch)  # a request sent after the halving, refused too
+    assert cap.limit == 16
+
+
 def test_concurrency_cap_recovers_additively_to_its_ceiling() -> None:
     cap = ConcurrencyCap(16)
     cap.backoff()  # 8

@@ -113,9 +113,11 @@ class ConcurrencyCap:
 
     `backoff()` halves the limit (never below 1); each `success()` adds 1/limit, so the limit
     regains one slot per limit's worth of successes, up to `ceiling`, like TCP's AIMD.
+    `epoch` counts backoffs: a 429 for a request sent before the last backoff says nothing
+    new, so the limit halves once per round of pushback, not once per refused request.
     """
 
-    __slots__ = ("ceiling", "_limit", "_credit", "in_use", "_waiters")
+    __slots__ = ("ceiling", "_limit", "_credit", "in_use", "_waiters", "epoch")
 
     def __init__(self, ceiling: int) -> None:
         if ceiling < 1:
@@ -125,6 +127,7 @@ class ConcurrencyCap:
         self._credit = 0.0
         self.in_use = 0
         self._waiters: deque[anyio.Event] = deque()
+        self.epoch = 0
 
     @property
     def limit(self) -> int:
@@ -167,8 +170,15 @@ class ConcurrencyCap:
         self.in_use -= 1
         self._wake()
 
-    def backoff(self) -> None:
-        """The provider pushed back (429): halve the limit, never below 1."""
+    def backoff(self, sent_epoch: int | None = None) -> None:
+        """The provider pushed back (429): halve the limit, never below 1.
+
+        `sent_epoch` is `epoch` as it was when the refused request was sent; if the limit has
+        halved since, this refusal was already answered and changes nothing.
+        """
+        if sent_epoch is not None and sent_epoch != self.epoch:
+            return
+        self.epoch += 1
         self._credit = 0.0
         self.limit = max(1, self._limit // 2)
 

@@ -166,6 +166,7 @@ class Pipeline:
             if limits.tokens is not None:
                 await self._wait(limits.tokens.acquire, estimate)
             prog.sent += 1
+            epoch = limits.cap.epoch
             t0 = time.perf_counter()
             try:
                 answer = await self.provider.complete(job.messages, job.params)
@@ -176,7 +177,7 @@ class Pipeline:
                     self.abort(exc.message)
                     raise _Stopped from None
                 if exc.kind is FailureKind.RATE_LIMITED:
-                    limits.cap.backoff()
+                    limits.cap.backoff(epoch)
                 delay = None
                 if exc.kind is not FailureKind.PERMANENT:
                     delay = policy.next_delay(
