@@ -267,3 +267,39 @@ def test_a_corrupt_line_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(LogError, match="not valid JSON"):
         _read_back(tmp_path, [_record_line(ROWS[0]), b'{"job_id": oops}\n'])
+
+
+def test_strict_ratings_are_read_whatever_the_answer_and_reasoning_hold(tmp_path: Path) -> None:
+    texts = [(None, None), ("like me", None), ("like me", "I think"), ('a "quoted" me', "x\\y")]
+    lines = []
+    for k, (raw, reasoning) in enumerate(texts):
+        row = _row((1001, k + 1), "v1", 5, raw=raw, reasoning=reasoning)
+        row["rating_strict"] = k + 1
+        lines.append(_record_line(row))
+    cube = _read_back(tmp_path, lines)
+    log = tmp_path / "log.jsonl"
+    strict = cube_from_log(log, _tiny_dataset(), strict=True, cache=False)
+    assert cube.ratings[0, 0, 0].tolist() == [5.0] * 4
+    assert strict.ratings[0, 0, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_big_log_read_by_worker_processes_gives_the_same_cube(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vpbatch.cube as cube_module
+
+    rows = [_row(it, v, (k + n) % 6 + 1, model=f"m{k % 3}", condition=f"c{n % 2}",
+                 job_id=f"{k}-{n}-{v}")
+            for k, it in enumerate((A, B, C, D)) for n in range(40) for v in ("v1", "v2")]
+    rows += [_row(A, "v1", None, job_id="0-0-v1"), _row(A, "v1", 2, job_id="0-0-v1")]  # dups
+    lines = [_record_line(r) if i % 5 else orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n"
+             for i, r in enumerate(rows)]
+    one = _read_back(tmp_path, lines)
+    monkeypatch.setattr(cube_module, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(cube_module, "MAX_WORKERS", 3)
+    monkeypatch.setattr(cube_module.os, "cpu_count", lambda: 3)
+    many = cube_from_log(tmp_path / "log.jsonl", _tiny_dataset(), cache=False)
+    assert (many.models, many.conditions, many.versions) == (one.models, one.conditions,
+                                                             one.versions)
+    np.testing.assert_array_equal(many.ratings, one.ratings)
+    assert (many.n_ok, many.n_failed, many.failures) == (one.n_ok, one.n_failed, one.failures)

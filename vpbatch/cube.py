@@ -8,7 +8,9 @@ with `np.bincount`. The result is cached beside the log, keyed on the log's size
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,9 @@ __all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "TEMPLATE_KEY"]
 
 CHUNK_BYTES = 1 << 25  # 32 MB at a time: big enough to amortise, small enough for RAM
 CACHE_VERSION = 3
+# Logs this big are read by worker processes, one byte range each (parsing is CPU-bound).
+PARALLEL_MIN_BYTES = 1 << 27
+MAX_WORKERS = 4
 # Set by the importer on a failed official record that still carried its correlation lists
 # (some of the authors' clients stored them on error rows, some did not).
 TEMPLATE_KEY = "correlations_recorded"
@@ -53,6 +58,7 @@ class RatingCube:
 _MULT = np.random.default_rng(0x5EED).integers(1, 2**63, size=17, dtype=np.uint64) | np.uint64(1)
 _MAX_SPAN = 128  # longer names or ids take the per-line path
 _PAD = bytes(256)
+_QUOTES = 38  # quotes per line looked at: the prefix (28) and up to the rating keys
 # The keys a Record line starts with, and the index of each key's opening quote in the line
 # (a string value adds two quotes, a number none).
 _PREFIX = (("job_id", 0), ("model", 4), ("condition", 8), ("version", 12), ("portrait_id", 16),
@@ -123,6 +129,27 @@ class _Rows:
         part.update(ok=np.asarray(ok, bool), jh=_bytes_hash(jids), line=lines)
         self.parts.append(part)
 
+    def compact(self) -> None:
+        """Merge the parts into one with narrow dtypes (what a worker sends back)."""
+        if not self.parts:
+            return
+        narrow = {"m": np.int32, "c": np.int32, "v": np.int32, "pid": np.int32, "oid": np.int32,
+                  "r": np.float32, "ok": bool, "kept": bool, "jh": np.uint64, "line": np.int64}
+        self.parts = [{k: np.concatenate([p[k] for p in self.parts]).astype(t, copy=False)
+                       for k, t in narrow.items()}]
+
+    def absorb(self, other: _Rows) -> None:
+        """Append another reader's rows, which come after ours in the file."""
+        for col, mine, theirs in (("m", self.models, other.models),
+                                  ("c", self.conds, other.conds), ("v", self.vers, other.vers)):
+            remap = np.array([mine.setdefault(n, len(mine)) for n in theirs], np.int64)
+            for part in other.parts:
+                part[col] = remap[part[col]] if len(remap) else part[col]
+        for part in other.parts:
+            part["line"] = part["line"] + self.n_lines
+            self.parts.append(part)
+        self.n_lines += other.n_lines
+
     def add_chunk(self, path: Path, chunk: bytes) -> None:
         """Complete lines: Record-shaped ones vectorised, the rest parsed one by one."""
         # Zero padding: fixed offsets past a line's last quote stay inside the buffer.
@@ -192,7 +219,7 @@ def _vector_parse(
         return np.zeros(len(starts), bool), None
     k0 = np.searchsorted(qs, starts)
     fast = k0 + 28 < len(qs)
-    quotes = qs[np.minimum(k0[:, None] + np.arange(28), len(qs) - 1)].T  # (28, N), gathered once
+    quotes = qs[np.minimum(k0[:, None] + np.arange(_QUOTES), len(qs) - 1)].T  # gathered once
 
     def q(j: int) -> np.ndarray:
         return quotes[j]
@@ -212,7 +239,10 @@ def _vector_parse(
     pid, good_p = _digits(buf, q(17) + 2, q(18) - 1)
     oid, good_o = _digits(buf, q(19) + 2, q(20) - 1)
     fast &= good_p & good_o
-    rating, good_r = _rating_after(buf, qs, q(27), ends, key)
+    rating, good_r, located = _rating_guess(buf, quotes, key)
+    miss = np.flatnonzero(fast & ~located)  # escaped quotes in the answer text, for instance
+    if len(miss):
+        rating[miss], good_r[miss] = _rating_after(buf, qs, q(27)[miss], ends[miss], key)
     fast &= good_r
     idx = np.flatnonzero(fast)
     if not len(idx):
@@ -237,6 +267,35 @@ def _vector_parse(
     return fast, part
 
 
+def _rating_value(buf: np.ndarray, at: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-digit value after the key whose opening quote is at `at`, and where there is one."""
+    v = at + len(key) + 3  # quote, key, quote, colon
+    digit = buf[v].astype(np.int64) - 48
+    good = (digit >= 1) & (digit <= 9) & ((buf[v + 1] == ord(",")) | (buf[v + 1] == ord("}")))
+    return digit.astype(np.float64), good
+
+
+def _rating_guess(
+    buf: np.ndarray, quotes: np.ndarray, key: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value, is a digit, key located) where answer and reasoning hold no escaped quote.
+
+    Then the key's opening quote is quote 30, 32, 34 or 36 of the line (raw and reasoning each
+    null or a plain string; rating_strict two after rating); the first that matches is it.
+    """
+    n = quotes.shape[1]
+    value, good, located = np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool)
+    letters = np.frombuffer(key.encode(), np.uint8)
+    for j in range(30, _QUOTES - 1, 2):
+        at = quotes[j]
+        hit = ~located & (quotes[j + 1] - at == len(key) + 1) & (buf[at - 1] == ord(","))
+        hit &= buf[quotes[j + 1] + 1] == ord(":")
+        hit &= (buf[at[:, None] + 1 + np.arange(len(key))] == letters).all(axis=1)
+        v, digit = _rating_value(buf, at, key)
+        value[hit], good[hit], located[hit] = v[hit], digit[hit], True
+    return value, good, located
+
+
 def _rating_after(
     buf: np.ndarray, qs: np.ndarray, after: np.ndarray, ends: np.ndarray, key: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -254,20 +313,24 @@ def _rating_after(
     found = j < len(pos)
     at = pos[np.minimum(j, max(len(pos) - 1, 0))] if len(pos) else np.zeros_like(after)
     found &= at < ends
-    v = np.minimum(at + len(key) + 3, len(buf) - 2)
-    digit = buf[v].astype(np.int64) - 48
-    found &= (digit >= 1) & (digit <= 9) & ((buf[v + 1] == ord(",")) | (buf[v + 1] == ord("}")))
-    return digit.astype(np.float64), found
+    value, digit = _rating_value(buf, at, key)
+    return value, found & digit
 
 
-def _read(path: Path, rows: _Rows) -> None:
-    """Feed the log's complete lines to `rows` in big chunks (a torn tail is ignored)."""
+def _read(path: Path, rows: _Rows, start: int = 0, stop: int | None = None) -> None:
+    """Feed the complete lines of bytes [start, stop) to `rows` in big chunks.
+
+    `start` must be a line start; a last line without its newline (a torn write) is ignored.
+    """
     with open(path, "rb") as f:
+        f.seek(start)
+        left = stop - start if stop is not None else -1
         rest = b""
-        while True:
-            block = f.read(CHUNK_BYTES)
+        while left != 0:
+            block = f.read(CHUNK_BYTES if left < 0 else min(CHUNK_BYTES, left))
             if not block:
                 return
+            left = left - len(block) if left > 0 else left
             block = rest + block
             cut = block.rfind(b"\n")
             if cut < 0:
@@ -275,6 +338,40 @@ def _read(path: Path, rows: _Rows) -> None:
                 continue
             rest = block[cut + 1 :]
             rows.add_chunk(path, block[: cut + 1])
+
+
+def _split_points(path: Path, parts: int) -> list[int]:
+    """Byte offsets cutting the file into `parts` ranges that start at line starts."""
+    size = path.stat().st_size
+    points = [0]
+    with open(path, "rb") as f:
+        for k in range(1, parts):
+            f.seek(max(size * k // parts, points[-1]))
+            f.readline()  # finish the line we landed in
+            points.append(f.tell())
+    return [*points, size]
+
+
+def _read_part(path: Path, start: int, stop: int, strict: bool) -> _Rows:
+    """One worker's share of the log, its columns merged and narrowed for the trip back."""
+    acc = _Rows(strict)
+    _read(path, acc, start, stop)
+    acc.compact()
+    return acc
+
+
+def _read_parallel(path: Path, strict: bool, workers: int) -> _Rows:
+    """Read byte ranges of the log in worker processes and stitch them in file order."""
+    points = _split_points(path, workers)
+    ctx = multiprocessing.get_context("fork")  # no re-import: workers start in milliseconds
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_read_part, path, a, b, strict)
+                   for a, b in zip(points, points[1:], strict=False)]
+        shares = [f.result() for f in futures]
+    acc = _Rows(strict)
+    for share in shares:
+        acc.absorb(share)
+    return acc
 
 
 def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = False) -> RatingCube:
@@ -421,8 +518,12 @@ def cube_from_log(
         hit = _load_cache(cpath, key)
         if hit is not None:
             return hit
-    acc = _Rows(strict)
-    _read(log_path, acc)
+    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    if workers > 1 and log_path.stat().st_size >= PARALLEL_MIN_BYTES:
+        acc = _read_parallel(log_path, strict, workers)
+    else:
+        acc = _Rows(strict)
+        _read(log_path, acc)
     cube = _build(acc, ds)
     if cache:
         _save_cache(cpath, key, cube)
