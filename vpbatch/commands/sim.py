@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import click
 
-from vpbatch.errors import ConfigError
+from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.sim.faults import FaultPlan
 from vpbatch.sim.server import LOOPBACK, SimServerConfig, start_server
 
@@ -72,7 +72,13 @@ def serve(
 
 async def _serve(cfg: SimServerConfig, host: str, port: int, port_file: Path | None) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        server = await start_server(cfg, host, port)
+        try:
+            server = await start_server(cfg, host, port)
+        except OSError as exc:
+            raise VPBatchError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
+                "--port, or 0 for any free one"
+            ) from None
         try:
             if port_file is not None:
                 port_file.write_text(f"{server.port}\n")

@@ -1,0 +1,82 @@
+"""`make run` in small: the demo serves, sweeps over real HTTP, scores, shows the simulated
+profile coming back out, and a second run resumes without sending anything."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vpbatch.config import parse_config
+from vpbatch.demo import DEFAULT_CONFIG, SIM_URL, point_at
+from vpbatch.errors import ConfigError
+
+SMALL = """
+[run]
+name = "demo-small"
+versions = ["v1", "v2"]
+
+[[models]]
+name = "gpt-4o-2024-05-13"
+provider = "openai"
+model = "replay:gpt-4o-2024-05-13"
+base_url = "${SIM_URL}"
+concurrency = 16
+
+[[models]]
+name = "sim-default"
+provider = "openai"
+model = "sim:default"
+base_url = "${SIM_URL}"
+concurrency = 32
+personas = ["politics=left-wing"]
+steering = ["Universalism", "Power"]
+"""
+
+
+def _demo(config: Path, run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VPBATCH_DATA": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "vpbatch.demo", "--config", str(config), "--run-dir",
+         str(run_dir), "--faults", "0.01", "--no-report"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_demo_recovers_the_simulated_profile_and_resumes_for_free(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    config = tmp_path / "demo.toml"
+    config.write_text(SMALL)
+    run_dir = tmp_path / "run"
+    first = _demo(config, run_dir, data_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rho = re.search(r"recovered with Spearman ([0-9.]+)", first.stdout)
+    assert rho is not None and float(rho.group(1)) >= 0.9, first.stdout
+    assert "personas: 3/3 simulated shifts come back with their sign" in first.stdout
+    assert (run_dir / "scores.json").exists() and (run_dir / "log.jsonl").exists()
+    assert f"results: {run_dir}/" in first.stdout
+
+    again = _demo(config, run_dir, data_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "answered 0 of 0 requests" in again.stdout  # resumed: nothing asked twice
+
+
+def test_the_demo_config_points_every_model_at_the_simulator(data_dir: Path) -> None:
+    cfg = parse_config(DEFAULT_CONFIG.read_text(), check_env=False)
+    assert point_at(cfg, "http://127.0.0.1:1/v1") == len(cfg.models) == 34
+    replayed = {m.model for m in cfg.models if m.model.startswith("replay:")}
+    assert len(replayed) == 33
+    sim = [m for m in cfg.models if m.model.startswith("sim")]
+    assert len(sim) == 1 and sim[0].steering == "all" and sim[0].personas
+
+
+def test_a_config_without_the_placeholder_is_refused() -> None:
+    cfg = parse_config(SMALL.replace(SIM_URL, "http://127.0.0.1:9/v1"), check_env=False)
+    with pytest.raises(ConfigError, match="SIM_URL"):
+        point_at(cfg, "http://127.0.0.1:1/v1")
