@@ -17,7 +17,7 @@ from vpbatch.dataset import load_dataset
 from vpbatch.dims import PHRASES, PVQ, VERSIONS
 from vpbatch.human import load_human_reference
 from vpbatch.records import FAILED, Record, job_id
-from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, fmt, write_report
+from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, fmt, run_stats, write_report
 from vpbatch.scorer import item_weights
 
 PERSONAS = ("gender=male", "gender=female", "politics=left-wing", "politics=right-wing",
@@ -230,3 +230,22 @@ def test_report_on_a_dir_that_is_not_a_run_says_so(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_health_counts_each_job_once_as_the_log_dedupes_it(tmp_path: Path) -> None:
+    def rec(jid: str, status: str = "ok", error: str | None = None) -> bytes:
+        r = Record(jid, "m", "vanilla", "v1", 1001, 1, status=status, raw="Like me",
+                   rating=5 if status == "ok" else None, error_kind=error,
+                   usage={"prompt_tokens": 10, "completion_tokens": 1})
+        return r.to_json()
+
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(rec("a", FAILED, "transient") + rec("a") + rec("b") + rec("b")
+                    + rec("c", FAILED, "transient") + rec("c", FAILED, "permanent")
+                    + b'{"job_id": "torn')
+    stats, audit = run_stats(log, {"m": (1.0, None)})
+    st = stats["m"]
+    assert (st.jobs, st.ok, st.failed, st.lines) == (3, 2, 1, 6)
+    assert dict(st.failure_reasons) == {"permanent": 1}
+    assert st.prompt_tokens == 60 and st.cost_usd == pytest.approx(60 / 1e6)
+    assert audit["m"].n == 2 and audit["m"].n_failed == 1

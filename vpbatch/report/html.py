@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
@@ -28,11 +29,15 @@ th,td{border:1px solid #d0d0d0;padding:3px 7px;text-align:right;white-space:nowr
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 td.max{font-weight:bold;background:#fdecea}td.min{font-weight:bold;background:#e8f0fb}
 td.diag{outline:2px solid #000;outline-offset:-2px;font-weight:bold}
+td.text{text-align:left;white-space:normal;min-width:120px;max-width:460px}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #e5e5e5}
 .swatch{display:inline-block;width:11px;height:11px;margin:0 4px 0 12px;vertical-align:-1px}
 details{margin:8px 0}summary{cursor:pointer;font-weight:bold}
 nav ol{columns:2;max-width:700px}
 """
+
+
+_NUMBER = re.compile(r"^([+-]?\$?[\d,]+(\.\d+)?[⋆†]?( \[.*\])?|n/a|—)$")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
@@ -45,6 +50,8 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
         cls = next(cls_rows) if cls_rows is not None else [""] * (len(row) - 1)
         out.append(f"<tr><td>{escape(str(row[0]))}</td>")
         for x, c in zip(row[1:], cls, strict=True):
+            # Numbers align right; words (reasons, answers) align left and may wrap.
+            c = c or ("" if _NUMBER.match(str(x)) else "text")
             out.append(f'<td class="{c}">{escape(str(x))}</td>' if c else
                        f"<td>{escape(str(x))}</td>")
         out.append("</tr>")
