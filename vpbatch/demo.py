@@ -45,7 +45,10 @@ class SimProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "vpbatch", "sim", "serve", "--port", str(port),
                "--port-file", str(port_file), *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
+        # Its own session: Ctrl-C reaches only the demo, which drains the sweep and then stops
+        # the server itself (a server killed first would fail the requests being drained).
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True,
+                                     start_new_session=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # the server prints one line once it listens
         if not line.startswith("listening on "):
@@ -135,6 +138,7 @@ def run_demo(
     from vpbatch.dataset import load_dataset
 
     cfg = load_config(config)
+    ds = load_dataset(cfg.run.data)  # a missing dataset fails here, before a server starts
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +152,6 @@ def run_demo(
     finally:
         server.stop()
     seconds = time.perf_counter() - t0
-    ds = load_dataset(cfg.run.data)
     _, scores, cube = score_run(run_dir, ScoreOptions(), data=cfg.run.data)
     result = DemoResult(run_dir, seconds, stats, scores,
                         score_cube(cube, ds, ScoreOptions(rule="authors")))

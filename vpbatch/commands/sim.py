@@ -65,6 +65,9 @@ def serve(
         p_drop=fault_drop, p_malformed=fault_malformed, p_slow=fault_slow, slow_s=slow_s,
         max_faulty_attempts=max_faulty_attempts,
     )
+    from vpbatch.sim.respondent import data_dir
+
+    data = data_dir(data)  # no dataset: say so now, not as a 404 on every request
     cfg = SimServerConfig(latency_ms=latency_ms, jitter_ms=jitter_ms, rpm=rpm, faults=faults,
                           seed=seed, replay_dir=replay_dir, require_key=key, data=data)
     anyio.run(_serve, cfg, host, port, port_file)
