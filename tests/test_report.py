@@ -249,3 +249,19 @@ def test_health_counts_each_job_once_as_the_log_dedupes_it(tmp_path: Path) -> No
     assert dict(st.failure_reasons) == {"permanent": 1}
     assert st.prompt_tokens == 60 and st.cost_usd == pytest.approx(60 / 1e6)
     assert audit["m"].n == 2 and audit["m"].n_failed == 1
+
+
+def test_models_without_personas_are_left_out_of_the_persona_section(tmp_path: Path,
+                                                                     data_dir: Path) -> None:
+    one = make_run(tmp_path / "one", data_dir, models=("with-personas",), steer=(),
+                   versions=("v1", "v2"), personas=("gender=male", "gender=female"))
+    two = make_run(tmp_path / "two", data_dir, models=("vanilla-only",), steer=(),
+                   versions=("v1", "v2"), personas=())
+    with open(one / "log.jsonl", "ab") as f:
+        f.write((two / "log.jsonl").read_bytes())
+    md_path, _ = write_report(one, data=data_dir, n_boot=20)
+    personas = md_path.read_text(encoding="utf-8").split("## 3.", 1)[1].split("## 4.", 1)[0]
+    assert "### with-personas" in personas and "vanilla-only" not in personas
+    conditions = md_path.read_text(encoding="utf-8").split("## 7.", 1)[1]
+    only = conditions.split("### vanilla-only", 1)[1].split("###", 1)[0]
+    assert "persona:" not in only

@@ -398,10 +398,12 @@ def human_comparison(
     for gname, ref in load_human_reference().items():
         if gname not in found:
             continue
-        members = [m for m in ref.members if m in found[gname]]
+        # Only the members this model was run under (a grid may differ per model).
+        members = [m for m in ref.members if m in found[gname]
+                   and not np.isnan(analysis.delta(model, found[gname][m], "pvq")).all()]
+        if not members:
+            continue
         conds = [found[gname][m] for m in members]
         rows = np.stack([analysis.delta(model, c, "pvq") for c in conds])
-        if np.isnan(rows).all():
-            continue
         out.append(_compare(ref, members, conds, rows))
     return out

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vpbatch.analysis import Analysis, GroupComparison, analyse, human_comparison
 from vpbatch.dims import VANILLA
 from vpbatch.errors import ConfigError, LogError
@@ -31,6 +33,8 @@ __all__ = [
     "fmt",
     "marks",
     "profile_index",
+    "ran_conditions",
+    "ran_personas",
     "NOTES",
     "CSV_NAME",
     "CSV_VERSIONS_NAME",
@@ -106,6 +110,18 @@ def marks(row: Any) -> list[str]:
 def profile_index(a: Analysis) -> int:
     """The condition the profile tables show: vanilla, else the first one in the log."""
     return a.conditions.index(VANILLA) if VANILLA in a.conditions else 0
+
+
+def ran_conditions(a: Analysis, m: int) -> list[int]:
+    """Indices of the conditions model `m` has scores under (grids may differ per model)."""
+    pvq = a.scores.score["pvq"][m]
+    return [c for c in range(len(a.conditions)) if not np.isnan(pvq[c]).all()]
+
+
+def ran_personas(a: Analysis, m: int) -> list[str]:
+    """The persona conditions model `m` has scores under."""
+    ran = set(ran_conditions(a, m))
+    return [c for c in a.persona_conditions() if a.conditions.index(c) in ran]
 
 
 def fmt(v: float | None, *, sign: bool = True) -> str:

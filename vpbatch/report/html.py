@@ -11,7 +11,15 @@ import numpy as np
 
 from vpbatch.analysis import GroupComparison
 from vpbatch.dims import FAMILIES, FAMILY_DIMS, PVQ
-from vpbatch.report import NOTES, ReportData, fmt, marks, profile_index
+from vpbatch.report import (
+    NOTES,
+    ReportData,
+    fmt,
+    marks,
+    profile_index,
+    ran_conditions,
+    ran_personas,
+)
 from vpbatch.report.markdown import AUDIT_HEADER, EXAMPLE_HEADER, FAMILY_TITLES, audit_rows
 from vpbatch.report.svg import bar_chart, colour, heatmap, label, nice_limit, paired_bars
 
@@ -118,12 +126,15 @@ def _persona_section(rep: ReportData) -> str:
         return "<p>No persona conditions in this run.</p>"
     out = []
     for m, model in enumerate(a.models):
+        ran = ran_personas(a, m)
+        if not ran:
+            continue  # this model's grid had no personas
         out.append(f"<h3>{escape(model)}</h3>")
         covered: set[str] = set()
         for g in rep.comparisons.get(model, []):
             out.append(_comparison(model, g))
             covered.update(g.conditions)
-        rest = [c for c in a.persona_conditions() if c not in covered]
+        rest = [c for c in ran if c not in covered]
         if rest:
             idx = [a.conditions.index(c) for c in rest]
             d, lo, hi = (x["pvq"][m, idx] for x in (a.deltas, a.delta_ci_low, a.delta_ci_high))
@@ -178,13 +189,13 @@ def _conditions_section(rep: ReportData) -> str:
     a = rep.analysis
     out = []
     for m, model in enumerate(a.models):
-        out.append(f"<details><summary>{escape(model)}: {len(a.conditions)} condition(s)"
-                   "</summary>")
+        ran = ran_conditions(a, m)
+        out.append(f"<details><summary>{escape(model)}: {len(ran)} condition(s)</summary>")
         for fam in FAMILIES:
             sc, lo, hi = a.scores.score[fam][m], a.ci_low[fam][m], a.ci_high[fam][m]
             rows = [[cond, *(f"{fmt(float(sc[c, d]))} [{fmt(float(lo[c, d]))}, "
                              f"{fmt(float(hi[c, d]))}]" for d in range(sc.shape[1]))]
-                    for c, cond in enumerate(a.conditions)]
+                    for c, cond in enumerate(a.conditions) if c in ran]
             out.append(f"<h4>{FAMILY_TITLES[fam]}</h4>")
             out.append(_table(["condition", *map(label, FAMILY_DIMS[fam])], rows))
         out.append("</details>")

@@ -9,7 +9,15 @@ import numpy as np
 
 from vpbatch.analysis import GroupComparison
 from vpbatch.dims import FAMILIES, FAMILY_DIMS, PVQ
-from vpbatch.report import NOTES, ReportData, fmt, marks, profile_index
+from vpbatch.report import (
+    NOTES,
+    ReportData,
+    fmt,
+    marks,
+    profile_index,
+    ran_conditions,
+    ran_personas,
+)
 from vpbatch.report.svg import label
 
 __all__ = ["render", "table", "audit_rows", "AUDIT_HEADER", "EXAMPLE_HEADER", "FAMILY_TITLES"]
@@ -62,12 +70,15 @@ def _personas(rep: ReportData) -> list[str]:
     if not a.persona_conditions():
         return out + ["No persona conditions in this run.", ""]
     for m, model in enumerate(a.models):
+        ran = ran_personas(a, m)
+        if not ran:
+            continue  # this model's grid had no personas
         out += [f"### {model}", ""]
         covered = set()
         for g in rep.comparisons.get(model, []):
             out += _comparison(model, g)
             covered.update(g.conditions)
-        rest = [c for c in a.persona_conditions() if c not in covered]
+        rest = [c for c in ran if c not in covered]
         if rest:
             out += ["#### Other personas (no human reference)", ""]
             rows = [[c.removeprefix("persona:"),
@@ -127,12 +138,13 @@ def _conditions(rep: ReportData) -> list[str]:
     a = rep.analysis
     out = ["## 7. All conditions", "", NOTES["conditions"], ""]
     for m, model in enumerate(a.models):
+        ran = ran_conditions(a, m)
         out += [f"### {model}", ""]
         for fam in FAMILIES:
             sc, lo, hi = a.scores.score[fam][m], a.ci_low[fam][m], a.ci_high[fam][m]
             rows = [[cond, *(f"{fmt(float(sc[c, d]))} [{fmt(float(lo[c, d]))}, "
                              f"{fmt(float(hi[c, d]))}]" for d in range(sc.shape[1]))]
-                    for c, cond in enumerate(a.conditions)]
+                    for c, cond in enumerate(a.conditions) if c in ran]
             out += [f"{FAMILY_TITLES[fam]}:", ""]
             out += table(["condition", *map(label, FAMILY_DIMS[fam])], rows)
     return out
