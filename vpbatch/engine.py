@@ -146,6 +146,11 @@ async def sweep(
             for i, m in enumerate(config.models):
                 bar = ModelProgress(m.name, count_model_jobs(config, m, ds, conds, shard=shard))
                 bars.append(bar)
+                if m.mode != "online":
+                    # Sending online what was asked for as a batch would double its price.
+                    bar.stopped = (f"mode = {m.mode!r} (provider batch APIs) is not supported "
+                                   'by this engine yet; set mode = "online" to send it now')
+                    continue
                 try:
                     provider = make_provider(m, session, env)
                 except VPBatchError as exc:  # a missing key stops this model, not the sweep
