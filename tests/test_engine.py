@@ -481,6 +481,32 @@ def test_a_signal_drains_in_flight_work_and_says_how_to_resume(
     anyio.run(main)
 
 
+@pytest.mark.parametrize("how", ["drain bound", "second signal"])
+def test_in_flight_work_is_abandoned_at_the_drain_bound_or_a_second_signal(
+    tmp_path: Path, how: str
+) -> None:
+    async def main() -> None:
+        async with serving(latency_ms=3_000) as srv:
+            write_config(tmp_path / "c.toml", [http_model("m", srv, concurrency=6)], items=2)
+            drain = "0.3" if how == "drain bound" else "600"
+            cmd = [sys.executable, "-m", "vpbatch", "run", str(tmp_path / "c.toml"),
+                   "--run-dir", str(tmp_path / "run"), "--drain", drain]
+            async with await anyio.open_process(cmd) as proc:
+                with anyio.fail_after(60):
+                    while srv.stats.requests < 6:
+                        await anyio.sleep(0.02)
+                proc.send_signal(signal.SIGINT)
+                if how == "second signal":
+                    await anyio.sleep(0.3)
+                    proc.send_signal(signal.SIGINT)
+                with anyio.fail_after(2.5):  # well before any answer (3 s) could arrive
+                    await proc.wait()
+            assert proc.returncode == 130
+            assert _lines(tmp_path / "run") == []  # abandoned, not logged: resent on resume
+
+    anyio.run(main)
+
+
 # -- progress ------------------------------------------------------------------------------
 
 
