@@ -117,6 +117,8 @@ class DemoResult:
     scores: Scores
     authors: Scores  # the authors' rule: what the paper's Table 2 was computed with
     checks: dict[str, Any] = field(default_factory=dict)
+    score_seconds: float = 0.0
+    report_seconds: float | None = None  # None: not written (up to date, or switched off)
 
 
 def _sweep(cfg: Config, run_dir: Path) -> Any:
@@ -151,19 +153,33 @@ def run_demo(
         stats = server.stats()
     finally:
         server.stop()
-    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
     _, scores, cube = score_run(run_dir, ScoreOptions(), data=cfg.run.data)
-    result = DemoResult(run_dir, seconds, stats, scores,
+    result = DemoResult(run_dir, t1 - t0, stats, scores,
                         score_cube(cube, ds, ScoreOptions(rule="authors")))
     result.checks = sim_checks(cfg, scores)
-    if report:
+    result.score_seconds = time.perf_counter() - t1
+    if report and not _report_is_current(run_dir):
         try:
             from vpbatch.report import write_report
         except ImportError:  # the report module is optional for the demo's own checks
             pass
         else:
+            t2 = time.perf_counter()
             write_report(run_dir, data=Path(cfg.run.data) if cfg.run.data else None)
+            result.report_seconds = time.perf_counter() - t2
     return result
+
+
+def _report_is_current(run_dir: Path) -> bool:
+    """Whether report.html was written after the log's last line (a resume that sent nothing)."""
+    from vpbatch.rundir import RunDir
+
+    rd = RunDir.at(run_dir)
+    try:
+        return rd.report_html_path.stat().st_mtime >= rd.log_path.stat().st_mtime
+    except OSError:
+        return False
 
 
 def _pvq(scores: Scores, model: str, cond: str) -> np.ndarray | None:
@@ -233,10 +249,11 @@ def summary(result: DemoResult, paper_dir: Path | None) -> list[str]:
     from vpbatch.commands.score import format_table
 
     st = result.server
+    report = "" if result.report_seconds is None else f", report {result.report_seconds:.1f} s"
     lines = [
-        f"sweep + server: {result.seconds:.1f} s; the simulator answered {st.get('ok', 0):,} "
-        f"of {st.get('requests', 0):,} requests ({st.get('sent_429', 0)} 429s, injected "
-        f"faults {st.get('faults', {})})",
+        f"sweep {result.seconds:.1f} s, scoring {result.score_seconds:.1f} s{report}; the "
+        f"simulator answered {st.get('ok', 0):,} of {st.get('requests', 0):,} requests "
+        f"({st.get('sent_429', 0)} 429s, injected faults {st.get('faults', {})})",
         "",
         "Centred PVQ scores, vanilla (the paper's default rule):",
         format_table(_vanilla_only(result.scores)),
