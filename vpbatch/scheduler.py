@@ -155,7 +155,7 @@ class Pipeline:
         """THE retry loop: one request per attempt until an answer, a permanent failure, or
         the policy's attempts or total time run out."""
         body = self.provider.build_request(job.messages, job.params).body
-        limits, policy, prog = self.limits, self.policy, self.progress
+        limits, prog = self.limits, self.progress
         estimate = estimate_tokens(job.messages, job.params.max_tokens)
         started = retry.now()
         attempt = 0
@@ -171,18 +171,7 @@ class Pipeline:
             try:
                 answer = await self.provider.complete(job.messages, job.params)
             except ProviderError as exc:
-                if limits.tokens is not None:
-                    limits.tokens.settle(estimate, 0)  # refused requests use no tokens
-                if exc.auth:
-                    self.abort(exc.message)
-                    raise _Stopped from None
-                if exc.kind is FailureKind.RATE_LIMITED:
-                    limits.cap.backoff(epoch)
-                delay = None
-                if exc.kind is not FailureKind.PERMANENT:
-                    delay = policy.next_delay(
-                        attempt, retry.now() - started, exc.retry_after, self._rng
-                    )
+                delay = self._after_failure(exc, attempt, retry.now() - started, epoch, estimate)
                 if delay is None:
                     return _failed(job, body, exc, attempt)
                 prog.retries += 1
@@ -195,6 +184,22 @@ class Pipeline:
             if limits.tokens is not None:
                 limits.tokens.settle(estimate, used or estimate)
             return _answered(job, body, answer, attempt, latency)
+
+    def _after_failure(
+        self, exc: ProviderError, attempt: int, elapsed: float, epoch: int, estimate: int
+    ) -> float | None:
+        """React to a failed attempt; the wait before the next one, or None to give up."""
+        limits = self.limits
+        if limits.tokens is not None:
+            limits.tokens.settle(estimate, 0)  # refused requests use no tokens
+        if exc.auth:
+            self.abort(exc.message)  # the key is wrong for every job of this model
+            raise _Stopped
+        if exc.kind is FailureKind.RATE_LIMITED:
+            limits.cap.backoff(epoch)
+        if exc.kind is FailureKind.PERMANENT:
+            return None
+        return self.policy.next_delay(attempt, elapsed, exc.retry_after, self._rng)
 
     async def _wait(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Await a limit or a backoff, abandoning the job if the pipeline stops meanwhile."""
