@@ -303,3 +303,17 @@ def test_a_big_log_read_by_worker_processes_gives_the_same_cube(
                                                              one.versions)
     np.testing.assert_array_equal(many.ratings, one.ratings)
     assert (many.n_ok, many.n_failed, many.failures) == (one.n_ok, one.n_failed, one.failures)
+
+
+def test_lines_straddling_read_chunks_are_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vpbatch.cube as cube_module
+
+    rows = [_row(it, v, k % 6 + 1, job_id=f"{k}-{v}", raw="x" * (k * 97 % 1500))
+            for k, it in enumerate((A, B, C, D) * 5) for v in ("v1", "v2")]
+    whole = _read_back(tmp_path, [_record_line(r) for r in rows])
+    monkeypatch.setattr(cube_module, "CHUNK_BYTES", 700)  # shorter than some lines
+    pieces = cube_from_log(tmp_path / "log.jsonl", _tiny_dataset(), cache=False)
+    np.testing.assert_array_equal(pieces.ratings, whole.ratings)
+    assert pieces.n_ok == whole.n_ok == len(rows)

@@ -58,7 +58,8 @@ class RatingCube:
 
 # Odd 64-bit multipliers of the span hash; fixed so every chunk and process hashes alike.
 _MULT = np.random.default_rng(0x5EED).integers(1, 2**63, size=17, dtype=np.uint64) | np.uint64(1)
-_MAX_SPAN = 128  # longer names or ids take the per-line path
+_MAX_SPAN = 128  # longer names or ids take the per-line path (16 words, one multiplier each)
+_ALL = np.uint64(2**64 - 1)
 _PAD = bytes(256)
 _QUOTES = 38  # quotes per line looked at: the prefix (28) and up to the rating keys
 # The keys a Record line starts with, and the index of each key's opening quote in the line
@@ -68,15 +69,22 @@ _PREFIX = (("job_id", 0), ("model", 4), ("condition", 8), ("version", 12), ("por
 
 
 def _span_hash(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each buf[start:start+length] (length <= _MAX_SPAN), computed at once."""
+    """A 64-bit hash of each buf[start:start+length], computed for all rows at once.
+
+    Sums the span's 8-byte little-endian words (bytes past the end masked to zero) times odd
+    constants. `buf` needs 8 bytes of slack past its last span.
+    """
     if not len(start):
         return np.zeros(0, np.uint64)
-    width = max(8, -(-int(length.max()) // 8) * 8)
-    cols = np.arange(width)
-    win = buf[np.minimum(start[:, None] + cols, len(buf) - 1)]
-    win[cols >= length[:, None]] = 0
-    words = win.view(np.uint64)  # bytes beyond the span are zero: the width never matters
-    h: np.ndarray = (words * _MULT[: width // 8]).sum(axis=1, dtype=np.uint64)
+    # Every byte offset as the start of an unaligned uint64: one gather per word, no copies.
+    words = np.ndarray((len(buf) - 7,), np.uint64, buffer=buf, strides=(1,))
+    h = np.zeros(len(start), np.uint64)
+    for k in range(-(-int(length.max()) // 8)):
+        word = words[np.minimum(start + 8 * k, len(words) - 1)]
+        keep = np.clip(length - 8 * k, 0, 8).astype(np.uint64)
+        partial = np.left_shift(np.uint64(1), np.minimum(keep, np.uint64(7)) * np.uint64(8))
+        mask = np.where(keep == 8, _ALL, partial - np.uint64(1))
+        h += (word & mask) * _MULT[k]
     return h ^ (length.astype(np.uint64) * _MULT[16])
 
 
@@ -89,7 +97,7 @@ def _bytes_hash(values: list[bytes]) -> np.ndarray:
                          for v in values], np.uint64)
     lengths = np.array([len(v) for v in values], np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    buf = np.frombuffer(b"".join(values) + b"\0", np.uint8)
+    buf = np.frombuffer(b"".join(values) + bytes(8), np.uint8)
     return _span_hash(buf, starts, lengths)
 
 
@@ -155,11 +163,14 @@ class _Rows:
             self.parts.append(part)
         self.n_lines += other.n_lines
 
-    def add_chunk(self, path: Path, chunk: bytes) -> None:
-        """Complete lines: Record-shaped ones vectorised, the rest parsed one by one."""
-        # Zero padding: fixed offsets past a line's last quote stay inside the buffer.
-        buf = np.frombuffer(chunk + _PAD, np.uint8)
-        ends = np.flatnonzero(buf[: len(chunk)] == 10)
+    def add_chunk(self, path: Path, chunk: bytes, size: int) -> None:
+        """The complete lines in chunk[:size]: Record-shaped ones vectorised, others one by one.
+
+        Past `size` the chunk holds at least len(_PAD) more bytes (the next line, then zeros),
+        so fixed offsets past a line's last quote never leave the buffer.
+        """
+        buf = np.frombuffer(chunk, np.uint8)
+        ends = np.flatnonzero(buf[:size] == 10)
         starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
         keep = ends > starts  # blank lines carry nothing
         starts, ends = starts[keep], ends[keep]
@@ -199,15 +210,33 @@ def _load_line(path: Path, line: bytes) -> dict[str, Any]:
     return row
 
 
+def _words(buf: np.ndarray) -> np.ndarray:
+    """Every byte offset of `buf` as the start of an unaligned little-endian uint64 (a view)."""
+    return np.ndarray((len(buf) - 7,), np.uint64, buffer=buf, strides=(1,))
+
+
+def _matches(buf: np.ndarray, at: np.ndarray, text: bytes) -> np.ndarray:
+    """Which rows hold `text` at buf[at:]: one 8-byte compare per word instead of per byte."""
+    words, ok = _words(buf), np.ones(len(at), bool)
+    for k in range(0, len(text), 8):
+        piece = text[k : k + 8]
+        mask = np.uint64((1 << (8 * len(piece))) - 1)
+        want = np.uint64(int.from_bytes(piece, "little"))
+        ok &= (words[np.minimum(at + k, len(words) - 1)] & mask) == want
+    return ok
+
+
 def _digits(buf: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The unsigned integers written in buf[a:b] per row, and which rows held one."""
+    """The unsigned integers written in buf[a:b] (up to 8 digits) per row, and which held one."""
     n = b - a
-    cols = np.arange(9)
-    d = buf[np.minimum(a[:, None] + cols, len(buf) - 1)].astype(np.int64) - 48
-    inside = cols < n[:, None]
-    good = (n >= 1) & (n <= 9) & ~(inside & ((d < 0) | (d > 9))).any(axis=1)
-    power = np.where(inside, 10 ** np.maximum(n[:, None] - 1 - cols, 0), 0)
-    return (np.where(inside, d, 0) * power).sum(axis=1), good
+    word = _words(buf)[np.clip(a, 0, len(buf) - 8)]
+    value, good = np.zeros(len(a), np.int64), (n >= 1) & (n <= 8)
+    for i in range(8):
+        d = ((word >> np.uint64(8 * i)) & np.uint64(0xFF)).astype(np.int64) - 48
+        inside = i < n
+        good &= ~inside | ((d >= 0) & (d <= 9))
+        value = np.where(inside, value * 10 + d, value)
+    return value, good
 
 
 def _vector_parse(
@@ -224,7 +253,8 @@ def _vector_parse(
         return np.zeros(len(starts), bool), None
     k0 = np.searchsorted(qs, starts)
     fast = k0 + 28 < len(qs)
-    quotes = qs[np.minimum(k0[:, None] + np.arange(_QUOTES), len(qs) - 1)].T  # gathered once
+    # Gathered once, quote index major: each q(j) below is one contiguous row.
+    quotes = qs[np.minimum(np.arange(_QUOTES)[:, None] + k0, len(qs) - 1)]
 
     def q(j: int) -> np.ndarray:
         return quotes[j]
@@ -244,7 +274,7 @@ def _vector_parse(
     pid, good_p = _digits(buf, q(17) + 2, q(18) - 1)
     oid, good_o = _digits(buf, q(19) + 2, q(20) - 1)
     fast &= good_p & good_o
-    rating, good_r, located = _rating_guess(buf, quotes, key)
+    rating, good_r, located = _rating_guess(buf, quotes, ends, key)
     miss = np.flatnonzero(fast & ~located)  # escaped quotes in the answer text, for instance
     if len(miss):
         rating[miss], good_r[miss] = _rating_after(buf, qs, q(27)[miss], ends[miss], key)
@@ -281,7 +311,7 @@ def _rating_value(buf: np.ndarray, at: np.ndarray, key: str) -> tuple[np.ndarray
 
 
 def _rating_guess(
-    buf: np.ndarray, quotes: np.ndarray, key: str
+    buf: np.ndarray, quotes: np.ndarray, ends: np.ndarray, key: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(value, is a digit, key located) where answer and reasoning hold no escaped quote.
 
@@ -290,12 +320,10 @@ def _rating_guess(
     """
     n = quotes.shape[1]
     value, good, located = np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool)
-    letters = np.frombuffer(key.encode(), np.uint8)
+    text = f'"{key}":'.encode()
     for j in range(30, _QUOTES - 1, 2):
         at = quotes[j]
-        hit = ~located & (quotes[j + 1] - at == len(key) + 1) & (buf[at - 1] == ord(","))
-        hit &= buf[quotes[j + 1] + 1] == ord(":")
-        hit &= (buf[at[:, None] + 1 + np.arange(len(key))] == letters).all(axis=1)
+        hit = ~located & (at < ends) & (buf[at - 1] == ord(",")) & _matches(buf, at, text)
         v, digit = _rating_value(buf, at, key)
         value[hit], good[hit], located[hit] = v[hit], digit[hit], True
     return value, good, located
@@ -336,13 +364,13 @@ def _read(path: Path, rows: _Rows, start: int = 0, stop: int | None = None) -> N
             if not block:
                 return
             left = left - len(block) if left > 0 else left
-            block = rest + block
-            cut = block.rfind(b"\n")
+            chunk = rest + block + _PAD  # the one copy per chunk, padding included
+            cut = chunk.rfind(b"\n", 0, len(chunk) - len(_PAD))
             if cut < 0:
-                rest = block
+                rest = chunk[: -len(_PAD)]
                 continue
-            rest = block[cut + 1 :]
-            rows.add_chunk(path, block[: cut + 1])
+            rest = chunk[cut + 1 : -len(_PAD)]
+            rows.add_chunk(path, chunk, cut + 1)
 
 
 def _split_points(path: Path, parts: int) -> list[int]:
