@@ -98,6 +98,14 @@ def test_replay_model_answers_with_the_recorded_text(data_dir: Path, prompt: str
     _serve(_cfg(data_dir), test)
 
 
+def test_sim_settings_reach_every_simulated_model(data_dir: Path, prompt: str) -> None:
+    async def test(server: RunningServer, post: Any) -> None:
+        raw = (await post(_body(prompt, model="sim:explorer")))[2]
+        assert parse_official(orjson.loads(raw)["choices"][0]["message"]["content"]) is None
+
+    _serve(_cfg(data_dir, settings={"p_refuse": 1.0}), test)
+
+
 def test_injected_429_carries_retry_after(data_dir: Path, prompt: str) -> None:
     async def test(server: RunningServer, post: Any) -> None:
         status, headers, _ = await post(_body(prompt))
@@ -230,6 +238,16 @@ def test_an_unknown_model_is_a_404_naming_the_choices(data_dir: Path, prompt: st
     _serve(_cfg(data_dir), test)
 
 
+def test_models_lists_the_profiles_and_the_replayable_models(data_dir: Path) -> None:
+    async def test(server: RunningServer, post: Any) -> None:
+        async with aiohttp.ClientSession() as s, s.get(server.url + "/models") as r:
+            ids = {m["id"] for m in (await r.json())["data"]}
+        assert {"sim", "sim:universalist", "replay:gpt-4o-2024-05-13"} <= ids
+        assert sum(i.startswith("replay:") for i in ids) == 33
+
+    _serve(_cfg(data_dir), test)
+
+
 def test_only_loopback_addresses_are_bound(data_dir: Path) -> None:
     with pytest.raises(ConfigError, match="loopback"):
         anyio.run(start_server, _cfg(data_dir), "0.0.0.0")
@@ -259,7 +277,7 @@ def test_sim_serve_runs_as_a_subprocess_until_sigterm(data_dir: Path, tmp_path: 
     env = {**os.environ, "VPBATCH_DATA": str(data_dir)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "vpbatch", "sim", "serve", "--port-file", str(port_file),
-         "--fault-500", "0.5"],
+         "--fault-500", "0.5", "--noise", "0.3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:

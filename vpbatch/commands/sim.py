@@ -41,6 +41,10 @@ def sim() -> None:
 @click.option("--max-faulty-attempts", default=4, show_default=True,
               help="From this attempt of a request on, never inject a fault.")
 @click.option("--seed", default=0, show_default=True, help="Seeds answers, noise and faults.")
+@click.option("--noise", type=float, help="Sd of the simulated answers' noise (rating points).")
+@click.option("--p-refuse", type=float, help="Share of simulated answers that are refusals.")
+@click.option("--p-verbose", type=float,
+              help="Share of simulated answers wrapped in extra words.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path),
               help="Dataset root (default: VPBATCH_DATA, else the fetched cache).")
 @click.option("--replay-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -51,7 +55,8 @@ def serve(
     host: str, port: int, port_file: Path | None, latency_ms: float, jitter_ms: float,
     rpm: float | None, fault_429: float, retry_after: float, fault_500: float,
     fault_503: float, fault_drop: float, fault_malformed: float, fault_slow: float,
-    slow_s: float, max_faulty_attempts: int, seed: int, data: Path | None,
+    slow_s: float, max_faulty_attempts: int, seed: int, noise: float | None,
+    p_refuse: float | None, p_verbose: float | None, data: Path | None,
     replay_dir: Path | None, require_key_env: str | None,
 ) -> None:
     """Serve POST /v1/chat/completions until SIGINT or SIGTERM."""
@@ -68,8 +73,10 @@ def serve(
     from vpbatch.sim.respondent import data_dir
 
     data = data_dir(data)  # no dataset: say so now, not as a 404 on every request
+    given = {"noise": noise, "p_refuse": p_refuse, "p_verbose": p_verbose}
     cfg = SimServerConfig(latency_ms=latency_ms, jitter_ms=jitter_ms, rpm=rpm, faults=faults,
-                          seed=seed, replay_dir=replay_dir, require_key=key, data=data)
+                          seed=seed, replay_dir=replay_dir, require_key=key, data=data,
+                          settings={k: v for k, v in given.items() if v is not None})
     anyio.run(_serve, cfg, host, port, port_file)
 
 

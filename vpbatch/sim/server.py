@@ -24,7 +24,8 @@ from aiohttp import web
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.providers.base import ProviderError, RequestParams
 from vpbatch.sim.faults import FaultPlan, draw_fault, unit_hash
-from vpbatch.sim.respondent import PROFILES, Respondent
+from vpbatch.sim.replay import ReplayBook, replay_root
+from vpbatch.sim.respondent import PROFILES, Respondent, data_dir
 
 __all__ = [
     "SimServerConfig",
@@ -80,6 +81,7 @@ class ServerStats:
             "faults": self.faults,
             "distinct_requests": len(self.per_key),
             "max_attempts_seen": max(self.per_key.values(), default=0),
+            "cpu_seconds": time.process_time(),  # the server's own CPU, for benchmarks
             "per_key": self.per_key,
             "accepted": self.accepted,
         }
@@ -120,6 +122,14 @@ class _Sim:
         if self.cfg.replay_dir is not None:
             settings.setdefault("replay_dir", str(self.cfg.replay_dir))
         return Respondent.from_settings(settings, model=model, data=self.cfg.data)
+
+    def _replayable(self) -> list[str]:
+        """The recorded models this server can replay (none when the data has no outputs)."""
+        try:
+            root = self.cfg.replay_dir or replay_root(data_dir(self.cfg.data))
+            return ReplayBook(root).models()
+        except VPBatchError:
+            return []
 
     def admit(self) -> float | None:
         """None when the RPM window has room (and the request is counted), else seconds to wait."""
@@ -234,6 +244,7 @@ class _Sim:
 
     async def models(self, request: web.Request) -> web.Response:
         names = ["sim", *(f"sim:{p}" for p in PROFILES)]
+        names += [f"replay:{m}" for m in await anyio.to_thread.run_sync(self._replayable)]
         data = [{"id": n, "object": "model", "owned_by": "vpbatch"} for n in names]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}),
                             content_type=_JSON)
