@@ -15,9 +15,10 @@ import pytest
 
 from vpbatch.dataset import load_dataset
 from vpbatch.dims import PHRASES, PVQ, VERSIONS
+from vpbatch.errors import LogError
 from vpbatch.human import load_human_reference
 from vpbatch.records import FAILED, Record, job_id
-from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, fmt, run_stats, write_report
+from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, fmt, marks, run_stats, write_report
 from vpbatch.scorer import item_weights
 
 PERSONAS = ("gender=male", "gender=female", "politics=left-wing", "politics=right-wing",
@@ -265,3 +266,31 @@ def test_models_without_personas_are_left_out_of_the_persona_section(tmp_path: P
     conditions = md_path.read_text(encoding="utf-8").split("## 7.", 1)[1]
     only = conditions.split("### vanilla-only", 1)[1].split("###", 1)[0]
     assert "persona:" not in only
+
+
+def test_a_flat_profile_has_no_highest_or_lowest_mark() -> None:
+    assert marks([0.0, 0.0, 0.0]) == ["", "", ""]
+    assert marks([0.1, float("nan"), -0.2]) == ["⋆", "", "†"]
+
+
+def test_an_empty_log_is_refused_with_what_to_do(tmp_path: Path, data_dir: Path) -> None:
+    (tmp_path / "log.jsonl").write_bytes(b"")
+    with pytest.raises(LogError, match="no finished jobs yet"):
+        write_report(tmp_path, data=data_dir, n_boot=0)
+
+
+def test_a_model_whose_every_job_failed_is_reported_not_dropped(tmp_path: Path,
+                                                                data_dir: Path) -> None:
+    ds = load_dataset(data_dir)
+    ids = list(zip(ds.portrait_id.tolist(), ds.option_id.tolist(), strict=True))
+    lines = [Record(f"d{i}", "dead", "vanilla", "v1", p, o, status=FAILED,
+                    error_kind="permanent", error="HTTP 401").to_json()
+             for i, (p, o) in enumerate(ids[:5])]
+    lines += [Record(f"k{i}", "alive", "vanilla", "v1", p, o, raw="Like me",
+                     rating=5 + i % 2).to_json() for i, (p, o) in enumerate(ids)]
+    (tmp_path / "log.jsonl").write_bytes(b"".join(lines))
+    md_path, _ = write_report(tmp_path, data=data_dir, n_boot=10)
+    md = md_path.read_text(encoding="utf-8")
+    assert "| dead | " + " | ".join(["n/a"] * 10) + " |" in md
+    (dead,) = [r for r in _md_table(md, "### Failures, retries") if r[0] == "dead"]
+    assert dead[1:6] == ["5", "0", "0", "5", "permanent ×5"]

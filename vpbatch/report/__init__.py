@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ __all__ = [
     "fmt",
     "marks",
     "profile_index",
+    "nanmean0",
     "ran_conditions",
     "ran_personas",
     "NOTES",
@@ -104,6 +106,8 @@ def marks(row: Any) -> list[str]:
     if len(ok) < 2:
         return [""] * len(vals)
     hi, lo = max(ok), min(ok)
+    if hi == lo:  # a flat profile has no highest or lowest value
+        return [""] * len(vals)
     return ["⋆" if v == hi else "†" if v == lo else "" for v in vals]
 
 
@@ -122,6 +126,13 @@ def ran_personas(a: Analysis, m: int) -> list[str]:
     """The persona conditions model `m` has scores under."""
     ran = set(ran_conditions(a, m))
     return [c for c in a.persona_conditions() if a.conditions.index(c) in ran]
+
+
+def nanmean0(a: Any) -> Any:
+    """Mean over axis 0 ignoring NaN; NaN (without a warning) where nothing is left."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=0)
 
 
 def fmt(v: float | None, *, sign: bool = True) -> str:
@@ -268,6 +279,8 @@ def gather(run_dir: Path, *, data: Path | None = None, options: ScoreOptions | N
         raise LogError(f"{rd.path} has no log yet; run `vpbatch run` on it first")
     ds = load_dataset(data)
     cube = cube_from_log(rd.log_path, ds)
+    if not cube.models:
+        raise LogError(f"{rd.log_path} holds no finished jobs yet; run the sweep first")
     analysis = analyse(cube, ds, options, n_boot=n_boot, seed=seed)
     title, prices, meta = _config_bits(rd)
     stats, audit = run_stats(rd.log_path, prices)

@@ -16,6 +16,7 @@ from vpbatch.report import (
     ReportData,
     fmt,
     marks,
+    nanmean0,
     profile_index,
     ran_conditions,
     ran_personas,
@@ -169,8 +170,7 @@ def _version_section(rep: ReportData) -> str:
                                  for k, v in enumerate(a.versions)]
         rows.append(["spread (SD)", *(fmt(float(x), sign=False)
                                       for x in a.version_spread["pvq"][m, c])])
-        with np.errstate(invalid="ignore"):
-            mean_all = np.nanmean(a.version_spread["pvq"][m], axis=0)
+        mean_all = nanmean0(a.version_spread["pvq"][m])
         rows.append(["mean spread, all conditions",
                      *(fmt(float(x), sign=False) for x in mean_all)])
         out.append(f"<h3>{escape(model)} ({escape(a.conditions[c])})</h3>")
