@@ -133,6 +133,13 @@ def test_deltas_are_condition_minus_vanilla(ds: Dataset) -> None:
         assert (a.delta_ci_low[fam][:, 1:] <= a.deltas[fam][:, 1:] + 1e-6).all()
 
 
+def test_persona_deltas_lists_each_persona_of_a_model(ds: Dataset) -> None:
+    a = analyse(synth_cube(ds, latent(2)), ds, n_boot=0)
+    conds, d = a.persona_deltas("m1", "bfi")
+    assert conds == ["persona:gender=male", "persona:gender=female"] and d.shape == (2, 5)
+    np.testing.assert_array_equal(d[1], a.delta("m1", "persona:gender=female", "bfi"))
+
+
 def test_no_vanilla_means_no_deltas(ds: Dataset) -> None:
     conds = ["steer:Power"]
     a = analyse(synth_cube(ds, latent(1, conditions=conds), conditions=conds), ds, n_boot=20)

@@ -77,6 +77,13 @@ class Analysis:
     def steer_conditions(self) -> list[str]:
         return [c for c in self.conditions if c.startswith(STEER_PREFIX)]
 
+    def persona_deltas(self, model: str, family: str = "pvq") -> tuple[list[str], F64]:
+        """The persona conditions and their (P, D) persona - vanilla deltas for one model."""
+        conds = self.persona_conditions()
+        m = self.models.index(model)
+        idx = [self.conditions.index(c) for c in conds]
+        return conds, self.deltas[family][m, idx]
+
     def delta(self, model: str, condition: str, family: str = "pvq") -> F64:
         """(D,) condition - vanilla for one model (NaN when either is missing)."""
         m = self.models.index(model)
