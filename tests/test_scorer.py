@@ -317,3 +317,11 @@ def test_lines_straddling_read_chunks_are_read_whole(
     pieces = cube_from_log(tmp_path / "log.jsonl", _tiny_dataset(), cache=False)
     np.testing.assert_array_equal(pieces.ratings, whole.ratings)
     assert pieces.n_ok == whole.n_ok == len(rows)
+
+
+def test_scores_json_leaves_out_conditions_a_model_never_ran() -> None:
+    ds = _tiny_dataset()
+    rows = ROWS + [_row(A, "v1", 4, model="other", condition="steer:Power", job_id="o")]
+    doc = scores_to_json(score_cube(cube_from_rows(rows, ds), ds))
+    assert set(doc["models"]["m"]) == {"vanilla"}
+    assert set(doc["models"]["other"]) == {"steer:Power"}

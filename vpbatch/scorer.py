@@ -155,6 +155,8 @@ def scores_to_json(scores: Scores) -> dict[str, Any]:
     for mi, model in enumerate(scores.models):
         per_cond: dict[str, Any] = {}
         for ci, cond in enumerate(scores.conditions):
+            if not any(n[mi, ci].any() for n in scores.n_items.values()):
+                continue  # this model never answered under this condition
             fams: dict[str, Any] = {}
             for family in FAMILIES:
                 if family not in scores.score:

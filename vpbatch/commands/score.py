@@ -65,8 +65,8 @@ def score_run(
     return doc, scores, cube
 
 
-def _cell(x: float, width: int) -> str:
-    return f"{'—' if math.isnan(x) else f'{x:+.2f}':>{width}}"
+def _cell(x: float, width: int, sign: str = "+") -> str:
+    return f"{'—' if math.isnan(x) else f'{x:{sign}.2f}':>{width}}"
 
 
 def format_table(scores: Scores, alpha: dict[str, float] | None = None) -> str:
@@ -87,7 +87,7 @@ def format_table(scores: Scores, alpha: dict[str, float] | None = None) -> str:
             row = " ".join(_cell(float(v), 6) for v in pvq[mi, ci])
             lines.append(f"{label:<{left}} {row}")
     if alpha:
-        row = " ".join(_cell(alpha.get(d, math.nan), 6) for d in PVQ)
+        row = " ".join(_cell(alpha.get(d, math.nan), 6, sign="-") for d in PVQ)
         lines.append(f"{'alpha':<{left}} {row}")
     return "\n".join(lines)
 
