@@ -254,7 +254,8 @@ def summary(result: DemoResult, paper_dir: Path | None) -> list[str]:
     lines = [
         f"sweep {result.seconds:.1f} s, scoring {result.score_seconds:.1f} s{report}; the "
         f"simulator answered {st.get('ok', 0):,} of {st.get('requests', 0):,} requests "
-        f"({st.get('sent_429', 0)} 429s, injected faults {st.get('faults', {})})",
+        f"({st.get('sent_429', 0)} 429s, injected faults {st.get('faults', {})}; server CPU "
+        f"{st.get('cpu_seconds', 0.0):.0f} s)",
         "",
         "Centred PVQ scores, vanilla (the paper's default rule):",
         format_table(_vanilla_only(result.scores)),
