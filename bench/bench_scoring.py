@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import lzma
 import math
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -38,6 +39,12 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped workers: on a shared machine, the honest clock."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _lists(ds: Dataset, options: ScoreOptions) -> dict[tuple[int, int], dict[str, list[Any]]]:
@@ -183,7 +190,9 @@ def bench_synthetic(ds: Dataset) -> None:
         n_models, n_conds = synthetic_log(log, ds, N_SYNTHETIC)
         n = n_models * n_conds * len(VERSIONS) * len(ds.portrait_id)
         mb = log.stat().st_size / 1e6
+        c0 = _cpu()
         cube, t_read = _timed(lambda: cube_from_log(log, ds, cache=False))
+        c_read = _cpu() - c0
         answers = _answers(cube)  # the same answers as plain tuples, for the baseline
         scores, t_score = _timed(lambda: score_cube(cube, ds))
         cube_from_log(log, ds)  # fills the cache
@@ -195,7 +204,8 @@ def bench_synthetic(ds: Dataset) -> None:
     print(f"scoring alone, {n:,} synthetic answers in memory ({n_models} models x {n_conds} "
           f"conditions x 6 versions x 520 items): {t_score:.3f} s (goal < {SCORE_GOAL_S:.0f} s: "
           f"{goal}); per-answer dict/loop baseline {t_base:.1f} s; ratio {t_base / t_score:.0f}x")
-    print(f"reading that log ({mb:.0f} MB, {n:,} lines) into the cube: {t_read:.1f} s; cached "
+    print(f"reading that log ({mb:.0f} MB, {n:,} lines) into the cube: {t_read:.1f} s wall, "
+          f"{c_read:.1f} s CPU incl. workers (load {os.getloadavg()[0]:.1f}); cached "
           f"cube + score {t_cached:.2f} s; json-per-line baseline (read + score) "
           f"{t_base_read:.1f} s; ratio {t_base_read / (t_read + t_score):.1f}x")
 
