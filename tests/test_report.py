@@ -294,3 +294,14 @@ def test_a_model_whose_every_job_failed_is_reported_not_dropped(tmp_path: Path,
     assert "| dead | " + " | ".join(["n/a"] * 10) + " |" in md
     (dead,) = [r for r in _md_table(md, "### Failures, retries") if r[0] == "dead"]
     assert dead[1:6] == ["5", "0", "0", "5", "permanent ×5"]
+
+
+def test_version_section_sums_up_each_models_spread(md: str, run: Path) -> None:
+    rows = _md_table(md, "### Spread across versions")
+    assert [r[0] for r in rows] == ["alpha-7b", "beta-chat"]
+    with open(run / CSV_NAME, newline="", encoding="utf-8") as f:
+        want = {r["dimension"]: float(r["version_spread"]) for r in csv.DictReader(f)
+                if (r["model"], r["condition"], r["family"]) == ("alpha-7b", "vanilla", "pvq")}
+    assert rows[0][1:11] == [fmt(want[d], sign=False) for d in PVQ]
+    each = _md_table(md, "### alpha-7b: each version")
+    assert [r[0] for r in each][:3] == list(VERSIONS[:3])

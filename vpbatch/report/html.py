@@ -16,12 +16,18 @@ from vpbatch.report import (
     ReportData,
     fmt,
     marks,
-    nanmean0,
     profile_index,
     ran_conditions,
     ran_personas,
 )
-from vpbatch.report.markdown import AUDIT_HEADER, EXAMPLE_HEADER, FAMILY_TITLES, audit_rows
+from vpbatch.report.markdown import (
+    AUDIT_HEADER,
+    EXAMPLE_HEADER,
+    FAMILY_TITLES,
+    audit_rows,
+    spread_overview,
+    version_rows,
+)
 from vpbatch.report.svg import bar_chart, colour, heatmap, label, nice_limit, paired_bars
 
 __all__ = ["render"]
@@ -163,18 +169,12 @@ def _steering_section(rep: ReportData) -> str:
 def _version_section(rep: ReportData) -> str:
     a = rep.analysis
     c = profile_index(a)
-    out = []
+    out = [f"<h3>Spread across versions ({escape(a.conditions[c])})</h3>",
+           _table(*spread_overview(rep)), "<h3>Each version, per model</h3>"]
     for m, model in enumerate(a.models):
-        vs = a.version_scores["pvq"][m, c]
-        rows: list[list[str]] = [[v, *(fmt(float(x)) for x in vs[k])]
-                                 for k, v in enumerate(a.versions)]
-        rows.append(["spread (SD)", *(fmt(float(x), sign=False)
-                                      for x in a.version_spread["pvq"][m, c])])
-        mean_all = nanmean0(a.version_spread["pvq"][m])
-        rows.append(["mean spread, all conditions",
-                     *(fmt(float(x), sign=False) for x in mean_all)])
-        out.append(f"<h3>{escape(model)} ({escape(a.conditions[c])})</h3>")
-        out.append(_table(["version", *map(label, PVQ)], rows))
+        out.append(f"<details><summary>{escape(model)}</summary>")
+        out.append(_table(["version", *map(label, PVQ)], version_rows(rep, m)))
+        out.append("</details>")
     return "".join(out)
 
 

@@ -21,7 +21,16 @@ from vpbatch.report import (
 )
 from vpbatch.report.svg import label
 
-__all__ = ["render", "table", "audit_rows", "AUDIT_HEADER", "EXAMPLE_HEADER", "FAMILY_TITLES"]
+__all__ = [
+    "render",
+    "table",
+    "audit_rows",
+    "spread_overview",
+    "version_rows",
+    "AUDIT_HEADER",
+    "EXAMPLE_HEADER",
+    "FAMILY_TITLES",
+]
 
 FAMILY_TITLES = {"pvq": "Schwartz values", "higher_pvq": "Higher-order values",
                  "bfi": "Big Five traits"}
@@ -109,20 +118,44 @@ def _steering(rep: ReportData) -> list[str]:
     return out
 
 
+def spread_overview(rep: ReportData) -> tuple[list[str], list[list[str]]]:
+    """One row per model: the SD across versions of each value, and their mean."""
+    a = rep.analysis
+    c = profile_index(a)
+    rows = []
+    for m, model in enumerate(a.models):
+        sd = a.version_spread["pvq"][m, c]
+        rows.append([model, *(fmt(float(x), sign=False) for x in sd),
+                     fmt(float(nanmean0(sd)), sign=False)])
+    return ["model", *map(label, PVQ), "mean"], rows
+
+
+def version_rows(rep: ReportData, m: int) -> list[list[str]]:
+    """One model's profile under each version, its spread, and (if it ran more) the mean
+    spread over all its conditions."""
+    a = rep.analysis
+    c = profile_index(a)
+    vs = a.version_scores["pvq"][m, c]
+    rows = [[v, *(fmt(float(x)) for x in vs[k])] for k, v in enumerate(a.versions)]
+    rows.append(["spread (SD)", *(fmt(float(x), sign=False)
+                                  for x in a.version_spread["pvq"][m, c])])
+    ran = ran_conditions(a, m)
+    if len(ran) > 1:
+        mean_all = nanmean0(a.version_spread["pvq"][m, ran])
+        rows.append([f"mean spread, {len(ran)} conditions",
+                     *(fmt(float(x), sign=False) for x in mean_all)])
+    return rows
+
+
 def _versions(rep: ReportData) -> list[str]:
     a = rep.analysis
     c = profile_index(a)
-    out = ["## 5. Prompt-version sensitivity", "", NOTES["versions"], ""]
+    out = ["## 5. Prompt-version sensitivity", "", NOTES["versions"], "",
+           f"### Spread across versions ({a.conditions[c]})", ""]
+    out += table(*spread_overview(rep))
     for m, model in enumerate(a.models):
-        vs = a.version_scores["pvq"][m, c]
-        rows = [[v, *(fmt(float(x)) for x in vs[k])] for k, v in enumerate(a.versions)]
-        rows.append(["spread (SD)", *(fmt(float(x), sign=False)
-                                      for x in a.version_spread["pvq"][m, c])])
-        mean_all = nanmean0(a.version_spread["pvq"][m])
-        rows.append(["mean spread, all conditions", *(fmt(float(x), sign=False)
-                                                      for x in mean_all)])
-        out += [f"### {model} ({a.conditions[c]})", ""]
-        out += table(["version", *map(label, PVQ)], rows)
+        out += [f"### {model}: each version ({a.conditions[c]})", ""]
+        out += table(["version", *map(label, PVQ)], version_rows(rep, m))
     return out
 
 

@@ -13,6 +13,8 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
+from vpbatch.report import fmt
+
 __all__ = [
     "VALUE_COLOURS",
     "colour",
@@ -140,7 +142,7 @@ def bar_chart(
         a, b = sorted((sx(0), sx(v)))
         out.append(f'<rect class="bar" x="{_f(a)}" y="{_f(y + 4)}" width="{_f(max(b - a, 1))}" '
                    f'height="{row_h - 8}" fill="{colour(dim)}"><title>{escape(label(dim))}: '
-                   f'{v:+.2f}</title></rect>')
+                   f'{fmt(v)}</title></rect>')
         if low is not None and high is not None and not np.isnan([low[i], high[i]]).any():
             lo, hi = sx(float(low[i])), sx(float(high[i]))
             ym = y + row_h / 2
@@ -148,7 +150,7 @@ def bar_chart(
                        f'M{_f(hi)},{_f(ym - 4)}V{_f(ym + 4)}" stroke="#111" stroke-width="1.2" '
                        'fill="none"/>')
         # Numbers in their own column at the right, so no bar or whisker ever covers one.
-        out.append(_text(width - 6, y + 15, f"{v:+.2f}", anchor="end", size=10))
+        out.append(_text(width - 6, y + 15, fmt(v), anchor="end", size=10))
     out.append("</svg>")
     return "".join(out)
 
@@ -196,12 +198,12 @@ def heatmap(
             x = left + j * cell
             fill = diverging(v, lim)
             tip = f"steered {label(r)}, measured {label(c)}: " + ("n/a" if math.isnan(v)
-                                                                  else f"{v:+.2f}")
+                                                                  else fmt(v))
             out.append(f'<rect class="cell" x="{_f(x)}" y="{_f(y)}" width="{cell}" '
                        f'height="{cell}" fill="{fill}" stroke="#ffffff" stroke-width="1">'
                        f'<title>{escape(tip)}</title></rect>')
             ink = "#ffffff" if not math.isnan(v) and abs(v) > 0.55 * lim else "#222"
-            out.append(_text(x + cell / 2, y + cell / 2 + 4, "" if math.isnan(v) else f"{v:+.2f}",
+            out.append(_text(x + cell / 2, y + cell / 2 + 4, "" if math.isnan(v) else fmt(v),
                              anchor="middle", size=11, fill=ink))
     if mark_diagonal:
         for i in range(min(n_r, n_c)):
@@ -266,6 +268,6 @@ def paired_bars(
             who = model_name if k == 0 else "ESS humans"
             out.append(f'<rect class="bar" x="{_f(a)}" y="{_f(y + 3 + k * 10)}" '
                        f'width="{_f(max(b - a, 1))}" height="9" fill="{fill}"><title>'
-                       f'{escape(who)}, {escape(label(dim))}: {float(v):+.2f}</title></rect>')
+                       f'{escape(who)}, {escape(label(dim))}: {fmt(float(v))}</title></rect>')
     out.append("</svg>")
     return "".join(out)
