@@ -162,8 +162,14 @@ def test_persona_deltas_stand_beside_the_human_ones(md: str) -> None:
     assert "Other personas (no human reference)" in md  # religion has no ESS row
 
 
-def test_steering_table_bolds_the_diagonal(md: str) -> None:
+def test_steering_summary_counts_rows_where_the_asked_for_value_moved_most(md: str) -> None:
     rows = _md_table(md, "## 4. Value steering")
+    assert [r[:3] for r in rows] == [["alpha-7b", "10", "10 of 10"],
+                                     ["beta-chat", "10", "10 of 10"]]
+
+
+def test_steering_table_bolds_the_diagonal(md: str) -> None:
+    rows = _md_table(md.split("## 4. Value steering", 1)[1], "### alpha-7b")
     assert len(rows) == 10
     for i, r in enumerate(rows):
         assert [k for k, c in enumerate(r[1:]) if c.startswith("**")] == [i]
@@ -183,6 +189,23 @@ def test_run_health_counts_failures_retries_tokens_and_cost(md: str, run: Path) 
     prompt, completion = 300 * (per_model - failed), 4 * (per_model - failed)
     assert alpha[7:9] == [f"{prompt:,}", f"{completion:,}"]
     assert alpha[10] == f"${(prompt * 0.5 + completion * 2.0) / 1e6:.2f}"
+
+
+def test_persona_summary_gives_r_and_exaggeration_per_group(md: str) -> None:
+    header = md.split("### Summary: models against the humans", 1)[1].split("\n")[2]
+    assert "Gender: r" in header and "Political orientation: exaggeration" in header
+    rows = _md_table(md, "### Summary: models against the humans")
+    assert [r[0] for r in rows] == ["alpha-7b", "beta-chat"]
+    assert all(re.fullmatch(r"[+-]?\d\.\d\d", c) for r in rows for c in r[1:]), rows
+
+
+def test_health_ends_with_a_total_row(md: str) -> None:
+    rows = _md_table(md, "### Failures, retries, tokens, cost")
+    total, models = rows[-1], rows[:-1]
+    assert total[0] == "total"
+    assert int(total[1]) == sum(int(r[1]) for r in models)
+    cost = sum(float(r[10].lstrip("$")) for r in models)  # each rounded to the cent
+    assert float(total[10].lstrip("$")) == pytest.approx(cost, abs=0.011)
 
 
 def test_parse_audit_is_in_the_report(md: str) -> None:

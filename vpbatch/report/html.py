@@ -24,8 +24,13 @@ from vpbatch.report.markdown import (
     AUDIT_HEADER,
     EXAMPLE_HEADER,
     FAMILY_TITLES,
+    HEALTH_HEADER,
+    STEER_HEADER,
     audit_rows,
+    health_rows,
+    persona_summary,
     spread_overview,
+    steering_summary,
     version_rows,
 )
 from vpbatch.report.svg import bar_chart, colour, heatmap, label, nice_limit, paired_bars
@@ -132,6 +137,9 @@ def _persona_section(rep: ReportData) -> str:
     if not a.persona_conditions():
         return "<p>No persona conditions in this run.</p>"
     out = []
+    header, rows = persona_summary(rep)
+    if rows:
+        out += ["<h3>Summary: models against the humans</h3>", _table(header, rows)]
     for m, model in enumerate(a.models):
         ran = ran_personas(a, m)
         if not ran:
@@ -158,7 +166,7 @@ def _steering_section(rep: ReportData) -> str:
     a = rep.analysis
     if not a.steer_conditions():
         return "<p>No steering conditions in this run.</p>"
-    out = ['<div class="grid">']
+    out = ["<h3>Summary</h3>", _table(STEER_HEADER, steering_summary(rep)), '<div class="grid">']
     for model in a.models:
         mat = a.steering[model]
         if not np.isnan(mat).all():
@@ -203,16 +211,7 @@ def _conditions_section(rep: ReportData) -> str:
 
 
 def _health_section(rep: ReportData) -> str:
-    rows = []
-    for model, st in rep.stats.items():
-        reasons = ", ".join(f"{k} ×{n}" for k, n in st.failure_reasons.most_common(4)) or "—"
-        cost = "no price in config" if st.cost_usd is None else f"${st.cost_usd:.2f}"
-        rows.append([model, st.jobs, st.ok, st.unparseable, st.failed, reasons, st.retries,
-                     f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}",
-                     f"{st.reasoning_tokens:,}", cost])
-    out = ["<h3>Failures, retries, tokens, cost</h3>", _table(
-        ["model", "jobs", "parsed", "unparseable", "failed", "failure reasons", "retries",
-         "prompt tokens", "completion tokens", "reasoning tokens", "cost"], rows)]
+    out = ["<h3>Failures, retries, tokens, cost</h3>", _table(HEALTH_HEADER, health_rows(rep))]
     arows, examples = audit_rows(rep.audit)
     out += ["<h3>Parse audit</h3><p>The official parser (the paper's rule) against the strict "
             "one (refuses echoes, refusals, hedges); examples are answers they disagree on.</p>",

@@ -26,6 +26,11 @@ __all__ = [
     "table",
     "audit_rows",
     "spread_overview",
+    "health_rows",
+    "persona_summary",
+    "steering_summary",
+    "HEALTH_HEADER",
+    "STEER_HEADER",
     "version_rows",
     "AUDIT_HEADER",
     "EXAMPLE_HEADER",
@@ -74,11 +79,38 @@ def _comparison(model: str, g: GroupComparison) -> list[str]:
     return out + table(["row", *map(label, PVQ)], rows)
 
 
+def persona_summary(rep: ReportData) -> tuple[list[str], list[list[str]]]:
+    """One row per model with personas: r and exaggeration per ESS group it covers."""
+    groups: list[tuple[str, str]] = []
+    for comps in rep.comparisons.values():
+        for g in comps:
+            if (g.group, g.label) not in groups:
+                groups.append((g.group, g.label))
+    header = ["model"]
+    for _, lab in groups:
+        header += [f"{lab}: r", f"{lab}: exaggeration"]
+    rows = []
+    for model, comps in rep.comparisons.items():
+        by = {g.group: g for g in comps}
+        if not by:
+            continue
+        row = [model]
+        for key, _ in groups:
+            hit = by.get(key)
+            row += ([fmt(hit.correlation), fmt(hit.exaggeration, sign=False)] if hit
+                    else ["—", "—"])
+        rows.append(row)
+    return header, rows
+
+
 def _personas(rep: ReportData) -> list[str]:
     a = rep.analysis
     out = ["## 3. Persona deltas beside the humans", "", NOTES["personas"], ""]
     if not a.persona_conditions():
         return out + ["No persona conditions in this run.", ""]
+    header, rows = persona_summary(rep)
+    if rows:
+        out += ["### Summary: models against the humans", ""] + table(header, rows)
     for m, model in enumerate(a.models):
         ran = ran_personas(a, m)
         if not ran:
@@ -98,11 +130,33 @@ def _personas(rep: ReportData) -> list[str]:
     return out
 
 
+STEER_HEADER = ["model", "values steered", "diagonal is the row's largest", "mean diagonal",
+                "mean off-diagonal"]
+
+
+def steering_summary(rep: ReportData) -> list[list[str]]:
+    """Per steered model: how often the asked-for value moved most, and by how much."""
+    rows = []
+    for model in rep.analysis.models:
+        mat = rep.analysis.steering[model]
+        run = ~np.isnan(mat).all(axis=1)
+        if not run.any():
+            continue
+        sub = mat[run]
+        diag = mat.diagonal()[run]
+        hits = int((np.nanargmax(sub, axis=1) == np.flatnonzero(run)).sum())
+        off = mat[run][~np.eye(len(PVQ), dtype=bool)[run]]
+        rows.append([model, str(int(run.sum())), f"{hits} of {int(run.sum())}",
+                     fmt(float(np.nanmean(diag))), fmt(float(np.nanmean(off)))])
+    return rows
+
+
 def _steering(rep: ReportData) -> list[str]:
     a = rep.analysis
     out = ["## 4. Value steering", "", NOTES["steering"], ""]
     if not a.steer_conditions():
         return out + ["No steering conditions in this run.", ""]
+    out += ["### Summary", ""] + table(STEER_HEADER, steering_summary(rep))
     for model in a.models:
         mat = a.steering[model]
         if np.isnan(mat).all():
@@ -210,18 +264,38 @@ def audit_rows(audit: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]
     return rows, examples
 
 
-def _health(rep: ReportData) -> list[str]:
-    out = ["## 8. Run health", "", NOTES["health"], "", "### Failures, retries, tokens, cost", ""]
+HEALTH_HEADER = ["model", "jobs", "parsed", "unparseable", "failed", "failure reasons",
+                 "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost"]
+
+
+def health_rows(rep: ReportData) -> list[list[str]]:
+    """Per model, then a total: jobs by outcome, failure reasons, retries, tokens, cost."""
     rows = []
     for model, st in rep.stats.items():
         reasons = ", ".join(f"{k} ×{n}" for k, n in st.failure_reasons.most_common(4)) or "—"
         cost = "no price in config" if st.cost_usd is None else f"${st.cost_usd:.2f}"
-        rows.append([model, st.jobs, st.ok, st.unparseable, st.failed, reasons, st.retries,
-                     f"{st.prompt_tokens:,}", f"{st.completion_tokens:,}",
-                     f"{st.reasoning_tokens:,}", cost])
-    out += table(["model", "jobs", "parsed", "unparseable", "failed", "failure reasons",
-                  "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost"],
-                 rows)
+        rows.append([model, str(st.jobs), str(st.ok), str(st.unparseable), str(st.failed),
+                     reasons, str(st.retries), f"{st.prompt_tokens:,}",
+                     f"{st.completion_tokens:,}", f"{st.reasoning_tokens:,}", cost])
+    if len(rep.stats) > 1:
+        sts = list(rep.stats.values())
+
+        def total(key: str) -> int:
+            return int(sum(getattr(st, key) for st in sts))
+
+        priced = [st.cost_usd for st in sts if st.cost_usd is not None]
+        cost = "no price in config" if not priced else f"${sum(priced):.2f}" + (
+            "" if len(priced) == len(sts) else " (priced models)")
+        rows.append(["total", *(str(total(k)) for k in ("jobs", "ok", "unparseable", "failed")),
+                     "", str(total("retries")),
+                     *(f"{total(k):,}" for k in ("prompt_tokens", "completion_tokens",
+                                                 "reasoning_tokens")), cost])
+    return rows
+
+
+def _health(rep: ReportData) -> list[str]:
+    out = ["## 8. Run health", "", NOTES["health"], "", "### Failures, retries, tokens, cost", ""]
+    out += table(HEALTH_HEADER, health_rows(rep))
     arows, examples = audit_rows(rep.audit)
     out += ["### Parse audit", "", "The official parser (the paper's rule) against the strict one "
             "(refuses echoes, refusals, hedges); examples are answers they disagree on.", ""]
