@@ -50,6 +50,7 @@ th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 td.max{font-weight:bold;background:#fdecea}td.min{font-weight:bold;background:#e8f0fb}
 td.diag{outline:2px solid #000;outline-offset:-2px;font-weight:bold}
 td.text{text-align:left;white-space:normal;min-width:120px;max-width:460px}
+th.text{text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #e5e5e5}
 .swatch{display:inline-block;width:11px;height:11px;margin:0 4px 0 12px;vertical-align:-1px}
 details{margin:8px 0}summary{cursor:pointer;font-weight:bold}
@@ -63,8 +64,13 @@ _NUMBER = re.compile(r"^([+-]?\$?[\d,]+(\.\d+)?[⋆†]?( \[.*\])?|n/a|—)$")
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
            classes: Iterable[Sequence[str]] | None = None) -> str:
     """An HTML table; `classes` gives a CSS class per body cell (after the first column)."""
-    out = ["<table><thead><tr>", *(f"<th>{escape(str(h))}</th>" for h in header),
-           "</tr></thead><tbody>"]
+    rows = [list(r) for r in rows]
+    # A column of words (judged by its first row) gets a left-aligned heading like its cells.
+    words = [False, *(not _NUMBER.match(str(x)) for x in rows[0][1:])] if rows else []
+    out = ["<table><thead><tr>"]
+    out += [f'<th class="text">{escape(str(h))}</th>' if k < len(words) and words[k] else
+            f"<th>{escape(str(h))}</th>" for k, h in enumerate(header)]
+    out.append("</tr></thead><tbody>")
     cls_rows = iter(classes) if classes is not None else None
     for row in rows:
         cls = next(cls_rows) if cls_rows is not None else [""] * (len(row) - 1)
