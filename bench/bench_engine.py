@@ -82,7 +82,8 @@ def _bodies(n: int) -> list[bytes]:
     from vpbatch.grid import iter_model_jobs
     from vpbatch.providers.openai_compat import OpenAICompatProvider
 
-    cfg = _config("http://127.0.0.1:1/v1", 1, Path(tempfile.mkdtemp()))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _config("http://127.0.0.1:1/v1", 1, Path(tmp))
     m: ModelConfig = cfg.models[0]
     provider = OpenAICompatProvider(m, None, None)
     out = []
