@@ -530,6 +530,18 @@ def test_progress_redraws_in_place_on_a_terminal() -> None:
     assert "\x1b[2F" in text and text.count("\n") == 4
 
 
+def test_progress_on_a_small_terminal_fits_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("LINES", "6")
+    bars = [ModelProgress(f"model-{i}", 10) for i in range(10)]
+    bars[0].ok = 10  # finished: listed after the unfinished ones
+    out = io.StringIO()
+    Progress(bars, out, tty=True).draw()
+    lines = [ln.replace("\x1b[K", "") for ln in out.getvalue().splitlines()]
+    assert len(lines) == 4 and all(len(ln) < 40 for ln in lines)
+    assert lines[0].startswith("model-1") and lines[-1].startswith("... and 7 more models")
+
+
 def test_progress_rate_and_eta_come_from_this_runs_work() -> None:
     now = [0.0]
     p = ModelProgress("m", 1000, clock=lambda: now[0])

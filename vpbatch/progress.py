@@ -6,6 +6,7 @@ model is printed every `interval` seconds, so an overnight log stays readable.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections import Counter
@@ -112,8 +113,22 @@ class Progress:
     def render(self) -> list[str]:
         return [format_line(p) for p in self.models]
 
+    def _frame(self) -> list[str]:
+        """The lines that fit the terminal: a wrapped or scrolled line would break the
+        cursor-up redraw, so lines are cut to the width and unfinished models come first."""
+        size = shutil.get_terminal_size()
+        room = max(2, size.lines - 2)
+        models = sorted(self.models, key=lambda p: p.finished)  # stable: config order kept
+        shown = models if len(models) <= room else models[: room - 1]
+        lines = [format_line(p) for p in shown]
+        if len(shown) < len(models):
+            rest = models[len(shown):]
+            done = sum(p.finished for p in rest)
+            lines.append(f"... and {len(rest)} more models ({done} of them finished)")
+        return [line[: size.columns - 1] for line in lines]
+
     def draw(self) -> None:
-        lines = self.render()
+        lines = self._frame() if self.tty else self.render()
         if self.tty:
             # Move up over the previous frame and overwrite it, clearing each line's tail.
             up = f"\x1b[{self._drawn}F" if self._drawn else ""
