@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from vpbatch.config import load_config
-from vpbatch.engine import DRAIN_S, run_sweep
+from vpbatch.engine import DRAIN_S, resume_hint, run_sweep
 from vpbatch.grid import parse_shard
+from vpbatch.rundir import RUNS_ROOT
 
 __all__ = ["run"]
 
@@ -38,8 +39,15 @@ def run(
     # Keys are checked per model when it starts: one missing key stops that model, not all.
     cfg = load_config(config, check_env=False)
     part = parse_shard(shard) if shard else None
-    summary = run_sweep(cfg, run_dir, shard=part, force=force, retry_failed=retry_failed,
-                        drain=drain, progress=not quiet)
+    try:
+        summary = run_sweep(cfg, run_dir, shard=part, force=force, retry_failed=retry_failed,
+                            drain=drain, progress=not quiet)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the sweep's own handling (while loading data, or while closing):
+        # nothing is in flight then, so every answer received is already in the log.
+        where = run_dir if run_dir is not None else RUNS_ROOT / cfg.run.name
+        click.echo(f"\ninterrupted; {resume_hint(cfg, where, part)}", err=True)
+        sys.exit(130)
     if summary.interrupted:
         sys.exit(_SIGNAL_EXIT.get(summary.interrupted, 1))
     stopped = [m for m in summary.models.values() if m.stopped]
