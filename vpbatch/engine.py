@@ -141,23 +141,8 @@ async def sweep(
     conds = load_conditions(config.run.conditions_file)
     with RunLog(rd.log_path) as log:
         async with aiohttp.ClientSession(connector=_connector(config)) as session:
-            pipes: list[tuple[Pipeline, int]] = []
-            bars: list[ModelProgress] = []
-            for i, m in enumerate(config.models):
-                bar = ModelProgress(m.name, count_model_jobs(config, m, ds, conds, shard=shard))
-                bars.append(bar)
-                if m.mode != "online":
-                    # Sending online what was asked for as a batch would double its price.
-                    bar.stopped = (f"mode = {m.mode!r} (provider batch APIs) is not supported "
-                                   'by this engine yet; set mode = "online" to send it now')
-                    continue
-                try:
-                    provider = make_provider(m, session, env)
-                except VPBatchError as exc:  # a missing key stops this model, not the sweep
-                    bar.stopped = str(exc)
-                    continue
-                pipes.append((Pipeline(m, provider, log, bar, policy=policy,
-                                       retry_failed=retry_failed), i))
+            pipes, bars = _pipelines(config, ds, conds, shard, log, session, env,
+                                     policy=policy, retry_failed=retry_failed)
             stop = _Stop([p for p, _ in pipes], drain, out)
             board = Progress(bars, out) if out is not None else None
             for bar in bars:
@@ -172,6 +157,32 @@ async def sweep(
     if out is not None:
         _report(summary, bars, out, resume_hint(config, rd.path, shard))
     return summary
+
+
+def _pipelines(
+    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None,
+    log: RunLog, session: aiohttp.ClientSession, env: Mapping[str, str], *,
+    policy: RetryPolicy | None, retry_failed: bool,
+) -> tuple[list[tuple[Pipeline, int]], list[ModelProgress]]:
+    """A pipeline per model that can start (with its index), and every model's progress."""
+    pipes: list[tuple[Pipeline, int]] = []
+    bars: list[ModelProgress] = []
+    for i, m in enumerate(config.models):
+        bar = ModelProgress(m.name, count_model_jobs(config, m, ds, conds, shard=shard))
+        bars.append(bar)
+        if m.mode != "online":
+            # Sending online what was asked for as a batch would double its price.
+            bar.stopped = (f"mode = {m.mode!r} (provider batch APIs) is not supported by "
+                           'this engine yet; set mode = "online" to send it now')
+            continue
+        try:
+            provider = make_provider(m, session, env)
+        except VPBatchError as exc:  # a missing key stops this model, not the sweep
+            bar.stopped = str(exc)
+            continue
+        pipes.append((Pipeline(m, provider, log, bar, policy=policy,
+                               retry_failed=retry_failed), i))
+    return pipes, bars
 
 
 async def _run(
