@@ -231,6 +231,8 @@ def test_429s_halve_the_concurrency_cap(tmp_path: Path) -> None:
 
 
 def test_retries_stop_at_max_attempts_and_the_failure_is_logged(tmp_path: Path) -> None:
+    out = io.StringIO()
+
     async def main() -> None:
         async with serving() as srv:
             dead = f"http://127.0.0.1:{_closed_port()}/v1"
@@ -241,13 +243,14 @@ def test_retries_stop_at_max_attempts_and_the_failure_is_logged(tmp_path: Path) 
             ]
             cfg = write_config(tmp_path / "c.toml", models, items=2)
             with retry.testing():
-                summary = await run(cfg, tmp_path / "run")
+                summary = await run(cfg, tmp_path / "run", progress=True, stream=out)
         rows = log_rows(tmp_path / "run")
         dead_rows = [r for r in rows if r["model"] == "dead"]
         assert len(dead_rows) == 12 and all(r["status"] == "failed" for r in dead_rows)
         assert all(r["attempts"] == 3 and r["error_kind"] == "transient" for r in dead_rows)
         assert "gave up after 3 attempts" in dead_rows[0]["error"]
         assert summary.models["alive"].ok == 12
+        assert "12 failed only for lack of retries; add --retry-failed" in out.getvalue()
 
     anyio.run(main)
 

@@ -22,7 +22,7 @@ class ModelProgress:
     """One model's counters, updated by its pipeline on the hot path (hence plain slots)."""
 
     __slots__ = (
-        "name", "total", "skipped", "ok", "failed", "retries", "tokens", "sent",
+        "name", "total", "skipped", "ok", "failed", "gave_up", "retries", "tokens", "sent",
         "in_flight", "started", "stopped", "reasons", "_clock",
     )
 
@@ -32,6 +32,7 @@ class ModelProgress:
         self.skipped = 0  # already in the log when the run started
         self.ok = 0
         self.failed = 0  # logged as failed this run
+        self.gave_up = 0  # of those, transient failures that ran out of attempts or time
         self.retries = 0  # attempts beyond the first
         self.tokens = 0  # prompt + completion tokens reported by the provider
         self.sent = 0  # requests sent, retries included
@@ -62,8 +63,9 @@ class ModelProgress:
             return 0.0
         return left / r if r > 0 else None
 
-    def note_failure(self, reason: str) -> None:
+    def note_failure(self, reason: str, *, transient: bool = False) -> None:
         self.failed += 1
+        self.gave_up += transient
         # The first 80 characters: enough to group "HTTP 400: ..." without one line per job.
         self.reasons[reason[:80]] += 1
 
@@ -157,4 +159,8 @@ class Progress:
                 out.append(f"  stopped: {p.stopped}")
             for reason, n in p.reasons.most_common(3):
                 out.append(f"  {n} x {reason}")
+            if p.gave_up:
+                # A resume skips failed jobs; transient ones deserve another try when asked.
+                out.append(f"  {p.gave_up} failed only for lack of retries; add --retry-failed "
+                           "to a resume to send them again")
         return out

@@ -149,7 +149,8 @@ class Pipeline:
         if record.status == OK:
             self.progress.ok += 1
         else:
-            self.progress.note_failure(record.error or "failed")
+            transient = record.error_kind != FailureKind.PERMANENT.value
+            self.progress.note_failure(record.error or "failed", transient=transient)
 
     async def _attempts(self, job: Job) -> Record:
         """THE retry loop: one request per attempt until an answer, a permanent failure, or
