@@ -176,7 +176,7 @@ def heatmap(
     mark_diagonal: bool = True,
 ) -> str:
     """A diverging heatmap with the numbers in the cells and the diagonal outlined in black."""
-    cell, left, top = 46, 132, 118
+    cell, left, top = 42, 128, 118  # two heatmaps side by side in a 1400 px window
     n_r, n_c = len(rows), len(cols)
     lim = nice_limit(matrix)
     width = left + cell * n_c + 90
