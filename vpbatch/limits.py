@@ -70,6 +70,8 @@ class TokenBudget:
             raise ValueError(f"tpm must be > 0, got {tpm}")
         self.tpm = tpm
         self._rate = tpm / WINDOW
+        # OpenAI and Anthropic refill token limits continuously up to the per-minute maximum,
+        # so a full minute's budget may go at once; RPM is paced stricter (see rpm_bucket).
         self._capacity = tpm
         self._level = 0.0
         self._clock = clock
