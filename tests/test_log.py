@@ -47,3 +47,16 @@ def test_an_answer_supersedes_an_earlier_failure(tmp_path: Path) -> None:
         assert log.is_done("a") and not log.is_done("a", retry_failed=True)
         log.append(rec("a"))
     assert read_log(path)[0].status == "ok"
+
+
+def test_the_logged_request_keeps_every_parameter_and_only_a_digest_of_the_prompt() -> None:
+    from vpbatch.records import loggable_request
+
+    body = {"model": "m", "temperature": 0.0, "seed": 42, "max_tokens": 64,
+            "messages": [{"role": "system", "content": "p"}, {"role": "user", "content": "q"}]}
+    logged = loggable_request(body)
+    assert {k: logged[k] for k in ("model", "temperature", "seed", "max_tokens")} == {
+        "model": "m", "temperature": 0.0, "seed": 42, "max_tokens": 64}
+    assert "messages" not in logged and len(logged["prompt_sha256"]) == 64
+    other = dict(body, messages=[{"role": "user", "content": "q"}])
+    assert loggable_request(other)["prompt_sha256"] != logged["prompt_sha256"]

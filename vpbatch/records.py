@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Record", "job_id", "OK", "FAILED"]
+__all__ = ["Record", "job_id", "loggable_request", "OK", "FAILED"]
 
 OK = "ok"
 FAILED = "failed"
@@ -22,6 +22,21 @@ def job_id(identity: dict[str, Any]) -> str:
     """
     blob = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+# Body fields that carry the prompt text. The prompt is fixed by (version, item, condition),
+# which every record names already; repeating ~1 KB of it on every line would make the log
+# 2-3x larger and slower to read for nothing, so the log keeps its digest instead.
+_PROMPT_FIELDS = ("messages", "system")
+
+
+def loggable_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The request body as logged: every parameter sent, the prompt text as a sha256 digest."""
+    logged = {k: v for k, v in body.items() if k not in _PROMPT_FIELDS}
+    prompt = {k: body[k] for k in _PROMPT_FIELDS if k in body}
+    blob = orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS)
+    logged["prompt_sha256"] = hashlib.sha256(blob).hexdigest()
+    return logged
 
 
 @dataclass(slots=True)
@@ -47,7 +62,7 @@ class Record:
     usage: dict[str, int] | None = None  # prompt_tokens, completion_tokens, reasoning_tokens
     latency_ms: float | None = None
     attempts: int = 1
-    request: dict[str, Any] | None = None  # the exact parameters sent (never the key)
+    request: dict[str, Any] | None = None  # parameters sent, prompt as digest (no key)
     batch_id: str | None = None  # provider batch id when run through a batch API
     ts: float = 0.0  # unix time the record was written
     extra: dict[str, Any] = field(default_factory=dict)  # provenance (e.g. import source)

@@ -25,7 +25,7 @@ from vpbatch.parser import parse_official, parse_strict
 from vpbatch.progress import ModelProgress
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.registry import Provider
-from vpbatch.records import FAILED, OK, Record
+from vpbatch.records import FAILED, OK, Record, loggable_request
 from vpbatch.retry import RetryPolicy
 
 __all__ = ["Limits", "Pipeline", "policy_for", "estimate_tokens"]
@@ -155,7 +155,7 @@ class Pipeline:
     async def _attempts(self, job: Job) -> Record:
         """THE retry loop: one request per attempt until an answer, a permanent failure, or
         the policy's attempts or total time run out."""
-        body = self.provider.build_request(job.messages, job.params).body
+        body = loggable_request(self.provider.build_request(job.messages, job.params).body)
         limits, prog = self.limits, self.progress
         estimate = estimate_tokens(job.messages, job.params.max_tokens)
         started = retry.now()
