@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from vpbatch.errors import ConfigError, VPBatchError
-from vpbatch.providers.base import ProviderError, RequestParams
+from vpbatch.providers.base import Answer, ProviderError, RequestParams
 from vpbatch.sim.faults import FaultPlan, draw_fault, unit_hash
 from vpbatch.sim.replay import ReplayBook, replay_root
 from vpbatch.sim.respondent import PROFILES, Respondent, data_dir
@@ -54,6 +55,9 @@ class SimServerConfig:
     data: Path | None = None  # the dataset root; None = VPBATCH_DATA or the fetched cache
     settings: dict[str, Any] = field(default_factory=dict)  # sim settings for every model
     clock: Callable[[], float] = time.monotonic  # tests patch it to drive the RPM window
+    batch_delay_s: float = 0.0  # a batch ends this long (by `clock`) after its creation
+    batch_expire_after: int | None = None  # a batch answers this many requests; the rest expire
+    batch_p_invalid: float = 0.0  # share of batch requests answered 400 (a permanent error)
 
 
 @dataclass(slots=True)
@@ -69,6 +73,9 @@ class ServerStats:
     faults: dict[str, int] = field(default_factory=dict)  # injected, by kind
     per_key: dict[str, int] = field(default_factory=dict)  # sha256(body)[:32] -> times seen
     accepted: list[float] = field(default_factory=list)
+    batches_created: int = 0  # batch creates (OpenAI and Anthropic): each one is paid for
+    batch_requests: int = 0  # requests inside those batches
+    batch_polls: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +89,9 @@ class ServerStats:
             "distinct_requests": len(self.per_key),
             "max_attempts_seen": max(self.per_key.values(), default=0),
             "cpu_seconds": time.process_time(),  # the server's own CPU, for benchmarks
+            "batches_created": self.batches_created,
+            "batch_requests": self.batch_requests,
+            "batch_polls": self.batch_polls,
             "per_key": self.per_key,
             "accepted": self.accepted,
         }
@@ -202,42 +212,35 @@ class _Sim:
             await anyio.sleep(delay / 1000.0)
 
     async def _answer(self, body: dict[str, Any], key: str) -> web.Response:
-        st = self.stats
-        model = body["model"]
-        try:
-            who = await self.respondent(model)
-        except VPBatchError as exc:
-            st.errors += 1
-            return _error(404, str(exc), "model_not_found")
         params = RequestParams(
             temperature=body.get("temperature"),
             max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 64),
             seed=body.get("seed"),
         )
+        got = await self.ask(body["model"], body["messages"], params)
+        if isinstance(got, tuple):
+            return _error(*got)
+        return web.Response(body=orjson.dumps(_chat_doc(body["model"], key, got)),
+                            content_type=_JSON)
+
+    async def ask(
+        self, model: str, messages: list[dict[str, str]], params: RequestParams
+    ) -> Answer | tuple[int, str, str]:
+        """The respondent's answer, or (status, message, code) for an error reply."""
+        st = self.stats
         try:
-            ans = who.answer(body["messages"], params)
+            who = await self.respondent(model)
+        except VPBatchError as exc:
+            st.errors += 1
+            return 404, str(exc), "model_not_found"
+        try:
+            ans = who.answer(messages, params)
         except ProviderError as exc:
             st.errors += 1
             status = exc.status or 500
-            return _error(status, exc.message, "server_error" if status >= 500 else "replay")
-        message: dict[str, Any] = {"role": "assistant", "content": ans.text}
-        if ans.reasoning:
-            message["reasoning_content"] = ans.reasoning
-        usage: dict[str, Any] = dict(ans.usage)
-        reasoning_tokens = usage.pop("reasoning_tokens", None)
-        usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-        if reasoning_tokens is not None:
-            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
-        out = {
-            "id": "chatcmpl-" + key[:24],
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": ans.finish_reason}],
-            "usage": usage,
-        }
+            return status, exc.message, "server_error" if status >= 500 else "replay"
         st.ok += 1
-        return web.Response(body=orjson.dumps(out), content_type=_JSON)
+        return ans
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.stats.to_json()), content_type=_JSON)
@@ -248,6 +251,26 @@ class _Sim:
         data = [{"id": n, "object": "model", "owned_by": "vpbatch"} for n in names]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}),
                             content_type=_JSON)
+
+
+def _chat_doc(model: str, key: str, ans: Answer) -> dict[str, Any]:
+    """A chat.completion object for one answer."""
+    message: dict[str, Any] = {"role": "assistant", "content": ans.text}
+    if ans.reasoning:
+        message["reasoning_content"] = ans.reasoning
+    usage: dict[str, Any] = dict(ans.usage)
+    reasoning_tokens = usage.pop("reasoning_tokens", None)
+    usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+    if reasoning_tokens is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return {
+        "id": "chatcmpl-" + key[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": ans.finish_reason}],
+        "usage": usage,
+    }
 
 
 def _parse_body(raw: bytes) -> dict[str, Any] | str:
@@ -269,6 +292,356 @@ def _parse_body(raw: bytes) -> dict[str, Any] | str:
     return body
 
 
+# -- provider batch APIs ------------------------------------------------------------------------
+
+# Our error statuses as Anthropic error types (their errored results name a type, not a status).
+_ANTHROPIC_ERROR = {400: "invalid_request_error", 401: "authentication_error",
+                    403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+                    529: "overloaded_error"}
+_FAULT_STATUS = {"429": 429, "500": 500, "503": 503, "drop": 500, "malformed": 500}
+_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
+
+
+@dataclass(slots=True)
+class _Batch:
+    id: str
+    kind: str  # "openai" | "anthropic"
+    requests: list[tuple[str, dict[str, Any]]]  # (custom_id, body/params)
+    created: float  # by the server's clock
+    created_unix: int
+    input_file_id: str | None = None
+    results: list[dict[str, Any]] | None = None  # once processed
+    expired: bool = False
+
+
+class _Batches:
+    """OpenAI Batch and Anthropic Message Batches over the same respondents as the chat path.
+
+    A batch ends `batch_delay_s` after creation (by the server's clock, so tests can advance
+    it); its requests are answered when a poll first finds it ended.
+    """
+
+    __slots__ = ("sim", "files", "batches", "lock")
+
+    def __init__(self, sim: _Sim) -> None:
+        self.sim = sim
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, _Batch] = {}
+        self.lock = anyio.Lock()
+
+    def routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_post("/v1/files", self.upload)
+        r.add_get("/v1/files/{id}/content", self.file_content)
+        r.add_post("/v1/batches", self.openai_create)
+        r.add_get("/v1/batches", self.openai_list)
+        r.add_get("/v1/batches/{id}", self.openai_get)
+        r.add_post("/v1/messages/batches", self.anthropic_create)
+        r.add_get("/v1/messages/batches", self.anthropic_list)
+        r.add_get("/v1/messages/batches/{id}", self.anthropic_get)
+        r.add_get("/v1/messages/batches/{id}/results", self.anthropic_results)
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}{len(self.batches) + len(self.files) + 1:06d}" + hashlib.sha256(
+            f"{prefix}{time.time_ns()}".encode()).hexdigest()[:12]
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        want = self.sim.cfg.require_key
+        if want is None:
+            return None
+        got = request.headers.get("Authorization") or ""
+        if got == f"Bearer {want}" or request.headers.get("x-api-key") == want:
+            return None
+        self.sim.stats.unauthorized += 1
+        return _error(401, "Incorrect API key provided.", "invalid_api_key")
+
+    # -- OpenAI -----------------------------------------------------------------------------
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        form = await request.post()
+        upload = form.get("file")
+        if form.get("purpose") != "batch" or not isinstance(upload, web.FileField):
+            return _error(400, "expected multipart fields purpose=batch and file",
+                          "invalid_request_error")
+        data = upload.file.read()
+        file_id = self._new_id("file-")
+        self.files[file_id] = data
+        return _json({"id": file_id, "object": "file", "bytes": len(data),
+                      "created_at": int(time.time()), "filename": upload.filename,
+                      "purpose": "batch"})
+
+    async def file_content(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        data = self.files.get(request.match_info["id"])
+        if data is None:
+            return _error(404, "No such file.", "not_found")
+        return web.Response(body=data, content_type="application/jsonl")
+
+    async def openai_create(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        body = _parse_json(await request.read())
+        file_id = body.get("input_file_id") if body else None
+        if body is None or file_id not in self.files:
+            return _error(400, "input_file_id must name an uploaded file", "invalid_request_error")
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return _error(400, "endpoint must be /v1/chat/completions and completion_window 24h",
+                          "invalid_request_error")
+        reqs = []
+        for line in self.files[file_id].splitlines():
+            row = _parse_json(line) if line.strip() else None
+            if row is not None:
+                reqs.append((str(row.get("custom_id")), row.get("body") or {}))
+        batch = self._add(self._new_id("batch_"), "openai", reqs)
+        batch.input_file_id = str(file_id)
+        return _json(self._openai_doc(batch))
+
+    def _add(self, bid: str, kind: str, reqs: list[tuple[str, dict[str, Any]]]) -> _Batch:
+        batch = _Batch(bid, kind, reqs, self.sim.cfg.clock(), int(time.time()))
+        self.batches[bid] = batch
+        self.sim.stats.batches_created += 1
+        self.sim.stats.batch_requests += len(reqs)
+        return batch
+
+    async def openai_list(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        mine = [b for b in reversed(self.batches.values()) if b.kind == "openai"]
+        return _json({"object": "list", "data": [self._openai_doc(b) for b in mine[:100]],
+                      "has_more": len(mine) > 100})
+
+    async def openai_get(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        batch = await self._polled(request.match_info["id"], "openai")
+        if batch is None:
+            return _error(404, "No such batch.", "not_found")
+        return _json(self._openai_doc(batch))
+
+    def _openai_doc(self, b: _Batch) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": b.id, "object": "batch", "endpoint": "/v1/chat/completions",
+            "input_file_id": b.input_file_id, "completion_window": "24h",
+            "status": "in_progress", "output_file_id": None, "error_file_id": None,
+            "created_at": b.created_unix, "errors": None,
+            "request_counts": {"total": len(b.requests), "completed": 0, "failed": 0},
+            "metadata": {},
+        }
+        if b.results is None:
+            return doc
+        ok: list[dict[str, Any]] = []
+        bad: list[dict[str, Any]] = []
+        for r in b.results:
+            (ok if (r.get("response") or {}).get("status_code") == 200 else bad).append(r)
+        doc["status"] = "expired" if b.expired else "completed"
+        doc["request_counts"].update(completed=len(ok), failed=len(bad))
+        for key, rows in (("output_file_id", ok), ("error_file_id", bad)):
+            if rows:
+                fid = f"file-{key[:3]}-{b.id}"
+                if fid not in self.files:
+                    self.files[fid] = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+                doc[key] = fid
+        return doc
+
+    # -- Anthropic --------------------------------------------------------------------------
+
+    async def anthropic_create(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        body = _parse_json(await request.read())
+        reqs = body.get("requests") if body else None
+        if not isinstance(reqs, list) or not reqs or not all(
+            isinstance(r, dict) and isinstance(r.get("custom_id"), str)
+            and 0 < len(r["custom_id"]) <= 64 and isinstance(r.get("params"), dict)
+            for r in reqs
+        ):
+            return _error(400, "requests must be a non-empty list of {custom_id (<= 64 chars), "
+                          "params}", "invalid_request_error")
+        batch = self._add(self._new_id("msgbatch_"), "anthropic",
+                          [(r["custom_id"], r["params"]) for r in reqs])
+        return _json(self._anthropic_doc(batch, request))
+
+    async def anthropic_list(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        mine = [b for b in reversed(self.batches.values()) if b.kind == "anthropic"][:100]
+        data = [self._anthropic_doc(b, request) for b in mine]
+        return _json({"data": data, "has_more": False, "first_id": data[0]["id"] if data
+                      else None, "last_id": data[-1]["id"] if data else None})
+
+    async def anthropic_get(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        batch = await self._polled(request.match_info["id"], "anthropic")
+        if batch is None:
+            return _error(404, "No such batch.", "not_found_error")
+        return _json(self._anthropic_doc(batch, request))
+
+    async def anthropic_results(self, request: web.Request) -> web.StreamResponse:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None or batch.kind != "anthropic" or batch.results is None:
+            return _error(404, "No results for this batch (yet).", "not_found_error")
+        data = b"".join(orjson.dumps(r) + b"\n" for r in batch.results)
+        return web.Response(body=data, content_type="application/binary")
+
+    def _anthropic_doc(self, b: _Batch, request: web.Request) -> dict[str, Any]:
+        counts = {"processing": len(b.requests), "succeeded": 0, "errored": 0, "canceled": 0,
+                  "expired": 0}
+        doc: dict[str, Any] = {
+            "id": b.id, "type": "message_batch", "processing_status": "in_progress",
+            "request_counts": counts, "ended_at": None, "created_at": _rfc3339(b.created_unix),
+            "expires_at": _rfc3339(b.created_unix + 86400), "cancel_initiated_at": None,
+            "results_url": None,
+        }
+        if b.results is not None:
+            counts["processing"] = 0
+            for r in b.results:
+                counts[r["result"]["type"]] += 1
+            base = f"{request.scheme}://{request.host}"
+            doc.update(processing_status="ended", ended_at=_rfc3339(time.time()),
+                       results_url=f"{base}/v1/messages/batches/{b.id}/results")
+        return doc
+
+    # -- processing -------------------------------------------------------------------------
+
+    async def _polled(self, bid: str, kind: str) -> _Batch | None:
+        """The batch, processed first if its delay has passed."""
+        self.sim.stats.batch_polls += 1
+        batch = self.batches.get(bid)
+        if batch is None or batch.kind != kind:
+            return None
+        if batch.results is None and self.sim.cfg.clock() >= batch.created + \
+                self.sim.cfg.batch_delay_s:
+            async with self.lock:
+                if batch.results is None:
+                    batch.results = await self._process(batch)
+        return batch
+
+    async def _process(self, b: _Batch) -> list[dict[str, Any]]:
+        cfg, out = self.sim.cfg, []
+        for i, (cid, body) in enumerate(b.requests):
+            if cfg.batch_expire_after is not None and i >= cfg.batch_expire_after:
+                b.expired = True
+                out.append(_expired(b.kind, cid))
+                continue
+            status, reply = await self._one(b.kind, body)
+            out.append(_openai_line(cid, status, reply) if b.kind == "openai"
+                       else _anthropic_line(cid, status, reply))
+        return out
+
+    async def _one(self, kind: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One batch request: (HTTP status, body) as the online path would answer it."""
+        st, cfg = self.sim.stats, self.sim.cfg
+        # Not counted in `requests` (the chat path's); per_key sees both, so a job paid for
+        # twice, online or in a second batch, shows up in max_attempts_seen.
+        key = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+        attempt = st.per_key.get(key, 0)
+        st.per_key[key] = attempt + 1
+        if cfg.batch_p_invalid and unit_hash("invalid", cfg.seed, key) < cfg.batch_p_invalid:
+            st.errors += 1
+            return 400, {"error": {"message": "invalid request (injected)",
+                                   "type": "invalid_request_error"}}
+        fault = draw_fault(cfg.faults, key, attempt, cfg.seed)
+        if fault in _FAULT_STATUS:
+            st.faults[fault] = st.faults.get(fault, 0) + 1
+            st.errors += 1
+            return _FAULT_STATUS[fault], {"error": {"message": f"injected {fault}",
+                                                    "type": "server_error"}}
+        messages = _messages_of(kind, body)
+        if not isinstance(body.get("model"), str) or messages is None:
+            st.errors += 1
+            return 400, {"error": {"message": "model and messages are required",
+                                   "type": "invalid_request_error"}}
+        params = RequestParams(body.get("temperature"),
+                               int(body.get("max_tokens") or body.get("max_completion_tokens")
+                                   or 64), body.get("seed"))
+        got = await self.sim.ask(body["model"], messages, params)
+        if isinstance(got, tuple):
+            return got[0], {"error": {"message": got[1], "type": got[2]}}
+        if kind == "openai":
+            return 200, _chat_doc(body["model"], key, got)
+        return 200, _message_doc(body["model"], key, got)
+
+
+def _rfc3339(unix: float) -> str:
+    """Anthropic's timestamp format."""
+    return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(doc: dict[str, Any]) -> web.Response:
+    return web.Response(body=orjson.dumps(doc), content_type=_JSON)
+
+
+def _parse_json(raw: bytes) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _messages_of(kind: str, body: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The chat as the respondent reads it; Anthropic's top-level system becomes a message."""
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs
+    ):
+        return None
+    out = [{"role": str(m.get("role")), "content": m["content"]} for m in msgs]
+    if kind == "anthropic" and isinstance(body.get("system"), str) and body["system"]:
+        out.insert(0, {"role": "system", "content": body["system"]})
+    return out
+
+
+def _message_doc(model: str, key: str, ans: Answer) -> dict[str, Any]:
+    """An Anthropic Messages object for one answer (reasoning as a thinking block)."""
+    blocks: list[dict[str, Any]] = []
+    if ans.reasoning:
+        blocks.append({"type": "thinking", "thinking": ans.reasoning, "signature": "sim"})
+    blocks.append({"type": "text", "text": ans.text})
+    stop = _ANTHROPIC_STOP.get(ans.finish_reason or "stop", ans.finish_reason)
+    return {"id": "msg_" + key[:24], "type": "message", "role": "assistant", "model": model,
+            "content": blocks, "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": ans.usage.get("prompt_tokens", 0),
+                      "output_tokens": ans.usage.get("completion_tokens", 0)}}
+
+
+def _openai_line(cid: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"batch_req_{cid}", "custom_id": cid,
+            "response": {"status_code": status, "request_id": f"req_{cid}", "body": body},
+            "error": None}
+
+
+def _anthropic_line(cid: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    if status == 200:
+        return {"custom_id": cid, "result": {"type": "succeeded", "message": body}}
+    kind = _ANTHROPIC_ERROR.get(status, "api_error")
+    message = str((body.get("error") or {}).get("message") or kind)
+    return {"custom_id": cid, "result": {"type": "errored", "error": {
+        "type": "error", "error": {"type": kind, "message": message}}}}
+
+
+def _expired(kind: str, cid: str) -> dict[str, Any]:
+    if kind == "anthropic":
+        return {"custom_id": cid, "result": {"type": "expired"}}
+    return {"id": f"batch_req_{cid}", "custom_id": cid, "response": None,
+            "error": {"code": "batch_expired", "message": "This request could not be executed "
+                      "before the completion window expired."}}
+
 def make_app(cfg: SimServerConfig) -> web.Application:
     """The aiohttp application; `app[STATS_KEY]` is the live ServerStats."""
     sim = _Sim(cfg)
@@ -278,6 +651,7 @@ def make_app(cfg: SimServerConfig) -> web.Application:
     app.router.add_post("/chat/completions", sim.chat)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/stats", sim.get_stats)
+    _Batches(sim).routes(app)
     return app
 
 
