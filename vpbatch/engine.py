@@ -21,20 +21,22 @@ import aiohttp
 import anyio
 from anyio.abc import TaskStatus
 
+from vpbatch.batch import BatchOptions, BatchRunner, batch_api_for
 from vpbatch.conditions import Conditions, load_conditions
 from vpbatch.config import Config
 from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.errors import VPBatchError
+from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.grid import count_model_jobs, iter_model_jobs
 from vpbatch.log import RunLog
 from vpbatch.progress import ModelProgress, Progress
-from vpbatch.providers.registry import make_provider
+from vpbatch.providers.registry import Provider, make_provider
 from vpbatch.retry import RetryPolicy
 from vpbatch.rundir import prepare_run_dir
-from vpbatch.scheduler import Pipeline
+from vpbatch.scheduler import Pipeline, policy_for
 
 __all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
 
+_Runner = Pipeline | BatchRunner  # a model's runner: online requests, or provider batches
 DRAIN_S = 30.0  # how long a stopping sweep waits for answers already asked for
 
 
@@ -84,7 +86,7 @@ class _Stop:
 
     __slots__ = ("work", "signal", "pipelines", "drain", "out")
 
-    def __init__(self, pipelines: list[Pipeline], drain: float, out: TextIO | None) -> None:
+    def __init__(self, pipelines: list[_Runner], drain: float, out: TextIO | None) -> None:
         self.work = anyio.CancelScope()
         self.signal: str | None = None
         self.pipelines = pipelines
@@ -163,20 +165,19 @@ def _pipelines(
     config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None,
     log: RunLog, session: aiohttp.ClientSession, env: Mapping[str, str], *,
     policy: RetryPolicy | None, retry_failed: bool,
-) -> tuple[list[tuple[Pipeline, int]], list[ModelProgress]]:
+) -> tuple[list[tuple[_Runner, int]], list[ModelProgress]]:
     """A pipeline per model that can start (with its index), and every model's progress."""
-    pipes: list[tuple[Pipeline, int]] = []
+    pipes: list[tuple[_Runner, int]] = []
     bars: list[ModelProgress] = []
     for i, m in enumerate(config.models):
         bar = ModelProgress(m.name, count_model_jobs(config, m, ds, conds, shard=shard))
         bars.append(bar)
-        if m.mode != "online":
-            # Sending online what was asked for as a batch would double its price.
-            bar.stopped = (f"mode = {m.mode!r} (provider batch APIs) is not supported by "
-                           'this engine yet; set mode = "online" to send it now')
-            continue
         try:
             provider = make_provider(m, session, env)
+            if m.mode == "batch":
+                pipes.append((_batch_runner(config, ds, conds, shard, i, provider, log, bar,
+                                            session, env, policy, retry_failed), i))
+                continue
         except VPBatchError as exc:  # a missing key stops this model, not the sweep
             bar.stopped = str(exc)
             continue
@@ -185,9 +186,26 @@ def _pipelines(
     return pipes, bars
 
 
+def _batch_runner(
+    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None, i: int,
+    provider: Provider, log: RunLog, bar: ModelProgress, session: aiohttp.ClientSession,
+    env: Mapping[str, str], policy: RetryPolicy | None, retry_failed: bool,
+) -> BatchRunner:
+    """A mode = "batch" model's runner: its provider's batch API at half the price."""
+    m = config.models[i]
+    api = batch_api_for(provider, session, policy or policy_for(m))
+    if api is None:
+        # Sending online what was asked for as a batch would double its price.
+        raise ConfigError(f"provider {m.provider!r} has no batch API; set mode = \"online\" "
+                          "for this model (or use openai/anthropic)")
+    return BatchRunner(m, provider, api, log, bar, opts=BatchOptions.for_model(m, env),
+                       retry_failed=retry_failed,
+                       regrid=lambda: iter_model_jobs(config, m, ds, conds, shard=shard))
+
+
 async def _run(
     config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None,
-    pipes: list[tuple[Pipeline, int]], stop: _Stop, board: Progress | None, signals: bool,
+    pipes: list[tuple[_Runner, int]], stop: _Stop, board: Progress | None, signals: bool,
 ) -> None:
     async with anyio.create_task_group() as outer:
         if signals:
