@@ -13,21 +13,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import anyio.from_thread
 import numpy as np
 import pytest
 
 from vpbatch import retry
-from vpbatch.batch import JOURNAL_NAME, BatchEntry, BatchJournal
+from vpbatch.batch import JOURNAL_NAME, BatchEntry, BatchJournal, batch_api_for
 from vpbatch.commands.score import score_run
 from vpbatch.config import Config, load_config
 from vpbatch.engine import SweepSummary, sweep
 from vpbatch.log import iter_log
+from vpbatch.providers.registry import make_provider
+from vpbatch.scheduler import policy_for
 from vpbatch.scorer import ScoreOptions
 from vpbatch.sim.faults import FaultPlan
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
@@ -367,3 +370,29 @@ def test_the_journal_lists_submitted_batches_until_collected_and_survives_a_torn
     assert [(e.batch_id, e.job_ids) for e in j.open_batches("m")] == [("batch_2", ["c"])]
     assert json.loads(j.path.read_bytes().splitlines()[-1])["batch_id"] == "batch_1"
 
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_recovery_pages_back_through_newer_batches_to_the_one_a_crash_left(
+    tmp_path: Path, provider: str
+) -> None:
+    async def main() -> None:
+        async with serving() as srv, aiohttp.ClientSession() as session:
+            m = write_config(tmp_path / "c.toml", srv.url, provider=provider).models[0]
+            api = batch_api_for(make_provider(m, session, {}), session, policy_for(m))
+            assert api is not None
+            body = {"model": "sim", "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "hi"}]}
+            one = [api.line("job-1", body)]
+            extra = await api.prepare(one)
+            target = await api.create(one, extra, set())
+            for i in range(120):  # newer batches (another size), two pages of them
+                two = [api.line(f"n{i}-a", body), api.line(f"n{i}-b", body)]
+                await api.create(two, await api.prepare(two), set())
+            assert await api.recover(extra, set()) == target
+            # Anthropic matches by size and time, so a batch already journaled is no match;
+            # OpenAI's input file id names the batch exactly.
+            again = await api.recover(extra, {target})
+            assert again == (target if provider == "openai" else None)
+
+    anyio.run(main)

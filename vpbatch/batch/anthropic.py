@@ -15,6 +15,7 @@ from vpbatch.providers.base import FailureKind
 __all__ = ["AnthropicBatchAPI", "ERROR_STATUS"]
 
 _LIST_PAGE = 100
+_MAX_PAGES = 50  # how far back a crash-recovery lookup pages through the batch list
 _SKEW_S = 300.0  # their clock against ours, when matching a batch by its creation time
 
 # An errored result names an error type, not an HTTP status: map it back so the online
@@ -69,16 +70,23 @@ class AnthropicBatchAPI(BatchAPI):
         n, since = extra.get("requests"), extra.get("since")
         if not isinstance(n, int) or not isinstance(since, int | float):
             return None
-        doc = await self.call_json("GET", f"{self.base}/messages/batches?limit={_LIST_PAGE}")
         found: list[tuple[float, str]] = []
-        for b in doc.get("data") or []:
-            if not isinstance(b, dict) or str(b.get("id")) in known:
-                continue
-            counts = _dict(b.get("request_counts"))
-            total = sum(v for v in counts.values() if isinstance(v, int))
-            created = _unix(b.get("created_at"))
-            if total == n and created is not None and created >= since:
-                found.append((created, str(b["id"])))
+        after = ""
+        for _ in range(_MAX_PAGES):  # newest first: stop at batches older than the intent
+            doc = await self.call_json(
+                "GET", f"{self.base}/messages/batches?limit={_LIST_PAGE}{after}")
+            page = [b for b in doc.get("data") or [] if isinstance(b, dict)]
+            for b in page:
+                created = _unix(b.get("created_at"))
+                if str(b.get("id")) in known or created is None or created < since:
+                    continue
+                counts = _dict(b.get("request_counts"))
+                if sum(v for v in counts.values() if isinstance(v, int)) == n:
+                    found.append((created, str(b["id"])))
+            oldest = _unix(page[-1].get("created_at")) if page else None
+            if not doc.get("has_more") or oldest is None or oldest < since:
+                break
+            after = f"&after_id={page[-1].get('id')}"
         return min(found)[1] if found else None
 
     async def poll(self, batch_id: str) -> BatchState:

@@ -3,6 +3,7 @@ with a 24h window, poll it, download the output and error files."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,8 @@ ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"  # the only completion window OpenAI offers
 _DONE = {"completed", "failed", "expired", "cancelled"}
 _LIST_PAGE = 100
+_MAX_PAGES = 50  # how far back a crash-recovery lookup pages through the batch list
+_SKEW_S = 300.0  # their clock against ours
 
 
 class OpenAIBatchAPI(BatchAPI):
@@ -42,7 +45,7 @@ class OpenAIBatchAPI(BatchAPI):
         if not up.get("id"):
             raise BatchCallError(f"{self.name}: the upload answered no file id",
                                  kind=FailureKind.PERMANENT)
-        return {"input_file_id": str(up["id"])}
+        return {"input_file_id": str(up["id"]), "since": time.time() - _SKEW_S}
 
     async def create(self, lines: list[bytes], extra: dict[str, Any], known: set[str]) -> str:
         body = {"input_file_id": extra["input_file_id"], "endpoint": ENDPOINT,
@@ -57,13 +60,21 @@ class OpenAIBatchAPI(BatchAPI):
 
     async def recover(self, extra: dict[str, Any], known: set[str]) -> str | None:
         """A batch already created from this upload: the input file id names it exactly."""
-        file_id = extra.get("input_file_id")
+        file_id, since = extra.get("input_file_id"), extra.get("since", 0.0)
         if not file_id:
             return None
-        doc = await self.call_json("GET", f"{self.base}/batches?limit={_LIST_PAGE}")
-        for b in doc.get("data") or []:
-            if isinstance(b, dict) and b.get("input_file_id") == file_id:
-                return str(b.get("id"))
+        after = ""
+        for _ in range(_MAX_PAGES):  # newest first: stop at batches older than the upload
+            doc = await self.call_json("GET", f"{self.base}/batches?limit={_LIST_PAGE}{after}")
+            page = [b for b in doc.get("data") or [] if isinstance(b, dict)]
+            for b in page:
+                if b.get("input_file_id") == file_id:
+                    return str(b.get("id"))
+            oldest = page[-1].get("created_at") if page else None
+            if not doc.get("has_more") or not page or (
+                    isinstance(oldest, int | float) and oldest < since):
+                return None
+            after = f"&after={page[-1].get('id')}"
         return None
 
     async def poll(self, batch_id: str) -> BatchState:

@@ -413,9 +413,9 @@ class _Batches:
         denied = self._denied(request)
         if denied is not None:
             return denied
-        mine = [b for b in reversed(self.batches.values()) if b.kind == "openai"]
-        return _json({"object": "list", "data": [self._openai_doc(b) for b in mine[:100]],
-                      "has_more": len(mine) > 100})
+        mine, more = _page(self.batches, "openai", request, "after")
+        return _json({"object": "list", "data": [self._openai_doc(b) for b in mine],
+                      "has_more": more})
 
     async def openai_get(self, request: web.Request) -> web.StreamResponse:
         denied = self._denied(request)
@@ -474,9 +474,9 @@ class _Batches:
         denied = self._denied(request)
         if denied is not None:
             return denied
-        mine = [b for b in reversed(self.batches.values()) if b.kind == "anthropic"][:100]
+        mine, more = _page(self.batches, "anthropic", request, "after_id")
         data = [self._anthropic_doc(b, request) for b in mine]
-        return _json({"data": data, "has_more": False, "first_id": data[0]["id"] if data
+        return _json({"data": data, "has_more": more, "first_id": data[0]["id"] if data
                       else None, "last_id": data[-1]["id"] if data else None})
 
     async def anthropic_get(self, request: web.Request) -> web.StreamResponse:
@@ -575,6 +575,19 @@ class _Batches:
         if kind == "openai":
             return 200, _chat_doc(body["model"], key, got)
         return 200, _message_doc(body["model"], key, got)
+
+
+def _page(
+    batches: dict[str, _Batch], kind: str, request: web.Request, cursor: str
+) -> tuple[list[_Batch], bool]:
+    """One page of a batch list, newest first, after the cursor's batch; and whether more."""
+    mine = [b for b in reversed(batches.values()) if b.kind == kind]
+    after = request.query.get(cursor)
+    if after:
+        ids = [b.id for b in mine]
+        mine = mine[ids.index(after) + 1:] if after in ids else []
+    limit = int(request.query.get("limit") or 20)
+    return mine[:limit], len(mine) > limit
 
 
 def _rfc3339(unix: float) -> str:
