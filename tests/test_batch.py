@@ -396,3 +396,21 @@ def test_recovery_pages_back_through_newer_batches_to_the_one_a_crash_left(
             assert again == (target if provider == "openai" else None)
 
     anyio.run(main)
+
+
+def test_a_batch_logged_in_full_before_its_collected_line_is_closed_not_polled(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", srv.url)
+            with retry.testing():
+                await run(cfg, tmp_path / "run")
+                keep_events(tmp_path / "run", ("creating", "submitted"))  # crash before it
+                polls = srv.stats.batch_polls
+                summary = await run(cfg, tmp_path / "run")
+            assert summary.models["m"].skipped == N_JOBS
+            assert srv.stats.batch_polls == polls and srv.stats.batches_created == 1
+
+    anyio.run(main)
+    assert BatchJournal.in_run_dir(tmp_path / "run").open_batches("m") == []

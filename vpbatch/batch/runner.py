@@ -171,9 +171,13 @@ class BatchRunner:
                 await self._submit(chunk, tg)
             for e in entries:
                 ids = [j for j in e.job_ids if j in self._meta]
-                if ids:  # none: another shard's batch, which its own run collects
+                if ids:
                     self.progress.in_flight += len(ids)
                     tg.start_soon(self._watch, e.batch_id, ids)
+                elif all(self.log.is_done(j) for j in e.job_ids):
+                    # Logged in full before a crash cut its "collected" line: close it.
+                    self.journal.collected(self.model.name, e.batch_id)
+                # else: another shard's batch, which that shard's run collects
 
     def _remember(self, job: Job) -> None:
         self._meta[job.job_id] = _Meta(job.condition, job.version, job.portrait_id,
