@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import orjson
 from aiohttp import web
@@ -538,6 +539,8 @@ class _Batches:
                 b.expired = True
                 out.append(_expired(b.kind, cid))
                 continue
+            if i % 512 == 511:
+                await anyio.lowlevel.checkpoint()  # a big batch must not starve other requests
             status, reply = await self._one(b.kind, body)
             out.append(_openai_line(cid, status, reply) if b.kind == "openai"
                        else _anthropic_line(cid, status, reply))
@@ -658,7 +661,8 @@ def _expired(kind: str, cid: str) -> dict[str, Any]:
 def make_app(cfg: SimServerConfig) -> web.Application:
     """The aiohttp application; `app[STATS_KEY]` is the live ServerStats."""
     sim = _Sim(cfg)
-    app = web.Application(client_max_size=8 << 20)
+    # Room for a batch upload as large as OpenAI accepts (200 MB); chat bodies are far smaller.
+    app = web.Application(client_max_size=256 << 20)
     app[STATS_KEY] = sim.stats
     app.router.add_post("/v1/chat/completions", sim.chat)
     app.router.add_post("/chat/completions", sim.chat)
