@@ -1,10 +1,11 @@
 """Log -> rating cube: a dense (model, condition, version, item) array the scorer reads.
 
 Reading is the expensive part of scoring a big sweep, and a dict per line costs more than all
-the scoring. So lines written by Record.to_json (fixed key order) are parsed column-wise in
-32 MB chunks with numpy: quote positions locate every field, names and job ids become 64-bit
-hashes. Any other line goes through orjson. Big logs are read by worker processes; the array
-is filled with `np.bincount`, and cached beside the log keyed on its size and mtime.
+the scoring. So lines written by Record.to_json (fixed key order) are parsed column-wise, a
+chunk at a time: newlines are found once, then each needed field is reached from the line
+start by 8-byte word scans (no dict, no per-line Python). Job ids (32 hex) become exact
+128-bit pairs and names exact strings; any other line goes through orjson. Big logs are read
+by two processes; the array is filled with `np.bincount` and cached keyed on size and mtime.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +30,11 @@ if TYPE_CHECKING:
 
 __all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "TEMPLATE_KEY"]
 
-CHUNK_BYTES = 1 << 25  # 32 MB at a time: big enough to amortise, small enough for RAM
-CACHE_VERSION = 3
+CHUNK_BYTES = 1 << 22  # 16 MB at a time: per-row arrays stay in cache, calls stay amortised
+CACHE_VERSION = 4  # 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided)
 # Logs this big are read by worker processes, one byte range each (parsing is CPU-bound).
-PARALLEL_MIN_BYTES = 1 << 27
-MAX_WORKERS = 4
+PARALLEL_MIN_BYTES = 1 << 26
+MAX_WORKERS = 2  # one per core of a typical CI box; the main process reads the first range
 # Set by the importer on a failed official record that still carried its correlation lists
 # (some of the authors' clients stored them on error rows, some did not).
 TEMPLATE_KEY = "correlations_recorded"
@@ -56,153 +58,441 @@ class RatingCube:
     authors_dropped: np.ndarray | None = None
 
 
-# Odd 64-bit multipliers of the span hash; fixed so every chunk and process hashes alike.
-_MULT = np.random.default_rng(0x5EED).integers(1, 2**63, size=17, dtype=np.uint64) | np.uint64(1)
-_MAX_SPAN = 128  # longer names or ids take the per-line path (16 words, one multiplier each)
-_ALL = np.uint64(2**64 - 1)
-_PAD = bytes(256)
-_QUOTES = 38  # quotes per line looked at: the prefix (28) and up to the rating keys
-# The keys a Record line starts with, and the index of each key's opening quote in the line
-# (a string value adds two quotes, a number none).
-_PREFIX = (("job_id", 0), ("model", 4), ("condition", 8), ("version", 12), ("portrait_id", 16),
-           ("option_id", 18), ("repeat", 20), ("status", 22), ("raw", 26))
+# --- byte-level primitives (SWAR: one uint64 holds 8 bytes of the line) --------------------
+
+_PAD = 1024  # slack past a chunk's data: word loads a little past a line end stay in the array
+_SCAN_WORDS = 32  # strings up to 256 bytes are scanned word by word, longer ones by index
+_NAME_WORDS = 16  # names up to 128 bytes take the vectorised path
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_QUOTE = np.uint64(0x2222222222222222)
+_ZERO_DIGITS = np.uint64(0x3030303030303030)
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+_NULL = int.from_bytes(b"null", "little")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX_OFFSETS = np.arange(0, 32, 8)
 
 
-def _span_hash(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each buf[start:start+length], computed for all rows at once.
+def _first_flag(z: np.ndarray) -> np.ndarray:
+    """Byte index (0..7) of the lowest flagged byte of each nonzero word."""
+    return (np.bitwise_count((z & (~z + np.uint64(1))) - np.uint64(1)) >> 3).astype(np.int64)
 
-    Sums the span's 8-byte little-endian words (bytes past the end masked to zero) times odd
-    constants. `buf` needs 8 bytes of slack past its last span.
+
+def _zero_bytes(x: np.ndarray) -> np.ndarray:
+    """Flags (0x80) the zero bytes of x; exact up to the first zero, which is all we read."""
+    return (x - _ONES) & ~x & _HIGH
+
+
+def _nonzero_bytes(x: np.ndarray) -> np.ndarray:
+    """Flags (0x80) every nonzero byte of x exactly (no carry crosses a byte)."""
+    return (((x & _LOW7) + _LOW7) | x) & _HIGH
+
+
+# _MASKS[n] keeps the low n bytes of a word.
+_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)
+
+
+class _Scan:
+    """One chunk of complete lines as bytes, uint8 and unaligned-uint64 views."""
+
+    __slots__ = ("data", "buf", "words", "size", "_quotes")
+
+    def __init__(self, data: bytearray, size: int) -> None:
+        self.data, self.size = data, size
+        self.buf = np.frombuffer(data, np.uint8)
+        # Every byte offset as the start of a little-endian uint64: one gather per 8 bytes.
+        self.words = np.ndarray((len(data) - 7,), np.uint64, buffer=data, strides=(1,))
+        self._quotes: np.ndarray | None = None
+
+    def quotes(self) -> np.ndarray:
+        """Offsets of every quote in the chunk (built only when a long string needs it)."""
+        if self._quotes is None:
+            self._quotes = np.flatnonzero(self.buf[: self.size] == 34)
+        return self._quotes
+
+    def match(self, at: np.ndarray, text: bytes) -> np.ndarray:
+        """Which rows hold `text` at `at`: one masked word compare per 8 bytes."""
+        ok = np.ones(len(at), bool)
+        for k in range(0, len(text), 8):
+            piece = text[k : k + 8]
+            word = self.words[at + k]
+            if len(piece) < 8:
+                word = word & np.uint64((1 << (8 * len(piece))) - 1)
+            ok &= word == np.uint64(int.from_bytes(piece, "little"))
+        return ok
+
+    def escaped(self, q: np.ndarray) -> np.ndarray:
+        """Whether the quote at each q is escaped (an odd run of backslashes before it)."""
+        odd = np.zeros(len(q), bool)
+        idx, back = np.flatnonzero(self.buf[q - 1] == 92), 1
+        while len(idx):
+            odd[idx] = ~odd[idx]
+            back += 1
+            idx = idx[self.buf[q[idx] - back] == 92]
+        return odd
+
+    def string_end(self, pos: np.ndarray, lim: np.ndarray) -> np.ndarray:
+        """The closing quote of each JSON string whose text starts at pos; -1 if not before lim."""
+        end = np.full(len(pos), -1, np.int64)
+        todo, p, lim_t = np.arange(len(pos)), pos.astype(np.int64), lim
+        for _ in range(_SCAN_WORDS):
+            if not len(todo):
+                return end
+            z = _zero_bytes(self.words[p] ^ _QUOTE)
+            hit = np.flatnonzero(z)
+            nxt = p + 8
+            done = np.zeros(len(todo), bool)
+            if len(hit):
+                q = p[hit] + _first_flag(z[hit])
+                esc = self.escaped(q)
+                done[hit[~esc]] = True
+                end[todo[hit[~esc]]] = q[~esc]
+                nxt[hit[esc]] = q[esc] + 1
+            keep = ~done & (nxt < lim_t)
+            todo, p, lim_t = todo[keep], nxt[keep], lim_t[keep]
+        if len(todo):
+            end[todo] = self._indexed_end(p, lim_t)
+        end[end >= lim] = -1
+        return end
+
+    def _indexed_end(self, p: np.ndarray, lim: np.ndarray) -> np.ndarray:
+        """string_end for long strings: next unescaped quote from the chunk's quote index."""
+        qs = self.quotes()
+        k = np.searchsorted(qs, p)
+        end = np.full(len(p), -1, np.int64)
+        idx = np.arange(len(p))
+        while len(idx) and len(qs):
+            kk = k[idx]
+            q = qs[np.minimum(kk, len(qs) - 1)]
+            inside = (kk < len(qs)) & (q < lim[idx])
+            esc = inside & self.escaped(q)
+            fin = inside & ~esc
+            end[idx[fin]] = q[fin]
+            k[idx[esc]] += 1
+            idx = idx[esc]
+        return end
+
+    def number(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(value, end, good): the unsigned integer of 1..7 digits at `at`, read in one word."""
+        x = self.words[at] ^ _ZERO_DIGITS  # digits become bytes 0..9
+        nibble_hi = x & np.uint64(0xF0F0F0F0F0F0F0F0)
+        over_9 = ((x & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(0x0606060606060606)) & np.uint64(
+            0x1010101010101010
+        )
+        stop = _nonzero_bytes(nibble_hi | over_9)
+        n = np.where(stop != 0, _first_flag(stop), 8)
+        good = (n >= 1) & (n <= 7)
+        shift = (np.uint64(8) * (np.uint64(8) - np.clip(n, 1, 7).astype(np.uint64)))
+        v = (x & _MASKS[n]) << shift  # the digits in the top bytes, leading zeros below
+        # Pairwise, then 4-wise, then 8-wise decimal combination of the eight digit bytes.
+        v = (v * np.uint64(10)) + (v >> np.uint64(8))
+        lo = v & np.uint64(0x000000FF000000FF)
+        hi = (v >> np.uint64(16)) & np.uint64(0x000000FF000000FF)
+        v = lo * np.uint64(100 + (1000000 << 32)) + hi * np.uint64(1 + (10000 << 32))
+        v >>= np.uint64(32)
+        return v.astype(np.int64), at + n, good
+
+    def rating(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(value, end, good) for `null` or one digit 1..9 at `at`; NaN for null."""
+        word = self.words[at]
+        is_null = (word & np.uint64(0xFFFFFFFF)) == np.uint64(_NULL)
+        digit = (word & np.uint64(0xFF)).astype(np.int64) - 48
+        after = (word >> np.uint64(8)) & np.uint64(0xFF)
+        is_digit = (digit >= 1) & (digit <= 9) & ((after == 44) | (after == 125))
+        value = np.where(is_digit, digit, np.nan)
+        return value, at + np.where(is_null, 4, 1), is_null | is_digit
+
+    def value_end(
+        self, at: np.ndarray, lim: np.ndarray, live: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(end, good) of the `null` or string value at `at`; strings scanned on `live` rows."""
+        is_null = self.match(at, b"null")
+        is_str = live & (self.buf[at] == 34)
+        end, good = at + 4, is_null.copy()
+        idx = np.flatnonzero(is_str)
+        q = self.string_end(at[idx] + 1, lim[idx])
+        good[idx] = q >= 0
+        end[idx] = np.where(q >= 0, q + 1, at[idx])
+        return end, good
+
+    def hex128(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hi, lo, good): 32 lowercase hex digits at `at` as int(s[:16], 16), int(s[16:], 16)."""
+        g = np.stack([self.words[at + k] for k in _HEX_OFFSETS], axis=1).view(np.uint8)
+        good = np.all(((g >= 48) & (g <= 57)) | ((g >= 97) & (g <= 102)), axis=1)
+        nib = (g & 15) + 9 * (g >> 6)
+        pair = np.ascontiguousarray((nib[:, 0::2] << 4) | nib[:, 1::2]).view(">u8")
+        pair = pair.astype(np.uint64)
+        return pair[:, 0], pair[:, 1], good
+
+    def name(self, pos: np.ndarray, lim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(end, words) of short unescaped strings at pos: their closing quote (-1 if none or
+        escaped) and their bytes as (_NAME_WORDS, n) words, zero past the string's end."""
+        n = len(pos)
+        end = np.full(n, -1, np.int64)
+        words = np.zeros((_NAME_WORDS, n), np.uint64)
+        todo, p = np.arange(n), pos.astype(np.int64)
+        used = 0
+        for k in range(_NAME_WORDS):
+            used = k + 1
+            w = self.words[p]
+            z = _zero_bytes(w ^ _QUOTE)
+            found = z != 0
+            at = np.where(found, _first_flag(z), 8)
+            words[k, todo] = w & _MASKS[at]
+            hit = np.flatnonzero(found)
+            end[todo[hit]] = p[hit] + at[hit]
+            keep = ~found & (p + 8 < lim)
+            todo, p, lim = todo[keep], p[keep] + 8, lim[keep]
+            if not len(todo):
+                break
+        # A backslash (an escape) anywhere in a name: leave the line to orjson.
+        words = words[:used]
+        slash = (_zero_bytes(words ^ np.uint64(0x5C5C5C5C5C5C5C5C)) != 0).any(axis=0)
+        end[slash] = -1
+        return end, words
+
+
+# --- one chunk of Record lines ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """The Record-shaped lines of a chunk (`fast`), their fields, their distinct name triples."""
+
+    fast: np.ndarray  # (n,) bool over the chunk's lines; the rest go through orjson
+    triple: np.ndarray  # per fast line, index into `names`
+    names: list[tuple[str, str, str]]  # (model, condition, version), first-seen order
+    first: np.ndarray  # per name triple, the chunk line it first appears on
+    pid: np.ndarray
+    oid: np.ndarray
+    rating: np.ndarray
+    ok: np.ndarray
+    hi: np.ndarray
+    lo: np.ndarray
+
+
+def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, np.ndarray]:
+    """Walk every line through the Record key order, clearing `ok` where a line deviates."""
+    ok = (e - s >= 100) & sc.match(s, b'{"job_id":"') & sc.match(s + 43, b'","model":"')
+    ok &= sc.buf[e - 1] == ord("}")
+    hi, lo, good = sc.hex128(s + 11)
+    ok &= good
+    out: dict[str, np.ndarray] = {"hi": hi, "lo": lo}
+    a, key_words = s + 54, []
+    for key in (b'","condition":"', b'","version":"', b'","portrait_id":'):
+        idx = np.flatnonzero(ok)
+        q = np.full(len(s), -1, np.int64)
+        q[idx], words = sc.name(a[idx], e[idx])
+        ok &= q >= 0
+        q = np.where(ok, q, s)  # a failed row keeps reading inside its own line
+        ok &= sc.match(q, key)
+        full = np.zeros((len(words), len(s)), np.uint64)
+        full[:, idx] = words
+        key_words += [(q - a).astype(np.uint64)[None], full]  # length, then the bytes
+        a = q + len(key)
+    out["name_words"], out["v_end"] = np.concatenate(key_words), q
+    pid, a, good_p = sc.number(a)
+    ok &= good_p & sc.match(a, b',"option_id":')
+    oid, a, good_o = sc.number(a + 13)
+    ok &= good_o & sc.match(a, b',"repeat":')
+    _, a, good_r = sc.number(a + 10)
+    ok &= good_r & sc.match(a, b',"status":"')
+    st_ok, st_failed = sc.match(a + 11, b'ok"'), sc.match(a + 11, b'failed"')
+    ok &= st_ok | st_failed
+    a = a + 11 + np.where(st_ok, 3, 7)
+    for key in (b',"raw":', b',"reasoning":'):
+        ok &= sc.match(a, key)
+        a, good = sc.value_end(np.where(ok, a + len(key), s), e, ok)
+        ok &= good
+    ok &= sc.match(a, b',"rating":')
+    r1, a, good1 = sc.rating(a + 10)
+    ok &= good1 & sc.match(a, b',"rating_strict":')
+    r2, a, good2 = sc.rating(a + 17)
+    ok &= good2 & (sc.buf[a] == ord(","))
+    rating = r2 if strict else r1
+    # An unrated row may carry the importer's TEMPLATE_KEY in `extra`: orjson reads those.
+    ok &= (st_ok & ~np.isnan(rating)) | sc.match(e - 11, b'"extra":{}}')
+    out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok)
+    return out
+
+
+def _parse(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> _Parsed:
+    """Parse the Record-shaped lines among [s, e) of a chunk without a dict per line."""
+    f = _fields(sc, s, e, strict)
+    idx = np.flatnonzero(f["ok"])
+    group, reps = _group(f["name_words"][:, idx])
+    a = s[idx] + 54  # the span `model","condition":"...","version":"v` names the triple
+    n = f["v_end"][idx] - a
+    names = [_triple(sc, int(a[r]), int(n[r])) for r in reps.tolist()]
+    return _Parsed(f["ok"], group, names, idx[reps], f["pid"][idx], f["oid"][idx],
+                   f["rating"][idx], f["status_ok"][idx], f["hi"][idx], f["lo"][idx])
+
+
+def _group(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group of each column, first column of each group): equal columns <=> same group.
+
+    Columns are grouped by a hash, then each is compared with its group's first member; on a
+    hash collision (never seen) the columns are grouped by their bytes instead.
     """
-    if not len(start):
-        return np.zeros(0, np.uint64)
-    # Every byte offset as the start of an unaligned uint64: one gather per word, no copies.
-    words = np.ndarray((len(buf) - 7,), np.uint64, buffer=buf, strides=(1,))
-    h = np.zeros(len(start), np.uint64)
-    for k in range(-(-int(length.max()) // 8)):
-        word = words[np.minimum(start + 8 * k, len(words) - 1)]
-        keep = np.clip(length - 8 * k, 0, 8).astype(np.uint64)
-        partial = np.left_shift(np.uint64(1), np.minimum(keep, np.uint64(7)) * np.uint64(8))
-        mask = np.where(keep == 8, _ALL, partial - np.uint64(1))
-        h += (word & mask) * _MULT[k]
-    return h ^ (length.astype(np.uint64) * _MULT[16])
+    h = np.zeros(words.shape[1], np.uint64)
+    for row in words:
+        h = (h ^ row) * _MIX[0]
+        h ^= h >> np.uint64(31)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    starts = np.ones(len(order), bool)
+    starts[1:] = hs[1:] != hs[:-1]
+    group = np.empty(len(order), np.int64)
+    group[order] = np.cumsum(starts) - 1
+    reps = order[starts]
+    if (words == words[:, reps[group]]).all():
+        # Number groups in order of first appearance, as the log lists them.
+        by_first = np.argsort(reps, kind="stable")
+        rank = np.empty(len(reps), np.int64)
+        rank[by_first] = np.arange(len(reps))
+        return rank[group], reps[by_first]
+    seen: dict[bytes, int] = {}
+    firsts: list[int] = []
+    for i, column in enumerate(np.ascontiguousarray(words.T)):
+        g = seen.setdefault(column.tobytes(), len(seen))
+        if g == len(firsts):
+            firsts.append(i)
+        group[i] = g
+    return group, np.array(firsts, np.int64)
 
 
-def _bytes_hash(values: list[bytes]) -> np.ndarray:
-    """_span_hash of whole byte strings (the per-line path hashes ids the same way)."""
-    if not values:
-        return np.zeros(0, np.uint64)
-    if max(map(len, values)) > _MAX_SPAN:  # never on the vectorised path: any stable hash will do
-        return np.array([int.from_bytes(hashlib.blake2b(v, digest_size=8).digest(), "little")
-                         for v in values], np.uint64)
-    lengths = np.array([len(v) for v in values], np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    buf = np.frombuffer(b"".join(values) + bytes(8), np.uint8)
-    return _span_hash(buf, starts, lengths)
+def _triple(sc: _Scan, a: int, n: int) -> tuple[str, str, str]:
+    """Decode one `model","condition":"...","version":"v` span exactly (escapes included)."""
+    blob = b'{"model":"' + bytes(sc.data[a : a + n]) + b'"}'
+    try:
+        d = orjson.loads(blob)
+    except orjson.JSONDecodeError as exc:
+        raise LogError(f"a log line names its model badly ({exc}): {blob[:80]!r}; move that "
+                       "line aside or restore the file") from exc
+    return str(d["model"]), str(d["condition"]), str(d["version"])
+
+
+# --- rows of the whole log -------------------------------------------------------------
 
 
 class _Rows:
-    """Columns of every log row (one entry per line), filled chunk by chunk."""
+    """Columns of every log row (one entry per line), filled chunk by chunk.
 
-    __slots__ = ("key", "models", "conds", "vers", "parts", "n_lines")
+    A row names its (model, condition, version) triple by index; job ids are (kind, hi, lo):
+    kind 0 for 32-hex ids (their exact 128 bits), kind 1 for others (hi = index in `ids`).
+    """
+
+    __slots__ = ("key", "triples", "first", "ids", "parts", "n_lines")
 
     def __init__(self, strict: bool) -> None:
         self.key = "rating_strict" if strict else "rating"
-        self.models: dict[str, int] = {}
-        self.conds: dict[str, int] = {}
-        self.vers: dict[str, int] = {}
+        self.triples: dict[tuple[str, str, str], int] = {}
+        self.first: list[int] = []  # per triple, the first line naming it
+        self.ids: dict[str, int] = {}
         self.parts: list[dict[str, np.ndarray]] = []
         self.n_lines = 0
+
+    def _triple(self, name: tuple[str, str, str], line: int) -> int:
+        t = self.triples.setdefault(name, len(self.triples))
+        if t == len(self.first):
+            self.first.append(line)
+        elif line < self.first[t]:
+            self.first[t] = line
+        return t
+
+    def _job(self, jid: Any) -> tuple[int, int, int]:
+        jid = str(jid)
+        if len(jid) == 32 and _HEX32.fullmatch(jid):  # as the vectorised path decodes it
+            return 0, int(jid[:16], 16), int(jid[16:], 16)
+        return 1, self.ids.setdefault(jid, len(self.ids)), 0
 
     def add_dicts(self, rows: list[dict[str, Any]], lines: np.ndarray | None = None) -> None:
         """Rows already parsed (the per-line path, cube_from_rows)."""
         if not rows:
             return
-        models, conds, vers, key = self.models, self.conds, self.vers, self.key
-        cols: dict[str, list[Any]] = {k: [] for k in ("m", "c", "v", "pid", "oid", "r", "kept")}
-        ok, jids = [], []
-        for d in rows:
-            # Every row names its axes, so a model whose answers all failed still shows up.
-            cols["m"].append(models.setdefault(d["model"], len(models)))
-            cols["c"].append(conds.setdefault(d["condition"], len(conds)))
-            cols["v"].append(vers.setdefault(d["version"], len(vers)))
-            cols["pid"].append(d["portrait_id"])
-            cols["oid"].append(d["option_id"])
-            good = d.get("status") == "ok"
-            ok.append(good)
-            rating = d.get(key) if good else None
-            cols["r"].append(np.nan if rating is None else rating)
-            cols["kept"].append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
-            jids.append(str(d["job_id"]).encode())
         if lines is None:
             lines = np.arange(self.n_lines, self.n_lines + len(rows))
             self.n_lines += len(rows)
+        cols: dict[str, list[Any]] = {k: [] for k in ("t", "pid", "oid", "r", "ok", "kept")}
+        jobs = []
+        for d, line in zip(rows, lines.tolist(), strict=True):
+            # Every row names its axes, so a model whose answers all failed still shows up.
+            name = (str(d["model"]), str(d["condition"]), str(d["version"]))
+            cols["t"].append(self._triple(name, line))
+            cols["pid"].append(d["portrait_id"])
+            cols["oid"].append(d["option_id"])
+            good = d.get("status") == "ok"
+            rating = d.get(self.key) if good else None
+            cols["ok"].append(good)
+            cols["r"].append(np.nan if rating is None else rating)
+            cols["kept"].append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
+            jobs.append(self._job(d["job_id"]))
         part = {k: np.asarray(v, np.float64 if k == "r" else np.int64) for k, v in cols.items()}
-        part["kept"] = part["kept"].astype(bool)
-        part.update(ok=np.asarray(ok, bool), jh=_bytes_hash(jids), line=lines)
+        part["ok"], part["kept"] = part["ok"].astype(bool), part["kept"].astype(bool)
+        kind, hi, lo = zip(*jobs, strict=True)
+        part.update(kind=np.array(kind, np.uint8), hi=np.array(hi, np.uint64),
+                    lo=np.array(lo, np.uint64), line=np.asarray(lines, np.int64))
         self.parts.append(part)
+
+    def add_chunk(self, path: Path, sc: _Scan, nl: np.ndarray) -> None:
+        """The complete lines of a chunk: Record-shaped ones vectorised, others one by one."""
+        ends = np.flatnonzero(np.equal(sc.buf[: sc.size], 10, out=nl[: sc.size]))
+        starts = np.empty_like(ends)
+        starts[:1], starts[1:] = 0, ends[:-1] + 1
+        keep = ends > starts  # blank lines carry nothing
+        starts, ends = starts[keep], ends[keep]
+        lines = np.arange(self.n_lines, self.n_lines + len(starts))
+        self.n_lines += len(starts)
+        got = _parse(sc, starts, ends, self.key == "rating_strict")
+        slow = np.flatnonzero(~got.fast)
+        rows = [_load_line(path, bytes(sc.data[starts[i] : ends[i]])) for i in slow.tolist()]
+        keep_rows = [i for i, r in enumerate(rows) if r is not None]
+        if got.names:
+            local = np.array([self._triple(name, int(lines[f]))
+                              for name, f in zip(got.names, got.first, strict=True)], np.int64)
+            n = len(got.pid)
+            self.parts.append({
+                "t": local[got.triple], "pid": got.pid, "oid": got.oid, "r": got.rating,
+                "ok": got.ok, "kept": np.zeros(n, bool), "kind": np.zeros(n, np.uint8),
+                "hi": got.hi, "lo": got.lo, "line": lines[got.fast]})
+        if keep_rows:
+            self.add_dicts([rows[i] for i in keep_rows],  # type: ignore[misc]
+                           lines[slow[keep_rows]])
 
     def compact(self) -> None:
         """Merge the parts into one with narrow dtypes (what a worker sends back)."""
         if not self.parts:
             return
-        narrow = {"m": np.int32, "c": np.int32, "v": np.int32, "pid": np.int32, "oid": np.int32,
-                  "r": np.float32, "ok": bool, "kept": bool, "jh": np.uint64, "line": np.int64}
         self.parts = [{k: np.concatenate([p[k] for p in self.parts]).astype(t, copy=False)
-                       for k, t in narrow.items()}]
+                       for k, t in _NARROW.items()}]
 
     def absorb(self, other: _Rows) -> None:
         """Append another reader's rows, which come after ours in the file."""
-        for col, mine, theirs in (("m", self.models, other.models),
-                                  ("c", self.conds, other.conds), ("v", self.vers, other.vers)):
-            remap = np.array([mine.setdefault(n, len(mine)) for n in theirs], np.int64)
-            for part in other.parts:
-                part[col] = remap[part[col]] if len(remap) else part[col]
+        remap = np.array([self._triple(name, other.first[t] + self.n_lines)
+                          for name, t in other.triples.items()], np.int64)
+        ids = np.array([self.ids.setdefault(j, len(self.ids)) for j in other.ids], np.uint64)
         for part in other.parts:
+            part["t"] = remap[part["t"]] if len(remap) else part["t"]
+            other_ids = part["kind"] == 1
+            if other_ids.any():
+                part["hi"][other_ids] = ids[part["hi"][other_ids].astype(np.int64)]
             part["line"] = part["line"] + self.n_lines
             self.parts.append(part)
         self.n_lines += other.n_lines
 
-    def add_chunk(self, path: Path, chunk: bytes, size: int) -> None:
-        """The complete lines in chunk[:size]: Record-shaped ones vectorised, others one by one.
 
-        Past `size` the chunk holds at least len(_PAD) more bytes (the next line, then zeros),
-        so fixed offsets past a line's last quote never leave the buffer.
-        """
-        buf = np.frombuffer(chunk, np.uint8)
-        ends = np.flatnonzero(buf[:size] == 10)
-        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
-        keep = ends > starts  # blank lines carry nothing
-        starts, ends = starts[keep], ends[keep]
-        lines = np.arange(self.n_lines, self.n_lines + len(starts))
-        self.n_lines += len(starts)
-        fast, part = _vector_parse(buf, starts, ends, self.key)
-        slow = np.flatnonzero(~fast)
-        rows = [_load_line(path, chunk[starts[i] : ends[i]]) for i in slow]
-        # Name every axis value in line order across both paths: models list as logged.
-        tables = {"m": self.models, "c": self.conds, "v": self.vers}
-        fields = {"m": "model", "c": "condition", "v": "version"}
-        events = [(int(lines[i]), col, str(d[fields[col]]))
-                  for i, d in zip(slow, rows, strict=True) for col in tables]
-        if part is not None:
-            fast_lines = lines[fast]
-            for col, (names, first) in part.pop("names").items():
-                events += [(int(fast_lines[f]), col, n) for n, f in zip(names, first, strict=True)]
-        for _, col, name in sorted(events):
-            tables[col].setdefault(name, len(tables[col]))
-        if part is not None:
-            part["line"] = lines[fast]
-            for col, local in part.pop("local").items():
-                part[col] = np.array([tables[col][n] for n in local], np.int64)[part[col]]
-            self.parts.append(part)
-        if rows:
-            self.add_dicts(rows, lines[slow])
+_NARROW = {"t": np.int32, "pid": np.int32, "oid": np.int32, "r": np.float32, "ok": bool,
+           "kept": bool, "kind": np.uint8, "hi": np.uint64, "lo": np.uint64, "line": np.int64}
 
 
-def _load_line(path: Path, line: bytes) -> dict[str, Any]:
+def _load_line(path: Path, line: bytes) -> dict[str, Any] | None:
+    """One line through orjson; None for a line of whitespace."""
     try:
         row: dict[str, Any] = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        if not line.strip():
+            return None
         raise LogError(
             f"{path}: a line is not valid JSON ({exc}): {line[:80]!r}; move it aside or "
             "restore the file"
@@ -210,167 +500,33 @@ def _load_line(path: Path, line: bytes) -> dict[str, Any]:
     return row
 
 
-def _words(buf: np.ndarray) -> np.ndarray:
-    """Every byte offset of `buf` as the start of an unaligned little-endian uint64 (a view)."""
-    return np.ndarray((len(buf) - 7,), np.uint64, buffer=buf, strides=(1,))
-
-
-def _matches(buf: np.ndarray, at: np.ndarray, text: bytes) -> np.ndarray:
-    """Which rows hold `text` at buf[at:]: one 8-byte compare per word instead of per byte."""
-    words, ok = _words(buf), np.ones(len(at), bool)
-    for k in range(0, len(text), 8):
-        piece = text[k : k + 8]
-        mask = np.uint64((1 << (8 * len(piece))) - 1)
-        want = np.uint64(int.from_bytes(piece, "little"))
-        ok &= (words[np.minimum(at + k, len(words) - 1)] & mask) == want
-    return ok
-
-
-def _digits(buf: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The unsigned integers written in buf[a:b] (up to 8 digits) per row, and which held one."""
-    n = b - a
-    word = _words(buf)[np.clip(a, 0, len(buf) - 8)]
-    value, good = np.zeros(len(a), np.int64), (n >= 1) & (n <= 8)
-    for i in range(8):
-        d = ((word >> np.uint64(8 * i)) & np.uint64(0xFF)).astype(np.int64) - 48
-        inside = i < n
-        good &= ~inside | ((d >= 0) & (d <= 9))
-        value = np.where(inside, value * 10 + d, value)
-    return value, good
-
-
-def _vector_parse(
-    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, key: str
-) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """Parse lines written by Record.to_json without building a dict per line.
-
-    Such a line starts with the fields job_id .. raw in dataclass order, so with the quote
-    positions known, every field sits between fixed quotes. Lines that deviate in any checked
-    way (other order, escapes in names, no rating) are flagged for the per-line path.
-    """
-    qs = np.flatnonzero(buf == 34)
-    if len(qs) < 28 or not len(starts):
-        return np.zeros(len(starts), bool), None
-    k0 = np.searchsorted(qs, starts)
-    fast = k0 + 28 < len(qs)
-    # Gathered once, quote index major: each q(j) below is one contiguous row.
-    quotes = qs[np.minimum(np.arange(_QUOTES)[:, None] + k0, len(qs) - 1)]
-
-    def q(j: int) -> np.ndarray:
-        return quotes[j]
-
-    fast &= (q(0) == starts + 1) & (q(27) < ends)
-    for name, j in _PREFIX:
-        fast &= (q(j + 1) - q(j) == len(name) + 1) & (buf[q(j) + 1] == ord(name[0]))
-        fast &= buf[q(j) + len(name)] == ord(name[-1])
-    # A backslash anywhere in the prefix means an escape: leave the line to orjson.
-    slashes = np.flatnonzero(buf == 92)
-    fast &= np.searchsorted(slashes, starts) == np.searchsorted(slashes, q(26))
-    fast &= (q(25) - q(24) == 3) | (q(25) - q(24) == 7)  # "ok" | "failed"
-    spans = {"jid": (q(2) + 1, q(3)), "m": (q(6) + 1, q(7)), "c": (q(10) + 1, q(11)),
-             "v": (q(14) + 1, q(15))}
-    for a, b in spans.values():
-        fast &= (b - a >= 1) & (b - a <= _MAX_SPAN)
-    pid, good_p = _digits(buf, q(17) + 2, q(18) - 1)
-    oid, good_o = _digits(buf, q(19) + 2, q(20) - 1)
-    fast &= good_p & good_o
-    rating, good_r, located = _rating_guess(buf, quotes, ends, key)
-    miss = np.flatnonzero(fast & ~located)  # escaped quotes in the answer text, for instance
-    if len(miss):
-        rating[miss], good_r[miss] = _rating_after(buf, qs, q(27)[miss], ends[miss], key)
-    fast &= good_r
-    idx = np.flatnonzero(fast)
-    if not len(idx):
-        return fast, None
-    part: dict[str, Any] = {"pid": pid[idx], "oid": oid[idx], "r": rating[idx],
-                            "ok": q(25)[idx] - q(24)[idx] == 3,
-                            "kept": np.zeros(len(idx), bool)}
-    part["jh"] = _span_hash(buf, spans["jid"][0][idx], (spans["jid"][1] - spans["jid"][0])[idx])
-    names: dict[str, tuple[list[str], np.ndarray]] = {}
-    for col in ("m", "c", "v"):
-        a, b = spans[col][0][idx], spans[col][1][idx]
-        h = _span_hash(buf, a, b - a)
-        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-        order = np.argsort(first)  # first-seen order, so models list as the log has them
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        first = first[order]
-        names[col] = ([bytes(buf[a[i] : b[i]]).decode() for i in first], first)
-        part[col] = rank[inverse.reshape(-1)]
-    part["names"] = names
-    part["local"] = {col: names[col][0] for col in names}
-    return fast, part
-
-
-def _rating_value(buf: np.ndarray, at: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """The 1-digit value after the key whose opening quote is at `at`, and where there is one."""
-    v = at + len(key) + 3  # quote, key, quote, colon
-    digit = buf[v].astype(np.int64) - 48
-    good = (digit >= 1) & (digit <= 9) & ((buf[v + 1] == ord(",")) | (buf[v + 1] == ord("}")))
-    return digit.astype(np.float64), good
-
-
-def _rating_guess(
-    buf: np.ndarray, quotes: np.ndarray, ends: np.ndarray, key: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(value, is a digit, key located) where answer and reasoning hold no escaped quote.
-
-    Then the key's opening quote is quote 30, 32, 34 or 36 of the line (raw and reasoning each
-    null or a plain string; rating_strict two after rating); the first that matches is it.
-    """
-    n = quotes.shape[1]
-    value, good, located = np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool)
-    text = f'"{key}":'.encode()
-    for j in range(30, _QUOTES - 1, 2):
-        at = quotes[j]
-        hit = ~located & (at < ends) & (buf[at - 1] == ord(",")) & _matches(buf, at, text)
-        v, digit = _rating_value(buf, at, key)
-        value[hit], good[hit], located[hit] = v[hit], digit[hit], True
-    return value, good, located
-
-
-def _rating_after(
-    buf: np.ndarray, qs: np.ndarray, after: np.ndarray, ends: np.ndarray, key: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per line, the 1-digit value of the first `,"<key>":` after `after`; NaN-free rows only.
-
-    `,"key":` cannot occur inside a JSON string (its quotes would be escaped), and in a
-    Record line nothing nested comes between raw and the ratings, so the first hit is it.
-    """
-    k = np.flatnonzero(np.diff(qs) == len(key) + 1)
-    k = k[(buf[qs[k] - 1] == ord(",")) & (buf[np.minimum(qs[k + 1] + 1, len(buf) - 1)] == ord(":"))]
-    pos = qs[k]
-    for i, ch in enumerate(key.encode()):
-        pos = pos[buf[pos + 1 + i] == ch]
-    j = np.searchsorted(pos, after)
-    found = j < len(pos)
-    at = pos[np.minimum(j, max(len(pos) - 1, 0))] if len(pos) else np.zeros_like(after)
-    found &= at < ends
-    value, digit = _rating_value(buf, at, key)
-    return value, found & digit
-
-
 def _read(path: Path, rows: _Rows, start: int = 0, stop: int | None = None) -> None:
-    """Feed the complete lines of bytes [start, stop) to `rows` in big chunks.
+    """Feed the complete lines of bytes [start, stop) to `rows`, a chunk at a time.
 
     `start` must be a line start; a last line without its newline (a torn write) is ignored.
+    One buffer is reused (read into, never re-allocated) unless a line outgrows it.
     """
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
+        left = (os.fstat(f.fileno()).st_size if stop is None else stop) - start
         f.seek(start)
-        left = stop - start if stop is not None else -1
-        rest = b""
-        while left != 0:
-            block = f.read(CHUNK_BYTES if left < 0 else min(CHUNK_BYTES, left))
-            if not block:
+        cap = CHUNK_BYTES
+        mem, nl, have = bytearray(cap + _PAD), np.empty(cap, bool), 0
+        while left > 0:
+            if have == cap:  # one line longer than the buffer: grow it
+                cap *= 2
+                mem = mem[:have] + bytearray(cap + _PAD - have)
+                nl = np.empty(cap, bool)
+            with memoryview(mem) as view:
+                got = f.readinto(view[have : have + min(cap - have, left)])
+            if not got:
                 return
-            left = left - len(block) if left > 0 else left
-            chunk = rest + block + _PAD  # the one copy per chunk, padding included
-            cut = chunk.rfind(b"\n", 0, len(chunk) - len(_PAD))
-            if cut < 0:
-                rest = chunk[: -len(_PAD)]
-                continue
-            rest = chunk[cut + 1 : -len(_PAD)]
-            rows.add_chunk(path, chunk, cut + 1)
+            left -= got
+            size = have + got
+            cut = mem.rfind(b"\n", 0, size) + 1
+            if cut:
+                rows.add_chunk(path, _Scan(mem, cut), nl)
+                mem[: size - cut] = mem[cut:size]
+            have = size - cut
 
 
 def _split_points(path: Path, parts: int) -> list[int]:
@@ -394,16 +550,16 @@ def _read_part(path: Path, start: int, stop: int, strict: bool) -> _Rows:
 
 
 def _read_parallel(path: Path, strict: bool, workers: int) -> _Rows:
-    """Read byte ranges of the log in worker processes and stitch them in file order."""
+    """Read byte ranges of the log in parallel (the first here) and stitch them in file order."""
     points = _split_points(path, workers)
     ctx = multiprocessing.get_context("fork")  # no re-import: workers start in milliseconds
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx) as pool:
         futures = [pool.submit(_read_part, path, a, b, strict)
-                   for a, b in zip(points, points[1:], strict=False)]
-        shares = [f.result() for f in futures]
-    acc = _Rows(strict)
-    for share in shares:
-        acc.absorb(share)
+                   for a, b in zip(points[1:-1], points[2:], strict=True)]
+        acc = _Rows(strict)
+        _read(path, acc, points[0], points[1])
+        for future in futures:
+            acc.absorb(future.result())
     return acc
 
 
@@ -414,50 +570,75 @@ def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = Fa
     return _build(acc, ds)
 
 
-def _counting_rows(jh: np.ndarray, line: np.ndarray, ok: np.ndarray) -> np.ndarray:
+def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray:
     """Indices of the rows that count, one per job: its first ok row, else its last row.
 
-    Jobs are told apart by a 64-bit hash of their id: ids that differ in one 8-byte word can
-    never collide (odd multipliers), others with odds of 2^-64 per pair.
+    Jobs are equal when their (kind, hi, lo) keys are: a hash finds the candidates in one
+    sort, and only rows sharing a hash are compared exactly.
     """
-    ordered = np.sort(jh)
-    if not (ordered[1:] == ordered[:-1]).any():
-        return np.arange(len(jh))  # no job logged twice: the usual case, and cheap
-    order = np.argsort(line, kind="stable")
-    jh_o, ok_o = jh[order], ok[order]
-    ok_idx = np.flatnonzero(ok_o)
-    _, first_ok = np.unique(jh_o[ok_idx], return_index=True)
-    chosen = [order[ok_idx[first_ok]]]
-    rev = np.arange(len(jh_o))[::-1]
-    last_jh, last = np.unique(jh_o[rev], return_index=True)
-    never_ok = ~np.isin(last_jh, jh_o[ok_idx])
-    chosen.append(order[rev[last[never_ok]]])
-    return np.concatenate(chosen)
+    kind, hi, lo = cols["kind"], cols["hi"], cols["lo"]
+    h = (hi * _MIX[0]) ^ (lo * _MIX[1]) ^ (kind.astype(np.uint64) * _MIX[2])
+    ordered = np.sort(h)
+    tied = ordered[1:] == ordered[:-1]
+    if not tied.any():
+        return np.arange(len(h))  # no job logged twice: the usual case, and cheap
+    cand = np.flatnonzero(np.isin(h, ordered[1:][tied]))
+    line, ok = cols["line"][cand], cols["ok"][cand].astype(bool)
+    order = np.lexsort((line, lo[cand], hi[cand], kind[cand]))  # by job, then file order
+    rows, ok = cand[order], ok[order]
+    new = np.ones(len(rows), bool)
+    new[1:] = (kind[rows[1:]] != kind[rows[:-1]]) | (hi[rows[1:]] != hi[rows[:-1]]) | (
+        lo[rows[1:]] != lo[rows[:-1]])
+    job = np.cumsum(new) - 1
+    oks = np.flatnonzero(ok)
+    first_ok = oks[np.r_[True, job[oks][1:] != job[oks][:-1]]] if len(oks) else oks
+    answered = np.zeros(job[-1] + 1, bool)
+    answered[job[first_ok]] = True
+    last = np.flatnonzero(np.r_[new[1:], True])
+    keep = np.ones(len(h), bool)
+    keep[cand] = False
+    keep[rows[first_ok]] = True
+    keep[rows[last[~answered]]] = True
+    return np.flatnonzero(keep)
+
+
+def _axes(acc: _Rows) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    """Models, conditions and versions in first-seen order; (3, T) axis index per triple.
+
+    Versions come in the benchmark's order (v1 first: the authors' rule keys on it).
+    """
+    axes: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
+    names = list(acc.triples)
+    index = np.zeros((3, max(len(names), 1)), np.int64)
+    for t in np.argsort(np.array(acc.first, np.int64), kind="stable").tolist():
+        for k, name in enumerate(names[t]):
+            index[k, t] = axes[k].setdefault(name, len(axes[k]))
+    rank = {name: i for i, name in enumerate(VERSIONS)}
+    vers = sorted(axes[2], key=lambda name: (rank.get(name, len(rank)), axes[2][name]))
+    remap = np.zeros(max(len(vers), 1), np.int64)
+    for new, name in enumerate(vers):
+        remap[axes[2][name]] = new
+    index[2] = remap[index[2]]
+    return list(axes[0]), list(axes[1]), vers, index
 
 
 def _build(acc: _Rows, ds: Dataset) -> RatingCube:
-    cols = {k: np.concatenate([p[k] for p in acc.parts]) if acc.parts else np.zeros(0)
-            for k in ("m", "c", "v", "pid", "oid", "r", "ok", "kept", "jh", "line")}
-    sel = _counting_rows(cols["jh"], cols["line"], cols["ok"].astype(bool))
-    m, c, v, r = (cols[k][sel] for k in ("m", "c", "v", "r"))
-    m, c, v = (x.astype(np.int64) for x in (m, c, v))
+    cols = {k: np.concatenate([p[k] for p in acc.parts]) if acc.parts else
+            np.zeros(0, np.uint64 if k in ("hi", "lo") else np.int64) for k in _NARROW}
+    sel = _counting_rows(cols)
+    names_m, names_c, names_v, index = _axes(acc)
+    t = cols["t"][sel].astype(np.int64)
+    m, c, v = index[0][t], index[1][t], index[2][t]
+    r = cols["r"][sel].astype(np.float64)
     rated = cols["ok"][sel].astype(bool) & ~np.isnan(r)
-    # Versions in the benchmark's order (v1 first: the authors' rule keys on it), others after.
-    rank = {name: i for i, name in enumerate(VERSIONS)}
-    names_v = sorted(acc.vers, key=lambda name: (rank.get(name, len(rank)), acc.vers[name]))
-    remap = np.zeros(max(len(names_v), 1), np.int64)
-    for new, name in enumerate(names_v):
-        remap[acc.vers[name]] = new
-    v = remap[v]
     item = ds.indices(cols["pid"][sel], cols["oid"][sel]) if len(sel) else sel
-    shape = (len(acc.models), len(acc.conds), len(names_v), len(ds.portrait_id))
+    shape = (len(names_m), len(names_c), len(names_v), len(ds.portrait_id))
     size = int(np.prod(shape))
     flat = np.ravel_multi_index((m[rated], c[rated], v[rated], item[rated]), shape) if size else m
     total = np.bincount(flat, weights=r[rated], minlength=size)
     count = np.bincount(flat, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratings = (total / count).reshape(shape)  # mean over repeats; 0/0 -> NaN = missing
-    names_m = list(acc.models)
     failed = ~rated
     per_model = np.bincount(m[failed], minlength=len(names_m))
     kept = np.zeros((shape[0], shape[1], shape[3]), bool)
@@ -466,7 +647,7 @@ def _build(acc: _Rows, ds: Dataset) -> RatingCube:
     first_missing = np.isnan(ratings[:, :, 0, :]) if shape[2] else kept
     return RatingCube(
         models=names_m,
-        conditions=list(acc.conds),
+        conditions=names_c,
         versions=names_v,
         ratings=ratings,
         portrait_id=np.asarray(ds.portrait_id).copy(),
