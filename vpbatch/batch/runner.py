@@ -86,7 +86,7 @@ class BatchRunner:
     """Runs one batch-mode model's job stream to the log through provider batches."""
 
     __slots__ = ("model", "provider", "api", "log", "journal", "progress", "opts",
-                 "retry_failed", "regrid", "stopping", "_scope", "_meta", "_requeue")
+                 "retry_failed", "regrid", "stopping", "_scope", "_meta", "_requeue", "_known")
 
     def __init__(
         self,
@@ -111,6 +111,7 @@ class BatchRunner:
         self._scope: anyio.CancelScope | None = None
         self._meta: dict[str, _Meta] = {}  # jobs in a batch, by id
         self._requeue: dict[str, str] = {}  # job id -> why it goes into the next round
+        self._known: set[str] | None = None  # batch ids in the journal (read once)
 
     # -- the stream ------------------------------------------------------------------------
 
@@ -158,10 +159,12 @@ class BatchRunner:
                 if only is None and self.log.is_done(jid, retry_failed=self.retry_failed):
                     self.progress.skipped += 1
                     continue
-                self._remember(job)
+                body = self.provider.build_request(job.messages, job.params).body
+                self._meta[jid] = _Meta(job.condition, job.version, job.portrait_id,
+                                        job.option_id, job.repeat, loggable_request(body))
                 if jid in waiting:
                     continue  # already paid for: its batch is polled below
-                line = self.api.line(jid, self._body(job))
+                line = self.api.line(jid, body)
                 if chunk and (len(chunk) >= limit or size + len(line) > self.api.max_bytes):
                     await self._submit(chunk, tg)
                     chunk, size = [], 0
@@ -179,13 +182,6 @@ class BatchRunner:
                     self.journal.collected(self.model.name, e.batch_id)
                 # else: another shard's batch, which that shard's run collects
 
-    def _remember(self, job: Job) -> None:
-        self._meta[job.job_id] = _Meta(job.condition, job.version, job.portrait_id,
-                                       job.option_id, job.repeat, loggable_request(self._body(job)))
-
-    def _body(self, job: Job) -> dict[str, Any]:
-        return self.provider.build_request(job.messages, job.params).body
-
     async def _submit(self, chunk: list[tuple[str, bytes]], tg: TaskGroup) -> None:
         ids = [jid for jid, _ in chunk]
         lines = [line for _, line in chunk]
@@ -197,11 +193,12 @@ class BatchRunner:
             try:
                 entry.extra = await self.api.prepare(lines)
                 self.journal.creating(entry)
-                entry.batch_id = await self.api.create(lines, entry.extra, self._known())
+                entry.batch_id = await self.api.create(lines, entry.extra, self._known_ids())
             except BatchCallError as exc:
                 self.abort(str(exc))  # an intent left open is looked up on resume
                 return
             self.journal.submitted(entry)
+            self._known_ids().add(entry.batch_id)
         self.progress.sent += len(ids)
         self.progress.in_flight += len(ids)
         tg.start_soon(self._watch, entry.batch_id, ids)
@@ -210,7 +207,7 @@ class BatchRunner:
         """Intents a crash left without a batch id: adopt the batch the provider made, if any."""
         for entry in self.journal.unconfirmed(self.model.name):
             try:
-                found = await self.api.recover(entry.extra, self._known())
+                found = await self.api.recover(entry.extra, self._known_ids())
             except BatchCallError as exc:
                 self.abort(str(exc))
                 return
@@ -219,9 +216,13 @@ class BatchRunner:
             else:
                 entry.batch_id = found
                 self.journal.submitted(entry)
+                self._known_ids().add(found)
 
-    def _known(self) -> set[str]:
-        return {str(r["batch_id"]) for r in self.journal.rows() if r.get("batch_id")}
+    def _known_ids(self) -> set[str]:
+        """Batch ids already journaled (a crash recovery must not adopt one of them)."""
+        if self._known is None:
+            self._known = {str(r["batch_id"]) for r in self.journal.rows() if r.get("batch_id")}
+        return self._known
 
     # -- one batch ---------------------------------------------------------------------------
 
