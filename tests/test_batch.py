@@ -263,6 +263,35 @@ def test_kill_9_between_submit_and_results_loses_nothing_and_pays_once(
     assert all(r["status"] == "ok" for r in got)
 
 
+def test_sigint_while_a_batch_runs_exits_at_once_and_the_resume_collects_it(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C does not wait hours for a batch: the run exits 130 and the batch stays journaled."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        srv = portal.call(start_server, SimServerConfig(batch_delay_s=1.0))
+        try:
+            write_config(tmp_path / "c.toml", srv.url, items=ITEMS)
+            cmd = [sys.executable, "-m", "vpbatch", "run", str(tmp_path / "c.toml"),
+                   "--run-dir", str(tmp_path / "run")]
+            env = {**os.environ, "VPBATCH_BATCH_POLL_S": "0.1"}
+            journal = tmp_path / "run" / JOURNAL_NAME
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 60
+            while not (journal.exists() and b"submitted" in journal.read_bytes()):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.002)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 130 and "resume with: vpbatch run" in err
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
+            assert done.returncode == 0, done.stderr
+            assert srv.stats.batches_created == 1
+        finally:
+            portal.call(srv.close)
+    assert_each_job_once(rows(tmp_path / "run"))
+
+
 # -- per-request outcomes --------------------------------------------------------------------
 
 
