@@ -17,7 +17,8 @@ from vpbatch.audit import parse_audit
 from vpbatch.llama_server import LlamaUnavailable, serve_llama
 from vpbatch.log import LOG_NAME, iter_log, read_log
 
-pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
+# A loaded 2-core machine answers a few requests a second at best: allow the slice time.
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 VERSIONS = ["v1", "v2_reversed"]
 N_ITEMS = 40
