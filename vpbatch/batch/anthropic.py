@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -101,6 +102,10 @@ class AnthropicBatchAPI(BatchAPI):
         url = state.files.get("results_url")
         if not url:
             return []
+        if urlsplit(url).netloc != urlsplit(self.base).netloc:
+            # The download carries the key: never to a host other than the API's own.
+            raise BatchCallError(f"{self.name}: results_url {url} is not on {self.base}; "
+                                 "check base_url", kind=FailureKind.PERMANENT)
         raw = await self.call("GET", url)
         out = []
         for line in raw.splitlines():
