@@ -592,14 +592,15 @@ def test_the_log_lines_are_orjson_records(tmp_path: Path) -> None:
         assert orjson.loads(line)["model"] == "s"
 
 
-def test_a_batch_mode_model_is_not_sent_online(tmp_path: Path) -> None:
+def test_a_batch_mode_model_goes_through_one_batch_not_online(tmp_path: Path) -> None:
     async def main() -> None:
         async with serving() as srv:
             cfg = write_config(tmp_path / "c.toml", [
                 http_model("batched", srv, mode="batch"), http_model("online", srv)], items=1)
             summary = await run(cfg, tmp_path / "run")
-            stopped = summary.models["batched"].stopped
-            assert stopped is not None and "batch" in stopped
+            assert summary.models["batched"].stopped is None
+            assert summary.models["batched"].ok == 6
             assert summary.models["online"].ok == 6 and srv.stats.requests == 6
+            assert srv.stats.batches_created == 1
 
     anyio.run(main)

@@ -85,6 +85,8 @@ class ModelConfig:
     price_in: float | None = None  # USD per million prompt tokens, for `plan`
     price_out: float | None = None  # USD per million completion tokens
     mode: str = "online"  # "online" | "batch"
+    batch_size: int | None = None  # requests per provider batch (default: the provider's cap)
+    batch_poll_s: float | None = None  # seconds between polls of an open batch (default 60)
     extra_body: dict[str, Any] = field(default_factory=dict)  # passed through to the body
     sim: dict[str, Any] = field(default_factory=dict)  # simulated respondent settings
     personas: list[str] | str | None = None  # per-model override of [grids]
@@ -108,7 +110,7 @@ class Config:
 
 # Numeric bounds: (field, lower bound, inclusive?). Zero rpm or concurrency would hang a sweep.
 _POSITIVE = ("rpm", "tpm", "concurrency", "max_tokens", "max_attempts", "repeats", "items",
-             "timeout_connect", "timeout_read")
+             "timeout_connect", "timeout_read", "batch_size", "batch_poll_s")
 _NON_NEGATIVE = ("temperature", "price_in", "price_out", "max_retry_seconds", "seed")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

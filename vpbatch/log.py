@@ -69,9 +69,7 @@ def dedupe(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         prev = out.get(row["job_id"])
-        if prev is None or (prev.get("status") != OK and row.get("status") == OK):
-            out[row["job_id"]] = row
-        elif prev.get("status") != OK:
+        if prev is None or prev.get("status") != OK:  # an answer, once there, stays
             out[row["job_id"]] = row
     return out
 

@@ -48,8 +48,8 @@ class BatchOptions:
     @classmethod
     def for_model(cls, m: ModelConfig, env: Mapping[str, str] = os.environ) -> BatchOptions:
         """From the model's `batch_size`/`batch_poll_s` if the config has them, else the env."""
-        size = getattr(m, "batch_size", None) or _number(env, SIZE_ENV, int)
-        poll = getattr(m, "batch_poll_s", None) or _number(env, POLL_ENV, float)
+        size = m.batch_size or _number(env, SIZE_ENV, int)
+        poll = m.batch_poll_s or _number(env, POLL_ENV, float)
         return cls(size=int(size) if size else None, poll_s=float(poll) if poll else 60.0)
 
 

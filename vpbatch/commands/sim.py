@@ -51,13 +51,20 @@ def sim() -> None:
               help="Recorded outputs (default: <data>/lm_evaluation/outputs/final).")
 @click.option("--require-key-env", metavar="NAME",
               help="Answer 401 unless the Bearer key equals this env variable's value.")
+@click.option("--batch-delay-s", default=0.0, show_default=True,
+              help="Seconds after creation at which a batch (OpenAI or Anthropic) ends.")
+@click.option("--batch-expire-after", type=int,
+              help="A batch answers this many requests; the rest expire.")
+@click.option("--batch-p-invalid", default=0.0, show_default=True,
+              help="Share of batch requests answered 400 (a permanent error).")
 def serve(
     host: str, port: int, port_file: Path | None, latency_ms: float, jitter_ms: float,
     rpm: float | None, fault_429: float, retry_after: float, fault_500: float,
     fault_503: float, fault_drop: float, fault_malformed: float, fault_slow: float,
     slow_s: float, max_faulty_attempts: int, seed: int, noise: float | None,
     p_refuse: float | None, p_verbose: float | None, data: Path | None,
-    replay_dir: Path | None, require_key_env: str | None,
+    replay_dir: Path | None, require_key_env: str | None, batch_delay_s: float,
+    batch_expire_after: int | None, batch_p_invalid: float,
 ) -> None:
     """Serve POST /v1/chat/completions until SIGINT or SIGTERM."""
     key = None
@@ -76,7 +83,9 @@ def serve(
     given = {"noise": noise, "p_refuse": p_refuse, "p_verbose": p_verbose}
     cfg = SimServerConfig(latency_ms=latency_ms, jitter_ms=jitter_ms, rpm=rpm, faults=faults,
                           seed=seed, replay_dir=replay_dir, require_key=key, data=data,
-                          settings={k: v for k, v in given.items() if v is not None})
+                          settings={k: v for k, v in given.items() if v is not None},
+                          batch_delay_s=batch_delay_s, batch_expire_after=batch_expire_after,
+                          batch_p_invalid=batch_p_invalid)
     anyio.run(_serve, cfg, host, port, port_file)
 
 
