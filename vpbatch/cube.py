@@ -63,6 +63,7 @@ class RatingCube:
 _PAD = 1024  # slack past a chunk's data: word loads a little past a line end stay in the array
 _SCAN_WORDS = 32  # strings up to 256 bytes are scanned word by word, longer ones by index
 _NAME_WORDS = 16  # names up to 128 bytes take the vectorised path
+_STRIDE = 32  # every _STRIDE-th line's names are scanned; the others compared with those
 _ONES = np.uint64(0x0101010101010101)
 _HIGH = np.uint64(0x8080808080808080)
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
@@ -279,19 +280,10 @@ def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, 
     hi, lo, good = sc.hex128(s + 11)
     ok &= good
     out: dict[str, np.ndarray] = {"hi": hi, "lo": lo}
-    a, key_words = s + 54, []
-    for key in (b'","condition":"', b'","version":"', b'","portrait_id":'):
-        idx = np.flatnonzero(ok)
-        q = np.full(len(s), -1, np.int64)
-        q[idx], words = sc.name(a[idx], e[idx])
-        ok &= q >= 0
-        q = np.where(ok, q, s)  # a failed row keeps reading inside its own line
-        ok &= sc.match(q, key)
-        full = np.zeros((len(words), len(s)), np.uint64)
-        full[:, idx] = words
-        key_words += [(q - a).astype(np.uint64)[None], full]  # length, then the bytes
-        a = q + len(key)
-    out["name_words"], out["v_end"] = np.concatenate(key_words), q
+    out["span"], q, spans = _triples(sc, s, e, ok)
+    ok &= out["span"] >= 0
+    out["spans"] = np.array(spans, object)
+    a = np.where(ok, q, s) + 16  # past `","portrait_id":`, which _triples checked
     pid, a, good_p = sc.number(a)
     ok &= good_p & sc.match(a, b',"option_id":')
     oid, a, good_o = sc.number(a + 13)
@@ -317,15 +309,89 @@ def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, 
     return out
 
 
+def _triples(
+    sc: _Scan, s: np.ndarray, e: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """(span id per line or -1, end quote of its version, the distinct spans).
+
+    A span is the bytes `model","condition":"...","version":"v` of a line. Lines come in runs
+    of one span, so every _STRIDE-th line is scanned and each line is compared, in one pass of
+    word compares, with the spans of the sampled lines before and after it: a byte-equal span
+    followed by `","portrait_id":` names the same triple. Lines matching neither are scanned.
+    """
+    a0 = s + 54
+    span, v_end = np.full(len(s), -1, np.int64), np.full(len(s), -1, np.int64)
+    todo = np.flatnonzero(ok)
+    sample = todo[::_STRIDE]
+    q, group, reps = _scan_triples(sc, s[sample], e[sample])
+    spans = [bytes(sc.data[a0[sample[r]] : q[r]]) for r in reps.tolist()]
+    good = np.flatnonzero(group >= 0)
+    if len(good):
+        table, lens = _span_table([spans[g] + b'","portrait_id":' for g in group[good]])
+        for after in (0, 1):
+            cand = np.searchsorted(sample[good], todo, side="right") - 1 + after
+            cand = np.clip(cand, 0, len(good) - 1)
+            same, base, n = np.ones(len(todo), bool), a0[todo], lens[cand]
+            for k in range(len(table)):
+                word, rest = sc.words[base + 8 * k], n - 8 * k
+                if rest.min(initial=8) < 8:  # some spans end in this word: keep only their bytes
+                    word &= _MASKS[np.clip(rest, 0, 8)]
+                same &= word == table[k][cand]
+            hit = todo[same]
+            span[hit], v_end[hit] = group[good][cand[same]], a0[hit] + n[same] - 16
+            todo = todo[~same]
+    q, group, reps = _scan_triples(sc, s[todo], e[todo])
+    named = group >= 0
+    span[todo[named]], v_end[todo[named]] = group[named] + len(spans), q[named]
+    spans += [bytes(sc.data[a0[todo[r]] : q[r]]) for r in reps.tolist()]
+    return span, v_end, spans
+
+
+def _span_table(spans: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(words (K, n) of each byte string, zero-padded; lengths (n,))."""
+    lens = np.array([len(b) for b in spans], np.int64)
+    width = -(-int(lens.max()) // 8) * 8
+    padded = b"".join(b.ljust(width, b"\0") for b in spans)
+    table = np.frombuffer(padded, np.uint64).reshape(len(spans), width // 8).T.copy()
+    return table, lens
+
+
+def _scan_triples(
+    sc: _Scan, s: np.ndarray, e: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(version end quote, group or -1, first row of each group) by scanning the three names."""
+    a, key_words = s + 54, []
+    ok = np.ones(len(s), bool)
+    q = s
+    for key in (b'","condition":"', b'","version":"', b'","portrait_id":'):
+        idx = np.flatnonzero(ok)
+        q = np.full(len(s), -1, np.int64)
+        q[idx], words = sc.name(a[idx], e[idx])
+        ok &= q >= 0
+        q = np.where(ok, q, s)  # a failed row keeps reading inside its own line
+        ok &= sc.match(q, key)
+        full = np.zeros((len(words), len(s)), np.uint64)
+        full[:, idx] = words
+        key_words += [(q - a).astype(np.uint64)[None], full]  # length, then the bytes
+        a = q + len(key)
+    idx = np.flatnonzero(ok)
+    group = np.full(len(s), -1, np.int64)
+    group[idx], reps = _group(np.concatenate(key_words)[:, idx])
+    return q, group, idx[reps]
+
+
 def _parse(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> _Parsed:
     """Parse the Record-shaped lines among [s, e) of a chunk without a dict per line."""
     f = _fields(sc, s, e, strict)
     idx = np.flatnonzero(f["ok"])
-    group, reps = _group(f["name_words"][:, idx])
-    a = s[idx] + 54  # the span `model","condition":"...","version":"v` names the triple
-    n = f["v_end"][idx] - a
-    names = [_triple(sc, int(a[r]), int(n[r])) for r in reps.tolist()]
-    return _Parsed(f["ok"], group, names, idx[reps], f["pid"][idx], f["oid"][idx],
+    span = f["span"][idx]
+    first = np.full(len(f["spans"]), len(s), np.int64)
+    np.minimum.at(first, span, idx)
+    used = np.flatnonzero(first < len(s))  # spans of lines that passed every check
+    local = np.full(len(f["spans"]), -1, np.int64)
+    local[used] = np.arange(len(used))
+    names = [_triple(f["spans"][k]) for k in used.tolist()]
+    return _Parsed(f["ok"], local[span], names, first[used], f["pid"][idx], f["oid"][idx],
                    f["rating"][idx], f["status_ok"][idx], f["hi"][idx], f["lo"][idx])
 
 
@@ -362,9 +428,9 @@ def _group(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return group, np.array(firsts, np.int64)
 
 
-def _triple(sc: _Scan, a: int, n: int) -> tuple[str, str, str]:
+def _triple(span: bytes) -> tuple[str, str, str]:
     """Decode one `model","condition":"...","version":"v` span exactly (escapes included)."""
-    blob = b'{"model":"' + bytes(sc.data[a : a + n]) + b'"}'
+    blob = b'{"model":"' + span + b'"}'
     try:
         d = orjson.loads(blob)
     except orjson.JSONDecodeError as exc:
@@ -570,8 +636,9 @@ def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = Fa
     return _build(acc, ds)
 
 
-def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray:
+def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray | None:
     """Indices of the rows that count, one per job: its first ok row, else its last row.
+    None when every row counts (no job logged twice).
 
     Jobs are equal when their (kind, hi, lo) keys are: a hash finds the candidates in one
     sort, and only rows sharing a hash are compared exactly.
@@ -581,7 +648,7 @@ def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray:
     ordered = np.sort(h)
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
-        return np.arange(len(h))  # no job logged twice: the usual case, and cheap
+        return None  # no job logged twice: the usual case, and cheap
     cand = np.flatnonzero(np.isin(h, ordered[1:][tied]))
     line, ok = cols["line"][cand], cols["ok"][cand].astype(bool)
     order = np.lexsort((line, lo[cand], hi[cand], kind[cand]))  # by job, then file order
@@ -626,24 +693,27 @@ def _build(acc: _Rows, ds: Dataset) -> RatingCube:
     cols = {k: np.concatenate([p[k] for p in acc.parts]) if acc.parts else
             np.zeros(0, np.uint64 if k in ("hi", "lo") else np.int64) for k in _NARROW}
     sel = _counting_rows(cols)
+    if sel is not None:
+        cols = {k: v[sel] for k, v in cols.items()}
     names_m, names_c, names_v, index = _axes(acc)
-    t = cols["t"][sel].astype(np.int64)
-    m, c, v = index[0][t], index[1][t], index[2][t]
-    r = cols["r"][sel].astype(np.float64)
-    rated = cols["ok"][sel].astype(bool) & ~np.isnan(r)
-    item = ds.indices(cols["pid"][sel], cols["oid"][sel]) if len(sel) else sel
+    t, r = cols["t"], cols["r"]
+    rated = cols["ok"].astype(bool) & ~np.isnan(r)
+    item = ds.indices(cols["pid"], cols["oid"]) if len(t) else t
     shape = (len(names_m), len(names_c), len(names_v), len(ds.portrait_id))
     size = int(np.prod(shape))
-    flat = np.ravel_multi_index((m[rated], c[rated], v[rated], item[rated]), shape) if size else m
+    # Each triple's offset in the flat cube, so a row's cell is one lookup and one add.
+    base = np.ravel_multi_index((*index, np.zeros_like(index[0])), shape) if size else index[0]
+    flat = (base[t] + item)[rated]
     total = np.bincount(flat, weights=r[rated], minlength=size)
     count = np.bincount(flat, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratings = (total / count).reshape(shape)  # mean over repeats; 0/0 -> NaN = missing
-    failed = ~rated
-    per_model = np.bincount(m[failed], minlength=len(names_m))
+    failed = np.flatnonzero(~rated)
+    m, c, v = (axis[t[failed]] for axis in index)
+    per_model = np.bincount(m, minlength=len(names_m))
     kept = np.zeros((shape[0], shape[1], shape[3]), bool)
-    mark = failed & cols["kept"][sel].astype(bool) & (v == 0)
-    kept[m[mark], c[mark], item[mark]] = True
+    mark = cols["kept"][failed].astype(bool) & (v == 0)
+    kept[m[mark], c[mark], item[failed][mark]] = True
     first_missing = np.isnan(ratings[:, :, 0, :]) if shape[2] else kept
     return RatingCube(
         models=names_m,
@@ -653,7 +723,7 @@ def _build(acc: _Rows, ds: Dataset) -> RatingCube:
         portrait_id=np.asarray(ds.portrait_id).copy(),
         option_id=np.asarray(ds.option_id).copy(),
         n_ok=int(rated.sum()),
-        n_failed=int(failed.sum()),
+        n_failed=len(failed),
         failures={names_m[i]: int(n) for i, n in enumerate(per_model) if n},
         authors_dropped=first_missing & ~kept,
     )
