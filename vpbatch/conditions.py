@@ -27,8 +27,8 @@ __all__ = [
     "steer_condition",
 ]
 
-# The repo's copy is the source of truth; an editable install finds it beside the package.
-DEFAULT_CONDITIONS = Path(__file__).resolve().parent.parent / "configs" / "personas.toml"
+# The package keeps the file (so a non-editable install has it); configs/personas.toml links here.
+DEFAULT_CONDITIONS = Path(__file__).resolve().parent / "personas.toml"
 PERSONA_PREFIX = "persona:"
 STEER_PREFIX = "steer:"
 
