@@ -89,6 +89,18 @@ def test_interval_brackets_the_point_estimate(ds: Dataset) -> None:
         assert (hi - lo > 0).all()
 
 
+def test_authors_rule_bootstraps_the_items_the_authors_kept(ds: Dataset) -> None:
+    # v1 failed everywhere, but its records kept their correlation lists (as claude-3-5-haiku's
+    # and o1-mini's did): the authors' rule scores every item, and so must the intervals.
+    cube = synth_cube(ds, latent(1))
+    cube.ratings[:, :, 0, :] = np.nan
+    cube.authors_dropped = np.zeros(cube.ratings.shape[:2] + cube.ratings.shape[3:], bool)
+    a = analyse(cube, ds, ScoreOptions(rule="authors"), n_boot=200)
+    for fam in FAMILIES:
+        assert np.isfinite(a.scores.score[fam]).all()
+        assert np.isfinite(a.ci_low[fam]).all() and np.isfinite(a.ci_high[fam]).all()
+
+
 def test_bootstrap_matches_a_naive_per_resample_loop(ds: Dataset) -> None:
     """The one-GEMM bootstrap agrees with resampling items and re-scoring, one at a time."""
     cube = synth_cube(ds, latent(1, conditions=["vanilla"]), conditions=["vanilla"])

@@ -25,6 +25,7 @@ from vpbatch.scorer import (
     item_weights,
     score_cube,
     scores_to_json,
+    scoring_means,
 )
 
 UNIV, BENE = PVQ.index("Universalism"), PVQ.index("Benevolence")
@@ -98,6 +99,17 @@ def test_authors_rule_keeps_an_item_whose_failed_v1_record_kept_its_correlations
     score, raw, n = _pvq(rows, "authors")
     assert raw[BENE] == 1.0 and n[BENE] == 1
     assert score[UNIV] == pytest.approx(4.0 - (5 + 3 + 1) / 3)
+
+
+def test_scoring_means_drop_only_the_items_the_authors_lost() -> None:
+    ds = _tiny_dataset()
+    rows = [r for r in ROWS if (r["portrait_id"], r["option_id"]) not in (C, D)]
+    rows += [_row(C, "v1", None), _row(C, "v2", 2)]  # v1 failed, no lists: lost
+    rows += [_row(D, "v1", None, extra={TEMPLATE_KEY: True}), _row(D, "v2", 1)]  # kept
+    cube = cube_from_rows(rows, ds)
+    authors = scoring_means(cube, ScoreOptions(rule="authors"))[0, 0]
+    assert math.isnan(authors[2]) and authors[3] == 1.0
+    assert scoring_means(cube, ScoreOptions())[0, 0].tolist() == item_means(cube)[0, 0].tolist()
 
 
 def test_absolute_rule_reverse_scores_negative_items() -> None:

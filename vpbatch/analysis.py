@@ -22,14 +22,7 @@ from vpbatch.dataset import Dataset
 from vpbatch.dims import FAMILIES, PVQ, VANILLA
 from vpbatch.human import HumanGroup, load_human_reference, match_persona
 from vpbatch.reliability import alpha_by_dimension
-from vpbatch.scorer import (
-    ScoreOptions,
-    Scores,
-    _authors_means,
-    item_means,
-    item_weights,
-    score_cube,
-)
+from vpbatch.scorer import ScoreOptions, Scores, item_weights, score_cube, scoring_means
 
 __all__ = [
     "Analysis",
@@ -253,16 +246,6 @@ def _bootstrap(
     return lo, hi, dlo, dhi
 
 
-def _means(cube: RatingCube, options: ScoreOptions) -> F64:
-    """The item means score_cube uses, so intervals sit around the exact point estimates.
-
-    Under the "authors" rule an item whose v1 record failed may count for nothing (their code
-    keyed each item on its v1 record); the scorer owns that quirk, so it is borrowed here.
-    """
-    means = _authors_means(cube) if options.rule == "authors" else item_means(cube)
-    return np.asarray(means, dtype=np.float64)
-
-
 def _version_scores(cube: RatingCube, k: _Kernel) -> F64:
     """(M, C, V, sum D): each prompt version scored on its own."""
     r = np.asarray(cube.ratings, dtype=np.float64)
@@ -304,7 +287,9 @@ def analyse(
     options = options or ScoreOptions()
     scores = score_cube(cube, ds, options)
     k = _kernel(ds, options)
-    x = _means(cube, options)  # (M, C, I)
+    # The item means score_cube uses (the authors' dropped items included), so intervals sit
+    # around the exact point estimates.
+    x = np.asarray(scoring_means(cube, options), dtype=np.float64)  # (M, C, I)
     conditions = list(scores.conditions)
     vanilla = conditions.index(VANILLA) if VANILLA in conditions else None
     point = {f: np.asarray(scores.score[f], dtype=np.float64) for f in FAMILIES}

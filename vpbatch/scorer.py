@@ -27,6 +27,7 @@ __all__ = [
     "item_weights",
     "score_cube",
     "scores_to_json",
+    "scoring_means",
 ]
 
 RULES = ("paper", "authors", "absolute")
@@ -103,15 +104,18 @@ def item_weights(ds: Dataset, family: str, options: ScoreOptions = ScoreOptions(
     return w
 
 
-def _authors_means(cube: RatingCube) -> np.ndarray:
-    """Item means with the authors' quirk: an item whose first version failed may be dropped.
+def scoring_means(cube: RatingCube, options: ScoreOptions = ScoreOptions()) -> np.ndarray:
+    """(M, C, I) the item means a rule scores: item_means, less the authors' dropped items.
 
-    Their averaging kept each item's first record (v1) as the template carrying the correlation
-    lists; where that record failed without them, the item counted for no dimension at all.
+    Under "authors" an item whose first version failed may count for nothing: their averaging
+    kept each item's v1 record as the template carrying the correlation lists, and where that
+    record failed without them the item was lost. `cube.authors_dropped` says which.
     """
     means = item_means(cube)
+    if options.rule != "authors":
+        return means
     dropped = cube.authors_dropped
-    if dropped is None and cube.versions:
+    if dropped is None and cube.versions:  # a cube built by hand: no record to say otherwise
         dropped = np.isnan(cube.ratings[:, :, 0, :])
     if dropped is not None:
         means[dropped] = np.nan
@@ -122,7 +126,7 @@ def score_cube(
     cube: RatingCube, ds: Dataset, options: ScoreOptions = ScoreOptions()
 ) -> Scores:
     """Raw and centred scores of every model × condition, for all three families."""
-    means = _authors_means(cube) if options.rule == "authors" else item_means(cube)
+    means = scoring_means(cube, options)
     m, c, n = means.shape
     valid = ~np.isnan(means).reshape(m * c, n)
     x = np.where(valid, means.reshape(m * c, n), 0.0)
