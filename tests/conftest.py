@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from vpbatch.cube import RatingCube, cube_from_log
+from vpbatch.dataset import load_dataset
+
 REPO = Path(__file__).resolve().parent.parent
+OFFICIAL_OUTPUTS = "lm_evaluation/outputs/final"  # the authors' recorded answers, 33 models
 
 
 def _find(env: str, rel: str) -> Path | None:
@@ -21,7 +26,9 @@ def _find(env: str, rel: str) -> Path | None:
 def data_dir() -> Path:
     p = _find("VPBATCH_DATA", "valueportrait")
     if p is None:
-        pytest.fail("the official data is missing: set VPBATCH_DATA or place ../shared/valueportrait")
+        pytest.fail(
+            "the official data is missing: set VPBATCH_DATA or place ../shared/valueportrait"
+        )
     return p
 
 
@@ -31,3 +38,21 @@ def paper_dir() -> Path:
     if p is None:
         pytest.fail("the paper tables are missing: set VPBATCH_PAPER or place ../shared/paper")
     return p
+
+
+@pytest.fixture(scope="session")
+def official_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run dir holding the 33 recorded models, imported once per session (read-only)."""
+    from vpbatch.importer import import_official
+
+    run = tmp_path_factory.getbasetemp() / "official33"
+    if not (run / "log.jsonl").exists():
+        shutil.rmtree(run, ignore_errors=True)  # a half-written import from a killed session
+        import_official(data_dir / OFFICIAL_OUTPUTS, run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def official_cube(official_run: Path, data_dir: Path) -> RatingCube:
+    """The 33 recorded models' answers as a cube."""
+    return cube_from_log(official_run / "log.jsonl", load_dataset(data_dir))

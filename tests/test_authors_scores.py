@@ -9,14 +9,13 @@ lost because their v1 record failed without its correlation lists.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from vpbatch.cube import RatingCube, cube_from_log
+from vpbatch.cube import RatingCube
 from vpbatch.dataset import load_dataset
 from vpbatch.dims import FAMILY_DIMS
 from vpbatch.scorer import ScoreOptions, Scores, score_cube
@@ -35,18 +34,6 @@ LOST_BY_AUTHORS = {
 # recorded files tell; the importer marks such records with extra[TEMPLATE_KEY].
 KEPT_BY_AUTHORS = ("claude-3-5-haiku-20241022", "o1-mini-2024-09-12")
 MODELS_WITH_OUTPUTS = 33
-
-
-@pytest.fixture(scope="session")
-def official_cube(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RatingCube:
-    """The 33 recorded models, imported once per session (shared with the other files)."""
-    from vpbatch.importer import import_official
-
-    run = tmp_path_factory.getbasetemp() / "official33"
-    if not (run / "log.jsonl").exists():
-        shutil.rmtree(run, ignore_errors=True)
-        import_official(data_dir / OUTPUTS, run)
-    return cube_from_log(run / "log.jsonl", load_dataset(data_dir))
 
 
 def _authors_file(data_dir: Path, model: str) -> dict[str, Any]:

@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from vpbatch.cube import RatingCube, cube_from_log
+from vpbatch.cube import RatingCube
 from vpbatch.dataset import load_dataset
 from vpbatch.dims import BFI, PVQ
 from vpbatch.scorer import ScoreOptions, Scores, score_cube
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = "lm_evaluation/outputs/final"
 # The one cell the paper's stated rule cannot give: the authors' averaging took each item's
 # correlations from its v1 record, and llama-3.1-8b's v1 answer to (2011, 1) failed, so that
 # item counted nowhere. Every valid answer counts here, which moves the cell from 0.03 to 0.02.
 EXCEPTION = ("llama-3.1-8b-instruct", "Stimulation")
-
-
-@pytest.fixture(scope="session")
-def official_cube(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RatingCube:
-    """The 33 recorded models, imported once per session (shared with the other files)."""
-    from vpbatch.importer import import_official
-
-    run = tmp_path_factory.getbasetemp() / "official33"
-    if not (run / "log.jsonl").exists():
-        shutil.rmtree(run, ignore_errors=True)
-        import_official(data_dir / OUTPUTS, run)
-    return cube_from_log(run / "log.jsonl", load_dataset(data_dir))
 
 
 def _table(paper_dir: Path, name: str) -> dict[str, dict[str, Any]]:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vpbatch.cube import RatingCube, cube_from_log
+from vpbatch.cube import RatingCube
 from vpbatch.dataset import load_dataset
 from vpbatch.reliability import alpha_by_dimension, cronbach_alpha
 
-OUTPUTS = "lm_evaluation/outputs/final"
 
 
 def test_alpha_hand_computed() -> None:
@@ -41,18 +39,6 @@ def test_alpha_is_nan_when_it_is_undefined() -> None:
 def test_alpha_refuses_a_non_matrix() -> None:
     with pytest.raises(ValueError, match="2-D"):
         cronbach_alpha(np.arange(5.0))
-
-
-@pytest.fixture(scope="session")
-def official_cube(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RatingCube:
-    """The 33 recorded models, imported once per session (shared with the other files)."""
-    from vpbatch.importer import import_official
-
-    run = tmp_path_factory.getbasetemp() / "official33"
-    if not (run / "log.jsonl").exists():
-        shutil.rmtree(run, ignore_errors=True)
-        import_official(data_dir / OUTPUTS, run)
-    return cube_from_log(run / "log.jsonl", load_dataset(data_dir))
 
 
 @pytest.mark.slow
