@@ -1,9 +1,9 @@
-"""The retry policy as data: how many attempts, how long to wait, and for how long in total.
+"""The code base's one retry loop, and its policy as data.
 
-The scheduler owns the one retry loop; this module only answers "wait how long, or give up?"
-and does the waiting (providers turn Retry-After and x-ratelimit-reset-* into `retry_after`).
-`testing()` records waits instead of sleeping (like `stamina`), so tests of retry behaviour
-take no wall-clock time.
+`retrying` calls an attempt until it returns, fails permanently, or the policy's attempts or
+total time run out; it reacts only to the ProviderError a provider classified (permanent /
+transient / rate-limited with `retry_after`). `testing()` records waits instead of sleeping
+(like `stamina`), so tests of retry behaviour take no wall-clock time.
 """
 
 from __future__ import annotations
@@ -11,13 +11,18 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
 
-__all__ = ["RetryPolicy", "sleep", "now", "testing", "Waits"]
+from vpbatch.providers.base import FailureKind, ProviderError
+
+__all__ = ["RetryPolicy", "GaveUp", "retrying", "sleep", "now", "testing", "Waits"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +91,47 @@ def testing() -> Iterator[Waits]:
         yield _recorder
     finally:
         _recorder = previous
+
+
+class GaveUp(Exception):
+    """No more attempts: `error` is the last failure (permanent, or retries ran out)."""
+
+    def __init__(self, error: ProviderError, attempts: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.attempts = attempts
+
+
+_sleep = sleep  # `retrying`'s default, reachable although its parameter shadows the name
+
+
+async def retrying(
+    policy: RetryPolicy,
+    attempt: Callable[[int], Awaitable[T]],
+    *,
+    on_failure: Callable[[ProviderError, int], None] | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """`await attempt(n)` for n = 1, 2, ... until it returns; raises GaveUp when it stops.
+
+    Only ProviderError is retried; anything else (a cancellation, a bug, an exception the
+    hook raises to stop early) passes through at once. `on_failure` sees every failure
+    before the decision; `sleep` waits out the delay (default: this module's `sleep`).
+    """
+    wait = sleep if sleep is not None else _sleep
+    started = now()
+    n = 0
+    while True:
+        n += 1
+        try:
+            return await attempt(n)
+        except ProviderError as exc:
+            if on_failure is not None:
+                on_failure(exc, n)
+            delay = None
+            if exc.kind is not FailureKind.PERMANENT:  # re-sending cannot fix a permanent one
+                delay = policy.next_delay(n, now() - started, exc.retry_after, rng)
+            if delay is None:
+                raise GaveUp(exc, n) from exc
+            await wait(delay)

@@ -1,8 +1,9 @@
-"""One model's pipeline: jobs in, log lines out, with the sweep's one retry loop.
+"""One model's pipeline: jobs in, log lines out, each job through the one retry loop.
 
 A pipeline pulls the next job only when a concurrency slot is free, so memory follows what is
-in flight, not the grid. Each job: acquire the RPM and TPM limits, call the provider, retry
-what can be retried, parse the answer, and append one Record to the log: the commit point.
+in flight, not the grid. Each job goes through `retry.retrying`: acquire the RPM and TPM
+limits, call the provider, retry what can be retried; then parse the answer and append one
+Record to the log: the commit point.
 """
 
 from __future__ import annotations
@@ -153,43 +154,46 @@ class Pipeline:
             self.progress.note_failure(record.error or "failed", transient=transient)
 
     async def _attempts(self, job: Job) -> Record:
-        """THE retry loop: one request per attempt until an answer, a permanent failure, or
-        the policy's attempts or total time run out."""
+        """One job through the retry loop: an answer, or the failure it gave up on."""
         body = loggable_request(self.provider.build_request(job.messages, job.params).body)
-        limits, prog = self.limits, self.progress
         estimate = estimate_tokens(job.messages, job.params.max_tokens)
-        started = retry.now()
-        attempt = 0
-        while True:
-            attempt += 1
+        epoch = 0  # the cap's epoch when the failing attempt was sent (AIMD backs off once)
+
+        async def attempt(n: int) -> Record:
+            nonlocal epoch
+            limits = self.limits
             if limits.rate is not None:
                 await self._wait(limits.rate.acquire)
             if limits.tokens is not None:
                 await self._wait(limits.tokens.acquire, estimate)
-            prog.sent += 1
+            self.progress.sent += 1
             epoch = limits.cap.epoch
             t0 = time.perf_counter()
-            try:
-                answer = await self.provider.complete(job.messages, job.params)
-            except ProviderError as exc:
-                delay = self._after_failure(exc, attempt, retry.now() - started, epoch, estimate)
-                if delay is None:
-                    return _failed(job, body, exc, attempt)
-                prog.retries += 1
-                await self._wait(retry.sleep, delay)
-                continue
+            answer = await self.provider.complete(job.messages, job.params)
             latency = (time.perf_counter() - t0) * 1000.0
-            limits.cap.success()
-            used = answer.usage.get("prompt_tokens", 0) + answer.usage.get("completion_tokens", 0)
-            prog.tokens += used
-            if limits.tokens is not None:
-                limits.tokens.settle(estimate, used or estimate)
-            return _answered(job, body, answer, attempt, latency)
+            self._settle(answer, estimate)
+            return _answered(job, body, answer, n, latency)
 
-    def _after_failure(
-        self, exc: ProviderError, attempt: int, elapsed: float, epoch: int, estimate: int
-    ) -> float | None:
-        """React to a failed attempt; the wait before the next one, or None to give up."""
+        def on_failure(exc: ProviderError, n: int) -> None:
+            self._after_failure(exc, epoch, estimate)
+
+        try:
+            return await retry.retrying(self.policy, attempt, on_failure=on_failure,
+                                        sleep=self._backoff, rng=self._rng)
+        except retry.GaveUp as gave_up:
+            return _failed(job, body, gave_up.error, gave_up.attempts)
+
+    def _settle(self, answer: Answer, estimate: int) -> None:
+        """Count an answer: the cap grows, the tokens really used replace the estimate."""
+        limits = self.limits
+        limits.cap.success()
+        used = answer.usage.get("prompt_tokens", 0) + answer.usage.get("completion_tokens", 0)
+        self.progress.tokens += used
+        if limits.tokens is not None:
+            limits.tokens.settle(estimate, used or estimate)
+
+    def _after_failure(self, exc: ProviderError, epoch: int, estimate: int) -> None:
+        """React to a failed attempt before the loop decides: refund, stop, or back off."""
         limits = self.limits
         if limits.tokens is not None:
             limits.tokens.settle(estimate, 0)  # refused requests use no tokens
@@ -198,9 +202,11 @@ class Pipeline:
             raise _Stopped
         if exc.kind is FailureKind.RATE_LIMITED:
             limits.cap.backoff(epoch)
-        if exc.kind is FailureKind.PERMANENT:
-            return None
-        return self.policy.next_delay(attempt, elapsed, exc.retry_after, self._rng)
+
+    async def _backoff(self, delay: float) -> None:
+        """The loop's wait before a retry; abandoned if the pipeline stops meanwhile."""
+        self.progress.retries += 1
+        await self._wait(retry.sleep, delay)
 
     async def _wait(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Await a limit or a backoff, abandoning the job if the pipeline stops meanwhile."""

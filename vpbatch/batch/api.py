@@ -1,8 +1,8 @@
 """What every provider batch API offers the runner: submit, poll, fetch results.
 
 The HTTP calls around a batch (upload, create, poll, download) retry transient failures
-under the model's retry policy; per-request answers are handed back raw, to be parsed by the
-same provider code as an online answer.
+through `retry.retrying` under the model's retry policy; per-request answers are handed back
+raw, to be parsed by the same provider code as an online answer.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from vpbatch.retry import RetryPolicy
 __all__ = ["BatchAPI", "BatchCallError", "BatchState", "LineResult", "batch_api_for"]
 
 _SNIPPET = 200
+_ONCE = RetryPolicy(attempts=1)  # a create is never blindly resent: create_once looks it up
 
 
 class BatchCallError(VPBatchError):
@@ -103,9 +104,8 @@ class BatchAPI:
         self, send: Any, extra: dict[str, Any], known: set[str]
     ) -> str:
         """Run `send()` (one create); on a lost or failed answer, look the batch up first."""
-        started, attempt = retry.now(), 0
-        while True:
-            attempt += 1
+
+        async def attempt(n: int) -> str:
             try:
                 return str(await send())
             except BatchCallError as exc:
@@ -114,10 +114,14 @@ class BatchAPI:
                 found = await self.recover(extra, known)
                 if found is not None:
                     return found  # the create went through; only its answer was lost
-                delay = self.policy.next_delay(attempt, retry.now() - started)
-                if delay is None:
-                    raise
-                await retry.sleep(delay)
+                # Back into the loop's terms; the message is already the explained one.
+                raise ProviderError(exc.kind, str(exc), auth=exc.auth) from None
+
+        try:
+            return await retry.retrying(self.policy, attempt)
+        except retry.GaveUp as gave_up:
+            exc = gave_up.error
+            raise BatchCallError(exc.message, kind=exc.kind, auth=exc.auth) from None
 
     async def poll(self, batch_id: str) -> BatchState:
         raise NotImplementedError
@@ -129,20 +133,16 @@ class BatchAPI:
 
     async def call(self, method: str, url: str, *, retries: bool = True, **kw: Any) -> bytes:
         """One batch call's body; transient failures retried, the rest a BatchCallError."""
-        started, attempt = retry.now(), 0
-        while True:
-            attempt += 1
-            try:
-                return await self._once(method, url, **kw)
-            except ProviderError as exc:
-                delay = None
-                if retries and exc.kind is not FailureKind.PERMANENT:
-                    delay = self.policy.next_delay(attempt, retry.now() - started,
-                                                   exc.retry_after)
-                if delay is None:
-                    raise BatchCallError(self._explain(exc), kind=exc.kind,
-                                         auth=exc.auth) from None
-                await retry.sleep(delay)
+        policy = self.policy if retries else _ONCE
+
+        async def attempt(n: int) -> bytes:
+            return await self._once(method, url, **kw)
+
+        try:
+            return await retry.retrying(policy, attempt)
+        except retry.GaveUp as gave_up:
+            exc = gave_up.error
+            raise BatchCallError(self._explain(exc), kind=exc.kind, auth=exc.auth) from None
 
     async def call_json(self, method: str, url: str, **kw: Any) -> dict[str, Any]:
         raw = await self.call(method, url, **kw)
