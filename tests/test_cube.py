@@ -112,7 +112,8 @@ def _varied_log(path: Path, ds: Dataset, n: int, seed: int = 7) -> Path:
         rating = None if failed or rnd.random() < 0.1 else rnd.randint(1, 6)
         extra: dict[str, Any] = rnd.choice([{}, {}, {"http_status": 400},
                                             {cube_module.TEMPLATE_KEY: True}])
-        jid = rnd.choice([job_id({"k": k}), job_id({"k": k // 2}), f"id-{k % 500}"])
+        jid = rnd.choice([job_id({"k": k}), job_id({"k": k // 2}), f"id-{k % 500}",
+                          job_id({"k": k % 300}).upper(), job_id({"k": k})[:31] + "g"])
         records.append(_record(
             ds, rnd.randrange(ds.n_items), rnd.choice(VERSIONS), rating, job_id=jid,
             model=rnd.choice(["gpt", "gpt-4o", 'say "hi"', "modèle"]),

@@ -72,7 +72,6 @@ _ZERO_DIGITS = np.uint64(0x3030303030303030)
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 _NULL = int.from_bytes(b"null", "little")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-_HEX_OFFSETS = np.arange(0, 32, 8)
 
 
 def _first_flag(z: np.ndarray) -> np.ndarray:
@@ -88,6 +87,24 @@ def _zero_bytes(x: np.ndarray) -> np.ndarray:
 def _nonzero_bytes(x: np.ndarray) -> np.ndarray:
     """Flags (0x80) every nonzero byte of x exactly (no carry crosses a byte)."""
     return (((x & _LOW7) + _LOW7) | x) & _HIGH
+
+
+_32 = np.uint64(32)
+_C = {c: np.uint64(int.from_bytes(bytes([c]) * 8, "little")) for c in (0x50, 0x46, 0x1F, 0x19)}
+
+
+def _hex8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(value, good) of 8 lowercase hex digits per word, first digit most significant."""
+    # Per byte, with no carry between bytes (ASCII only): digit 0x30..0x39 or a..f 0x61..0x66.
+    digit = (w + _C[0x50]) & ~(w + _C[0x46])
+    alpha = (w + _C[0x1F]) & ~(w + _C[0x19])
+    good = (((digit | alpha) & _HIGH) == _HIGH) & ((w & _HIGH) == 0)
+    nib = (w & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(9) * ((w >> np.uint64(6)) & _ONES)
+    # Pairs, then quads, then all eight nibbles, most significant (first) digit on top.
+    t = ((nib << np.uint64(4)) | (nib >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    t = ((t << np.uint64(8)) | (t >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    t = ((t << np.uint64(16)) | (t >> _32)) & np.uint64(0xFFFFFFFF)
+    return t, good
 
 
 # _MASKS[n] keeps the low n bytes of a word.
@@ -136,6 +153,19 @@ class _Scan:
     def string_end(self, pos: np.ndarray, lim: np.ndarray) -> np.ndarray:
         """The closing quote of each JSON string whose text starts at pos; -1 if not before lim."""
         end = np.full(len(pos), -1, np.int64)
+        # Most strings are short and hold no escaped quote: their first 24 bytes at once.
+        for k in range(2, -1, -1):  # earliest word last, so its quote wins
+            z = _zero_bytes(self.words[pos + 8 * k] ^ _QUOTE)
+            end = np.where(z != 0, pos + 8 * k + _first_flag(z), end)
+        unsure = np.flatnonzero((end < 0) | (self.buf[end - 1] == 92))
+        if len(unsure):
+            end[unsure] = self._scan_end(pos[unsure], lim[unsure])
+        end[end >= lim] = -1
+        return end
+
+    def _scan_end(self, pos: np.ndarray, lim: np.ndarray) -> np.ndarray:
+        """string_end word by word, stepping over escaped quotes."""
+        end = np.full(len(pos), -1, np.int64)
         todo, p, lim_t = np.arange(len(pos)), pos.astype(np.int64), lim
         for _ in range(_SCAN_WORDS):
             if not len(todo):
@@ -154,7 +184,6 @@ class _Scan:
             todo, p, lim_t = todo[keep], nxt[keep], lim_t[keep]
         if len(todo):
             end[todo] = self._indexed_end(p, lim_t)
-        end[end >= lim] = -1
         return end
 
     def _indexed_end(self, p: np.ndarray, lim: np.ndarray) -> np.ndarray:
@@ -219,12 +248,12 @@ class _Scan:
 
     def hex128(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hi, lo, good): 32 lowercase hex digits at `at` as int(s[:16], 16), int(s[16:], 16)."""
-        g = np.stack([self.words[at + k] for k in _HEX_OFFSETS], axis=1).view(np.uint8)
-        good = np.all(((g >= 48) & (g <= 57)) | ((g >= 97) & (g <= 102)), axis=1)
-        nib = (g & 15) + 9 * (g >> 6)
-        pair = np.ascontiguousarray((nib[:, 0::2] << 4) | nib[:, 1::2]).view(">u8")
-        pair = pair.astype(np.uint64)
-        return pair[:, 0], pair[:, 1], good
+        halves, good = [], np.ones(len(at), bool)
+        for k in range(4):
+            value, ok = _hex8(self.words[at + 8 * k])
+            halves.append(value)
+            good &= ok
+        return (halves[0] << _32) | halves[1], (halves[2] << _32) | halves[3], good
 
     def name(self, pos: np.ndarray, lim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(end, words) of short unescaped strings at pos: their closing quote (-1 if none or
