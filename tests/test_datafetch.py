@@ -17,6 +17,7 @@ import anyio
 import pytest
 from aiohttp import web
 
+from vpbatch import retry
 from vpbatch.datafetch import (
     CORE,
     OUTPUTS,
@@ -44,6 +45,7 @@ class Mirror:
         self.tampered: set[str] = set()
         self.cut: set[str] = set()
         self.busy: dict[str, int] = {}  # path -> how many 503s to answer before serving
+        self.busy_retry_after = "0"  # the Retry-After those 503s carry
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -51,7 +53,7 @@ class Mirror:
         self.requests.append(rel)
         if self.busy.get(rel, 0) > 0:
             self.busy[rel] -= 1
-            return web.Response(status=503, headers={"Retry-After": "0"})
+            return web.Response(status=503, headers={"Retry-After": self.busy_retry_after})
         p = self.root / rel
         xz = p.with_name(p.name + ".xz")
         if p.is_file():
@@ -107,6 +109,7 @@ def mirror(server: Mirror, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> M
     server.tampered.clear()
     server.cut.clear()
     server.busy.clear()
+    server.busy_retry_after = "0"
     monkeypatch.delenv("VPBATCH_DATA", raising=False)
     monkeypatch.setenv("VPBATCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("VPBATCH_DATA_URL", server.url)
@@ -200,12 +203,42 @@ def test_busy_server_is_retried_after_its_retry_after(mirror: Mirror) -> None:
     only = [f for f in load_manifest().files if f.path == PROMPT]
 
     async def go() -> None:
-        await fetch_async(files=only, attempts=3)
+        with retry.testing() as waits:
+            await fetch_async(files=only, attempts=3)
+        assert waits == [0.5, 1.0]  # Retry-After 0 is shorter than the backoff: backoff wins
 
     anyio.run(go)
     assert mirror.requests == [PROMPT] * 3
     check_file = cache_dir() / PROMPT
     assert file_sha256(check_file) == only[0].sha256
+
+
+def test_a_retry_after_past_a_minute_is_cut_to_a_minute(mirror: Mirror) -> None:
+    mirror.busy[PROMPT] = 1
+    mirror.busy_retry_after = "3600"
+    only = [f for f in load_manifest().files if f.path == PROMPT]
+
+    async def go() -> None:
+        with retry.testing() as waits:
+            await fetch_async(files=only, attempts=3)
+        assert waits == [60.0]
+
+    anyio.run(go)
+    assert mirror.requests == [PROMPT] * 2
+
+
+def test_a_busy_server_past_the_attempts_is_named_with_its_last_answer(mirror: Mirror) -> None:
+    mirror.busy[PROMPT] = 5
+    only = [f for f in load_manifest().files if f.path == PROMPT]
+
+    async def go() -> None:
+        with retry.testing():
+            await fetch_async(files=only, attempts=3)
+
+    with pytest.raises(DataError, match=r"reddit_prompt\.txt .* failed 3 times \(last: .*HTTP 503"):
+        anyio.run(go)
+    assert mirror.requests == [PROMPT] * 3
+    assert not (cache_dir() / PROMPT).exists()
 
 
 def test_not_found_fails_at_once_naming_the_file(mirror: Mirror) -> None:

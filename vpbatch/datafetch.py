@@ -15,7 +15,7 @@ import lzma
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +24,10 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 
+from vpbatch import retry
 from vpbatch.errors import DataError
+from vpbatch.providers.base import FailureKind, ProviderError
+from vpbatch.retry import RetryPolicy
 
 if TYPE_CHECKING:  # aiohttp is imported only to download: `data path` and scoring stay fast
     import aiohttp
@@ -220,23 +223,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _Transient(Exception):
-    """A server answer worth retrying (429, 5xx); `delay` is its Retry-After, if any."""
-
-    def __init__(self, message: str, delay: float | None) -> None:
-        super().__init__(message)
-        self.delay = delay
+_MAX_RETRY_AFTER = 60.0  # a file server asking to wait longer: better failed and fetched later
 
 
-_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+def _http_error(url: URL, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
+    """An HTTP failure classified where the providers' are (429/5xx retried, 404 not)."""
+    from vpbatch.providers.openai_compat import classify_status
 
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        # Capped: a file fetch that a server asks to wait an hour is better failed and retried.
-        return min(max(0.0, float(value)), 60.0) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare for file servers; plain backoff is fine
+    err = classify_status(status, headers, raw, provider=str(url), key=None, key_env=None)
+    if err.retry_after is not None:
+        err.retry_after = min(err.retry_after, _MAX_RETRY_AFTER)
+    return err
 
 
 async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, dest: Path) -> None:
@@ -247,14 +244,8 @@ async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, 
     h = hashlib.sha256()
     try:
         async with session.get(url) as resp:
-            if resp.status in _TRANSIENT_STATUS:
-                delay = _retry_after(resp.headers.get("Retry-After"))
-                raise _Transient(f"HTTP {resp.status}", delay)
             if resp.status != 200:
-                raise DataError(
-                    f"{url} answered HTTP {resp.status} for {mf.path}; check the pinned commit "
-                    "or VPBATCH_DATA_URL"
-                )
+                raise _http_error(url, resp.status, resp.headers, await resp.read())
             # Chunks are small and local disk writes fast, so writing inline is fine here.
             with open(tmp, "wb") as f:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -275,36 +266,35 @@ async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, 
 
 
 async def _fetch_one(
-    session: aiohttp.ClientSession,
-    base: str,
-    mf: ManifestFile,
-    dest: Path,
-    attempts: int,
-    backoff: float,
+    session: aiohttp.ClientSession, base: str, mf: ManifestFile, dest: Path, policy: RetryPolicy
 ) -> None:
+    """Download one file through the retry loop; every way it can fail ends as a DataError."""
     import aiohttp
 
     url = _url(base, mf.path)
-    for attempt in range(attempts):
+
+    async def attempt(n: int) -> None:
         try:
             await _download(session, url, mf, dest)
-            return
         except aiohttp.ClientConnectorError as exc:
             raise _offline(url, exc) from exc
-        except (
-            _Transient,
-            aiohttp.ClientPayloadError,
-            aiohttp.ServerDisconnectedError,
-            TimeoutError,
-        ) as exc:
-            # A cut transfer or a busy server is worth another try; a 404 or bad hash is not.
-            if attempt + 1 == attempts:
-                raise DataError(
-                    f"downloading {mf.path} from {url} failed {attempts} times (last: {exc!r}); "
-                    "retry `vpbatch data fetch` later"
-                ) from exc
-            delay = exc.delay if isinstance(exc, _Transient) else None
-            await anyio.sleep(delay if delay is not None else backoff * 2**attempt)
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
+            # A cut transfer is worth another try; a bad hash (a DataError) is not.
+            raise ProviderError(FailureKind.TRANSIENT, f"{type(exc).__name__}: {exc}") from exc
+
+    try:
+        await retry.retrying(policy, attempt)
+    except retry.GaveUp as gave_up:
+        err = gave_up.error
+        if err.kind is FailureKind.PERMANENT:
+            raise DataError(
+                f"{url} answered HTTP {err.status} for {mf.path}; check the pinned commit "
+                "or VPBATCH_DATA_URL"
+            ) from err
+        raise DataError(
+            f"downloading {mf.path} from {url} failed {gave_up.attempts} times "
+            f"(last: {err.message}); retry `vpbatch data fetch` later"
+        ) from err
 
 
 async def fetch_async(
@@ -329,13 +319,15 @@ async def fetch_async(
     need = [mf for mf in todo if verify(dest, [mf])]
     result.present = [mf.path for mf in todo if mf not in need]
     errors: list[DataError] = []
+    # No jitter: a handful of files, not a crowd of clients to spread out.
+    policy = RetryPolicy(attempts=attempts, base=backoff, cap=_MAX_RETRY_AFTER, jitter=False)
     limiter = anyio.CapacityLimiter(concurrency)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=20, sock_read=60)
 
     async def one(mf: ManifestFile) -> None:
         async with limiter:
             try:
-                await _fetch_one(session, base, mf, dest, attempts, backoff)
+                await _fetch_one(session, base, mf, dest, policy)
             except DataError as exc:
                 errors.append(exc)
                 if isinstance(exc, OfflineError):
