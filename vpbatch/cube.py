@@ -34,7 +34,7 @@ CHUNK_BYTES = 1 << 22  # 16 MB at a time: per-row arrays stay in cache, calls st
 CACHE_VERSION = 4  # 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided)
 # Logs this big are read by worker processes, one byte range each (parsing is CPU-bound).
 PARALLEL_MIN_BYTES = 1 << 26
-MAX_WORKERS = 2  # one per core of a typical CI box; the main process reads the first range
+MAX_WORKERS = 4  # capped by the cores; the main process reads the first range itself
 # Set by the importer on a failed official record that still carried its correlation lists
 # (some of the authors' clients stored them on error rows, some did not).
 TEMPLATE_KEY = "correlations_recorded"
