@@ -1,9 +1,11 @@
 """Grid analysis speed: 40 models x 36 conditions x 6 versions x 520 items (4.5M answers).
 
-Writes a synthetic log in the real Record format (vanilla, the 25 personas and the 10
-steering conditions of configs/personas.toml), then times reading it into a cube plus the
-whole one-pass analysis (exact scores, 1000-resample item bootstrap, deltas, steering,
-version spread, alpha). Goal: < 10 s. The baseline is a naive scorer (json.loads per line,
+Writes a synthetic log of real Record.to_json lines (vanilla, the 25 personas and the 10
+steering conditions of configs/personas.toml; answer text, usage, the request parameters with
+the messages as a sha256 digest: ~620 bytes a line, 2.8 GB), then times reading it into a cube
+plus the whole one-pass analysis (exact scores, 1000-resample item bootstrap, deltas,
+steering, version spread, alpha). Goal: < 10 s; CPU time is printed beside wall time, since a
+shared machine stretches the wall clock. The baseline is a naive scorer (json.loads per line,
 dicts of ratings, Python loops), timed on the first models' lines and extrapolated.
 """
 
@@ -25,6 +27,7 @@ from vpbatch.conditions import load_conditions
 from vpbatch.cube import cube_from_log
 from vpbatch.dataset import Dataset, load_dataset
 from vpbatch.dims import FAMILY_DIMS, PHRASES, VERSIONS
+from vpbatch.records import Record
 from vpbatch.scorer import ScoreOptions, item_weights
 
 __all__ = ["main", "write_grid_log", "naive_scores", "GOAL_S"]
@@ -35,25 +38,9 @@ N_BOOT = 1000
 BASELINE_MODELS = 2  # the naive scorer runs on this many models' lines, then extrapolates
 
 _PHRASE = {v: k for k, v in PHRASES.items()}
-_OK_MID = (',"strict_reason":null,"finish_reason":"stop","error_kind":null,"error":null,'
-           '"usage":{"prompt_tokens":412,"completion_tokens":4},"latency_ms":812.5,'
-           '"attempts":1,"request":')
-_FAILED_MID = (',"strict_reason":null,"finish_reason":null,"error_kind":"permanent",'
-               '"error":"HTTP 400: content filter","usage":null,"latency_ms":90.0,'
-               '"attempts":1,"request":')
-_END = ',"batch_id":null,"ts":1764200000.0,"extra":{}}\n'
-_LEAN_REQUEST = '{"temperature":0.0,"seed":42,"max_tokens":64}'
-
-
-def _requests(ds: Dataset, full: bool) -> list[str]:
-    """Per item, the logged request body: lean, or the whole body with the prompt text the way
-    `vpbatch run` logs it (about 1.9 kB a line instead of 0.5 kB)."""
-    if not full:
-        return [_LEAN_REQUEST] * ds.n_items
-    return [orjson.dumps({"model": "sim-model", "messages": [
-        {"role": "user", "content": f"Scenario: {t}\n\nResponse: {o}"}],
-        "temperature": 0.0, "seed": 42, "max_tokens": 64}).decode()
-        for t, o in zip(ds.text, ds.output, strict=True)]
+# How answers come back: the bare phrase, with a full stop, capitalised, in bold, quoted.
+_STYLES = ("{}", "{}.", "{cap}", "{cap}.", "**{cap}**", '"{cap}"')
+P_FAILED = 0.005  # permanent failures (HTTP 400) among the jobs
 
 
 def _cpu() -> float:
@@ -69,41 +56,74 @@ def grid_conditions() -> list[str]:
             + [f"steer:{d}" for d in conds.steering])
 
 
+def _answers() -> list[list[str]]:
+    """Per rating 1..6, the answer texts as JSON string bodies (quotes escaped)."""
+    return [[orjson.dumps(s.format(_PHRASE[r], cap=_PHRASE[r].capitalize())).decode()[1:-1]
+             for s in _STYLES] for r in range(1, 7)]
+
+
+def _block(rng: np.random.Generator, head: str, pids: list[int], oids: list[int],
+           ratings: list[int], model: str) -> list[str]:
+    """One (model, condition, version)'s lines, each exactly what Record.to_json writes."""
+    n = len(pids)
+    ids = rng.bytes(16 * n).hex()
+    shas = rng.bytes(32 * n).hex()
+    failed = (rng.random(n) < P_FAILED).tolist()
+    style = rng.integers(0, len(_STYLES), n).tolist()
+    prompt = rng.integers(380, 460, n).tolist()
+    done = rng.integers(3, 7, n).tolist()
+    latency = np.round(rng.gamma(4.0, 180.0, n), 2).tolist()
+    ts = (1764200000.0 + np.cumsum(rng.exponential(0.004, n))).tolist()
+    answers = _answers()
+    out = []
+    for i in range(n):
+        common = (f'{{"job_id":"{ids[32 * i : 32 * i + 32]}",{head},"portrait_id":{pids[i]},'
+                  f'"option_id":{oids[i]},"repeat":0,')
+        sha = shas[64 * i : 64 * i + 64]
+        request = (f'"request":{{"model":"{model}","messages_sha256":"{sha}","temperature":0.0,'
+                   f'"seed":42,"max_tokens":64}},"batch_id":null,"ts":{ts[i]!r},')
+        if failed[i]:
+            out.append(common + '"status":"failed","raw":null,"reasoning":null,"rating":null,'
+                       '"rating_strict":null,"strict_reason":null,"finish_reason":null,'
+                       '"error_kind":"permanent","error":"HTTP 400: the prompt was flagged by '
+                       'the content filter","usage":null,"latency_ms":null,"attempts":1,'
+                       + request + '"extra":{"http_status":400}}\n')
+            continue
+        r = ratings[i]
+        out.append(common + f'"status":"ok","raw":"{answers[r - 1][style[i]]}",'
+                   f'"reasoning":null,"rating":{r},"rating_strict":{r},"strict_reason":null,'
+                   '"finish_reason":"stop","error_kind":null,"error":null,"usage":'
+                   f'{{"prompt_tokens":{prompt[i]},"completion_tokens":{done[i]}}},'
+                   f'"latency_ms":{latency[i]!r},"attempts":1,' + request + '"extra":{}}\n')
+    return out
+
+
 def write_grid_log(path: Path, ds: Dataset, n_models: int, conditions: list[str],
-                   seed: int = 0, *, full_request: bool = False) -> int:
-    """A log of Record lines, model-major; 0.5% permanent failures. Returns the line count."""
+                   seed: int = 0) -> int:
+    """A log of Record lines, model-major; P_FAILED permanent failures. Returns the line count.
+
+    Lines are what the engine writes: raw answer text, usage, the request parameters with the
+    messages as a sha256 digest. A sample of each block is checked against Record.to_json.
+    """
     rng = np.random.default_rng(seed)
-    ok_tail = [_OK_MID + r + _END for r in _requests(ds, full_request)]
-    failed_tail = [_FAILED_MID + r + _END for r in _requests(ds, full_request)]
     pids, oids = ds.portrait_id.tolist(), ds.option_id.tolist()
     n_items = len(pids)
     lines = 0
     with open(path, "w", encoding="utf-8") as f:
         for m in range(n_models):
+            model = f"model-{m:02d}"
             item_base = rng.normal(3.5, 1.0, n_items)
             for cond in conditions:
                 shift = rng.normal(0, 0.4, n_items)
                 noise = rng.normal(0, 0.7, (len(VERSIONS), n_items))
                 ratings = np.clip(np.round(item_base + shift + noise), 1, 6).astype(int).tolist()
-                failed = (rng.random((len(VERSIONS), n_items)) < 0.005).tolist()
-                # Random 32-hex ids, like the sha256 prefixes the engine writes.
-                ids = rng.bytes(16 * len(VERSIONS) * n_items).hex()
                 out = []
                 for v, version in enumerate(VERSIONS):
-                    head = f'"model":"model-{m:02d}","condition":"{cond}","version":"{version}"'
-                    for i in range(n_items):
-                        k = 32 * (v * n_items + i)
-                        jid = ids[k : k + 32]
-                        common = (f'{{"job_id":"{jid}",{head},"portrait_id":{pids[i]},'
-                                  f'"option_id":{oids[i]},"repeat":0')
-                        if failed[v][i]:
-                            out.append(common + ',"status":"failed","raw":null,"reasoning":null,'
-                                       '"rating":null,"rating_strict":null' + failed_tail[i])
-                        else:
-                            r = ratings[v][i]
-                            out.append(common + f',"status":"ok","raw":"{_PHRASE[r]}",'
-                                       f'"reasoning":null,"rating":{r},"rating_strict":{r}'
-                                       + ok_tail[i])
+                    head = f'"model":"{model}","condition":"{cond}","version":"{version}"'
+                    out += _block(rng, head, pids, oids, ratings[v], model)
+                for line in out[:: len(out) // 3]:
+                    record = Record.from_dict(orjson.loads(line))
+                    assert record.to_json().decode() == line, line  # the real format, byte for byte
                 f.write("".join(out))
                 lines += len(out)
     return lines
@@ -153,8 +173,8 @@ def main() -> None:
         t_write = time.perf_counter() - t0
         gb = log.stat().st_size / 1e9
         print(f"synthetic grid: {N_MODELS} models x {len(conditions)} conditions x "
-              f"{len(VERSIONS)} versions x {ds.n_items} items = {n_lines:,} lines, {gb:.2f} GB "
-              f"(written in {t_write:.0f} s, not timed)")
+              f"{len(VERSIONS)} versions x {ds.n_items} items = {n_lines:,} lines, {gb:.2f} GB, "
+              f"{gb * 1e9 / n_lines:.0f} bytes a line (written in {t_write:.0f} s, not timed)")
         t0, c0 = time.perf_counter(), _cpu()
         cube = cube_from_log(log, ds, cache=False)
         t_read, c_read = time.perf_counter() - t0, _cpu() - c0
@@ -179,18 +199,6 @@ def main() -> None:
         t_naive = (time.perf_counter() - t0) * N_MODELS / BASELINE_MODELS
         c_naive = (_cpu() - c0) * N_MODELS / BASELINE_MODELS
         log.unlink()
-        # The engine logs each request body whole (prompt included): the same grid is ~4x the
-        # bytes. Measured on a slice and scaled, since 8 GB of temp file helps nobody.
-        full = Path(tmp) / "full.jsonl"
-        n_full = write_grid_log(full, ds, BASELINE_MODELS, conditions, full_request=True)
-        t0, c0 = time.perf_counter(), _cpu()
-        cube_from_log(full, ds, cache=False)
-        scale = N_MODELS / BASELINE_MODELS
-        t_full, c_full = (time.perf_counter() - t0) * scale, (_cpu() - c0) * scale
-        print(f"with request bodies logged whole, as `vpbatch run` does "
-              f"({full.stat().st_size / n_full:.0f} bytes a line): cube_from_log would take "
-              f"~{t_full:.0f} s wall, {c_full:.0f} s CPU for the grid (x{scale:.0f} from "
-              f"{BASELINE_MODELS} models)")
     worst = max(float(np.nanmax(np.abs(np.array(v) - a.scores.score["pvq"][
         a.models.index(k[0]), a.conditions.index(k[1])]))) for k, v in naive.items())
     assert worst < 1e-9, f"the baseline disagrees with the scorer by {worst}"
