@@ -71,6 +71,7 @@ _QUOTE = np.uint64(0x2222222222222222)
 _ZERO_DIGITS = np.uint64(0x3030303030303030)
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 _NULL = int.from_bytes(b"null", "little")
+_TEMPLATE_TRUE = f'"{TEMPLATE_KEY}":true'.encode()  # as orjson writes the key, set
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -139,6 +140,16 @@ class _Scan:
                 word = word & np.uint64((1 << (8 * len(piece))) - 1)
             ok &= word == np.uint64(int.from_bytes(piece, "little"))
         return ok
+
+    def lines_holding(self, text: bytes, e: np.ndarray) -> np.ndarray:
+        """Which lines (ending at e) contain `text`: a C-speed find over the chunk."""
+        hits, at = [], self.data.find(text, 0, self.size)
+        while at >= 0:
+            hits.append(at)
+            at = self.data.find(text, at + 1, self.size)
+        holding = np.zeros(len(e), bool)
+        holding[np.searchsorted(e, np.array(hits, np.int64))] = True
+        return holding
 
     def escaped(self, q: np.ndarray) -> np.ndarray:
         """Whether the quote at each q is escaped (an odd run of backslashes before it)."""
@@ -332,8 +343,11 @@ def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, 
     r2, a, good2 = sc.rating(a + 17)
     ok &= good2 & (sc.buf[a] == ord(","))
     rating = r2 if strict else r1
-    # An unrated row may carry the importer's TEMPLATE_KEY in `extra`: orjson reads those.
-    ok &= (st_ok & ~np.isnan(rating)) | sc.match(e - 11, b'"extra":{}}')
+    # An unrated row may carry the importer's TEMPLATE_KEY: orjson reads the lines holding it.
+    # Unescaped quotes around it only occur as a key, so a line without it has none.
+    unsure = ok & ~(st_ok & ~np.isnan(rating)) & ~sc.match(e - 11, b'"extra":{}}')
+    if unsure.any():
+        ok &= ~(unsure & sc.lines_holding(_TEMPLATE_TRUE, e))
     out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok)
     return out
 
