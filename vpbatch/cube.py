@@ -141,15 +141,11 @@ class _Scan:
             ok &= word == np.uint64(int.from_bytes(piece, "little"))
         return ok
 
-    def lines_holding(self, text: bytes, e: np.ndarray) -> np.ndarray:
-        """Which lines (ending at e) contain `text`: a C-speed find over the chunk."""
-        hits, at = [], self.data.find(text, 0, self.size)
-        while at >= 0:
-            hits.append(at)
-            at = self.data.find(text, at + 1, self.size)
-        holding = np.zeros(len(e), bool)
-        holding[np.searchsorted(e, np.array(hits, np.int64))] = True
-        return holding
+    def holding(self, text: bytes, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """Which of the lines [s, e) contain `text` (a C-speed find per line)."""
+        find = self.data.find
+        return np.array([find(text, a, b) >= 0 for a, b in zip(s.tolist(), e.tolist(),
+                                                                strict=True)], bool)
 
     def escaped(self, q: np.ndarray) -> np.ndarray:
         """Whether the quote at each q is escaped (an odd run of backslashes before it)."""
@@ -346,8 +342,8 @@ def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, 
     # An unrated row may carry the importer's TEMPLATE_KEY: orjson reads the lines holding it.
     # Unescaped quotes around it only occur as a key, so a line without it has none.
     unsure = ok & ~(st_ok & ~np.isnan(rating)) & ~sc.match(e - 11, b'"extra":{}}')
-    if unsure.any():
-        ok &= ~(unsure & sc.lines_holding(_TEMPLATE_TRUE, e))
+    idx = np.flatnonzero(unsure)
+    ok[idx[sc.holding(_TEMPLATE_TRUE, s[idx], e[idx])]] = False
     out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok)
     return out
 
@@ -370,18 +366,21 @@ def _triples(
     spans = [bytes(sc.data[a0[sample[r]] : q[r]]) for r in reps.tolist()]
     good = np.flatnonzero(group >= 0)
     if len(good):
-        table, lens = _span_table([spans[g] + b'","portrait_id":' for g in group[good]])
+        table, lens = _span_table([b + b'","portrait_id":' for b in spans])
+        sampled, kind = sample[good], group[good]
         for after in (0, 1):
-            cand = np.searchsorted(sample[good], todo, side="right") - 1 + after
-            cand = np.clip(cand, 0, len(good) - 1)
-            same, base, n = np.ones(len(todo), bool), a0[todo], lens[cand]
-            for k in range(len(table)):
-                word, rest = sc.words[base + 8 * k], n - 8 * k
-                if rest.min(initial=8) < 8:  # some spans end in this word: keep only their bytes
-                    word &= _MASKS[np.clip(rest, 0, 8)]
-                same &= word == table[k][cand]
+            cand = np.searchsorted(sampled, todo, side="right") - 1 + after
+            # Sorted candidates: each sampled line's span repeated over its run (no gather).
+            runs = np.bincount(np.clip(cand, 0, len(good) - 1), minlength=len(good))
+            want, n = table[:, kind].repeat(runs, axis=1), lens[kind].repeat(runs)
+            same, base, short = np.ones(len(todo), bool), a0[todo], int(n.min(initial=0))
+            for k, expected in enumerate(want):
+                word = sc.words[base + 8 * k]
+                if short < 8 * k + 8:  # some spans end in this word: keep only their bytes
+                    word &= _MASKS[np.minimum(np.maximum(n - 8 * k, 0), 8)]
+                same &= word == expected
             hit = todo[same]
-            span[hit], v_end[hit] = group[good][cand[same]], a0[hit] + n[same] - 16
+            span[hit], v_end[hit] = np.repeat(kind, runs)[same], a0[hit] + n[same] - 16
             todo = todo[~same]
     q, group, reps = _scan_triples(sc, s[todo], e[todo])
     named = group >= 0
