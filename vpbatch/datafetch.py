@@ -311,6 +311,8 @@ async def fetch_async(
     """Download every missing or wrong file into `dest` (default: the cache); skip good ones."""
     import aiohttp
 
+    from vpbatch.http import client_session
+
     dest = Path(dest) if dest is not None else cache_dir()
     todo = list(files) if files is not None else list(load_manifest().select(
         with_outputs=with_outputs))
@@ -337,7 +339,7 @@ async def fetch_async(
         if on_file is not None:
             on_file(mf, "fetched")
 
-    async with aiohttp.ClientSession(timeout=timeout) as session, anyio.create_task_group() as tg:
+    async with client_session(timeout=timeout) as session, anyio.create_task_group() as tg:
         for mf in need:
             tg.start_soon(one, mf)
     if errors:

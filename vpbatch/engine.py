@@ -27,6 +27,7 @@ from vpbatch.config import Config
 from vpbatch.dataset import Dataset, load_dataset
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.grid import count_model_jobs, iter_model_jobs
+from vpbatch.http import client_session
 from vpbatch.log import RunLog
 from vpbatch.progress import ModelProgress, Progress
 from vpbatch.providers.registry import Provider, make_provider
@@ -142,7 +143,7 @@ async def sweep(
     ds = load_dataset(config.run.data)
     conds = load_conditions(config.run.conditions_file)
     with RunLog(rd.log_path) as log:
-        async with aiohttp.ClientSession(connector=_connector(config)) as session:
+        async with client_session(connector=_connector(config)) as session:
             pipes, bars = _pipelines(config, ds, conds, shard, log, session, env,
                                      policy=policy, retry_failed=retry_failed)
             stop = _Stop([p for p, _ in pipes], drain, out)

@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from vpbatch.config import ModelConfig
+from vpbatch.http import client_session
 from vpbatch.parser import split_reasoning
 from vpbatch.providers.base import (
     Answer,
@@ -280,7 +281,7 @@ class OpenAICompatProvider:
         req = self.build_request(messages, params)
         if self.session is None:
             # No shared session (a one-off call): open one; the scheduler always passes one.
-            async with aiohttp.ClientSession() as session:
+            async with client_session() as session:
                 status, headers, raw = await self._post(session, req)
         else:
             status, headers, raw = await self._post(self.session, req)
