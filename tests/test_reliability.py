@@ -14,7 +14,6 @@ from vpbatch.dataset import load_dataset
 from vpbatch.reliability import alpha_by_dimension, cronbach_alpha
 
 
-
 def test_alpha_hand_computed() -> None:
     # Item variances 1 and 1, totals (2, 5, 5) variance 3: alpha = 2 * (1 - 2/3) = 2/3.
     assert cronbach_alpha(np.array([[1, 1], [2, 3], [3, 2]])) == pytest.approx(2 / 3)

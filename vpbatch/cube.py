@@ -5,7 +5,8 @@ the scoring. So lines written by Record.to_json (fixed key order) are parsed col
 chunk at a time: newlines are found once, then each needed field is reached from the line
 start by 8-byte word scans (no dict, no per-line Python). Job ids (32 hex) become exact
 128-bit pairs and names exact strings; any other line goes through orjson. Big logs are read
-by two processes; the array is filled with `np.bincount` and cached keyed on size and mtime.
+by one process per core (up to 4), each a byte range; the array is filled with `np.bincount`
+and cached beside the log, keyed on its size and mtime.
 """
 
 from __future__ import annotations
