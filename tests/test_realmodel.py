@@ -35,7 +35,7 @@ name = "smollm2"
 provider = "openai"
 model = "smollm2-135m-instruct"
 base_url = "{url}"
-concurrency = 2
+concurrency = 1
 """
 
 
