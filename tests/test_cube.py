@@ -135,19 +135,6 @@ def test_vector_and_orjson_paths_give_the_same_cube(
                  cube_from_log(other, ds, strict=strict, cache=False))
 
 
-def test_record_lines_take_the_vectorised_path(tmp_path: Path, ds: Dataset) -> None:
-    # The speed of `vpbatch score` on a big sweep rests on this: no line read one by one.
-    records = [_record(ds, i % ds.n_items, VERSIONS[i % 6], i % 6 + 1, raw='"Very" much ' * 30,
-                       usage={"prompt_tokens": 400}, request={"seed": 42}) for i in range(600)]
-    data = b"".join(r.to_json() for r in records)
-    mem = bytearray(data + bytes(cube_module._PAD))
-    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-    starts = np.r_[0, ends[:-1] + 1]
-    parsed = cube_module._parse(cube_module._Scan(mem, len(data)), starts, ends, False)
-    assert parsed.fast.all()
-    assert parsed.rating.tolist() == [i % 6 + 1 for i in range(600)]
-
-
 def test_worker_processes_and_small_chunks_read_the_same_cube(
     tmp_path: Path, ds: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,44 +1,34 @@
 """Log -> rating cube: a dense (model, condition, version, item) array the scorer reads.
 
-Reading is the expensive part of scoring a big sweep, and a dict per line costs more than all
-the scoring. So lines written by Record.to_json (fixed key order) are parsed column-wise, a
-chunk at a time: newlines are found once, then each needed field is reached from the line
-start by 8-byte word scans (no dict, no per-line Python). Job ids (32 hex) become exact
-128-bit pairs and names exact strings; any other line goes through orjson. Big logs are read
-by one process per core (up to 4), each a byte range; the array is filled with `np.bincount`
-and cached beside the log, keyed on its size and mtime.
+The log is read into columns by vpbatch.logscan (vectorised, by worker processes when big);
+here each job's counting row is picked, the cube filled with `np.bincount`, and the result
+cached beside the log by vpbatch.cubecache.
 """
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
 import os
-import re
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 
+from vpbatch.cubecache import cache_key, cache_path, load_cache, save_cache
 from vpbatch.dims import VERSIONS
 from vpbatch.errors import LogError
+from vpbatch.logscan import CHUNK_BYTES, TEMPLATE_KEY, LogColumns, scan_log
 
 if TYPE_CHECKING:
     from vpbatch.dataset import Dataset
 
 __all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "TEMPLATE_KEY"]
 
-CHUNK_BYTES = 1 << 22  # 16 MB at a time: per-row arrays stay in cache, calls stay amortised
-CACHE_VERSION = 4  # 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided)
 # Logs this big are read by worker processes, one byte range each (parsing is CPU-bound).
 PARALLEL_MIN_BYTES = 1 << 26
 MAX_WORKERS = 4  # capped by the cores; the main process reads the first range itself
-# Set by the importer on a failed official record that still carried its correlation lists
-# (some of the authors' clients stored them on error rows, some did not).
-TEMPLATE_KEY = "correlations_recorded"
+# Multipliers of the job-key hash that finds jobs logged more than once.
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
 @dataclass(slots=True)
@@ -59,622 +49,9 @@ class RatingCube:
     authors_dropped: np.ndarray | None = None
 
 
-# --- byte-level primitives (SWAR: one uint64 holds 8 bytes of the line) --------------------
-
-_PAD = 1024  # slack past a chunk's data: word loads a little past a line end stay in the array
-_SCAN_WORDS = 32  # strings up to 256 bytes are scanned word by word, longer ones by index
-_NAME_WORDS = 16  # names up to 128 bytes take the vectorised path
-_STRIDE = 32  # every _STRIDE-th line's names are scanned; the others compared with those
-_ONES = np.uint64(0x0101010101010101)
-_HIGH = np.uint64(0x8080808080808080)
-_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
-_QUOTE = np.uint64(0x2222222222222222)
-_ZERO_DIGITS = np.uint64(0x3030303030303030)
-_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
-_NULL = int.from_bytes(b"null", "little")
-_TEMPLATE_TRUE = f'"{TEMPLATE_KEY}":true'.encode()  # as orjson writes the key, set
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-
-
-def _first_flag(z: np.ndarray) -> np.ndarray:
-    """Byte index (0..7) of the lowest flagged byte of each nonzero word."""
-    return (np.bitwise_count((z & (~z + np.uint64(1))) - np.uint64(1)) >> 3).astype(np.int64)
-
-
-def _zero_bytes(x: np.ndarray) -> np.ndarray:
-    """Flags (0x80) the zero bytes of x; exact up to the first zero, which is all we read."""
-    return (x - _ONES) & ~x & _HIGH
-
-
-def _nonzero_bytes(x: np.ndarray) -> np.ndarray:
-    """Flags (0x80) every nonzero byte of x exactly (no carry crosses a byte)."""
-    return (((x & _LOW7) + _LOW7) | x) & _HIGH
-
-
-_32 = np.uint64(32)
-_C = {c: np.uint64(int.from_bytes(bytes([c]) * 8, "little")) for c in (0x50, 0x46, 0x1F, 0x19)}
-
-
-def _hex8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(value, good) of 8 lowercase hex digits per word, first digit most significant."""
-    # Per byte, with no carry between bytes (ASCII only): digit 0x30..0x39 or a..f 0x61..0x66.
-    digit = (w + _C[0x50]) & ~(w + _C[0x46])
-    alpha = (w + _C[0x1F]) & ~(w + _C[0x19])
-    good = (((digit | alpha) & _HIGH) == _HIGH) & ((w & _HIGH) == 0)
-    nib = (w & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(9) * ((w >> np.uint64(6)) & _ONES)
-    # Pairs, then quads, then all eight nibbles, most significant (first) digit on top.
-    t = ((nib << np.uint64(4)) | (nib >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
-    t = ((t << np.uint64(8)) | (t >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
-    t = ((t << np.uint64(16)) | (t >> _32)) & np.uint64(0xFFFFFFFF)
-    return t, good
-
-
-# _MASKS[n] keeps the low n bytes of a word.
-_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)
-
-
-class _Scan:
-    """One chunk of complete lines as bytes, uint8 and unaligned-uint64 views."""
-
-    __slots__ = ("data", "buf", "words", "size", "_quotes")
-
-    def __init__(self, data: bytearray, size: int) -> None:
-        self.data, self.size = data, size
-        self.buf = np.frombuffer(data, np.uint8)
-        # Every byte offset as the start of a little-endian uint64: one gather per 8 bytes.
-        self.words = np.ndarray((len(data) - 7,), np.uint64, buffer=data, strides=(1,))
-        self._quotes: np.ndarray | None = None
-
-    def quotes(self) -> np.ndarray:
-        """Offsets of every quote in the chunk (built only when a long string needs it)."""
-        if self._quotes is None:
-            self._quotes = np.flatnonzero(self.buf[: self.size] == 34)
-        return self._quotes
-
-    def match(self, at: np.ndarray, text: bytes) -> np.ndarray:
-        """Which rows hold `text` at `at`: one masked word compare per 8 bytes."""
-        ok = np.ones(len(at), bool)
-        for k in range(0, len(text), 8):
-            piece = text[k : k + 8]
-            word = self.words[at + k]
-            if len(piece) < 8:
-                word = word & np.uint64((1 << (8 * len(piece))) - 1)
-            ok &= word == np.uint64(int.from_bytes(piece, "little"))
-        return ok
-
-    def holding(self, text: bytes, s: np.ndarray, e: np.ndarray) -> np.ndarray:
-        """Which of the lines [s, e) contain `text` (a C-speed find per line)."""
-        find = self.data.find
-        return np.array([find(text, a, b) >= 0 for a, b in zip(s.tolist(), e.tolist(),
-                                                                strict=True)], bool)
-
-    def escaped(self, q: np.ndarray) -> np.ndarray:
-        """Whether the quote at each q is escaped (an odd run of backslashes before it)."""
-        odd = np.zeros(len(q), bool)
-        idx, back = np.flatnonzero(self.buf[q - 1] == 92), 1
-        while len(idx):
-            odd[idx] = ~odd[idx]
-            back += 1
-            idx = idx[self.buf[q[idx] - back] == 92]
-        return odd
-
-    def string_end(self, pos: np.ndarray, lim: np.ndarray) -> np.ndarray:
-        """The closing quote of each JSON string whose text starts at pos; -1 if not before lim."""
-        end = np.full(len(pos), -1, np.int64)
-        # Most strings are short and hold no escaped quote: their first 24 bytes at once.
-        for k in range(2, -1, -1):  # earliest word last, so its quote wins
-            z = _zero_bytes(self.words[pos + 8 * k] ^ _QUOTE)
-            end = np.where(z != 0, pos + 8 * k + _first_flag(z), end)
-        unsure = np.flatnonzero((end < 0) | (self.buf[end - 1] == 92))
-        if len(unsure):
-            end[unsure] = self._scan_end(pos[unsure], lim[unsure])
-        end[end >= lim] = -1
-        return end
-
-    def _scan_end(self, pos: np.ndarray, lim: np.ndarray) -> np.ndarray:
-        """string_end word by word, stepping over escaped quotes."""
-        end = np.full(len(pos), -1, np.int64)
-        todo, p, lim_t = np.arange(len(pos)), pos.astype(np.int64), lim
-        for _ in range(_SCAN_WORDS):
-            if not len(todo):
-                return end
-            z = _zero_bytes(self.words[p] ^ _QUOTE)
-            hit = np.flatnonzero(z)
-            nxt = p + 8
-            done = np.zeros(len(todo), bool)
-            if len(hit):
-                q = p[hit] + _first_flag(z[hit])
-                esc = self.escaped(q)
-                done[hit[~esc]] = True
-                end[todo[hit[~esc]]] = q[~esc]
-                nxt[hit[esc]] = q[esc] + 1
-            keep = ~done & (nxt < lim_t)
-            todo, p, lim_t = todo[keep], nxt[keep], lim_t[keep]
-        if len(todo):
-            end[todo] = self._indexed_end(p, lim_t)
-        return end
-
-    def _indexed_end(self, p: np.ndarray, lim: np.ndarray) -> np.ndarray:
-        """string_end for long strings: next unescaped quote from the chunk's quote index."""
-        qs = self.quotes()
-        k = np.searchsorted(qs, p)
-        end = np.full(len(p), -1, np.int64)
-        idx = np.arange(len(p))
-        while len(idx) and len(qs):
-            kk = k[idx]
-            q = qs[np.minimum(kk, len(qs) - 1)]
-            inside = (kk < len(qs)) & (q < lim[idx])
-            esc = inside & self.escaped(q)
-            fin = inside & ~esc
-            end[idx[fin]] = q[fin]
-            k[idx[esc]] += 1
-            idx = idx[esc]
-        return end
-
-    def number(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(value, end, good): the unsigned integer of 1..7 digits at `at`, read in one word."""
-        x = self.words[at] ^ _ZERO_DIGITS  # digits become bytes 0..9
-        nibble_hi = x & np.uint64(0xF0F0F0F0F0F0F0F0)
-        over_9 = ((x & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(0x0606060606060606)) & np.uint64(
-            0x1010101010101010
-        )
-        stop = _nonzero_bytes(nibble_hi | over_9)
-        n = np.where(stop != 0, _first_flag(stop), 8)
-        good = (n >= 1) & (n <= 7)
-        shift = (np.uint64(8) * (np.uint64(8) - np.clip(n, 1, 7).astype(np.uint64)))
-        v = (x & _MASKS[n]) << shift  # the digits in the top bytes, leading zeros below
-        # Pairwise, then 4-wise, then 8-wise decimal combination of the eight digit bytes.
-        v = (v * np.uint64(10)) + (v >> np.uint64(8))
-        lo = v & np.uint64(0x000000FF000000FF)
-        hi = (v >> np.uint64(16)) & np.uint64(0x000000FF000000FF)
-        v = lo * np.uint64(100 + (1000000 << 32)) + hi * np.uint64(1 + (10000 << 32))
-        v >>= np.uint64(32)
-        return v.astype(np.int64), at + n, good
-
-    def rating(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(value, end, good) for `null` or one digit 1..9 at `at`; NaN for null."""
-        word = self.words[at]
-        is_null = (word & np.uint64(0xFFFFFFFF)) == np.uint64(_NULL)
-        digit = (word & np.uint64(0xFF)).astype(np.int64) - 48
-        after = (word >> np.uint64(8)) & np.uint64(0xFF)
-        is_digit = (digit >= 1) & (digit <= 9) & ((after == 44) | (after == 125))
-        value = np.where(is_digit, digit, np.nan)
-        return value, at + np.where(is_null, 4, 1), is_null | is_digit
-
-    def value_end(
-        self, at: np.ndarray, lim: np.ndarray, live: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(end, good) of the `null` or string value at `at`; strings scanned on `live` rows."""
-        is_null = self.match(at, b"null")
-        is_str = live & (self.buf[at] == 34)
-        end, good = at + 4, is_null.copy()
-        idx = np.flatnonzero(is_str)
-        q = self.string_end(at[idx] + 1, lim[idx])
-        good[idx] = q >= 0
-        end[idx] = np.where(q >= 0, q + 1, at[idx])
-        return end, good
-
-    def hex128(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(hi, lo, good): 32 lowercase hex digits at `at` as int(s[:16], 16), int(s[16:], 16)."""
-        halves, good = [], np.ones(len(at), bool)
-        for k in range(4):
-            value, ok = _hex8(self.words[at + 8 * k])
-            halves.append(value)
-            good &= ok
-        return (halves[0] << _32) | halves[1], (halves[2] << _32) | halves[3], good
-
-    def name(self, pos: np.ndarray, lim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(end, words) of short unescaped strings at pos: their closing quote (-1 if none or
-        escaped) and their bytes as (_NAME_WORDS, n) words, zero past the string's end."""
-        n = len(pos)
-        end = np.full(n, -1, np.int64)
-        words = np.zeros((_NAME_WORDS, n), np.uint64)
-        todo, p = np.arange(n), pos.astype(np.int64)
-        used = 0
-        for k in range(_NAME_WORDS):
-            used = k + 1
-            w = self.words[p]
-            z = _zero_bytes(w ^ _QUOTE)
-            found = z != 0
-            at = np.where(found, _first_flag(z), 8)
-            words[k, todo] = w & _MASKS[at]
-            hit = np.flatnonzero(found)
-            end[todo[hit]] = p[hit] + at[hit]
-            keep = ~found & (p + 8 < lim)
-            todo, p, lim = todo[keep], p[keep] + 8, lim[keep]
-            if not len(todo):
-                break
-        # A backslash (an escape) anywhere in a name: leave the line to orjson.
-        words = words[:used]
-        slash = (_zero_bytes(words ^ np.uint64(0x5C5C5C5C5C5C5C5C)) != 0).any(axis=0)
-        end[slash] = -1
-        return end, words
-
-
-# --- one chunk of Record lines ---------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Parsed:
-    """The Record-shaped lines of a chunk (`fast`), their fields, their distinct name triples."""
-
-    fast: np.ndarray  # (n,) bool over the chunk's lines; the rest go through orjson
-    triple: np.ndarray  # per fast line, index into `names`
-    names: list[tuple[str, str, str]]  # (model, condition, version), first-seen order
-    first: np.ndarray  # per name triple, the chunk line it first appears on
-    pid: np.ndarray
-    oid: np.ndarray
-    rating: np.ndarray
-    ok: np.ndarray
-    hi: np.ndarray
-    lo: np.ndarray
-
-
-def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, np.ndarray]:
-    """Walk every line through the Record key order, clearing `ok` where a line deviates."""
-    ok = (e - s >= 100) & sc.match(s, b'{"job_id":"') & sc.match(s + 43, b'","model":"')
-    ok &= sc.buf[e - 1] == ord("}")
-    hi, lo, good = sc.hex128(s + 11)
-    ok &= good
-    out: dict[str, np.ndarray] = {"hi": hi, "lo": lo}
-    out["span"], q, spans = _triples(sc, s, e, ok)
-    ok &= out["span"] >= 0
-    out["spans"] = np.array(spans, object)
-    a = np.where(ok, q, s) + 16  # past `","portrait_id":`, which _triples checked
-    pid, a, good_p = sc.number(a)
-    ok &= good_p & sc.match(a, b',"option_id":')
-    oid, a, good_o = sc.number(a + 13)
-    ok &= good_o & sc.match(a, b',"repeat":')
-    _, a, good_r = sc.number(a + 10)
-    ok &= good_r & sc.match(a, b',"status":"')
-    st_ok, st_failed = sc.match(a + 11, b'ok"'), sc.match(a + 11, b'failed"')
-    ok &= st_ok | st_failed
-    a = a + 11 + np.where(st_ok, 3, 7)
-    for key in (b',"raw":', b',"reasoning":'):
-        ok &= sc.match(a, key)
-        a, good = sc.value_end(np.where(ok, a + len(key), s), e, ok)
-        ok &= good
-    ok &= sc.match(a, b',"rating":')
-    r1, a, good1 = sc.rating(a + 10)
-    ok &= good1 & sc.match(a, b',"rating_strict":')
-    r2, a, good2 = sc.rating(a + 17)
-    ok &= good2 & (sc.buf[a] == ord(","))
-    rating = r2 if strict else r1
-    # An unrated row may carry the importer's TEMPLATE_KEY: orjson reads the lines holding it.
-    # Unescaped quotes around it only occur as a key, so a line without it has none.
-    unsure = ok & ~(st_ok & ~np.isnan(rating)) & ~sc.match(e - 11, b'"extra":{}}')
-    idx = np.flatnonzero(unsure)
-    ok[idx[sc.holding(_TEMPLATE_TRUE, s[idx], e[idx])]] = False
-    out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok)
-    return out
-
-
-def _triples(
-    sc: _Scan, s: np.ndarray, e: np.ndarray, ok: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
-    """(span id per line or -1, end quote of its version, the distinct spans).
-
-    A span is the bytes `model","condition":"...","version":"v` of a line. Lines come in runs
-    of one span, so every _STRIDE-th line is scanned and each line is compared, in one pass of
-    word compares, with the spans of the sampled lines before and after it: a byte-equal span
-    followed by `","portrait_id":` names the same triple. Lines matching neither are scanned.
-    """
-    a0 = s + 54
-    span, v_end = np.full(len(s), -1, np.int64), np.full(len(s), -1, np.int64)
-    todo = np.flatnonzero(ok)
-    sample = todo[::_STRIDE]
-    q, group, reps = _scan_triples(sc, s[sample], e[sample])
-    spans = [bytes(sc.data[a0[sample[r]] : q[r]]) for r in reps.tolist()]
-    good = np.flatnonzero(group >= 0)
-    if len(good):
-        table, lens = _span_table([b + b'","portrait_id":' for b in spans])
-        sampled, kind = sample[good], group[good]
-        for after in (0, 1):
-            cand = np.searchsorted(sampled, todo, side="right") - 1 + after
-            # Sorted candidates: each sampled line's span repeated over its run (no gather).
-            runs = np.bincount(np.clip(cand, 0, len(good) - 1), minlength=len(good))
-            want, n = table[:, kind].repeat(runs, axis=1), lens[kind].repeat(runs)
-            same, base, short = np.ones(len(todo), bool), a0[todo], int(n.min(initial=0))
-            for k, expected in enumerate(want):
-                word = sc.words[base + 8 * k]
-                if short < 8 * k + 8:  # some spans end in this word: keep only their bytes
-                    word &= _MASKS[np.minimum(np.maximum(n - 8 * k, 0), 8)]
-                same &= word == expected
-            hit = todo[same]
-            span[hit], v_end[hit] = np.repeat(kind, runs)[same], a0[hit] + n[same] - 16
-            todo = todo[~same]
-    q, group, reps = _scan_triples(sc, s[todo], e[todo])
-    named = group >= 0
-    span[todo[named]], v_end[todo[named]] = group[named] + len(spans), q[named]
-    spans += [bytes(sc.data[a0[todo[r]] : q[r]]) for r in reps.tolist()]
-    return span, v_end, spans
-
-
-def _span_table(spans: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """(words (K, n) of each byte string, zero-padded; lengths (n,))."""
-    lens = np.array([len(b) for b in spans], np.int64)
-    width = -(-int(lens.max()) // 8) * 8
-    padded = b"".join(b.ljust(width, b"\0") for b in spans)
-    table = np.frombuffer(padded, np.uint64).reshape(len(spans), width // 8).T.copy()
-    return table, lens
-
-
-def _scan_triples(
-    sc: _Scan, s: np.ndarray, e: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(version end quote, group or -1, first row of each group) by scanning the three names."""
-    a, key_words = s + 54, []
-    ok = np.ones(len(s), bool)
-    q = s
-    for key in (b'","condition":"', b'","version":"', b'","portrait_id":'):
-        idx = np.flatnonzero(ok)
-        q = np.full(len(s), -1, np.int64)
-        q[idx], words = sc.name(a[idx], e[idx])
-        ok &= q >= 0
-        q = np.where(ok, q, s)  # a failed row keeps reading inside its own line
-        ok &= sc.match(q, key)
-        full = np.zeros((len(words), len(s)), np.uint64)
-        full[:, idx] = words
-        key_words += [(q - a).astype(np.uint64)[None], full]  # length, then the bytes
-        a = q + len(key)
-    idx = np.flatnonzero(ok)
-    group = np.full(len(s), -1, np.int64)
-    group[idx], reps = _group(np.concatenate(key_words)[:, idx])
-    return q, group, idx[reps]
-
-
-def _parse(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> _Parsed:
-    """Parse the Record-shaped lines among [s, e) of a chunk without a dict per line."""
-    f = _fields(sc, s, e, strict)
-    idx = np.flatnonzero(f["ok"])
-    span = f["span"][idx]
-    first = np.full(len(f["spans"]), len(s), np.int64)
-    np.minimum.at(first, span, idx)
-    used = np.flatnonzero(first < len(s))  # spans of lines that passed every check
-    local = np.full(len(f["spans"]), -1, np.int64)
-    local[used] = np.arange(len(used))
-    names = [_triple(f["spans"][k]) for k in used.tolist()]
-    return _Parsed(f["ok"], local[span], names, first[used], f["pid"][idx], f["oid"][idx],
-                   f["rating"][idx], f["status_ok"][idx], f["hi"][idx], f["lo"][idx])
-
-
-def _group(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(group of each column, first column of each group): equal columns <=> same group.
-
-    Columns are grouped by a hash, then each is compared with its group's first member; on a
-    hash collision (never seen) the columns are grouped by their bytes instead.
-    """
-    h = np.zeros(words.shape[1], np.uint64)
-    for row in words:
-        h = (h ^ row) * _MIX[0]
-        h ^= h >> np.uint64(31)
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    starts = np.ones(len(order), bool)
-    starts[1:] = hs[1:] != hs[:-1]
-    group = np.empty(len(order), np.int64)
-    group[order] = np.cumsum(starts) - 1
-    reps = order[starts]
-    if (words == words[:, reps[group]]).all():
-        # Number groups in order of first appearance, as the log lists them.
-        by_first = np.argsort(reps, kind="stable")
-        rank = np.empty(len(reps), np.int64)
-        rank[by_first] = np.arange(len(reps))
-        return rank[group], reps[by_first]
-    seen: dict[bytes, int] = {}
-    firsts: list[int] = []
-    for i, column in enumerate(np.ascontiguousarray(words.T)):
-        g = seen.setdefault(column.tobytes(), len(seen))
-        if g == len(firsts):
-            firsts.append(i)
-        group[i] = g
-    return group, np.array(firsts, np.int64)
-
-
-def _triple(span: bytes) -> tuple[str, str, str]:
-    """Decode one `model","condition":"...","version":"v` span exactly (escapes included)."""
-    blob = b'{"model":"' + span + b'"}'
-    try:
-        d = orjson.loads(blob)
-    except orjson.JSONDecodeError as exc:
-        raise LogError(f"a log line names its model badly ({exc}): {blob[:80]!r}; move that "
-                       "line aside or restore the file") from exc
-    return str(d["model"]), str(d["condition"]), str(d["version"])
-
-
-# --- rows of the whole log -------------------------------------------------------------
-
-
-class _Rows:
-    """Columns of every log row (one entry per line), filled chunk by chunk.
-
-    A row names its (model, condition, version) triple by index; job ids are (kind, hi, lo):
-    kind 0 for 32-hex ids (their exact 128 bits), kind 1 for others (hi = index in `ids`).
-    """
-
-    __slots__ = ("key", "triples", "first", "ids", "parts", "n_lines")
-
-    def __init__(self, strict: bool) -> None:
-        self.key = "rating_strict" if strict else "rating"
-        self.triples: dict[tuple[str, str, str], int] = {}
-        self.first: list[int] = []  # per triple, the first line naming it
-        self.ids: dict[str, int] = {}
-        self.parts: list[dict[str, np.ndarray]] = []
-        self.n_lines = 0
-
-    def _triple(self, name: tuple[str, str, str], line: int) -> int:
-        t = self.triples.setdefault(name, len(self.triples))
-        if t == len(self.first):
-            self.first.append(line)
-        elif line < self.first[t]:
-            self.first[t] = line
-        return t
-
-    def _job(self, jid: Any) -> tuple[int, int, int]:
-        jid = str(jid)
-        if len(jid) == 32 and _HEX32.fullmatch(jid):  # as the vectorised path decodes it
-            return 0, int(jid[:16], 16), int(jid[16:], 16)
-        return 1, self.ids.setdefault(jid, len(self.ids)), 0
-
-    def add_dicts(self, rows: list[dict[str, Any]], lines: np.ndarray | None = None) -> None:
-        """Rows already parsed (the per-line path, cube_from_rows)."""
-        if not rows:
-            return
-        if lines is None:
-            lines = np.arange(self.n_lines, self.n_lines + len(rows))
-            self.n_lines += len(rows)
-        cols: dict[str, list[Any]] = {k: [] for k in ("t", "pid", "oid", "r", "ok", "kept")}
-        jobs = []
-        for d, line in zip(rows, lines.tolist(), strict=True):
-            # Every row names its axes, so a model whose answers all failed still shows up.
-            name = (str(d["model"]), str(d["condition"]), str(d["version"]))
-            cols["t"].append(self._triple(name, line))
-            cols["pid"].append(d["portrait_id"])
-            cols["oid"].append(d["option_id"])
-            good = d.get("status") == "ok"
-            rating = d.get(self.key) if good else None
-            cols["ok"].append(good)
-            cols["r"].append(np.nan if rating is None else rating)
-            cols["kept"].append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
-            jobs.append(self._job(d["job_id"]))
-        part = {k: np.asarray(v, np.float64 if k == "r" else np.int64) for k, v in cols.items()}
-        part["ok"], part["kept"] = part["ok"].astype(bool), part["kept"].astype(bool)
-        kind, hi, lo = zip(*jobs, strict=True)
-        part.update(kind=np.array(kind, np.uint8), hi=np.array(hi, np.uint64),
-                    lo=np.array(lo, np.uint64), line=np.asarray(lines, np.int64))
-        self.parts.append(part)
-
-    def add_chunk(self, path: Path, sc: _Scan, nl: np.ndarray) -> None:
-        """The complete lines of a chunk: Record-shaped ones vectorised, others one by one."""
-        ends = np.flatnonzero(np.equal(sc.buf[: sc.size], 10, out=nl[: sc.size]))
-        starts = np.empty_like(ends)
-        starts[:1], starts[1:] = 0, ends[:-1] + 1
-        keep = ends > starts  # blank lines carry nothing
-        starts, ends = starts[keep], ends[keep]
-        lines = np.arange(self.n_lines, self.n_lines + len(starts))
-        self.n_lines += len(starts)
-        got = _parse(sc, starts, ends, self.key == "rating_strict")
-        slow = np.flatnonzero(~got.fast)
-        rows = [_load_line(path, bytes(sc.data[starts[i] : ends[i]])) for i in slow.tolist()]
-        keep_rows = [i for i, r in enumerate(rows) if r is not None]
-        if got.names:
-            local = np.array([self._triple(name, int(lines[f]))
-                              for name, f in zip(got.names, got.first, strict=True)], np.int64)
-            n = len(got.pid)
-            self.parts.append({
-                "t": local[got.triple], "pid": got.pid, "oid": got.oid, "r": got.rating,
-                "ok": got.ok, "kept": np.zeros(n, bool), "kind": np.zeros(n, np.uint8),
-                "hi": got.hi, "lo": got.lo, "line": lines[got.fast]})
-        if keep_rows:
-            self.add_dicts([rows[i] for i in keep_rows],  # type: ignore[misc]
-                           lines[slow[keep_rows]])
-
-    def compact(self) -> None:
-        """Merge the parts into one with narrow dtypes (what a worker sends back)."""
-        if not self.parts:
-            return
-        self.parts = [{k: np.concatenate([p[k] for p in self.parts]).astype(t, copy=False)
-                       for k, t in _NARROW.items()}]
-
-    def absorb(self, other: _Rows) -> None:
-        """Append another reader's rows, which come after ours in the file."""
-        remap = np.array([self._triple(name, other.first[t] + self.n_lines)
-                          for name, t in other.triples.items()], np.int64)
-        ids = np.array([self.ids.setdefault(j, len(self.ids)) for j in other.ids], np.uint64)
-        for part in other.parts:
-            part["t"] = remap[part["t"]] if len(remap) else part["t"]
-            other_ids = part["kind"] == 1
-            if other_ids.any():
-                part["hi"][other_ids] = ids[part["hi"][other_ids].astype(np.int64)]
-            part["line"] = part["line"] + self.n_lines
-            self.parts.append(part)
-        self.n_lines += other.n_lines
-
-
-_NARROW = {"t": np.int32, "pid": np.int32, "oid": np.int32, "r": np.float32, "ok": bool,
-           "kept": bool, "kind": np.uint8, "hi": np.uint64, "lo": np.uint64, "line": np.int64}
-
-
-def _load_line(path: Path, line: bytes) -> dict[str, Any] | None:
-    """One line through orjson; None for a line of whitespace."""
-    try:
-        row: dict[str, Any] = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        if not line.strip():
-            return None
-        raise LogError(
-            f"{path}: a line is not valid JSON ({exc}): {line[:80]!r}; move it aside or "
-            "restore the file"
-        ) from exc
-    return row
-
-
-def _read(path: Path, rows: _Rows, start: int = 0, stop: int | None = None) -> None:
-    """Feed the complete lines of bytes [start, stop) to `rows`, a chunk at a time.
-
-    `start` must be a line start; a last line without its newline (a torn write) is ignored.
-    One buffer is reused (read into, never re-allocated) unless a line outgrows it.
-    """
-    with open(path, "rb", buffering=0) as f:
-        left = (os.fstat(f.fileno()).st_size if stop is None else stop) - start
-        f.seek(start)
-        cap = CHUNK_BYTES
-        mem, nl, have = bytearray(cap + _PAD), np.empty(cap, bool), 0
-        while left > 0:
-            if have == cap:  # one line longer than the buffer: grow it
-                cap *= 2
-                mem = mem[:have] + bytearray(cap + _PAD - have)
-                nl = np.empty(cap, bool)
-            with memoryview(mem) as view:
-                got = f.readinto(view[have : have + min(cap - have, left)])
-            if not got:
-                return
-            left -= got
-            size = have + got
-            cut = mem.rfind(b"\n", 0, size) + 1
-            if cut:
-                rows.add_chunk(path, _Scan(mem, cut), nl)
-                mem[: size - cut] = mem[cut:size]
-            have = size - cut
-
-
-def _split_points(path: Path, parts: int) -> list[int]:
-    """Byte offsets cutting the file into `parts` ranges that start at line starts."""
-    size = path.stat().st_size
-    points = [0]
-    with open(path, "rb") as f:
-        for k in range(1, parts):
-            f.seek(max(size * k // parts, points[-1]))
-            f.readline()  # finish the line we landed in
-            points.append(f.tell())
-    return [*points, size]
-
-
-def _read_part(path: Path, start: int, stop: int, strict: bool) -> _Rows:
-    """One worker's share of the log, its columns merged and narrowed for the trip back."""
-    acc = _Rows(strict)
-    _read(path, acc, start, stop)
-    acc.compact()
-    return acc
-
-
-def _read_parallel(path: Path, strict: bool, workers: int) -> _Rows:
-    """Read byte ranges of the log in parallel (the first here) and stitch them in file order."""
-    points = _split_points(path, workers)
-    ctx = multiprocessing.get_context("fork")  # no re-import: workers start in milliseconds
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx) as pool:
-        futures = [pool.submit(_read_part, path, a, b, strict)
-                   for a, b in zip(points[1:-1], points[2:], strict=True)]
-        acc = _Rows(strict)
-        _read(path, acc, points[0], points[1])
-        for future in futures:
-            acc.absorb(future.result())
-    return acc
-
-
 def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = False) -> RatingCube:
     """A cube from already-parsed log rows (tests, merged logs)."""
-    acc = _Rows(strict)
+    acc = LogColumns(strict)
     acc.add_dicts(rows)
     return _build(acc, ds)
 
@@ -712,7 +89,7 @@ def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray | None:
     return np.flatnonzero(keep)
 
 
-def _axes(acc: _Rows) -> tuple[list[str], list[str], list[str], np.ndarray]:
+def _axes(acc: LogColumns) -> tuple[list[str], list[str], list[str], np.ndarray]:
     """Models, conditions and versions in first-seen order; (3, T) axis index per triple.
 
     Versions come in the benchmark's order (v1 first: the authors' rule keys on it).
@@ -732,9 +109,9 @@ def _axes(acc: _Rows) -> tuple[list[str], list[str], list[str], np.ndarray]:
     return list(axes[0]), list(axes[1]), vers, index
 
 
-def _build(acc: _Rows, ds: Dataset) -> RatingCube:
-    cols = {k: np.concatenate([p[k] for p in acc.parts]) if acc.parts else
-            np.zeros(0, np.uint64 if k in ("hi", "lo") else np.int64) for k in _NARROW}
+def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
+    """The cube of the rows that count: mean rating per cell, failures, authors' drops."""
+    cols = acc.columns()
     sel = _counting_rows(cols)
     if sel is not None:
         cols = {k: v[sel] for k, v in cols.items()}
@@ -743,14 +120,7 @@ def _build(acc: _Rows, ds: Dataset) -> RatingCube:
     rated = cols["ok"].astype(bool) & ~np.isnan(r)
     item = ds.indices(cols["pid"], cols["oid"]) if len(t) else t
     shape = (len(names_m), len(names_c), len(names_v), len(ds.portrait_id))
-    size = int(np.prod(shape))
-    # Each triple's offset in the flat cube, so a row's cell is one lookup and one add.
-    base = np.ravel_multi_index((*index, np.zeros_like(index[0])), shape) if size else index[0]
-    flat = (base[t] + item)[rated]
-    total = np.bincount(flat, weights=r[rated], minlength=size)
-    count = np.bincount(flat, minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratings = (total / count).reshape(shape)  # mean over repeats; 0/0 -> NaN = missing
+    ratings = _mean_ratings(shape, index, t[rated], item[rated], r[rated])
     failed = np.flatnonzero(~rated)
     m, c, v = (axis[t[failed]] for axis in index)
     per_model = np.bincount(m, minlength=len(names_m))
@@ -772,68 +142,27 @@ def _build(acc: _Rows, ds: Dataset) -> RatingCube:
     )
 
 
-def _cache_path(log_path: Path, strict: bool) -> Path:
-    return log_path.with_name(f".{log_path.name}.cube{'-strict' if strict else ''}.npz")
+def _mean_ratings(
+    shape: tuple[int, int, int, int], index: np.ndarray, t: np.ndarray, item: np.ndarray,
+    r: np.ndarray
+) -> np.ndarray:
+    """Mean of the ratings r landing in each cell (triple t, item); NaN where none did."""
+    size = int(np.prod(shape))
+    # Each triple's offset in the flat cube, so a row's cell is one lookup and one add.
+    base = np.ravel_multi_index((*index, np.zeros_like(index[0])), shape) if size else index[0]
+    flat = base[t] + item
+    total = np.bincount(flat, weights=r, minlength=size)
+    count = np.bincount(flat, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).reshape(shape)  # mean over repeats; 0/0 -> NaN = missing
 
 
-def _cache_key(log_path: Path, ds: Dataset) -> np.ndarray:
-    st = os.stat(log_path)
-    items = np.asarray(ds.portrait_id, np.int64) * 1000 + np.asarray(ds.option_id, np.int64)
-    digest = np.frombuffer(hashlib.blake2b(items.tobytes(), digest_size=8).digest(), np.int64)
-    return np.array([CACHE_VERSION, st.st_size, st.st_mtime_ns, int(digest[0])], np.int64)
-
-
-def _load_cache(path: Path, key: np.ndarray) -> RatingCube | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not np.array_equal(z["key"], key):
-                return None
-            meta = orjson.loads(z["meta"].tobytes())
-            return RatingCube(
-                models=meta["models"],
-                conditions=meta["conditions"],
-                versions=meta["versions"],
-                ratings=z["ratings"],
-                portrait_id=z["portrait_id"],
-                option_id=z["option_id"],
-                n_ok=meta["n_ok"],
-                n_failed=meta["n_failed"],
-                failures=meta["failures"],
-                authors_dropped=z["authors_dropped"],
-            )
-    except (OSError, KeyError, ValueError):  # absent, stale format or torn: just re-read
-        return None
-
-
-def _dropped(cube: RatingCube) -> np.ndarray:
-    if cube.authors_dropped is not None:
-        return cube.authors_dropped
-    return np.isnan(cube.ratings[:, :, 0, :])
-
-
-def _save_cache(path: Path, key: np.ndarray, cube: RatingCube) -> None:
-    meta = {
-        "models": cube.models,
-        "conditions": cube.conditions,
-        "versions": cube.versions,
-        "n_ok": cube.n_ok,
-        "n_failed": cube.n_failed,
-        "failures": cube.failures,
-    }
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
-        np.savez(
-            tmp,
-            key=key,
-            meta=np.frombuffer(orjson.dumps(meta), np.uint8),
-            ratings=cube.ratings,
-            portrait_id=cube.portrait_id,
-            option_id=cube.option_id,
-            authors_dropped=_dropped(cube),
-        )
-        os.replace(tmp, path)  # atomic: a reader never sees half a cache
-    except OSError:  # a read-only run dir still scores, just without the cache
-        tmp.unlink(missing_ok=True)
+def _cache_fields(cube: RatingCube) -> dict[str, Any]:
+    """The cube's fields as cubecache stores them (authors_dropped always set)."""
+    out = {f.name: getattr(cube, f.name) for f in fields(cube)}
+    if cube.authors_dropped is None:
+        out["authors_dropped"] = np.isnan(cube.ratings[:, :, 0, :])
+    return out
 
 
 def cube_from_log(
@@ -843,19 +172,16 @@ def cube_from_log(
     log_path = Path(log_path)
     if not log_path.exists():
         raise LogError(f"no log at {log_path}; run a sweep or import-official into that dir first")
-    key = _cache_key(log_path, ds)
-    cpath = _cache_path(log_path, strict)
+    key = cache_key(log_path, ds)
+    cpath = cache_path(log_path, strict)
     if cache:
-        hit = _load_cache(cpath, key)
+        hit = load_cache(cpath, key)
         if hit is not None:
-            return hit
+            return RatingCube(**hit)
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
-    if workers > 1 and log_path.stat().st_size >= PARALLEL_MIN_BYTES:
-        acc = _read_parallel(log_path, strict, workers)
-    else:
-        acc = _Rows(strict)
-        _read(log_path, acc)
-    cube = _build(acc, ds)
+    if log_path.stat().st_size < PARALLEL_MIN_BYTES:
+        workers = 1
+    cube = _build(scan_log(log_path, strict, workers=workers, chunk_bytes=CHUNK_BYTES), ds)
     if cache:
-        _save_cache(cpath, key, cube)
+        save_cache(cpath, key, _cache_fields(cube))
     return cube

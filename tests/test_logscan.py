@@ -1,0 +1,102 @@
+"""The log scanner: Record lines become columns without a dict per line, as orjson reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+import vpbatch.logscan as logscan
+from vpbatch.dataset import Dataset, load_dataset
+from vpbatch.dims import VERSIONS
+from vpbatch.logscan import TEMPLATE_KEY, scan_log
+from vpbatch.records import Record, job_id
+
+
+@pytest.fixture(scope="module")
+def ds(data_dir: Path) -> Dataset:
+    return load_dataset(data_dir)
+
+
+def _record(ds: Dataset, i: int, rating: int | None = 4, **kw: Any) -> Record:
+    kw.setdefault("job_id", job_id({"i": i}))
+    kw.setdefault("status", "ok" if rating is not None else "failed")
+    return Record(model=kw.pop("model", "m"), condition=kw.pop("condition", "vanilla"),
+                  version=kw.pop("version", "v1"), portrait_id=int(ds.portrait_id[i]),
+                  option_id=int(ds.option_id[i]), rating=rating, rating_strict=rating, **kw)
+
+
+def _lines(records: list[Record], sort_keys: bool = False) -> bytes:
+    if not sort_keys:
+        return b"".join(r.to_json() for r in records)
+    return b"".join(orjson.dumps(orjson.loads(r.to_json()), option=orjson.OPT_SORT_KEYS) + b"\n"
+                    for r in records)
+
+
+def _varied(ds: Dataset) -> list[Record]:
+    texts = [None, "like me", '"Like me"', "a \\ b", "x" * 300, "tab\tnew\nline"]
+    return [_record(ds, k % ds.n_items, None if k % 7 == 0 else k % 6 + 1,
+                    job_id=job_id({"k": k}) if k % 5 else f"id-{k}",
+                    model=["gpt", 'say "hi"', "modèle"][k % 3], version=VERSIONS[k % 6],
+                    raw=texts[k % len(texts)], reasoning=texts[(k + 1) % len(texts)],
+                    extra=[{}, {"http_status": 400}, {TEMPLATE_KEY: True}][k % 3])
+            for k in range(300)]
+
+
+def _as_table(cols: dict[str, np.ndarray], names: list[tuple[str, str, str]]) -> list[tuple]:
+    t = [names[i] for i in cols["t"].tolist()]
+    r = [None if np.isnan(x) else float(x) for x in cols["r"].tolist()]
+    # The template flag is only read where it matters: on rows without a rating.
+    kept = (cols["kept"] & ~(cols["ok"] & ~np.isnan(cols["r"]))).tolist()
+    rest = [cols[k].tolist() for k in ("pid", "oid", "ok", "kind", "lo", "line")]
+    return sorted(zip(cols["line"].tolist(), t, r, kept, *rest, strict=True))
+
+
+def test_record_lines_take_the_vectorised_path(ds: Dataset) -> None:
+    # The speed of `vpbatch score` on a big sweep rests on this: no line read one by one.
+    records = [_record(ds, i % ds.n_items, i % 6 + 1, version=VERSIONS[i % 6],
+                       raw='"Very" much ' * 30, usage={"prompt_tokens": 400},
+                       request={"seed": 42}) for i in range(600)]
+    data = _lines(records)
+    mem = bytearray(data + bytes(logscan._PAD))
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    starts = np.r_[0, ends[:-1] + 1]
+    parsed = logscan._parse(logscan._Scan(mem, len(data)), starts, ends, False)
+    assert parsed.fast.all()
+    assert parsed.rating.tolist() == [i % 6 + 1 for i in range(600)]
+
+
+def test_a_hex_job_id_becomes_its_exact_128_bits(tmp_path: Path, ds: Dataset) -> None:
+    jid = "0123456789abcdef" + "fedcba9876543210"
+    (tmp_path / "log.jsonl").write_bytes(_lines([_record(ds, 0, job_id=jid)]))
+    cols = scan_log(tmp_path / "log.jsonl", False).columns()
+    assert (cols["kind"].tolist(), cols["hi"].tolist(), cols["lo"].tolist()) == (
+        [0], [int(jid[:16], 16)], [int(jid[16:], 16)])
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_record_order_and_sorted_keys_give_the_same_columns(
+    tmp_path: Path, ds: Dataset, strict: bool
+) -> None:
+    records = _varied(ds)
+    (tmp_path / "a.jsonl").write_bytes(_lines(records))
+    (tmp_path / "b.jsonl").write_bytes(_lines(records, sort_keys=True))
+    a, b = scan_log(tmp_path / "a.jsonl", strict), scan_log(tmp_path / "b.jsonl", strict)
+    assert _as_table(a.columns(), list(a.triples)) == _as_table(b.columns(), list(b.triples))
+
+
+def test_workers_and_small_chunks_give_the_same_columns(tmp_path: Path, ds: Dataset) -> None:
+    (tmp_path / "log.jsonl").write_bytes(_lines(_varied(ds)))
+    one = scan_log(tmp_path / "log.jsonl", False)
+    many = scan_log(tmp_path / "log.jsonl", False, workers=3, chunk_bytes=1 << 10)
+    assert _as_table(one.columns(), list(one.triples)) == _as_table(many.columns(),
+                                                                    list(many.triples))
+
+
+def test_a_torn_last_line_is_left_out(tmp_path: Path, ds: Dataset) -> None:
+    data = _lines([_record(ds, 0), _record(ds, 1)])
+    (tmp_path / "log.jsonl").write_bytes(data[:-20])
+    assert scan_log(tmp_path / "log.jsonl", False).columns()["line"].tolist() == [0]
