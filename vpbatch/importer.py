@@ -33,6 +33,8 @@ __all__ = [
     "import_official",
     "find_output_files",
     "load_output_file",
+    "read_output_rows",
+    "BadOutputFile",
     "PROVENANCE_NAME",
 ]
 
@@ -46,8 +48,8 @@ _FILE_RE = re.compile(
 )
 
 
-class _BadFile(Exception):
-    """A file that cannot be imported; the message says what is wrong with it."""
+class BadOutputFile(DataError):
+    """A recorded-outputs file that cannot be read; the message says what is wrong with it."""
 
 
 @dataclass
@@ -97,15 +99,15 @@ def find_output_files(outputs_dir: Path) -> list[Path]:
 def _as_int(value: Any, what: str) -> int:
     """An id or rating stored as int, "12", 12.0 or "12.0"; anything else is a bad file."""
     if isinstance(value, bool):
-        raise _BadFile(f"{what} is a boolean ({value!r})")
+        raise BadOutputFile(f"{what} is a boolean ({value!r})")
     if isinstance(value, int):
         return value
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise _BadFile(f"{what} is not a number: {value!r}") from None
+        raise BadOutputFile(f"{what} is not a number: {value!r}") from None
     if not f.is_integer():
-        raise _BadFile(f"{what} is not a whole number: {value!r}")
+        raise BadOutputFile(f"{what} is not a whole number: {value!r}")
     return int(f)
 
 
@@ -145,7 +147,7 @@ def _parse(answer: str, memo: dict[str, _Parsed]) -> _Parsed:
 def _record(
     row: dict[str, Any], model: str, version: str, rel: str, ts: float, memo: dict[str, _Parsed]
 ) -> Record:
-    """One recorded answer as a log Record (raises _BadFile on unusable ids)."""
+    """One recorded answer as a log Record (raises BadOutputFile on unusable ids)."""
     pid = _as_int(row.get("portrait_id"), "portrait_id")
     oid = _as_int(row.get("option_id"), "option_id")
     text, error = _answer_text(row)
@@ -180,7 +182,8 @@ def _record(
     return rec
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def read_output_rows(path: Path) -> list[dict[str, Any]]:
+    """The records of one authors' outputs file (.json or .json.xz, maybe JSON-in-a-string)."""
     try:
         if path.suffix == ".xz":
             with lzma.open(path) as f:
@@ -188,18 +191,18 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         else:
             blob = path.read_bytes()
     except (lzma.LZMAError, EOFError) as exc:
-        raise _BadFile(f"not a readable xz file ({exc})") from None
+        raise BadOutputFile(f"not a readable xz file ({exc})") from None
     try:
         rows = orjson.loads(blob)
     except orjson.JSONDecodeError as exc:
-        raise _BadFile(f"not valid JSON ({exc})") from None
+        raise BadOutputFile(f"not valid JSON ({exc})") from None
     if isinstance(rows, str):  # a JSON-encoded JSON document
         try:
             rows = orjson.loads(rows)
         except orjson.JSONDecodeError as exc:
-            raise _BadFile(f"a JSON string that is not a JSON document ({exc})") from None
+            raise BadOutputFile(f"a JSON string that is not a JSON document ({exc})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise _BadFile("expected a JSON list of records (objects)")
+        raise BadOutputFile("expected a JSON list of records (objects)")
     return rows
 
 
@@ -210,20 +213,21 @@ def load_output_file(path: Path, root: Path, ts: float = 0.0) -> _FileResult:
     res = _FileResult(path=path, model=model, version=version, lines=[])
     try:
         if m is None:
-            raise _BadFile(f"name is not <model>_<version>_results.json with version in {VERSIONS}")
+            raise BadOutputFile(
+                f"name is not <model>_<version>_results.json with version in {VERSIONS}")
         rel = path.relative_to(root).as_posix()
         memo: dict[str, _Parsed] = {}
-        for i, row in enumerate(_read_rows(path)):
+        for i, row in enumerate(read_output_rows(path)):
             try:
                 rec = _record(row, model, version, rel, ts, memo)
-            except _BadFile as exc:
-                raise _BadFile(f"record {i}: {exc}") from None
+            except BadOutputFile as exc:
+                raise BadOutputFile(f"record {i}: {exc}") from None
             res.failed += rec.status == FAILED
             res.unparsed += rec.status == OK and rec.rating is None
             # orjson serialises the dataclass itself: byte-identical to Record.to_json (a
             # test checks) but without dataclasses.asdict's deep copy, 20x faster.
             res.lines.append((rec.job_id, orjson.dumps(rec) + b"\n"))
-    except (_BadFile, OSError) as exc:
+    except (BadOutputFile, OSError) as exc:
         res.lines, res.error = [], str(exc)
     return res
 

@@ -27,6 +27,7 @@ from vpbatch.report.markdown import (
     HEALTH_HEADER,
     STEER_HEADER,
     audit_rows,
+    comparison_rows,
     health_rows,
     persona_summary,
     spread_overview,
@@ -128,14 +129,7 @@ def _comparison(model: str, g: GroupComparison) -> str:
         out.append(paired_bars(f"Gap {a} − {b}", PVQ, g.model_gap, g.human_gap,
                                model_name=model))
     out.append("</div>")
-    rows = []
-    for k, member in enumerate(g.members):
-        rows.append([f"{model}: {member}", *(fmt(float(v)) for v in g.model_deltas[k])])
-        rows.append([f"humans: {member}", *(fmt(float(v)) for v in g.human_deltas[k])])
-    if g.model_gap is not None and g.human_gap is not None:
-        rows.append([f"{model}: {a} − {b}", *(fmt(float(v)) for v in g.model_gap)])
-        rows.append([f"humans: {a} − {b}", *(fmt(float(v)) for v in g.human_gap)])
-    return "".join(out) + _table(["row", *map(label, PVQ)], rows)
+    return "".join(out) + _table(["row", *map(label, PVQ)], comparison_rows(model, g))
 
 
 def _persona_section(rep: ReportData) -> str:

@@ -69,6 +69,12 @@ def _comparison(model: str, g: GroupComparison) -> list[str]:
     out = [f"#### {g.label} (paper Table {g.table})", "",
            f"r (centred) = {fmt(g.correlation)}, r (raw) = {fmt(g.correlation_raw)}, "
            f"exaggeration ({a} − {b}) = {fmt(g.exaggeration, sign=False)}", ""]
+    return out + table(["row", *map(label, PVQ)], comparison_rows(model, g))
+
+
+def comparison_rows(model: str, g: GroupComparison) -> list[list[str]]:
+    """The model's persona deltas interleaved with the humans', then both contrast gaps."""
+    a, b = g.contrast
     rows: list[list[str]] = []
     for k, member in enumerate(g.members):
         rows.append([f"{model}: {member}", *(fmt(float(v)) for v in g.model_deltas[k])])
@@ -76,7 +82,7 @@ def _comparison(model: str, g: GroupComparison) -> list[str]:
     if g.model_gap is not None and g.human_gap is not None:
         rows.append([f"{model}: {a} − {b}", *(fmt(float(v)) for v in g.model_gap)])
         rows.append([f"humans: {a} − {b}", *(fmt(float(v)) for v in g.human_gap)])
-    return out + table(["row", *map(label, PVQ)], rows)
+    return rows
 
 
 def persona_summary(rep: ReportData) -> tuple[list[str], list[list[str]]]:

@@ -6,16 +6,15 @@ lazily, one model at a time, and maps (version, portrait_id, option_id) to what 
 
 from __future__ import annotations
 
-import lzma
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from vpbatch.dims import VERSIONS
 from vpbatch.errors import DataError
+from vpbatch.importer import BadOutputFile, read_output_rows
 
 __all__ = ["Recorded", "ReplayBook", "replay_root", "recorded_failure"]
 
@@ -64,19 +63,11 @@ def _split_name(name: str) -> tuple[str, str] | None:
     return None
 
 
-def _read_rows(path: Path) -> list[dict[str, object]]:
+def _read_rows(path: Path) -> list[dict[str, Any]]:
     try:
-        if path.suffix == ".xz":
-            with lzma.open(path) as f:
-                blob = f.read()
-        else:
-            blob = path.read_bytes()
-        rows = orjson.loads(blob)
-    except (OSError, lzma.LZMAError, orjson.JSONDecodeError) as exc:
+        return read_output_rows(path)
+    except (OSError, BadOutputFile) as exc:
         raise DataError(f"cannot read recorded outputs {path}: {exc}; re-fetch the data") from exc
-    if not isinstance(rows, list):
-        raise DataError(f"{path} is not a list of records; re-fetch the data")
-    return rows
 
 
 def _to_recorded(row: dict[str, object]) -> Recorded:
