@@ -22,11 +22,10 @@ from vpbatch.config import ModelConfig
 from vpbatch.grid import Job
 from vpbatch.limits import ConcurrencyCap, RequestRate, TokenBudget
 from vpbatch.log import RunLog
-from vpbatch.parser import parse_official, parse_strict
 from vpbatch.progress import ModelProgress
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.registry import Provider
-from vpbatch.records import FAILED, OK, Record, loggable_request
+from vpbatch.records import FAILED, OK, Record, answered, loggable_request
 from vpbatch.retry import RetryPolicy
 
 __all__ = ["Limits", "Pipeline", "policy_for", "estimate_tokens"]
@@ -155,7 +154,8 @@ class Pipeline:
 
     async def _attempts(self, job: Job) -> Record:
         """One job through the retry loop: an answer, or the failure it gave up on."""
-        body = loggable_request(self.provider.build_request(job.messages, job.params).body)
+        request = self.provider.build_request(job.messages, job.params)  # once, not per attempt
+        body = loggable_request(request.body)
         estimate = estimate_tokens(job.messages, job.params.max_tokens)
         epoch = 0  # the cap's epoch when the failing attempt was sent (AIMD backs off once)
 
@@ -169,7 +169,7 @@ class Pipeline:
             self.progress.sent += 1
             epoch = limits.cap.epoch
             t0 = time.perf_counter()
-            answer = await self.provider.complete(job.messages, job.params)
+            answer = await self.provider.complete(job.messages, job.params, request=request)
             latency = (time.perf_counter() - t0) * 1000.0
             self._settle(answer, estimate)
             return _answered(job, body, answer, n, latency)
@@ -223,14 +223,11 @@ class Pipeline:
 
 
 def _answered(job: Job, body: dict[str, Any], a: Answer, attempts: int, latency: float) -> Record:
-    strict = parse_strict(a.text)
-    return Record(
-        job_id=job.job_id, model=job.model, condition=job.condition, version=job.version,
-        portrait_id=job.portrait_id, option_id=job.option_id, repeat=job.repeat, status=OK,
-        raw=a.text, reasoning=a.reasoning, rating=parse_official(a.text),
-        rating_strict=strict.rating, strict_reason=strict.reason,
-        finish_reason=a.finish_reason, usage=dict(a.usage), latency_ms=round(latency, 2),
-        attempts=attempts, request=body, ts=time.time(),
+    return answered(
+        a.text, job_id=job.job_id, model=job.model, condition=job.condition,
+        version=job.version, portrait_id=job.portrait_id, option_id=job.option_id,
+        repeat=job.repeat, reasoning=a.reasoning, finish_reason=a.finish_reason,
+        usage=dict(a.usage), latency_ms=round(latency, 2), attempts=attempts, request=body,
     )
 
 

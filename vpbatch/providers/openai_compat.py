@@ -276,9 +276,18 @@ class OpenAICompatProvider:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def complete(self, messages: list[dict[str, str]], params: RequestParams) -> Answer:
-        """Send one chat and return its answer; every failure is a classified ProviderError."""
-        req = self.build_request(messages, params)
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        params: RequestParams,
+        *,
+        request: HttpRequest | None = None,
+    ) -> Answer:
+        """Send one chat and return its answer; every failure is a classified ProviderError.
+
+        `request` is `build_request(messages, params)` when the caller has it already (the
+        scheduler builds it once per job, for the log and for every attempt)."""
+        req = request if request is not None else self.build_request(messages, params)
         if self.session is None:
             # No shared session (a one-off call): open one; the scheduler always passes one.
             async with client_session() as session:

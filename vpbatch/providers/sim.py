@@ -14,7 +14,13 @@ import anyio.lowlevel
 from vpbatch.config import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.parser import split_reasoning
-from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
+from vpbatch.providers.base import (
+    Answer,
+    FailureKind,
+    HttpRequest,
+    ProviderError,
+    RequestParams,
+)
 from vpbatch.providers.openai_compat import OpenAICompatProvider
 
 __all__ = ["SimProvider"]
@@ -38,9 +44,16 @@ class SimProvider(OpenAICompatProvider):
         super().__init__(cfg, session, None)  # a simulation never needs or holds a key
         self.respondent = _load_respondent(cfg)
 
-    async def complete(self, messages: list[dict[str, str]], params: RequestParams) -> Answer:
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        params: RequestParams,
+        *,
+        request: HttpRequest | None = None,
+    ) -> Answer:
         """The respondent's answer, checked and split like an HTTP answer."""
-        self.build_request(messages, params)  # the same validation and body as over HTTP
+        if request is None:
+            self.build_request(messages, params)  # the same validation and body as over HTTP
         await anyio.lowlevel.checkpoint()  # a real await: cancellation and fairness as usual
         answer = self.respondent.answer(messages, params)
         if answer.finish_reason == "content_filter":
