@@ -23,13 +23,13 @@ from vpbatch import retry
 from vpbatch.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
 from vpbatch.batch.journal import BatchEntry, BatchJournal
 from vpbatch.config import ModelConfig
+from vpbatch.errors import ConfigError
 from vpbatch.grid import Job
 from vpbatch.log import RunLog
-from vpbatch.parser import parse_official, parse_strict
 from vpbatch.progress import ModelProgress
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.registry import Provider
-from vpbatch.records import FAILED, OK, Record, loggable_request
+from vpbatch.records import FAILED, OK, Record, answered, loggable_request
 
 __all__ = ["BatchOptions", "BatchRunner", "POLL_ENV", "SIZE_ENV"]
 
@@ -60,12 +60,8 @@ def _number(env: Mapping[str, str], name: str, kind: type) -> Any:
     try:
         value = kind(text)
     except ValueError:
-        from vpbatch.errors import ConfigError
-
         raise ConfigError(f"${name}={text!r} is not a number; set it to e.g. 30") from None
     if value <= 0:
-        from vpbatch.errors import ConfigError
-
         raise ConfigError(f"${name} must be positive, got {text}; set it above 0")
     return value
 
@@ -297,14 +293,11 @@ class BatchRunner:
 
 
 def _answered(jid: str, model: str, m: _Meta, batch_id: str, a: Answer) -> Record:
-    strict = parse_strict(a.text)
-    return Record(
-        job_id=jid, model=model, condition=m.condition, version=m.version,
-        portrait_id=m.portrait_id, option_id=m.option_id, repeat=m.repeat, status=OK,
-        raw=a.text, reasoning=a.reasoning, rating=parse_official(a.text),
-        rating_strict=strict.rating, strict_reason=strict.reason,
-        finish_reason=a.finish_reason, usage=dict(a.usage), request=m.request,
-        batch_id=batch_id, ts=time.time(),
+    return answered(
+        a.text, job_id=jid, model=model, condition=m.condition, version=m.version,
+        portrait_id=m.portrait_id, option_id=m.option_id, repeat=m.repeat,
+        reasoning=a.reasoning, finish_reason=a.finish_reason, usage=dict(a.usage),
+        request=m.request, batch_id=batch_id,
     )
 
 
