@@ -155,7 +155,7 @@ def run_demo(
     finally:
         server.stop()
     t1 = time.perf_counter()
-    _, scores, _cube = score_run(run_dir, ScoreOptions(), data=cfg.run.data)
+    _, scores, _ = score_run(run_dir, ScoreOptions(), data=cfg.run.data)
     result = DemoResult(run_dir, t1 - t0, stats, scores)
     result.checks = sim_checks(cfg, scores)
     result.score_seconds = time.perf_counter() - t1

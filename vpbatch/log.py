@@ -122,17 +122,6 @@ class RunLog:
             raise LogError(f"short write to {self.path} (disk full?); free space and resume")
         self._note(record.job_id, record.status == OK)
 
-    def append_many(self, lines: bytes, job_ids: Iterable[tuple[str, bool]]) -> None:
-        """Commit many finished jobs (bulk import) in one write; `job_ids` are (id, ok) pairs."""
-        view = memoryview(lines)
-        while view:  # large writes may be split by the OS; each piece is whole lines' bytes
-            n = os.write(self._fd, view)
-            if n <= 0:
-                raise LogError(f"short write to {self.path} (disk full?); free space and resume")
-            view = view[n:]
-        for jid, ok in job_ids:
-            self._note(jid, ok)
-
     def fsync(self) -> None:
         os.fsync(self._fd)
 
