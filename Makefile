@@ -42,10 +42,10 @@ $(LLAMA_STAMP):
 	@touch $(LLAMA_STAMP)
 
 run: setup
-	$(BIN)/python -m vpbatch.demo
+	$(BIN)/python -m vpbatch.demos.demo
 
 run-local: setup llama
-	$(BIN)/python -m vpbatch.local_demo
+	$(BIN)/python -m vpbatch.demos.local_demo
 
 # The real-model test needs .venv-llama; if it cannot be installed the test fails loudly and
 # says why (set VPBATCH_SKIP_REALMODEL=1 to skip it on purpose).

@@ -45,7 +45,7 @@ class Figure:
 
 
 def _config(url: str, concurrency: int, root: Path) -> Any:
-    from vpbatch.config import load_config
+    from vpbatch.sweep.config import load_config
 
     text = ['[run]\nname = "bench"\n']
     for i in range(ENGINE_MODELS):
@@ -58,8 +58,8 @@ def _config(url: str, concurrency: int, root: Path) -> Any:
 
 def engine_run(url: str, concurrency: int) -> Figure:
     """One whole sweep (2 models × 3,120 jobs) through `run_sweep`, in this process."""
-    from vpbatch.dataset import load_dataset
-    from vpbatch.engine import run_sweep
+    from vpbatch.benchmark.dataset import load_dataset
+    from vpbatch.sweep.engine import run_sweep
 
     load_dataset()  # parsed once per process: data loading is not what is measured
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,11 +76,11 @@ def engine_run(url: str, concurrency: int) -> Figure:
 
 def _bodies(n: int) -> list[bytes]:
     """The first n request bodies of the grid, exactly as the engine sends them."""
-    from vpbatch.conditions import load_conditions
-    from vpbatch.config import ModelConfig
-    from vpbatch.dataset import load_dataset
-    from vpbatch.grid import iter_model_jobs
+    from vpbatch.benchmark.conditions import load_conditions
+    from vpbatch.benchmark.dataset import load_dataset
     from vpbatch.providers.openai_compat import OpenAICompatProvider
+    from vpbatch.sweep.config import ModelConfig
+    from vpbatch.sweep.grid import iter_model_jobs
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _config("http://127.0.0.1:1/v1", 1, Path(tmp))
@@ -97,7 +97,7 @@ def _bodies(n: int) -> list[bytes]:
 def _worker(args: tuple[str, list[bytes], float, str]) -> tuple[int, float]:
     """One synchronous worker: a keep-alive connection, one request at a time, until the
     deadline; parses and logs each answer as the engine does. Returns (jobs, CPU seconds)."""
-    from vpbatch.parser import parse_official
+    from vpbatch.benchmark.parser import parse_official
 
     url, bodies, deadline, log_path = args
     u = urlsplit(url)
@@ -133,7 +133,7 @@ def baseline_run(url: str, workers: int, seconds: float = BASELINE_SECONDS) -> F
 
 
 def main() -> None:
-    from vpbatch.demo import SimProcess
+    from vpbatch.demos.demo import SimProcess
 
     cores = os.cpu_count() or 1
     workers = max(1, int(0.75 * cores))

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from vpbatch.analysis import analyse
-from vpbatch.conditions import load_conditions
-from vpbatch.cube import cube_from_log
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import FAMILY_DIMS, PHRASES, VERSIONS
-from vpbatch.records import Record
-from vpbatch.scorer import ScoreOptions, item_weights
+from vpbatch.benchmark.conditions import load_conditions
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import FAMILY_DIMS, PHRASES, VERSIONS
+from vpbatch.log.records import Record
+from vpbatch.scoring.analysis import analyse
+from vpbatch.scoring.cube import cube_from_log
+from vpbatch.scoring.scorer import ScoreOptions, item_weights
 
 __all__ = ["main", "write_grid_log", "naive_scores", "GOAL_S"]
 

@@ -20,11 +20,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from vpbatch.cube import RatingCube, cube_from_log
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import FAMILY_DIMS, VERSIONS
-from vpbatch.importer import find_output_files, import_official
-from vpbatch.scorer import ScoreOptions, Scores, item_weights, score_cube
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import FAMILY_DIMS, VERSIONS
+from vpbatch.log.importer import find_output_files, import_official
+from vpbatch.scoring.cube import RatingCube, cube_from_log
+from vpbatch.scoring.scorer import ScoreOptions, Scores, item_weights, score_cube
 
 __all__ = ["main", "baseline_score", "synthetic_log"]
 
@@ -115,7 +116,7 @@ def _check_same(ours: Scores, theirs: dict[tuple[str, str], dict[str, dict[str, 
 
 
 def bench_official(data: Path, ds: Dataset) -> None:
-    outputs = data / "lm_evaluation" / "outputs" / "final"
+    outputs = data / layout.OUTPUTS
     mb = sum(p.stat().st_size for p in find_output_files(outputs)) / 1e6
     lists = _lists(ds, ScoreOptions())
     with tempfile.TemporaryDirectory() as tmp:

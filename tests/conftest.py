@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from vpbatch.cube import RatingCube, cube_from_log
-from vpbatch.dataset import load_dataset
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.scoring.cube import RatingCube, cube_from_log
 
 REPO = Path(__file__).resolve().parent.parent
-OFFICIAL_OUTPUTS = "lm_evaluation/outputs/final"  # the authors' recorded answers, 33 models
+OFFICIAL_OUTPUTS = layout.OUTPUTS  # the authors' recorded answers, 33 models
 
 
 def _find(env: str, rel: str) -> Path | None:
@@ -43,7 +44,7 @@ def paper_dir() -> Path:
 @pytest.fixture(scope="session")
 def official_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run dir holding the 33 recorded models, imported once per session (read-only)."""
-    from vpbatch.importer import import_official
+    from vpbatch.log.importer import import_official
 
     run = tmp_path_factory.getbasetemp() / "official33"
     if not (run / "log.jsonl").exists():

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vpbatch.analysis import Analysis, analyse, human_comparison, nan_percentile
-from vpbatch.cube import RatingCube
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import FAMILIES, PVQ, VERSIONS
-from vpbatch.human import load_human_reference, match_persona
-from vpbatch.scorer import ScoreOptions, Scores, item_means, item_weights
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import FAMILIES, PVQ, VERSIONS
+from vpbatch.scoring.analysis import Analysis, analyse, human_comparison, nan_percentile
+from vpbatch.scoring.cube import RatingCube
+from vpbatch.scoring.human import load_human_reference, match_persona
+from vpbatch.scoring.scorer import ScoreOptions, Scores, item_means, item_weights
 
 CONDITIONS = ["vanilla", "persona:gender=male", "persona:gender=female", "steer:Power",
               "steer:Universalism"]

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vpbatch.audit import DIFFERENT_RATING, parse_audit
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.cli import cli
-from vpbatch.dims import VERSIONS
 from vpbatch.errors import RunDirError
-from vpbatch.importer import import_official
-from vpbatch.log import LOG_NAME, read_log
-from vpbatch.records import FAILED, Record
+from vpbatch.log.importer import import_official
+from vpbatch.log.records import FAILED, Record
+from vpbatch.log.runlog import LOG_NAME, read_log
+from vpbatch.scoring.audit import DIFFERENT_RATING, parse_audit
 
 
 def _rec(model: str, raw: str | None, i: int = 0, status: str = "ok") -> Record:
@@ -25,7 +26,7 @@ def _rec(model: str, raw: str | None, i: int = 0, status: str = "ok") -> Record:
 @pytest.fixture(scope="module")
 def real_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two real models' recorded answers (all 6 versions) imported into a run dir."""
-    src = data_dir / "lm_evaluation/outputs/final"
+    src = data_dir / layout.OUTPUTS
     tree = tmp_path_factory.mktemp("final")
     for provider, model in [("openrouter", "llama-3.1-8b-instruct"),
                             ("openrouter", "mistral-tiny")]:

@@ -15,15 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vpbatch.cube import RatingCube
-from vpbatch.dataset import load_dataset
-from vpbatch.dims import FAMILY_DIMS
-from vpbatch.scorer import ScoreOptions, Scores, score_cube
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.benchmark.dims import FAMILY_DIMS
+from vpbatch.scoring.cube import RatingCube
+from vpbatch.scoring.scorer import ScoreOptions, Scores, score_cube
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = "lm_evaluation/outputs/final"
-SCORES = "lm_evaluation/score_results/final_results_0.3_pos_centered"
+OUTPUTS = layout.OUTPUTS
+SCORES = layout.AUTHORS_SCORES
 # Items whose v1 record failed with no correlation lists on it, so the authors' averaging
 # used them for no dimension (found by reading the recorded files).
 LOST_BY_AUTHORS = {

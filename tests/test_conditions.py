@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from vpbatch.conditions import load_conditions, model_conditions, system_message
-from vpbatch.config import Config, GridConfig, ModelConfig, RunConfig
-from vpbatch.dims import PVQ
+from vpbatch.benchmark.conditions import load_conditions
+from vpbatch.benchmark.dims import PVQ
 from vpbatch.errors import ConfigError
+from vpbatch.sweep.config import Config, GridConfig, ModelConfig, RunConfig
+from vpbatch.sweep.grid import model_conditions, system_message
 
 GROUPS = {
     "gender": 2, "age": 4, "politics": 3, "education": 4, "race": 4, "religion": 5, "income": 3,

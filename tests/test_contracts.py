@@ -24,12 +24,12 @@ import orjson
 import pytest
 import yaml
 
-from vpbatch.config import ModelConfig
 from vpbatch.providers.anthropic import AnthropicProvider
 from vpbatch.providers.base import Answer, RequestParams
 from vpbatch.providers.openai import OpenAIProvider
 from vpbatch.providers.openai_compat import OpenAICompatProvider
 from vpbatch.providers.openrouter import OpenRouterProvider
+from vpbatch.sweep.config import ModelConfig
 
 Check = Callable[[dict[str, Any]], None]
 
@@ -179,9 +179,9 @@ def test_every_configured_persona_and_steering_body_validates(
     openai_check: Check, anthropic_check: Check, data_dir: Any
 ) -> None:
     # The real system messages (configs/personas.toml) on a real benchmark prompt.
-    from vpbatch.conditions import load_conditions
-    from vpbatch.dataset import load_dataset
-    from vpbatch.prompts import item_prompt
+    from vpbatch.benchmark.conditions import load_conditions
+    from vpbatch.benchmark.dataset import load_dataset
+    from vpbatch.benchmark.prompts import item_prompt
 
     conds = load_conditions()
     user = {"role": "user", "content": item_prompt(load_dataset(data_dir), "v2_reversed", 0)}

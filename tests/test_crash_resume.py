@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vpbatch.commands.score import score_run
-from vpbatch.demo import SimProcess
-from vpbatch.log import iter_log
-from vpbatch.scorer import ScoreOptions
+from vpbatch.demos.demo import SimProcess
+from vpbatch.log.runlog import iter_log
+from vpbatch.scoring.scorer import ScoreOptions
+from vpbatch.scoring.scores_file import score_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -10,12 +10,12 @@ import numpy as np
 import orjson
 import pytest
 
-import vpbatch.cube as cube_module
-from vpbatch.cube import RatingCube, cube_from_log
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import VERSIONS
-from vpbatch.log import dedupe, iter_log
-from vpbatch.records import Record, job_id
+import vpbatch.scoring.cube as cube_module
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.log.records import Record, job_id
+from vpbatch.log.runlog import dedupe, iter_log
+from vpbatch.scoring.cube import RatingCube, cube_from_log
 
 
 @pytest.fixture(scope="module")

@@ -17,23 +17,20 @@ import anyio
 import pytest
 from aiohttp import web
 
-from vpbatch import retry
-from vpbatch.datafetch import (
+from vpbatch.benchmark.dataset import TAGGED_PATH, load_dataset
+from vpbatch.benchmark.fetch import OfflineError, check, fetch, fetch_async, file_sha256
+from vpbatch.benchmark.layout import (
     CORE,
-    OUTPUTS,
+    OUTPUTS_GROUP,
     ManifestFile,
-    OfflineError,
     cache_dir,
-    check,
-    fetch,
-    fetch_async,
-    file_sha256,
     load_manifest,
+    prompt_template,
 )
-from vpbatch.dataset import TAGGED_PATH, load_dataset
 from vpbatch.errors import DataError
+from vpbatch.sweep import retry
 
-PROMPT = "lm_evaluation/prompts/v2/reddit_prompt.txt"
+PROMPT = prompt_template("v2", "reddit")
 
 
 class Mirror:
@@ -144,7 +141,7 @@ def test_manifest_pins_the_commit_of_the_data_readme(data_dir: Path) -> None:
     assert m.repository == "holi-lab/ValuePortrait"
     assert f"`{m.commit}`" in (data_dir / "README.md").read_text()
     assert len(_core()) == 16
-    assert sum(f.group == OUTPUTS for f in m.files) == 33 * 6
+    assert sum(f.group == OUTPUTS_GROUP for f in m.files) == 33 * 6
 
 
 def test_official_copy_verifies_including_outputs(data_dir: Path) -> None:
@@ -268,7 +265,8 @@ def test_refused_connection_says_offline(mirror: Mirror, refusing_port: int) -> 
 
 
 def test_outputs_are_fetched_as_the_upstream_json(mirror: Mirror, data_dir: Path) -> None:
-    wanted = [f for f in load_manifest().files if f.group == OUTPUTS and "o3-mini" in f.path][:1]
+    outputs = [f for f in load_manifest().files if f.group == OUTPUTS_GROUP]
+    wanted = [f for f in outputs if "o3-mini" in f.path][:1]
     wanted += [f for f in load_manifest().files if ":thinking_v1_" in f.path]  # ":" in the URL
 
     async def go() -> None:

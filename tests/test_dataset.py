@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from vpbatch.datafetch import cache_dir
-from vpbatch.dataset import (
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dataset import (
     CORR_PATHS,
     TAGGED_KEYS,
     TAGGED_PATH,
@@ -19,7 +19,8 @@ from vpbatch.dataset import (
     load_dataset,
     resolve_data_dir,
 )
-from vpbatch.dims import FAMILIES, FAMILY_DIMS
+from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS
+from vpbatch.benchmark.layout import cache_dir
 from vpbatch.errors import DataError
 
 
@@ -177,7 +178,7 @@ def test_unknown_dimension_is_named(no_env: Path, data_dir: Path) -> None:
 
 def test_recorded_outputs_carry_only_abs_r_above_03(ds: Dataset, data_dir: Path) -> None:
     # Documents the finding in vpbatch/dataset.py: records are not a source of correlations.
-    path = next((data_dir / "lm_evaluation/outputs/final/openai").glob("gpt-4o-mini*_v1_*"))
+    path = next((data_dir / layout.OUTPUTS / "openai").glob("gpt-4o-mini*_v1_*"))
     for rec in orjson.loads(lzma.decompress(path.read_bytes())):
         i = ds.index(int(rec["portrait_id"]), int(rec["option_id"]))
         for fam, key in TAGGED_KEYS.items():

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from vpbatch.config import parse_config
-from vpbatch.demo import DEFAULT_CONFIG, SIM_URL, point_at
+from vpbatch.demos.demo import DEFAULT_CONFIG, SIM_URL, point_at
 from vpbatch.errors import ConfigError
+from vpbatch.sweep.config import parse_config
 
 SMALL = """
 [run]
@@ -41,7 +41,7 @@ steering = ["Universalism", "Power"]
 def _demo(config: Path, run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VPBATCH_DATA": str(data_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "vpbatch.demo", "--config", str(config), "--run-dir",
+        [sys.executable, "-m", "vpbatch.demos.demo", "--config", str(config), "--run-dir",
          str(run_dir), "--faults", "0.01", "--no-report"],
         capture_output=True, text=True, env=env, timeout=600,
     )

@@ -20,20 +20,20 @@ import orjson
 import pytest
 from aiohttp import web
 
-from vpbatch import retry
-from vpbatch.conditions import load_conditions
-from vpbatch.config import Config, load_config
-from vpbatch.dataset import load_dataset
-from vpbatch.engine import SweepSummary, sweep
+from vpbatch.benchmark.conditions import load_conditions
+from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.errors import RunDirError
-from vpbatch.grid import Job, iter_model_jobs
-from vpbatch.limits import ConcurrencyCap, RequestRate
-from vpbatch.log import RunLog, iter_log
-from vpbatch.progress import ModelProgress, Progress
+from vpbatch.log.runlog import RunLog, iter_log
 from vpbatch.providers.registry import make_provider
-from vpbatch.scheduler import Limits, Pipeline
 from vpbatch.sim.faults import FaultPlan
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
+from vpbatch.sweep import retry
+from vpbatch.sweep.config import Config, load_config
+from vpbatch.sweep.engine import SweepSummary, sweep
+from vpbatch.sweep.grid import Job, iter_model_jobs
+from vpbatch.sweep.limits import ConcurrencyCap, RequestRate
+from vpbatch.sweep.pipeline import Limits, Pipeline
+from vpbatch.sweep.progress import ModelProgress, Progress
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import click
 import pytest
 
-from vpbatch.conditions import Conditions, load_conditions
-from vpbatch.config import Config, load_config
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.grid import (
+from vpbatch.benchmark.conditions import Conditions, load_conditions
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.prompts import item_prompt
+from vpbatch.log.records import job_id
+from vpbatch.sweep.config import Config, load_config
+from vpbatch.sweep.grid import (
     REASONING_MAX_TOKENS,
     count_model_jobs,
     iter_jobs,
@@ -22,8 +24,6 @@ from vpbatch.grid import (
     parse_shard,
     request_params,
 )
-from vpbatch.prompts import item_prompt
-from vpbatch.records import job_id
 
 SMALL = """
 [run]
@@ -79,9 +79,11 @@ def test_job_ids_are_stable_across_runs(tmp_path: Path, ds: Dataset, conds: Cond
     first = [j.job_id for j in iter_model_jobs(cfg, cfg.models[1], ds, conds)]
     again = [j.job_id for j in iter_model_jobs(config(tmp_path), cfg.models[1], ds, conds)]
     assert first == again
-    code = ("import sys; from vpbatch.config import load_config; from vpbatch.dataset import "
-            "load_dataset; from vpbatch.conditions import load_conditions; from vpbatch.grid "
-            "import iter_model_jobs; c = load_config(sys.argv[1], check_env=False); "
+    code = ("import sys; from vpbatch.sweep.config import load_config; "
+            "from vpbatch.benchmark.dataset import load_dataset; "
+            "from vpbatch.benchmark.conditions import load_conditions; "
+            "from vpbatch.sweep.grid import iter_model_jobs; "
+            "c = load_config(sys.argv[1], check_env=False); "
             "print(next(iter_model_jobs(c, c.models[1], load_dataset(sys.argv[2]), "
             "load_conditions())).job_id)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c.toml"), str(ds.root)],

@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
-from vpbatch.cube import TEMPLATE_KEY
+from vpbatch.benchmark import layout
 from vpbatch.errors import DataError
-from vpbatch.importer import PROVENANCE_NAME, import_official
-from vpbatch.log import LOG_NAME, iter_log, read_log
-from vpbatch.records import FAILED, OK, Record, job_id
+from vpbatch.log.importer import PROVENANCE_NAME, import_official
+from vpbatch.log.records import FAILED, OK, Record, job_id
+from vpbatch.log.runlog import LOG_NAME, iter_log, read_log
+from vpbatch.scoring.cube import TEMPLATE_KEY
 
 UNPARSED = "Could not parse valid Likert response from: "
 
@@ -260,7 +261,7 @@ def official_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     run = tmp_path_factory.getbasetemp() / "official33"
     if not (run / LOG_NAME).exists():
         shutil.rmtree(run, ignore_errors=True)
-        s = import_official(data_dir / "lm_evaluation/outputs/final", run)
+        s = import_official(data_dir / layout.OUTPUTS, run)
         assert (s.files, s.written, s.bad) == (198, 102_960, [])
     return run
 
@@ -286,7 +287,7 @@ def test_imported_run_scores_exactly_as_the_authors_score_files(
     out = _cli("score", str(official_run), "--rule", "authors", "--data", str(data_dir))
     assert out.returncode == 0, out.stderr
     ours = json.loads((official_run / "scores.json").read_text())["models"]
-    golden_dir = data_dir / "lm_evaluation/score_results/final_results_0.3_pos_centered"
+    golden_dir = data_dir / layout.AUTHORS_SCORES
     compared, off = 0, []
     for path in sorted(golden_dir.glob("*.json")):
         golden = json.loads(path.read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from vpbatch.limits import WINDOW, ConcurrencyCap, RequestRate, TokenBudget, rpm_bucket
+from vpbatch.sweep.limits import WINDOW, ConcurrencyCap, RequestRate, TokenBudget, rpm_bucket
 
 
 class FakeClock:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vpbatch.log import RunLog, read_log
-from vpbatch.records import FAILED, Record
+from vpbatch.log.records import FAILED, Record
+from vpbatch.log.runlog import RunLog, read_log
 
 
 def rec(jid: str, status: str = "ok") -> Record:
@@ -50,7 +50,7 @@ def test_an_answer_supersedes_an_earlier_failure(tmp_path: Path) -> None:
 
 
 def test_the_logged_request_keeps_every_parameter_and_only_a_digest_of_the_prompt() -> None:
-    from vpbatch.records import loggable_request
+    from vpbatch.log.records import loggable_request
 
     body = {"model": "m", "temperature": 0.0, "seed": 42, "max_tokens": 64,
             "messages": [{"role": "system", "content": "p"}, {"role": "user", "content": "q"}]}

@@ -9,11 +9,11 @@ import numpy as np
 import orjson
 import pytest
 
-import vpbatch.logscan as logscan
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import VERSIONS
-from vpbatch.logscan import TEMPLATE_KEY, scan_log
-from vpbatch.records import Record, job_id
+import vpbatch.scoring.logscan as logscan
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.log.records import Record, job_id
+from vpbatch.scoring.logscan import TEMPLATE_KEY, scan_log
 
 
 @pytest.fixture(scope="module")

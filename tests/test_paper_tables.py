@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vpbatch.cube import RatingCube
-from vpbatch.dataset import load_dataset
-from vpbatch.dims import BFI, PVQ
-from vpbatch.scorer import ScoreOptions, Scores, score_cube
+from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.benchmark.dims import BFI, PVQ
+from vpbatch.scoring.cube import RatingCube
+from vpbatch.scoring.scorer import ScoreOptions, Scores, score_cube
 
 pytestmark = pytest.mark.slow
 

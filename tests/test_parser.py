@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from vpbatch.parser import (
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.parser import (
     StrictResult,
     normalize,
     parse_official,
@@ -27,7 +28,7 @@ N_ROWS, N_PARSED, N_PARSE_FAILURES, N_API_ERRORS = 102_960, 102_752, 166, 42
 @pytest.fixture(scope="module")
 def recorded(data_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for path in sorted((data_dir / "lm_evaluation/outputs/final").rglob("*_results.json.xz")):
+    for path in sorted((data_dir / layout.OUTPUTS).rglob("*_results.json.xz")):
         with lzma.open(path) as f:
             rows.extend(orjson.loads(f.read()))
     return rows

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
+from vpbatch.benchmark.conditions import load_conditions
+from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.cli import main
-from vpbatch.conditions import load_conditions
-from vpbatch.config import Config, load_config
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.grid import Job, iter_jobs, iter_model_jobs
-from vpbatch.log import RunLog
-from vpbatch.records import FAILED, Record
-from vpbatch.rundir import prepare_run_dir
+from vpbatch.log.records import FAILED, Record
+from vpbatch.log.rundir import prepare_run_dir
+from vpbatch.log.runlog import RunLog
+from vpbatch.sweep.config import Config, load_config
+from vpbatch.sweep.grid import Job, iter_jobs, iter_model_jobs
 
 Cap = pytest.CaptureFixture[str]
 TEXT = """

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import VERSIONS
-from vpbatch.errors import ConfigError, DataError
-from vpbatch.prompts import (
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.benchmark.prompts import (
     KINDS,
     item_prompt,
     load_templates,
@@ -21,6 +21,7 @@ from vpbatch.prompts import (
     template_kind,
     template_path,
 )
+from vpbatch.errors import ConfigError, DataError
 
 _FILE = re.compile(r"^(?P<model>.+)_(?P<version>v\d(?:_reversed)?)_results\.json(?:\.xz)?$")
 
@@ -85,7 +86,7 @@ def test_wrong_version_is_a_clear_error(ds: Dataset) -> None:
 
 
 def test_missing_template_is_named(tmp_path: Path, data_dir: Path) -> None:
-    shutil.copytree(data_dir / "lm_evaluation/prompts", tmp_path / "lm_evaluation/prompts")
+    shutil.copytree(data_dir / layout.PROMPTS, tmp_path / layout.PROMPTS)
     template_path(tmp_path, "v3_reversed", "sharegpt").unlink()
     with pytest.raises(DataError, match=r"v3_reversed/sharegpt_prompt\.txt is missing"):
         load_templates(tmp_path)
@@ -93,7 +94,7 @@ def test_missing_template_is_named(tmp_path: Path, data_dir: Path) -> None:
 
 def test_render_equals_every_recorded_prompt(ds: Dataset, data_dir: Path) -> None:
     """All 33 models x 6 versions x 520 records: identical, character for character."""
-    files = sorted((data_dir / "lm_evaluation/outputs/final").glob("*/*_results.json*"))
+    files = sorted((data_dir / layout.OUTPUTS).glob("*/*_results.json*"))
     assert len(files) == 33 * 6
     n, bad = 0, []
     for path in files:

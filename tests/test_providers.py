@@ -18,7 +18,6 @@ import orjson
 import pytest
 from aiohttp import web
 
-from vpbatch.config import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.anthropic import AnthropicProvider
 from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
@@ -30,6 +29,7 @@ from vpbatch.providers.openai_compat import (
 )
 from vpbatch.providers.openrouter import OpenRouterProvider
 from vpbatch.providers.registry import make_provider
+from vpbatch.sweep.config import ModelConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -580,9 +580,9 @@ def test_openrouter_referer_comes_from_the_environment() -> None:
 
 def sim_chats(data_dir: Any) -> list[list[dict[str, str]]]:
     """Real benchmark prompts: vanilla, a persona and a steering message, two versions."""
-    from vpbatch.conditions import load_conditions
-    from vpbatch.dataset import load_dataset
-    from vpbatch.prompts import item_prompt
+    from vpbatch.benchmark.conditions import load_conditions
+    from vpbatch.benchmark.dataset import load_dataset
+    from vpbatch.benchmark.prompts import item_prompt
 
     ds, conds = load_dataset(data_dir), load_conditions()
     systems = [None, conds.personas["gender=female"].text, conds.steering["Power"]]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vpbatch.audit import parse_audit
-from vpbatch.llama_server import LlamaUnavailable, serve_llama
-from vpbatch.log import LOG_NAME, iter_log, read_log
+from vpbatch.demos.llama_server import LlamaUnavailable, serve_llama
+from vpbatch.log.runlog import LOG_NAME, iter_log, read_log
+from vpbatch.scoring.audit import parse_audit
 
 # A loaded 2-core machine answers a few requests a second at best: allow the slice time.
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow, pytest.mark.timeout(1500)]

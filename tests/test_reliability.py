@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vpbatch.cube import RatingCube
-from vpbatch.dataset import load_dataset
-from vpbatch.reliability import alpha_by_dimension, cronbach_alpha
+from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.scoring.cube import RatingCube
+from vpbatch.scoring.reliability import alpha_by_dimension, cronbach_alpha
 
 
 def test_alpha_hand_computed() -> None:

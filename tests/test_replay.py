@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import VERSIONS
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.errors import ConfigError
-from vpbatch.prompts import item_prompt
 from vpbatch.providers.base import FailureKind, ProviderError, RequestParams
 from vpbatch.sim.replay import ReplayBook, recorded_failure
 from vpbatch.sim.respondent import Respondent
@@ -34,7 +35,7 @@ def ds(data_dir: Path) -> Dataset:
 
 
 def _outputs(data_dir: Path) -> Path:
-    return data_dir / "lm_evaluation" / "outputs" / "final"
+    return data_dir / layout.OUTPUTS
 
 
 def _recorded(data_dir: Path, path: str, version: str) -> list[dict[str, object]]:

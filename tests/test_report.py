@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vpbatch.dataset import load_dataset
-from vpbatch.dims import PHRASES, PVQ, VERSIONS
+from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.benchmark.dims import PHRASES, PVQ, VERSIONS
 from vpbatch.errors import LogError
-from vpbatch.human import load_human_reference
-from vpbatch.records import FAILED, Record, job_id
-from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, fmt, marks, run_stats, write_report
-from vpbatch.scorer import item_weights
+from vpbatch.log.records import FAILED, Record, job_id
+from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, write_report
+from vpbatch.report.common import fmt, marks
+from vpbatch.report.data import run_stats
+from vpbatch.scoring.human import load_human_reference
+from vpbatch.scoring.scorer import item_weights
 
 PERSONAS = ("gender=male", "gender=female", "politics=left-wing", "politics=right-wing",
             "religion=atheist")

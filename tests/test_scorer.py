@@ -13,12 +13,12 @@ import numpy as np
 import orjson
 import pytest
 
-from vpbatch.cube import TEMPLATE_KEY, cube_from_log, cube_from_rows
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import FAMILY_DIMS, PVQ
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import FAMILY_DIMS, PVQ
 from vpbatch.errors import ConfigError
-from vpbatch.records import Record
-from vpbatch.scorer import (
+from vpbatch.log.records import Record
+from vpbatch.scoring.cube import TEMPLATE_KEY, cube_from_log, cube_from_rows
+from vpbatch.scoring.scorer import (
     AUTHORS_EXCLUDED,
     ScoreOptions,
     item_means,
@@ -298,7 +298,7 @@ def test_strict_ratings_are_read_whatever_the_answer_and_reasoning_hold(tmp_path
 def test_a_big_log_read_by_worker_processes_gives_the_same_cube(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vpbatch.cube as cube_module
+    import vpbatch.scoring.cube as cube_module
 
     rows = [_row(it, v, (k + n) % 6 + 1, model=f"m{k % 3}", condition=f"c{n % 2}",
                  job_id=f"{k}-{n}-{v}")
@@ -320,7 +320,7 @@ def test_a_big_log_read_by_worker_processes_gives_the_same_cube(
 def test_lines_straddling_read_chunks_are_read_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vpbatch.cube as cube_module
+    import vpbatch.scoring.cube as cube_module
 
     rows = [_row(it, v, k % 6 + 1, job_id=f"{k}-{v}", raw="x" * (k * 97 % 1500))
             for k, it in enumerate((A, B, C, D) * 5) for v in ("v1", "v2")]

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from vpbatch.conditions import load_conditions
-from vpbatch.cube import cube_from_rows
-from vpbatch.dataset import Dataset, load_dataset
-from vpbatch.dims import PVQ, VANILLA, VERSIONS
+from vpbatch.benchmark.conditions import load_conditions
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.dims import PVQ, VANILLA, VERSIONS
+from vpbatch.benchmark.parser import parse_official
+from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.errors import ConfigError
-from vpbatch.parser import parse_official
-from vpbatch.prompts import item_prompt
 from vpbatch.providers.base import RequestParams
-from vpbatch.scorer import Scores, score_cube
+from vpbatch.scoring.cube import cube_from_rows
+from vpbatch.scoring.scorer import Scores, score_cube
 from vpbatch.sim.respondent import PERSONA_SHIFTS, PROFILES, Respondent
 
 PARAMS = RequestParams(temperature=0.0, max_tokens=64, seed=42)

@@ -16,15 +16,15 @@ import anyio
 import orjson
 import pytest
 
-from vpbatch.config import ModelConfig
-from vpbatch.dataset import load_dataset
+from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.benchmark.parser import parse_official
+from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.errors import ConfigError
-from vpbatch.parser import parse_official
-from vpbatch.prompts import item_prompt
 from vpbatch.providers.base import FailureKind, ProviderError, RequestParams
 from vpbatch.providers.openai_compat import OpenAICompatProvider
 from vpbatch.sim.faults import FaultPlan, draw_fault
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
+from vpbatch.sweep.config import ModelConfig
 
 Reply = tuple[int, dict[str, str], bytes]
 

@@ -18,9 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from vpbatch.config import ModelConfig
-from vpbatch.http import client_session
-from vpbatch.parser import split_reasoning
+from vpbatch.benchmark.parser import split_reasoning
 from vpbatch.providers.base import (
     Answer,
     FailureKind,
@@ -28,6 +26,8 @@ from vpbatch.providers.base import (
     ProviderError,
     RequestParams,
 )
+from vpbatch.providers.http import client_session
+from vpbatch.sweep.config import ModelConfig
 
 __all__ = [
     "OpenAICompatProvider",

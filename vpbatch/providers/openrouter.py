@@ -6,9 +6,9 @@ from typing import Any
 
 import aiohttp
 
-from vpbatch.config import ModelConfig
 from vpbatch.providers.base import RequestParams
 from vpbatch.providers.openai_compat import OpenAICompatProvider
+from vpbatch.sweep.config import ModelConfig
 
 __all__ = ["OpenRouterProvider"]
 

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from vpbatch.config import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.anthropic import AnthropicProvider
 from vpbatch.providers.openai import OpenAIProvider
 from vpbatch.providers.openai_compat import Provider, is_local
 from vpbatch.providers.openrouter import OpenRouterProvider
+from vpbatch.sweep.config import ModelConfig
 
 __all__ = ["make_provider", "Provider", "DEFAULT_KEY_ENV", "key_env_of"]
 

@@ -11,9 +11,8 @@ from typing import Any, Protocol
 import aiohttp
 import anyio.lowlevel
 
-from vpbatch.config import ModelConfig
+from vpbatch.benchmark.parser import split_reasoning
 from vpbatch.errors import ConfigError
-from vpbatch.parser import split_reasoning
 from vpbatch.providers.base import (
     Answer,
     FailureKind,
@@ -22,6 +21,7 @@ from vpbatch.providers.base import (
     RequestParams,
 )
 from vpbatch.providers.openai_compat import OpenAICompatProvider
+from vpbatch.sweep.config import ModelConfig
 
 __all__ = ["SimProvider"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vpbatch.analysis import Analysis
-from vpbatch.dims import FAMILIES, FAMILY_DIMS
+from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS
+from vpbatch.scoring.analysis import Analysis
 
 __all__ = ["LONG_COLUMNS", "VERSION_COLUMNS", "write_long", "write_versions"]
 

@@ -9,17 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from vpbatch.analysis import GroupComparison
-from vpbatch.dims import FAMILIES, FAMILY_DIMS, PVQ
-from vpbatch.report import (
+from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ
+from vpbatch.report.common import (
     NOTES,
-    ReportData,
     fmt,
     marks,
     profile_index,
     ran_conditions,
     ran_personas,
 )
+from vpbatch.report.data import ReportData
 from vpbatch.report.markdown import (
     AUDIT_HEADER,
     EXAMPLE_HEADER,
@@ -35,6 +34,7 @@ from vpbatch.report.markdown import (
     version_rows,
 )
 from vpbatch.report.svg import bar_chart, colour, heatmap, label, nice_limit, paired_bars
+from vpbatch.scoring.analysis import GroupComparison
 
 __all__ = ["render"]
 

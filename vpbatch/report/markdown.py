@@ -7,11 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from vpbatch.analysis import GroupComparison
-from vpbatch.dims import FAMILIES, FAMILY_DIMS, PVQ
-from vpbatch.report import (
+from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ
+from vpbatch.report.common import (
     NOTES,
-    ReportData,
     fmt,
     marks,
     nanmean0,
@@ -19,7 +17,9 @@ from vpbatch.report import (
     ran_conditions,
     ran_personas,
 )
+from vpbatch.report.data import ReportData
 from vpbatch.report.svg import label
+from vpbatch.scoring.analysis import GroupComparison
 
 __all__ = [
     "render",
@@ -254,7 +254,7 @@ def _counts(d: dict[str, int]) -> str:
 
 
 def audit_rows(audit: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
-    """The parse audit (vpbatch.audit.ModelAudit per model) as summary and example rows."""
+    """The parse audit (vpbatch.scoring.audit.ModelAudit per model) as summary and example rows."""
     rows, examples = [], []
     for model, au in audit.items():
         d = au.to_dict()

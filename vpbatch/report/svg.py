@@ -13,7 +13,7 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
-from vpbatch.report import fmt
+from vpbatch.report.common import fmt
 
 __all__ = [
     "VALUE_COLOURS",

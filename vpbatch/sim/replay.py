@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vpbatch.dims import VERSIONS
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import DataError
-from vpbatch.importer import BadOutputFile, read_output_rows
+from vpbatch.log.importer import BadOutputFile, read_output_rows
 
 __all__ = ["Recorded", "ReplayBook", "replay_root", "recorded_failure"]
 
@@ -135,7 +137,5 @@ class ReplayBook:
 def replay_root(data: Path | None) -> Path:
     """Where the recorded outputs live inside a data dir."""
     if data is None:
-        from vpbatch.sim.respondent import data_dir  # the one place that resolves the data
-
-        data = data_dir(None)
-    return Path(data) / "lm_evaluation" / "outputs" / "final"
+        data = resolve_data_dir(None)
+    return Path(data) / layout.OUTPUTS

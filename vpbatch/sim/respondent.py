@@ -20,7 +20,8 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
-from vpbatch.dims import PHRASES, PVQ, VERSIONS
+from vpbatch.benchmark.dims import PHRASES, PVQ, VERSIONS
+from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError
 from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
 from vpbatch.sim.faults import unit_hash
@@ -30,7 +31,6 @@ __all__ = [
     "Respondent",
     "Catalogue",
     "catalogue",
-    "data_dir",
     "PROFILES",
     "PERSONA_SHIFTS",
     "DEFAULTS",
@@ -127,13 +127,6 @@ _VERBOSE = ("I would say: {}.", "{}", "My answer: {}", "Honestly, {}.")
 _REFUSAL = "I'm an AI assistant, so I don't have personal thoughts to compare with this."
 
 
-def data_dir(explicit: Path | str | None) -> Path:
-    """The data root (explicit, else VPBATCH_DATA, else the fetched cache)."""
-    from vpbatch.dataset import resolve_data_dir
-
-    return resolve_data_dir(explicit)
-
-
 def _squash(text: str) -> str:
     return " ".join(text.split())
 
@@ -156,8 +149,8 @@ class Catalogue:
 @functools.lru_cache(maxsize=4)
 def catalogue(root: Path) -> Catalogue:
     """The catalogue of the dataset at `root` (built once per process: 3120 prompts)."""
-    from vpbatch.dataset import load_dataset
-    from vpbatch.prompts import item_prompt
+    from vpbatch.benchmark.dataset import load_dataset
+    from vpbatch.benchmark.prompts import item_prompt
 
     ds = load_dataset(root)
     by_text: dict[str, tuple[str, int]] = {}
@@ -244,7 +237,7 @@ class Respondent:
             )
         s = {**DEFAULTS, **settings}
         kind, name = _parse_model(model, s)
-        root = data_dir(data)
+        root = resolve_data_dir(data)
         cat = catalogue(root)
         if kind == "replay":
             book = _book(Path(s["replay_dir"]) if s["replay_dir"] else replay_root(root))
@@ -267,7 +260,7 @@ class Respondent:
     # -- conditions -------------------------------------------------------------------------
 
     def _load_conditions(self) -> None:
-        from vpbatch.conditions import load_conditions
+        from vpbatch.benchmark.conditions import load_conditions
 
         conds = load_conditions(self.settings["conditions_file"])
         for name, persona in conds.personas.items():

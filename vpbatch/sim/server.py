@@ -23,11 +23,12 @@ import anyio.to_thread
 import orjson
 from aiohttp import web
 
+from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.providers.base import Answer, ProviderError, RequestParams
 from vpbatch.sim.faults import FaultPlan, draw_fault, unit_hash
 from vpbatch.sim.replay import ReplayBook, replay_root
-from vpbatch.sim.respondent import PROFILES, Respondent, data_dir
+from vpbatch.sim.respondent import PROFILES, Respondent
 
 __all__ = [
     "SimServerConfig",
@@ -137,7 +138,7 @@ class _Sim:
     def _replayable(self) -> list[str]:
         """The recorded models this server can replay (none when the data has no outputs)."""
         try:
-            root = self.cfg.replay_dir or replay_root(data_dir(self.cfg.data))
+            root = self.cfg.replay_dir or replay_root(resolve_data_dir(self.cfg.data))
             return ReplayBook(root).models()
         except VPBatchError:
             return []

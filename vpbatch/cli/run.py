@@ -1,0 +1,57 @@
+"""`vpbatch run CONFIG [--run-dir DIR] [--shard K/N]`: run or resume a sweep."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from vpbatch.log.rundir import RUNS_ROOT
+from vpbatch.sweep.config import load_config
+from vpbatch.sweep.engine import DRAIN_S, resume_hint, run_sweep
+from vpbatch.sweep.grid import parse_shard
+
+__all__ = ["run"]
+
+# Shell convention: 128 + the signal number, so scripts can tell "stopped" from "failed".
+_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@click.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the log and results go (default: runs/<run.name>).")
+@click.option("--shard", metavar="K/N",
+              help="Run only the K-th of N hash-split parts of the grid (merge the logs after).")
+@click.option("--force", is_flag=True,
+              help="Continue a run dir made from a different config.")
+@click.option("--retry-failed", is_flag=True,
+              help="Send again the jobs the log records as failed.")
+@click.option("--drain", type=float, default=DRAIN_S, show_default=True,
+              help="Seconds a stopping run (Ctrl-C, SIGTERM) waits for in-flight answers.")
+@click.option("--quiet", is_flag=True, help="No progress lines, only errors.")
+def run(
+    config: Path, run_dir: Path | None, shard: str | None, force: bool, retry_failed: bool,
+    drain: float, quiet: bool,
+) -> None:
+    """Run or resume the sweep CONFIG: finished jobs are never sent again."""
+    # Keys are checked per model when it starts: one missing key stops that model, not all.
+    cfg = load_config(config, check_env=False)
+    part = parse_shard(shard) if shard else None
+    try:
+        summary = run_sweep(cfg, run_dir, shard=part, force=force, retry_failed=retry_failed,
+                            drain=drain, progress=not quiet)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the sweep's own handling (while loading data, or while closing):
+        # nothing is in flight then, so every answer received is already in the log.
+        where = run_dir if run_dir is not None else RUNS_ROOT / cfg.run.name
+        click.echo(f"\ninterrupted; {resume_hint(cfg, where, part)}", err=True)
+        sys.exit(130)
+    if summary.interrupted:
+        sys.exit(_SIGNAL_EXIT.get(summary.interrupted, 1))
+    stopped = [m for m in summary.models.values() if m.stopped]
+    if stopped:
+        for m in stopped:
+            click.echo(f"error: model {m.name} stopped: {m.stopped}", err=True)
+        sys.exit(1)

@@ -1,0 +1,36 @@
+"""`vpbatch score RUN_DIR`: value scores of every model × condition into RUN/scores.json."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from vpbatch.scoring.scorer import RULES, ScoreOptions
+from vpbatch.scoring.scores_file import format_table, score_run
+
+__all__ = ["score"]
+
+
+@click.command("score")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--rule", type=click.Choice(RULES), default="paper", show_default=True,
+              help="paper: r>0.3 & p<0.05; authors: their score.py; absolute: |r| with reversal")
+@click.option("--threshold", type=float, default=0.3, show_default=True,
+              help="correlation an item needs to count for a dimension")
+@click.option("--p-max", type=float, default=0.05, show_default=True,
+              help="p-value cut (paper and absolute rules); 1 turns it off")
+@click.option("--strict", is_flag=True, help="score the strict parser's ratings")
+@click.option("--data", default=None, help="dataset dir (default: VPBATCH_DATA or the cache)")
+def score(
+    run_dir: Path, rule: str, threshold: float, p_max: float, strict: bool, data: str | None
+) -> None:
+    """Score RUN_DIR: writes RUN_DIR/scores.json and prints the values table."""
+    options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max)
+    doc, scores, cube = score_run(run_dir, options, strict=strict, data=data)
+    alpha = {k: (math.nan if v is None else v) for k, v in doc["alpha"]["pvq"].items()}
+    click.echo(format_table(scores, alpha))
+    failed = ", ".join(f"{m}: {n}" for m, n in cube.failures.items()) or "none"
+    click.echo(f"\n{cube.n_ok} answers scored, {cube.n_failed} failed or unparsed ({failed})")
+    click.echo(f"rule {rule}; wrote {Path(run_dir) / 'scores.json'}")

@@ -1,0 +1,88 @@
+"""The log record: one finished job, the contract between engine, importer and scorer."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from vpbatch.benchmark.parser import parse_official, parse_strict
+
+__all__ = ["Record", "answered", "job_id", "loggable_request", "OK", "FAILED"]
+
+OK = "ok"
+FAILED = "failed"
+
+
+def job_id(identity: dict[str, Any]) -> str:
+    """A stable id from what is sent (model label, request body sans key, repeat).
+
+    Canonical JSON (sorted keys) so that dict order never changes the id; 32 hex chars of
+    sha256 make collisions irrelevant at any sweep size.
+    """
+    blob = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+# Body fields that carry the prompt text. The prompt is fixed by (version, item, condition),
+# which every record names already; repeating ~1 KB of it on every line would make the log
+# 2-3x larger and slower to read for nothing, so the log keeps its digest instead.
+_PROMPT_FIELDS = ("messages", "system")
+
+
+def loggable_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The request body as logged: every parameter sent, the prompt text as a sha256 digest."""
+    logged = {k: v for k, v in body.items() if k not in _PROMPT_FIELDS}
+    prompt = {k: body[k] for k in _PROMPT_FIELDS if k in body}
+    blob = orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS)
+    logged["prompt_sha256"] = hashlib.sha256(blob).hexdigest()
+    return logged
+
+
+@dataclass(slots=True)
+class Record:
+    """One JSONL line of `log.jsonl`. `status` is "ok" (an answer came back) or "failed"."""
+
+    job_id: str
+    model: str  # the label from the config (or the file's model part on import)
+    condition: str  # "vanilla" | "persona:<group>=<value>" | "steer:<Dimension>"
+    version: str  # "v1" ... "v3_reversed"
+    portrait_id: int
+    option_id: int
+    repeat: int = 0
+    status: str = OK
+    raw: str | None = None  # the answer text as returned (reasoning excluded)
+    reasoning: str | None = None  # reasoning text kept apart, never parsed
+    rating: int | None = None  # the official parser's 1..6, None when unparseable
+    rating_strict: int | None = None  # the strict parser's 1..6
+    strict_reason: str | None = None  # why strict refused to score (refusal, echo, ...)
+    finish_reason: str | None = None  # "stop", "length" (max_tokens cut-off), ...
+    error_kind: str | None = None  # for failures: "permanent" | "transient" | "rate_limited"
+    error: str | None = None  # human-readable reason for a failure (never contains a key)
+    usage: dict[str, int] | None = None  # prompt_tokens, completion_tokens, reasoning_tokens
+    latency_ms: float | None = None
+    attempts: int = 1
+    request: dict[str, Any] | None = None  # parameters sent, prompt as digest (no key)
+    batch_id: str | None = None  # provider batch id when run through a batch API
+    ts: float = 0.0  # unix time the record was written
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance (e.g. import source)
+
+    def to_json(self) -> bytes:
+        """One line of the log, newline included."""
+        # orjson serialises dataclasses natively: ~20x faster than asdict(), which deep-copies.
+        return orjson.dumps(self) + b"\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+def answered(raw: str, **fields: Any) -> Record:
+    """The record of an answer, its text rated by both parsers (online and batch alike)."""
+    strict = parse_strict(raw)
+    return Record(status=OK, raw=raw, rating=parse_official(raw), rating_strict=strict.rating,
+                  strict_reason=strict.reason, ts=time.time(), **fields)

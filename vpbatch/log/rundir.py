@@ -1,0 +1,132 @@
+"""Run directories: the config as run (with its sha256), the log, scores and reports.
+
+A run dir belongs to one config text: resuming with another is refused (unless forced), since
+mixing two grids in one log makes `status` totals and scores mean nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from vpbatch.errors import RunDirError
+from vpbatch.log.runlog import LOG_NAME
+from vpbatch.sweep.config import Config, load_config
+
+__all__ = [
+    "RunDir",
+    "CONFIG_NAME",
+    "HASH_NAME",
+    "SOURCE_NAME",
+    "SCORES_NAME",
+    "RUNS_ROOT",
+    "config_sha256",
+    "prepare_run_dir",
+    "open_run_dir",
+    "write_config",
+]
+
+CONFIG_NAME = "config.toml"
+HASH_NAME = "config.sha256"
+SOURCE_NAME = "config.source"  # the directory the config came from: its relative paths' base
+SCORES_NAME = "scores.json"
+RUNS_ROOT = Path("runs")
+
+
+def config_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(slots=True)
+class RunDir:
+    path: Path
+    config_path: Path
+    hash_path: Path
+    log_path: Path
+    scores_path: Path
+    report_md_path: Path
+    report_html_path: Path
+
+    @classmethod
+    def at(cls, path: Path) -> RunDir:
+        p = Path(path)
+        return cls(p, p / CONFIG_NAME, p / HASH_NAME, p / LOG_NAME, p / SCORES_NAME,
+                   p / "report.md", p / "report.html")
+
+    def config_hash(self) -> str | None:
+        """The sha256 of the config as run, or None when this dir has no config."""
+        if self.hash_path.exists():
+            return self.hash_path.read_text(encoding="ascii").strip()
+        if self.config_path.exists():
+            return config_sha256(self.config_path.read_text(encoding="utf-8"))
+        return None
+
+    def load_config(
+        self, *, env: Mapping[str, str] = os.environ, check_env: bool = False,
+        check_data: bool = False,
+    ) -> Config:
+        """The config as run; relative paths in it resolve where the original file lived.
+
+        Keys and dataset are not checked by default: status and reports need neither.
+        """
+        if not self.config_path.exists():
+            raise RunDirError(f"{self.path} has no {CONFIG_NAME}; it was not made by "
+                              "`vpbatch run` (pass the run dir that was)")
+        src = self.path / SOURCE_NAME
+        base = Path(src.read_text(encoding="utf-8").strip()) if src.exists() else None
+        return load_config(self.config_path, env=env, check_env=check_env, base_dir=base,
+                           check_data=check_data)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    # Write-then-rename: a crash never leaves a half-written config beside a valid hash.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_config(rd: RunDir, cfg: Config) -> None:
+    """Copy the config text, its sha256 and the directory it came from into the run dir."""
+    rd.path.mkdir(parents=True, exist_ok=True)
+    _atomic_write(rd.config_path, cfg.text)
+    _atomic_write(rd.hash_path, config_sha256(cfg.text) + "\n")
+    if cfg.source is not None:
+        _atomic_write(rd.path / SOURCE_NAME, str(Path(cfg.source).resolve().parent) + "\n")
+
+
+def prepare_run_dir(cfg: Config, run_dir: Path | None, *, force: bool = False) -> RunDir:
+    """Create or reopen the run dir for this config (default runs/<run.name>)."""
+    rd = RunDir.at(run_dir if run_dir is not None else RUNS_ROOT / cfg.run.name)
+    if rd.path.exists() and not rd.path.is_dir():
+        raise RunDirError(f"{rd.path} exists and is not a directory; choose another --run-dir")
+    new = config_sha256(cfg.text)
+    old = rd.config_hash()
+    if old is None and rd.log_path.exists() and not force:
+        raise RunDirError(
+            f"{rd.path} holds a {LOG_NAME} but no {CONFIG_NAME}, so it cannot be checked "
+            "against this config; choose another --run-dir, or pass --force to adopt it"
+        )
+    if old is not None and old != new and not force:
+        raise RunDirError(
+            f"{rd.path} was created from another config (sha256 {old[:12]} there, {new[:12]} "
+            "now); use a new --run-dir, or pass --force to continue it with this config "
+            "(finished jobs whose requests did not change are still skipped)"
+        )
+    if old != new or not rd.config_path.exists():
+        write_config(rd, cfg)
+    return rd
+
+
+def open_run_dir(path: Path) -> RunDir:
+    """An existing run dir (for status, score, report); RunDirError if it is not one."""
+    rd = RunDir.at(Path(path))
+    if not rd.path.is_dir():
+        raise RunDirError(f"{rd.path} does not exist; pass a run dir made by `vpbatch run` "
+                          "(runs/<name>) or `vpbatch import-official`")
+    if not rd.config_path.exists() and not rd.log_path.exists():
+        raise RunDirError(f"{rd.path} is not a run dir (no {CONFIG_NAME} or {LOG_NAME}); pass "
+                          "a dir made by `vpbatch run` or `vpbatch import-official`")
+    return rd

@@ -1,0 +1,124 @@
+"""What report.md and report.html share: section notes, number formats and row pickers."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from vpbatch.benchmark.dims import VANILLA
+from vpbatch.scoring.analysis import Analysis
+
+__all__ = [
+    "fmt",
+    "marks",
+    "profile_index",
+    "nanmean0",
+    "ran_conditions",
+    "ran_personas",
+    "NOTES",
+    "CSV_NAME",
+    "CSV_VERSIONS_NAME",
+]
+
+CSV_NAME = "scores_long.csv"
+CSV_VERSIONS_NAME = "scores_by_version.csv"
+
+# What each section means, shared by report.md and report.html so they never disagree.
+NOTES: dict[str, str] = {
+    "profiles": (
+        "Centred scores under the plain (vanilla) prompt, in the layout of the paper's Table 2: "
+        "a value's mean rating over its items (those correlating > 0.3 with it under the "
+        "scoring rule) minus the mean over all value items, so 0 is the model's average and "
+        "the scale is rating points (1-6). ⋆ marks each model's highest value, † its lowest. "
+        "Whiskers and [brackets] are bootstrap 95% intervals over the 520 items (resampled "
+        "with replacement)."
+    ),
+    "higher": (
+        "Higher-order values (Schwartz) and Big Five traits (BFI), centred the same way within "
+        "their family."
+    ),
+    "personas": (
+        "Persona delta = centred score with a demographic system message minus the vanilla "
+        "score. Human deltas are the 'Human data' rows of the paper's Tables 4-7 (European "
+        "Social Survey round 11): each group's mean minus all participants' mean. r is the "
+        "Pearson correlation over the group's cells after centring each value across the "
+        "group's members (a persona prompt shifts every member alike; the ESS baseline has no "
+        "such shift). Exaggeration = mean |model gap| / mean |human gap| for the contrast shown "
+        "(e.g. Male − Female, Left-wing − Right-wing): above 1, the model draws the groups "
+        "further apart than people are."
+    ),
+    "steering": (
+        "Row = the value the system message asks the model to hold, column = the value "
+        "measured; each cell is steered − vanilla centred score (the paper's Table 10). The "
+        "outlined diagonal is the intended effect: a working steer is the largest cell of its "
+        "row."
+    ),
+    "versions": (
+        "Each of the 6 prompt versions (option order and wording) scored on its own. Spread is "
+        "the standard deviation of the centred score across versions: large values mean the "
+        "profile depends on how the question is asked."
+    ),
+    "reliability": (
+        "Cronbach's alpha per dimension over the dimension's items (correlation > 0.3), "
+        "respondents = each model × prompt version of this run under the vanilla prompt, as in "
+        "the paper's Table 1 (0.76-0.96 over 27 models). Few respondents make it unstable; "
+        "0.70 is the usual bar."
+    ),
+    "conditions": (
+        "Every condition of every model with its bootstrap 95% interval; the same numbers, "
+        "long-form, are in scores_long.csv."
+    ),
+    "health": (
+        "Jobs are (model, condition, version, item, repeat) requests. Failed = no answer after "
+        "retries (by reason); unparseable = an answer that matched no scale phrase (left out "
+        "of scoring, never guessed). Retries = extra attempts. Cost uses the config's "
+        "price_in/price_out (USD per 1M tokens)."
+    ),
+}
+
+
+def marks(row: Any) -> list[str]:
+    """'⋆' on a row's highest value, '†' on its lowest (the paper's Table 2 markers)."""
+    vals = [float(v) for v in row]
+    ok = [v for v in vals if not math.isnan(v)]
+    if len(ok) < 2:
+        return [""] * len(vals)
+    hi, lo = max(ok), min(ok)
+    if hi == lo:  # a flat profile has no highest or lowest value
+        return [""] * len(vals)
+    return ["⋆" if v == hi else "†" if v == lo else "" for v in vals]
+
+
+def profile_index(a: Analysis) -> int:
+    """The condition the profile tables show: vanilla, else the first one in the log."""
+    return a.conditions.index(VANILLA) if VANILLA in a.conditions else 0
+
+
+def ran_conditions(a: Analysis, m: int) -> list[int]:
+    """Indices of the conditions model `m` has scores under (grids may differ per model)."""
+    pvq = a.scores.score["pvq"][m]
+    return [c for c in range(len(a.conditions)) if not np.isnan(pvq[c]).all()]
+
+
+def ran_personas(a: Analysis, m: int) -> list[str]:
+    """The persona conditions model `m` has scores under."""
+    ran = set(ran_conditions(a, m))
+    return [c for c in a.persona_conditions() if a.conditions.index(c) in ran]
+
+
+def nanmean0(a: Any) -> Any:
+    """Mean over axis 0 ignoring NaN; NaN (without a warning) where nothing is left."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=0)
+
+
+def fmt(v: float | None, *, sign: bool = True) -> str:
+    """Two decimals, signed by default; 'n/a' for a missing number."""
+    if v is None or math.isnan(v):
+        return "n/a"
+    v = round(float(v), 2) + 0.0  # no "-0.00": a rounded zero is printed as +0.00
+    return f"{v:+.2f}" if sign else f"{v:.2f}"

@@ -1,0 +1,401 @@
+"""One vectorised pass over a rating cube: profiles, deltas, steering, intervals, spread, alpha.
+
+Every family score is a ratio of two linear forms in the item means (a weighted sum over the
+dimension's items divided by their count, minus the same for the family's items), so one
+matrix product scores any number of (model, condition) rows at once, and a bootstrap over
+items is the same product with a (B, I) matrix of resample counts in place of ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vpbatch.benchmark.conditions import PERSONA_PREFIX, STEER_PREFIX
+from vpbatch.benchmark.dataset import Dataset
+from vpbatch.benchmark.dims import FAMILIES, PVQ, VANILLA
+from vpbatch.scoring.cube import RatingCube
+from vpbatch.scoring.human import HumanGroup, load_human_reference, match_persona
+from vpbatch.scoring.reliability import alpha_by_dimension
+from vpbatch.scoring.scorer import ScoreOptions, Scores, item_weights, score_cube, scoring_means
+
+__all__ = [
+    "Analysis",
+    "GroupComparison",
+    "analyse",
+    "human_comparison",
+    "nan_percentile",
+]
+
+F64 = npt.NDArray[np.float64]
+_MAX_RATING = 7.0  # reverse scoring is 7 - x on the 1..6 scale
+_CHUNK_BYTES = 64 << 20  # bootstrap draws held at once; bounds memory at any grid size
+
+
+@dataclass(slots=True)
+class Analysis:
+    """Everything the report shows, as arrays indexed [model, condition, (version,) dim]."""
+
+    scores: Scores  # the exact point estimates (score / raw / n_items per family)
+    versions: tuple[str, ...]
+    ci_low: dict[str, F64]  # family -> (M, C, D): 2.5th percentile of the centred score
+    ci_high: dict[str, F64]
+    deltas: dict[str, F64]  # family -> (M, C, D): condition - vanilla centred score
+    delta_ci_low: dict[str, F64]
+    delta_ci_high: dict[str, F64]
+    version_scores: dict[str, F64]  # family -> (M, C, V, D): centred score per prompt version
+    version_spread: dict[str, F64]  # family -> (M, C, D): SD of the score across versions
+    alpha: dict[str, F64]  # family -> (D,): Cronbach's alpha, model x version respondents
+    steering: dict[str, F64]  # model -> (10, 10): row steered, column measured; NaN = not run
+    n_boot: int = 0
+    seed: int = 0
+    options: ScoreOptions = field(default_factory=ScoreOptions)
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.scores.models)
+
+    @property
+    def conditions(self) -> list[str]:
+        return list(self.scores.conditions)
+
+    def persona_conditions(self) -> list[str]:
+        return [c for c in self.conditions if c.startswith(PERSONA_PREFIX)]
+
+    def steer_conditions(self) -> list[str]:
+        return [c for c in self.conditions if c.startswith(STEER_PREFIX)]
+
+    def persona_deltas(self, model: str, family: str = "pvq") -> tuple[list[str], F64]:
+        """The persona conditions and their (P, D) persona - vanilla deltas for one model."""
+        conds = self.persona_conditions()
+        m = self.models.index(model)
+        idx = [self.conditions.index(c) for c in conds]
+        return conds, self.deltas[family][m, idx]
+
+    def delta(self, model: str, condition: str, family: str = "pvq") -> F64:
+        """(D,) condition - vanilla for one model (NaN when either is missing)."""
+        m = self.models.index(model)
+        return self.deltas[family][m, self.conditions.index(condition)]
+
+
+@dataclass(slots=True)
+class GroupComparison:
+    """A persona group set beside the ESS humans: deltas, their correlation, the exaggeration."""
+
+    group: str  # reference key, e.g. "political"
+    label: str  # "Political orientation"
+    table: int  # the paper's table number
+    members: list[str]  # paper labels that the run covers, in the paper's order
+    conditions: list[str]  # the matching persona conditions, same order
+    model_deltas: F64  # (n, 10) persona - vanilla
+    human_deltas: F64  # (n, 10) ESS group - ESS all
+    correlation: float  # Pearson r over cells, each side centred per value across members
+    correlation_raw: float  # Pearson r over cells as they stand
+    contrast: tuple[str, str]  # e.g. ("Male", "Female")
+    model_gap: F64 | None  # (10,) first - second member; None when either is missing
+    human_gap: F64 | None
+    exaggeration: float  # mean |model gap| / mean |human gap|; NaN without a gap
+
+
+# --- the linear kernel -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Kernel:
+    """All families' dimensions as columns; each family ends with its 'family mean' column."""
+
+    signed: npt.NDArray[np.float32]  # (I, G): +w on x, -w on reverse-scored items
+    neg7: npt.NDArray[np.float32] | None  # (I, G): 7*w on reverse-scored items; None if none
+    weight: npt.NDArray[np.float32]  # (I, G): |w|, the denominator's weights
+    slices: dict[str, slice]  # family -> its D columns; the family-mean column follows
+    dim_cols: npt.NDArray[np.intp]  # (sum D,): each dimension's column
+    fam_cols: npt.NDArray[np.intp]  # (sum D,): the family-mean column it is centred on
+
+
+def _kernel(ds: Dataset, options: ScoreOptions) -> _Kernel:
+    cols: list[F64] = []
+    slices: dict[str, slice] = {}
+    dim_cols: list[int] = []
+    fam_cols: list[int] = []
+    start = 0
+    for fam in FAMILIES:
+        w = np.asarray(item_weights(ds, fam, options), dtype=np.float64)
+        union = (w != 0).any(axis=1).astype(np.float64)
+        cols += [w, union[:, None]]
+        d = w.shape[1]
+        slices[fam] = slice(start, start + d)
+        dim_cols += range(start, start + d)
+        fam_cols += [start + d] * d
+        start += d + 1
+    full = np.concatenate(cols, axis=1)
+    neg = np.where(full < 0, -full, 0.0)
+    return _Kernel(
+        signed=full.astype(np.float32),
+        neg7=(_MAX_RATING * neg).astype(np.float32) if neg.any() else None,
+        weight=np.abs(full).astype(np.float32),
+        slices=slices,
+        dim_cols=np.array(dim_cols, np.intp),
+        fam_cols=np.array(fam_cols, np.intp),
+    )
+
+
+def _centre(
+    num: npt.NDArray[Any], den: npt.NDArray[Any], k: _Kernel, axis: int
+) -> npt.NDArray[Any]:
+    """Sums over columns G (on `axis`) -> centred scores: dimension mean minus family mean."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = num / den
+    return np.take(mean, k.dim_cols, axis=axis) - np.take(mean, k.fam_cols, axis=axis)
+
+
+def _split(flat: F64, k: _Kernel) -> dict[str, F64]:
+    out, start = {}, 0
+    for fam, s in k.slices.items():
+        n = s.stop - s.start
+        out[fam] = flat[..., start : start + n]
+        start += n
+    return out
+
+
+def _score_rows(x: F64, k: _Kernel) -> F64:
+    """(N, I) item means (NaN = missing) -> (N, sum D) centred scores."""
+    present = (~np.isnan(x)).astype(np.float32)
+    x0 = np.nan_to_num(x).astype(np.float32)
+    num = x0 @ k.signed
+    if k.neg7 is not None:
+        num += present @ k.neg7
+    return _centre(num, present @ k.weight, k, axis=-1).astype(np.float64)
+
+
+def _draw_counts(n_items: int, n_boot: int, seed: int) -> npt.NDArray[np.float32]:
+    """(I, B) how often each item appears in each resample, from one vectorised draw."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_items, size=(n_boot, n_items))
+    idx += np.arange(n_boot)[:, None] * n_items
+    counts = np.bincount(idx.ravel(), minlength=n_boot * n_items)
+    return np.ascontiguousarray(counts.reshape(n_boot, n_items).T, dtype=np.float32)
+
+
+def _boot_rows(x: F64, counts: npt.NDArray[np.float32], k: _Kernel) -> npt.NDArray[Any]:
+    """(N, I) item means -> (N, sum D, B) centred scores of every resample."""
+    n_rows, n_items = x.shape
+    g, n_boot = k.signed.shape[1], counts.shape[1]
+    present = ~np.isnan(x)
+    x0 = np.nan_to_num(x).astype(np.float32)
+    # Y[n, g, i]: item i's share of row n's column g; one GEMM then sums every resample.
+    y = x0[:, None, :] * k.signed.T[None, :, :]
+    if k.neg7 is not None:
+        y += present[:, None, :] * k.neg7.T[None, :, :]
+    num = (y.reshape(n_rows * g, n_items) @ counts).reshape(n_rows, g, n_boot)
+    # Rows usually share one missingness pattern (none missing): count denominators once each.
+    packed = np.packbits(present, axis=1)
+    _, first, which = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    z = present[first][:, None, :] * k.weight.T[None, :, :]
+    den = (z.reshape(-1, n_items) @ counts).reshape(len(first), g, n_boot)
+    den = den if len(first) == 1 else den[which.ravel()]
+    return _centre(num, den, k, axis=1)
+
+
+def nan_percentile(draws: npt.NDArray[np.floating], q: Sequence[float]) -> list[F64]:
+    """Linear-interpolated percentiles along the last axis, ignoring NaN (fast nanpercentile)."""
+    srt = np.sort(draws, axis=-1)  # NaN sorts last
+    n = (~np.isnan(srt)).sum(axis=-1)
+    top = np.maximum(n - 1, 0)
+    out = []
+    for p in q:
+        pos = (p / 100.0) * top
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, top)
+        a = np.take_along_axis(srt, lo[..., None], axis=-1)[..., 0].astype(np.float64)
+        b = np.take_along_axis(srt, hi[..., None], axis=-1)[..., 0].astype(np.float64)
+        out.append(np.where(n > 0, a + (b - a) * (pos - lo), np.nan))
+    return out
+
+
+# --- the pass --------------------------------------------------------------------------
+
+
+def _bootstrap(
+    x: F64, vanilla: int | None, k: _Kernel, n_boot: int, seed: int
+) -> tuple[F64, F64, F64, F64]:
+    """95% intervals of scores and of deltas, (M, C, sum D) each, chunked over models."""
+    n_models, n_conds, n_items = x.shape
+    n_cols = sum(s.stop - s.start for s in k.slices.values())
+    shape = (n_models, n_conds, n_cols)
+    lo, hi, dlo, dhi = (np.full(shape, np.nan) for _ in range(4))
+    if n_boot <= 0:
+        return lo, hi, dlo, dhi
+    counts = _draw_counts(n_items, n_boot, seed)
+    per_model = n_boot * n_conds * k.signed.shape[1] * 4 * 4  # num, den, centred, sorted
+    step = max(1, _CHUNK_BYTES // max(per_model, 1))
+    for m0 in range(0, n_models, step):
+        part = x[m0 : m0 + step]
+        draws = _boot_rows(part.reshape(-1, n_items), counts, k)
+        draws = draws.reshape(len(part), n_conds, n_cols, n_boot)
+        lo[m0 : m0 + step], hi[m0 : m0 + step] = nan_percentile(draws, (2.5, 97.5))
+        if vanilla is not None:
+            draws -= draws[:, vanilla : vanilla + 1].copy()  # in place: deltas per resample
+            dlo[m0 : m0 + step], dhi[m0 : m0 + step] = nan_percentile(draws, (2.5, 97.5))
+    if vanilla is not None:
+        dlo[:, vanilla] = dhi[:, vanilla] = np.nan
+    return lo, hi, dlo, dhi
+
+
+def _version_scores(cube: RatingCube, k: _Kernel) -> F64:
+    """(M, C, V, sum D): each prompt version scored on its own."""
+    r = np.asarray(cube.ratings, dtype=np.float64)
+    return _score_rows(r.reshape(-1, r.shape[-1]), k).reshape(*r.shape[:3], -1)
+
+
+def _alphas(cube: RatingCube, ds: Dataset, condition: str, options: ScoreOptions) -> dict[str, F64]:
+    """family -> (D,) Cronbach's alpha, respondents = model x version (reproduces Table 1)."""
+    return {
+        f: np.array(list(alpha_by_dimension(cube, ds, f, threshold=options.threshold,
+                                            condition=condition).values()))
+        for f in FAMILIES
+    }
+
+
+def _steering(deltas: F64, models: list[str], conditions: list[str]) -> dict[str, F64]:
+    """model -> (10, 10) PVQ steering matrix, row = steered value (NaN rows not run)."""
+    rows = [conditions.index(STEER_PREFIX + d) if STEER_PREFIX + d in conditions else -1
+            for d in PVQ]
+    out = {}
+    for m, name in enumerate(models):
+        mat = np.full((len(PVQ), len(PVQ)), np.nan)
+        for r, c in enumerate(rows):
+            if c >= 0:
+                mat[r] = deltas[m, c]
+        out[name] = mat
+    return out
+
+
+def analyse(
+    cube: RatingCube,
+    ds: Dataset,
+    options: ScoreOptions | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Analysis:
+    """Score a cube and derive everything the report needs, in one vectorised pass."""
+    options = options or ScoreOptions()
+    scores = score_cube(cube, ds, options)
+    k = _kernel(ds, options)
+    # The item means score_cube uses (the authors' dropped items included), so intervals sit
+    # around the exact point estimates.
+    x = np.asarray(scoring_means(cube, options), dtype=np.float64)  # (M, C, I)
+    conditions = list(scores.conditions)
+    vanilla = conditions.index(VANILLA) if VANILLA in conditions else None
+    point = {f: np.asarray(scores.score[f], dtype=np.float64) for f in FAMILIES}
+    deltas = {f: np.full_like(v, np.nan) for f, v in point.items()}
+    if vanilla is not None:
+        deltas = {f: v - v[:, vanilla : vanilla + 1] for f, v in point.items()}
+    lo, hi, dlo, dhi = _bootstrap(x, vanilla, k, n_boot, seed)
+    vs = _version_scores(cube, k)
+    with warnings.catch_warnings():
+        # An all-NaN slice (a version never run) is a NaN spread, not news.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.nanstd(vs, axis=2)
+    return Analysis(
+        scores=scores,
+        versions=tuple(cube.versions),
+        ci_low=_split(lo, k),
+        ci_high=_split(hi, k),
+        deltas=deltas,
+        delta_ci_low=_split(dlo, k),
+        delta_ci_high=_split(dhi, k),
+        version_scores=_split(vs, k),
+        version_spread=_split(spread, k),
+        alpha=_alphas(cube, ds, conditions[vanilla or 0], options),
+        steering=_steering(deltas["pvq"], list(scores.models), conditions),
+        n_boot=n_boot,
+        seed=seed,
+        options=options,
+    )
+
+
+# --- beside the humans -----------------------------------------------------------------
+
+
+def _pearson(a: F64, b: F64) -> float:
+    ok = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[ok], b[ok]
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _compare(
+    ref: HumanGroup, members: list[str], conds: list[str], model_rows: F64
+) -> GroupComparison:
+    human = np.stack([ref.row(m) for m in members])
+    # The persona prompt itself shifts every member alike (a 'you have a profile' effect the
+    # ESS baseline lacks), so r is taken after centring each value across the members.
+    r_centred = (
+        _pearson(
+            (model_rows - model_rows.mean(axis=0)).ravel(), (human - human.mean(axis=0)).ravel()
+        )
+        if len(members) >= 2
+        else float("nan")
+    )
+    a, b = ref.contrast
+    mgap = hgap = None
+    ratio = float("nan")
+    if a in members and b in members:
+        mgap = model_rows[members.index(a)] - model_rows[members.index(b)]
+        hgap = ref.gap()
+        denom = float(np.nanmean(np.abs(hgap)))
+        ratio = float(np.nanmean(np.abs(mgap))) / denom if denom > 0 else float("nan")
+    return GroupComparison(
+        group=ref.name,
+        label=ref.label,
+        table=ref.table,
+        members=members,
+        conditions=conds,
+        model_deltas=model_rows,
+        human_deltas=human,
+        correlation=r_centred,
+        correlation_raw=_pearson(model_rows.ravel(), human.ravel()),
+        contrast=ref.contrast,
+        model_gap=mgap,
+        human_gap=hgap,
+        exaggeration=ratio,
+    )
+
+
+def human_comparison(
+    analysis: Analysis,
+    model: str,
+    persona_meta: dict[str, tuple[str, str]] | None = None,
+) -> list[GroupComparison]:
+    """Per ESS group the run covers: the model's PVQ deltas beside the humans'.
+
+    `persona_meta` maps a persona name to its (paper_group, paper_value) from the config.
+    """
+    meta = persona_meta or {}
+    found: dict[str, dict[str, str]] = {}  # group -> member -> condition
+    for cond in analysis.persona_conditions():
+        name = cond.removeprefix(PERSONA_PREFIX)
+        pg, pv = meta.get(name, (None, None))
+        hit = match_persona(name, paper_group=pg, paper_value=pv)
+        if hit is not None:
+            found.setdefault(hit[0], {})[hit[1]] = cond
+    out = []
+    for gname, ref in load_human_reference().items():
+        if gname not in found:
+            continue
+        # Only the members this model was run under (a grid may differ per model).
+        members = [m for m in ref.members if m in found[gname]
+                   and not np.isnan(analysis.delta(model, found[gname][m], "pvq")).all()]
+        if not members:
+            continue
+        conds = [found[gname][m] for m in members]
+        rows = np.stack([analysis.delta(model, c, "pvq") for c in conds])
+        out.append(_compare(ref, members, conds, rows))
+    return out

@@ -1,0 +1,115 @@
+"""The parse audit: per model, where the official and the strict parser disagree, and why.
+
+Both parsers are re-run on each answer's raw text, so the audit describes the parsers as
+they are now, whatever version wrote the log.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from vpbatch.benchmark.parser import StrictResult, parse_official, parse_strict
+from vpbatch.log.records import OK, Record
+
+__all__ = ["Example", "ModelAudit", "parse_audit", "DIFFERENT_RATING", "EXAMPLES_PER_KIND"]
+
+EXAMPLES_PER_KIND = 3
+# The kind of a disagreement where both parsers scored, but differently.
+DIFFERENT_RATING = "different rating"
+
+
+@dataclass(slots=True, frozen=True)
+class Example:
+    """One answer the parsers disagree on, with where it came from."""
+
+    raw: str
+    official: int | None
+    strict: int | None
+    reason: str | None
+    version: str
+    portrait_id: int
+    option_id: int
+    condition: str
+
+
+_Parsed = tuple[int | None, StrictResult]
+
+
+def _parse(raw: str, memo: dict[str, _Parsed]) -> _Parsed:
+    hit = memo.get(raw)
+    if hit is None:
+        hit = memo[raw] = (parse_official(raw), parse_strict(raw))
+    return hit
+
+
+@dataclass(slots=True)
+class ModelAudit:
+    """One model's audit: answers seen, how many each parser scored, and the disagreements.
+
+    `reasons` counts strict's reason for every answer it refused; `disagreements` counts
+    disagreements by kind (strict's reason, or "different rating"); `examples` keeps a few
+    of each kind, in log order.
+    """
+
+    model: str
+    n: int = 0  # answers (records with status "ok")
+    n_failed: int = 0  # records with no answer at all
+    n_official_ok: int = 0
+    n_strict_ok: int = 0
+    n_disagree: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    disagreements: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[Example]] = field(default_factory=dict)
+
+    def add(self, rec: Record, per_kind: int, memo: dict[str, _Parsed] | None = None) -> None:
+        """Count one record (`memo` caches parses: most answers repeat verbatim)."""
+        if rec.status != OK or rec.raw is None:
+            self.n_failed += 1
+            return
+        self.n += 1
+        official, strict = _parse(rec.raw, {} if memo is None else memo)
+        self.n_official_ok += official is not None
+        self.n_strict_ok += strict.rating is not None
+        if strict.reason is not None:
+            self.reasons[strict.reason] += 1
+        if official == strict.rating:
+            return
+        self.n_disagree += 1
+        kind = DIFFERENT_RATING if strict.rating is not None else strict.reason or "no option"
+        self.disagreements[kind] += 1
+        shown = self.examples.setdefault(kind, [])
+        if len(shown) < per_kind:
+            shown.append(Example(rec.raw, official, strict.rating, strict.reason, rec.version,
+                                 rec.portrait_id, rec.option_id, rec.condition))
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready form (for `vpbatch audit --json`)."""
+        return {
+            "n": self.n, "n_failed": self.n_failed, "n_official_ok": self.n_official_ok,
+            "n_strict_ok": self.n_strict_ok, "n_disagree": self.n_disagree,
+            "reasons": dict(self.reasons.most_common()),
+            "disagreements": dict(self.disagreements.most_common()),
+            "examples": {k: [_example_dict(e) for e in v] for k, v in self.examples.items()},
+        }
+
+
+def _example_dict(e: Example) -> dict[str, object]:
+    return {"raw": e.raw, "official": e.official, "strict": e.strict, "reason": e.reason,
+            "version": e.version, "portrait_id": e.portrait_id, "option_id": e.option_id,
+            "condition": e.condition}
+
+
+def parse_audit(
+    records: Iterable[Record], *, examples: int = EXAMPLES_PER_KIND
+) -> dict[str, ModelAudit]:
+    """Per model (in first-seen order): answers, parsed counts, disagreements with examples."""
+    out: dict[str, ModelAudit] = {}
+    memo: dict[str, _Parsed] = {}
+    for rec in records:
+        audit = out.get(rec.model)
+        if audit is None:
+            audit = out[rec.model] = ModelAudit(rec.model)
+        audit.add(rec, examples, memo)
+    return out

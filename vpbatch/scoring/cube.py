@@ -1,0 +1,187 @@
+"""Log -> rating cube: a dense (model, condition, version, item) array the scorer reads.
+
+The log is read into columns by vpbatch.scoring.logscan (vectorised, by worker processes when big);
+here each job's counting row is picked, the cube filled with `np.bincount`, and the result
+cached beside the log by vpbatch.scoring.cubecache.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.errors import LogError
+from vpbatch.scoring.cubecache import cache_key, cache_path, load_cache, save_cache
+from vpbatch.scoring.logscan import CHUNK_BYTES, TEMPLATE_KEY, LogColumns, scan_log
+
+if TYPE_CHECKING:
+    from vpbatch.benchmark.dataset import Dataset
+
+__all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "TEMPLATE_KEY"]
+
+# Logs this big are read by worker processes, one byte range each (parsing is CPU-bound).
+PARALLEL_MIN_BYTES = 1 << 26
+MAX_WORKERS = 4  # capped by the cores; the main process reads the first range itself
+# Multipliers of the job-key hash that finds jobs logged more than once.
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+@dataclass(slots=True)
+class RatingCube:
+    """Ratings (M, C, V, I), averaged over repeats; NaN where no answer was parsed."""
+
+    models: list[str]
+    conditions: list[str]
+    versions: list[str]
+    ratings: np.ndarray
+    portrait_id: np.ndarray
+    option_id: np.ndarray
+    n_ok: int = 0  # distinct jobs with a parsed rating
+    n_failed: int = 0  # distinct jobs that failed or came back unparseable
+    failures: dict[str, int] = field(default_factory=dict)  # model -> failed jobs
+    # (M, C, I) items the authors' averaging would drop: no rating in the first version and
+    # no correlation lists on that version's failed record. None = derive from `ratings`.
+    authors_dropped: np.ndarray | None = None
+
+
+def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = False) -> RatingCube:
+    """A cube from already-parsed log rows (tests, merged logs)."""
+    acc = LogColumns(strict)
+    acc.add_dicts(rows)
+    return _build(acc, ds)
+
+
+def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Indices of the rows that count, one per job: its first ok row, else its last row.
+    None when every row counts (no job logged twice).
+
+    Jobs are equal when their (kind, hi, lo) keys are: a hash finds the candidates in one
+    sort, and only rows sharing a hash are compared exactly.
+    """
+    kind, hi, lo = cols["kind"], cols["hi"], cols["lo"]
+    h = (hi * _MIX[0]) ^ (lo * _MIX[1]) ^ (kind.astype(np.uint64) * _MIX[2])
+    ordered = np.sort(h)
+    tied = ordered[1:] == ordered[:-1]
+    if not tied.any():
+        return None  # no job logged twice: the usual case, and cheap
+    cand = np.flatnonzero(np.isin(h, ordered[1:][tied]))
+    line, ok = cols["line"][cand], cols["ok"][cand].astype(bool)
+    order = np.lexsort((line, lo[cand], hi[cand], kind[cand]))  # by job, then file order
+    rows, ok = cand[order], ok[order]
+    new = np.ones(len(rows), bool)
+    new[1:] = (kind[rows[1:]] != kind[rows[:-1]]) | (hi[rows[1:]] != hi[rows[:-1]]) | (
+        lo[rows[1:]] != lo[rows[:-1]])
+    job = np.cumsum(new) - 1
+    oks = np.flatnonzero(ok)
+    first_ok = oks[np.r_[True, job[oks][1:] != job[oks][:-1]]] if len(oks) else oks
+    answered = np.zeros(job[-1] + 1, bool)
+    answered[job[first_ok]] = True
+    last = np.flatnonzero(np.r_[new[1:], True])
+    keep = np.ones(len(h), bool)
+    keep[cand] = False
+    keep[rows[first_ok]] = True
+    keep[rows[last[~answered]]] = True
+    return np.flatnonzero(keep)
+
+
+def _axes(acc: LogColumns) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    """Models, conditions and versions in first-seen order; (3, T) axis index per triple.
+
+    Versions come in the benchmark's order (v1 first: the authors' rule keys on it).
+    """
+    axes: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
+    names = list(acc.triples)
+    index = np.zeros((3, max(len(names), 1)), np.int64)
+    for t in np.argsort(np.array(acc.first, np.int64), kind="stable").tolist():
+        for k, name in enumerate(names[t]):
+            index[k, t] = axes[k].setdefault(name, len(axes[k]))
+    rank = {name: i for i, name in enumerate(VERSIONS)}
+    vers = sorted(axes[2], key=lambda name: (rank.get(name, len(rank)), axes[2][name]))
+    remap = np.zeros(max(len(vers), 1), np.int64)
+    for new, name in enumerate(vers):
+        remap[axes[2][name]] = new
+    index[2] = remap[index[2]]
+    return list(axes[0]), list(axes[1]), vers, index
+
+
+def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
+    """The cube of the rows that count: mean rating per cell, failures, authors' drops."""
+    cols = acc.columns()
+    sel = _counting_rows(cols)
+    if sel is not None:
+        cols = {k: v[sel] for k, v in cols.items()}
+    names_m, names_c, names_v, index = _axes(acc)
+    t, r = cols["t"], cols["r"]
+    rated = cols["ok"].astype(bool) & ~np.isnan(r)
+    item = ds.indices(cols["pid"], cols["oid"]) if len(t) else t
+    shape = (len(names_m), len(names_c), len(names_v), len(ds.portrait_id))
+    ratings = _mean_ratings(shape, index, t[rated], item[rated], r[rated])
+    failed = np.flatnonzero(~rated)
+    m, c, v = (axis[t[failed]] for axis in index)
+    per_model = np.bincount(m, minlength=len(names_m))
+    kept = np.zeros((shape[0], shape[1], shape[3]), bool)
+    mark = cols["kept"][failed].astype(bool) & (v == 0)
+    kept[m[mark], c[mark], item[failed][mark]] = True
+    first_missing = np.isnan(ratings[:, :, 0, :]) if shape[2] else kept
+    return RatingCube(
+        models=names_m,
+        conditions=names_c,
+        versions=names_v,
+        ratings=ratings,
+        portrait_id=np.asarray(ds.portrait_id).copy(),
+        option_id=np.asarray(ds.option_id).copy(),
+        n_ok=int(rated.sum()),
+        n_failed=len(failed),
+        failures={names_m[i]: int(n) for i, n in enumerate(per_model) if n},
+        authors_dropped=first_missing & ~kept,
+    )
+
+
+def _mean_ratings(
+    shape: tuple[int, int, int, int], index: np.ndarray, t: np.ndarray, item: np.ndarray,
+    r: np.ndarray
+) -> np.ndarray:
+    """Mean of the ratings r landing in each cell (triple t, item); NaN where none did."""
+    size = int(np.prod(shape))
+    # Each triple's offset in the flat cube, so a row's cell is one lookup and one add.
+    base = np.ravel_multi_index((*index, np.zeros_like(index[0])), shape) if size else index[0]
+    flat = base[t] + item
+    total = np.bincount(flat, weights=r, minlength=size)
+    count = np.bincount(flat, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).reshape(shape)  # mean over repeats; 0/0 -> NaN = missing
+
+
+def _cache_fields(cube: RatingCube) -> dict[str, Any]:
+    """The cube's fields as cubecache stores them (authors_dropped always set)."""
+    out = {f.name: getattr(cube, f.name) for f in fields(cube)}
+    if cube.authors_dropped is None:
+        out["authors_dropped"] = np.isnan(cube.ratings[:, :, 0, :])
+    return out
+
+
+def cube_from_log(
+    log_path: Path, ds: Dataset, *, strict: bool = False, cache: bool = True
+) -> RatingCube:
+    """Read a run log (deduplicated: a job's first ok row counts) into a RatingCube."""
+    log_path = Path(log_path)
+    if not log_path.exists():
+        raise LogError(f"no log at {log_path}; run a sweep or import-official into that dir first")
+    key = cache_key(log_path, ds)
+    cpath = cache_path(log_path, strict)
+    if cache:
+        hit = load_cache(cpath, key)
+        if hit is not None:
+            return RatingCube(**hit)
+    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    if log_path.stat().st_size < PARALLEL_MIN_BYTES:
+        workers = 1
+    cube = _build(scan_log(log_path, strict, workers=workers, chunk_bytes=CHUNK_BYTES), ds)
+    if cache:
+        save_cache(cpath, key, _cache_fields(cube))
+    return cube

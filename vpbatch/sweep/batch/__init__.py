@@ -1,0 +1,42 @@
+"""Provider batch APIs (OpenAI Batch, Anthropic Message Batches) as a per-model mode.
+
+Takes a model's pending jobs, gives log lines. Half the price for overnight sweeps: a model with
+`mode = "batch"` submits its pending jobs as provider batches, records each batch id in
+`batches.jsonl` before waiting, and a resume polls the recorded batches instead of submitting
+(and paying for) them again.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from vpbatch.providers.registry import Provider
+from vpbatch.sweep.batch.anthropic import AnthropicBatchAPI
+from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
+from vpbatch.sweep.batch.journal import JOURNAL_NAME, BatchEntry, BatchJournal
+from vpbatch.sweep.batch.openai import OpenAIBatchAPI
+from vpbatch.sweep.batch.runner import BatchOptions, BatchRunner
+from vpbatch.sweep.retry import RetryPolicy
+
+__all__ = [
+    "BatchAPI",
+    "BatchCallError",
+    "BatchEntry",
+    "BatchJournal",
+    "BatchOptions",
+    "BatchRunner",
+    "BatchState",
+    "JOURNAL_NAME",
+    "LineResult",
+    "batch_api_for",
+]
+
+_APIS: dict[str, type[BatchAPI]] = {"openai": OpenAIBatchAPI, "anthropic": AnthropicBatchAPI}
+
+
+def batch_api_for(
+    provider: Provider, session: aiohttp.ClientSession, policy: RetryPolicy
+) -> BatchAPI | None:
+    """The batch API of this model's provider, or None when it has none."""
+    api = _APIS.get(provider.cfg.provider)
+    return None if api is None else api(provider, session, policy)

@@ -1,0 +1,434 @@
+"""Sweep configuration: the TOML file of SPEC §2 as plain dataclasses, validated on load.
+
+The dataclasses are the contract the grid, scheduler and providers read. `load_config` parses
+and validates a TOML file before any request is made; every error names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vpbatch.benchmark import layout
+from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.errors import ConfigError
+
+__all__ = [
+    "RunConfig",
+    "ModelConfig",
+    "GridConfig",
+    "Config",
+    "PROVIDERS",
+    "MODES",
+    "DEFAULT_KEY_ENV",
+    "DATASET_FILE",
+    "load_config",
+    "parse_config",
+]
+
+PROVIDERS = ("openai", "anthropic", "openrouter", "sim")
+MODES = ("online", "batch")
+
+# The env var a provider's key is read from when the config names none. An OpenAI-compatible
+# server behind `base_url` (vLLM, Ollama, llama.cpp) usually checks no key, so it gets none.
+DEFAULT_KEY_ENV = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+}
+
+# The one file every use of a dataset dir reads first; if it is unreadable nothing else works.
+DATASET_FILE = Path(layout.TAGGED)
+
+
+@dataclass(slots=True)
+class RunConfig:
+    name: str = "run"
+    versions: list[str] = field(
+        default_factory=lambda: ["v1", "v1_reversed", "v2", "v2_reversed", "v3", "v3_reversed"]
+    )
+    repeats: int = 1
+    temperature: float = 0.0
+    max_tokens: int = 64
+    seed: int | None = 42
+    items: int | None = None  # the first N items only (slices, smoke tests); None = all 520
+    conditions_file: str | None = None  # personas/steering texts; default configs/personas.toml
+    data: str | None = None  # the valueportrait dataset dir; default --data/VPBATCH_DATA/cache
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    name: str  # label in logs and scores
+    provider: str  # one of PROVIDERS
+    model: str  # the provider's model id
+    base_url: str | None = None
+    api_key_env: str | None = None  # NAME of the env var holding the key; never the key
+    rpm: float | None = None
+    tpm: float | None = None
+    concurrency: int = 8
+    max_tokens: int | None = None  # overrides run.max_tokens (reasoning models need more)
+    temperature: float | None = None  # overrides run.temperature
+    seed: int | None = None  # overrides run.seed
+    reasoning: bool | None = None  # None = guess from the model id (o1/o3/o4, r1, thinking)
+    timeout_connect: float = 10.0
+    timeout_read: float = 120.0
+    max_attempts: int = 8
+    max_retry_seconds: float = 600.0
+    price_in: float | None = None  # USD per million prompt tokens, for `plan`
+    price_out: float | None = None  # USD per million completion tokens
+    mode: str = "online"  # "online" | "batch"
+    batch_size: int | None = None  # requests per provider batch (default: the provider's cap)
+    batch_poll_s: float | None = None  # seconds between polls of an open batch (default 60)
+    extra_body: dict[str, Any] = field(default_factory=dict)  # passed through to the body
+    sim: dict[str, Any] = field(default_factory=dict)  # simulated respondent settings
+    personas: list[str] | str | None = None  # per-model override of [grids]
+    steering: list[str] | str | None = None
+
+
+@dataclass(slots=True)
+class GridConfig:
+    personas: list[str] | str = field(default_factory=list)  # names or "all"
+    steering: list[str] | str = field(default_factory=list)  # dimensions or "all"
+
+
+@dataclass(slots=True)
+class Config:
+    run: RunConfig
+    models: list[ModelConfig]
+    grids: GridConfig = field(default_factory=GridConfig)
+    source: Path | None = None  # the file it came from
+    text: str = ""  # the TOML as read: copied into the run dir and hashed
+
+
+# Numeric bounds: (field, lower bound, inclusive?). Zero rpm or concurrency would hang a sweep.
+_POSITIVE = ("rpm", "tpm", "concurrency", "max_tokens", "max_attempts", "repeats", "items",
+             "timeout_connect", "timeout_read", "batch_size", "batch_poll_s")
+_NON_NEGATIVE = ("temperature", "price_in", "price_out", "max_retry_seconds", "seed")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_config(
+    path: str | Path,
+    *,
+    env: Mapping[str, str] = os.environ,
+    check_env: bool = True,
+    base_dir: Path | None = None,
+    check_data: bool = True,
+) -> Config:
+    """Read and validate a sweep config; ConfigError (exit 2) names the field and the fix.
+
+    `check_env=False` skips the API-key variables (`plan` needs no keys), `check_data=False`
+    the dataset (`status` reads none). Relative paths resolve against `base_dir`, else the
+    config's own directory.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{p}: cannot read the config ({exc.strerror or exc}); check the path"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason}); save the config as UTF-8") from exc
+    return parse_config(
+        text, source=p, env=env, check_env=check_env, base_dir=base_dir or p.parent,
+        check_data=check_data,
+    )
+
+
+def parse_config(
+    text: str,
+    *,
+    source: Path | None = None,
+    env: Mapping[str, str] = os.environ,
+    check_env: bool = True,
+    base_dir: Path | None = None,
+    check_data: bool = True,
+) -> Config:
+    """Validate TOML text (see `load_config`); `source` only labels the messages."""
+    label = str(source) if source is not None else "<config>"
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML ({exc}); fix the syntax there") from exc
+    v = _Validator(label)
+    v.keys(doc, ("run", "models", "grids"), "the top level")
+    run = v.build(RunConfig, v.table(doc, "run"), "run")
+    if "models" not in doc:
+        v.fail("models", "no [[models]] table", 'add one: [[models]] name = "..." provider = ...')
+    raw_models = doc["models"]
+    if not isinstance(raw_models, list) or not all(isinstance(t, dict) for t in raw_models):
+        v.fail("models", "must be an array of tables", "write each model as a [[models]] table")
+    if not raw_models:
+        v.fail("models", "is empty", "add at least one [[models]] table")
+    models = [_model(v, t, i) for i, t in enumerate(raw_models)]
+    grids = v.build(GridConfig, v.table(doc, "grids"), "grids")
+    cfg = Config(run=run, models=models, grids=grids, source=source, text=text)
+    _check_run(v, cfg.run, base_dir, env if check_data else None)
+    _check_models(v, cfg, env, check_env)
+    _check_grids(v, cfg)
+    return cfg
+
+
+class _Validator:
+    """Builds dataclasses from TOML tables; every failure is one line with field and fix."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def fail(self, where: str, problem: str, fix: str) -> typing.NoReturn:
+        raise ConfigError(f"{self.label}: {where}: {problem}; {fix}")
+
+    def table(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
+        t = doc.get(key, {})
+        if not isinstance(t, dict):
+            self.fail(key, f"must be a table, got {_kind(t)}", f"write it as [{key}]")
+        return t
+
+    def keys(self, table: dict[str, Any], allowed: typing.Iterable[str], where: str) -> None:
+        allowed = list(allowed)
+        for key in table:
+            if key not in allowed:
+                near = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {near[0]!r}?" if near else "allowed: " + ", ".join(allowed)
+                # Only the key is named, never its value: a stray `api_key = "sk-..."` must not
+                # be echoed into a terminal or CI log.
+                self.fail(f"{where}", f"unknown key {key!r}", f"remove it ({hint})")
+
+    def build(self, cls: type, table: dict[str, Any], where: str) -> Any:
+        hints = typing.get_type_hints(cls)
+        self.keys(table, hints, where)
+        for key, value in table.items():
+            if not _fits(value, hints[key]):
+                self.fail(
+                    f"{where}.{key}",
+                    f"expected {_describe(hints[key])}, got {_kind(value)}",
+                    f"write e.g. {key} = {_example(hints[key])}",
+                )
+        missing = [f.name for f in fields(cls) if _required(f) and f.name not in table]
+        if missing:
+            self.fail(f"{where}.{missing[0]}", "is required", f"add {missing[0]} = ...")
+        return cls(**{k: _coerce(v, hints[k]) for k, v in table.items()})
+
+
+def _model(v: _Validator, table: dict[str, Any], i: int) -> ModelConfig:
+    name = table.get("name")
+    where = f"models[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+    if table.get("provider") == "sim" and "model" not in table:
+        table = {**table, "model": "sim"}  # the simulated respondent needs no model id
+    m: ModelConfig = v.build(ModelConfig, table, where)
+    if m.api_key_env is None and m.base_url is None:
+        m.api_key_env = DEFAULT_KEY_ENV.get(m.provider)
+    return m
+
+
+def _check_run(
+    v: _Validator, run: RunConfig, base: Path | None, env: Mapping[str, str] | None
+) -> None:
+    if not run.name or "/" in run.name or run.name in (".", ".."):
+        v.fail("run.name", f"{run.name!r} cannot name a run dir", 'use e.g. name = "overnight"')
+    _check_bounds(v, run, "run")
+    if not run.versions:
+        v.fail("run.versions", "is empty", 'list at least one, e.g. versions = ["v1"]')
+    for ver in run.versions:
+        if ver not in VERSIONS:
+            v.fail("run.versions", f"unknown version {ver!r}", "use some of " + ", ".join(VERSIONS))
+    if len(set(run.versions)) != len(run.versions):
+        v.fail("run.versions", "lists a version twice", "list each version once")
+    if run.conditions_file is not None:
+        run.conditions_file = str(_resolve(run.conditions_file, base))
+        if not Path(run.conditions_file).is_file():
+            v.fail("run.conditions_file", f"{run.conditions_file} does not exist",
+                   "point it at a personas.toml, or remove it to use configs/personas.toml")
+    if run.data is not None:
+        run.data = str(_resolve(run.data, base))
+    if env is None:
+        return  # the caller reads no dataset
+    if run.data is not None:
+        _check_dataset(v, "run.data", Path(run.data))
+    elif env.get("VPBATCH_DATA"):
+        _check_dataset(v, "VPBATCH_DATA", Path(env["VPBATCH_DATA"]))
+
+
+def _check_dataset(v: _Validator, where: str, root: Path) -> None:
+    target = root / DATASET_FILE
+    try:
+        with open(target, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        v.fail(where, f"cannot read the dataset at {target} ({exc.strerror or exc})",
+               "point it at a valueportrait checkout, or run `vpbatch data fetch` and remove it")
+
+
+def _check_models(v: _Validator, cfg: Config, env: Mapping[str, str], check_env: bool) -> None:
+    seen: set[str] = set()
+    for i, m in enumerate(cfg.models):
+        where = f"models[{i}] ({m.name})"
+        if not m.name:
+            v.fail(f"models[{i}].name", "is empty", 'give each model a label, e.g. name = "gpt-4o"')
+        if m.name in seen:
+            v.fail(f"{where}.name", f"duplicate model name {m.name!r}",
+                   "give each [[models]] table its own name (it labels logs and scores)")
+        seen.add(m.name)
+        if m.provider not in PROVIDERS:
+            v.fail(f"{where}.provider", f"unknown provider {m.provider!r}",
+                   "use one of " + ", ".join(PROVIDERS) + " (any OpenAI-compatible server: "
+                   'provider = "openai" with base_url)')
+        if m.mode not in MODES:
+            v.fail(f"{where}.mode", f"unknown mode {m.mode!r}", 'use "online" or "batch"')
+        if m.mode == "batch" and m.provider == "openrouter":
+            v.fail(f"{where}.mode", "openrouter has no batch API", 'use mode = "online"')
+        _check_bounds(v, m, where)
+        _check_key_env(v, m, where, env, check_env)
+
+
+def _check_key_env(
+    v: _Validator, m: ModelConfig, where: str, env: Mapping[str, str], check_env: bool
+) -> None:
+    name = m.api_key_env
+    if name is None:
+        return
+    if not _ENV_NAME.match(name):
+        # Never echo the value: if it is not a variable name it may well be the key itself.
+        v.fail(f"{where}.api_key_env", "is not an environment variable name",
+               'give the NAME of the variable holding the key, e.g. "OPENAI_API_KEY", '
+               "never the key itself")
+    if check_env and not env.get(name):
+        v.fail(f"{where}.api_key_env", f"environment variable {name} is not set",
+               f"export {name}=<your key> (keys live only in the environment), "
+               "or use `vpbatch plan`, which needs no key")
+
+
+def _check_bounds(v: _Validator, obj: Any, where: str) -> None:
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            v.fail(f"{where}.{f.name}", f"must be a finite number, got {value}",
+                   f"write a number, or remove {f.name} for the default")
+    for key in _POSITIVE:
+        value = getattr(obj, key, None)
+        if value is not None and value <= 0:
+            v.fail(f"{where}.{key}", f"must be positive, got {value}", f"set {key} above 0")
+    for key in _NON_NEGATIVE:
+        value = getattr(obj, key, None)
+        if value is not None and value < 0:
+            v.fail(f"{where}.{key}", f"must not be negative, got {value}", f"set {key} >= 0")
+
+
+def _check_grids(v: _Validator, cfg: Config) -> None:
+    # Imported here: conditions imports this module for the Config types.
+    from vpbatch.benchmark.conditions import load_conditions
+
+    tables: list[tuple[str, Any, Any]] = [("grids", cfg.grids.personas, cfg.grids.steering)]
+    tables += [(f"models[{i}] ({m.name})", m.personas, m.steering) for i, m in
+               enumerate(cfg.models)]
+    if all(not p and not s for _, p, s in tables):
+        return  # vanilla only: no need to read the conditions file
+    conds = load_conditions(cfg.run.conditions_file)
+    for where, personas, steering in tables:
+        _check_names(v, f"{where}.personas", personas, list(conds.personas), "persona")
+        _check_names(v, f"{where}.steering", steering, list(conds.steering), "steering value")
+
+
+def _check_names(v: _Validator, where: str, names: Any, known: list[str], what: str) -> None:
+    if names is None or names == "all":
+        return
+    if isinstance(names, str):
+        v.fail(where, f"expected a list of names or \"all\", got {names!r}",
+               f'write {where.rsplit(".", 1)[-1]} = ["{names}"] or "all"')
+    for name in names:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(known[:12])}…"
+            v.fail(where, f"unknown {what} {name!r}", f"use a name from the conditions file "
+                   f"({hint})")
+    if len(set(names)) != len(names):
+        v.fail(where, "lists a name twice", "list each name once")
+
+
+def _resolve(path: str, base: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base is None else (base / p).resolve()
+
+
+def _required(f: Any) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a TOML value matches a field's type hint (bool is never a number here)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return False  # TOML has no null: an absent key is how you say "default"
+    if hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_fits(x, item) for x in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint)
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    # TOML writes `rpm = 500` as an int; float fields get a float so arithmetic stays uniform.
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else (hint,)
+    if float in args and int not in args and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _describe(hint: Any) -> str:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = [a for a in (typing.get_args(hint) if union else (hint,)) if a is not type(None)]
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    parts = []
+    for a in args:
+        if typing.get_origin(a) is list:
+            parts.append("a list of strings")
+        elif typing.get_origin(a) is dict:
+            parts.append("a table")
+        else:
+            parts.append(names.get(a, getattr(a, "__name__", str(a))))
+    return " or ".join(parts)
+
+
+def _example(hint: Any) -> str:
+    desc = _describe(hint)
+    for key, ex in (("a list", '["a", "b"]'), ("an integer", "8"), ("a number", "0.5"),
+                    ("true", "true"), ("a string", '"text"'), ("a table", "{ key = 1 }")):
+        if desc.startswith(key):
+            return ex
+    return "..."
+
+
+def _kind(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a table"}
+    if isinstance(value, list):
+        odd = next((x for x in value if not isinstance(x, str)), None)
+        if odd is not None:
+            return f"a list holding {_kind(odd)}"
+    return kinds.get(type(value), type(value).__name__)

@@ -1,0 +1,254 @@
+"""`run_sweep`: one sweep from config to log, one pipeline per model in one anyio task group.
+
+Each model streams its own jobs under its own limits, so a slow or dead model never stalls the
+others. SIGINT/SIGTERM stop issuing, drain what is in flight (bounded), close the log and say
+how to resume; a second signal abandons the drain.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import aiohttp
+import anyio
+from anyio.abc import TaskStatus
+
+from vpbatch.benchmark.conditions import Conditions, load_conditions
+from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.errors import ConfigError, VPBatchError
+from vpbatch.log.rundir import prepare_run_dir
+from vpbatch.log.runlog import RunLog
+from vpbatch.providers.http import client_session
+from vpbatch.providers.registry import Provider, make_provider
+from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
+from vpbatch.sweep.config import Config
+from vpbatch.sweep.grid import count_model_jobs, iter_model_jobs
+from vpbatch.sweep.pipeline import Pipeline, policy_for
+from vpbatch.sweep.progress import ModelProgress, Progress
+from vpbatch.sweep.retry import RetryPolicy
+
+__all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
+
+_Runner = Pipeline | BatchRunner  # a model's runner: online requests, or provider batches
+DRAIN_S = 30.0  # how long a stopping sweep waits for answers already asked for
+
+
+@dataclass(slots=True)
+class ModelSummary:
+    name: str
+    total: int
+    done: int
+    ok: int  # answered this run
+    failed: int  # logged as failed this run
+    skipped: int  # already in the log
+    retries: int
+    sent: int  # requests sent, retries included
+    tokens: int
+    stopped: str | None  # why the model stopped early (rejected key, config), else None
+
+    @classmethod
+    def of(cls, p: ModelProgress) -> ModelSummary:
+        return cls(p.name, p.total, p.done, p.ok, p.failed, p.skipped, p.retries, p.sent,
+                   p.tokens, p.stopped)
+
+
+@dataclass(slots=True)
+class SweepSummary:
+    run_dir: Path
+    models: dict[str, ModelSummary] = field(default_factory=dict)
+    interrupted: str | None = None  # "SIGINT" / "SIGTERM" when a signal stopped the sweep
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Every job of every model is in the log (answered or failed for good)."""
+        return self.interrupted is None and all(
+            m.stopped is None and m.done >= m.total for m in self.models.values()
+        )
+
+
+def resume_hint(config: Config, run_dir: Path, shard: tuple[int, int] | None) -> str:
+    """The command that picks this sweep up where it stopped."""
+    cfg = str(config.source) if config.source is not None else "CONFIG"
+    extra = f" --shard {shard[0] + 1}/{shard[1]}" if shard else ""
+    return f"resume with: vpbatch run {cfg} --run-dir {run_dir}{extra}"
+
+
+class _Stop:
+    """What the signal watcher shares with the sweep: the work scope and why it stopped."""
+
+    __slots__ = ("work", "signal", "pipelines", "drain", "out")
+
+    def __init__(self, pipelines: list[_Runner], drain: float, out: TextIO | None) -> None:
+        self.work = anyio.CancelScope()
+        self.signal: str | None = None
+        self.pipelines = pipelines
+        self.drain = drain
+        self.out = out
+
+
+async def _watch_signals(stop: _Stop, *, task_status: TaskStatus[None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for sig in signals:
+            if stop.signal is not None:  # the second signal: abandon the drain
+                stop.work.cancel()
+                continue
+            stop.signal = signal.Signals(sig).name
+            for p in stop.pipelines:
+                p.stop()
+            # The deadline bounds the drain: what has not answered by then is abandoned,
+            # unlogged, and asked again on resume.
+            stop.work.deadline = anyio.current_time() + stop.drain
+            if stop.out is not None:
+                n = sum(p.progress.in_flight for p in stop.pipelines)
+                stop.out.write(f"\n{stop.signal}: stopping; draining {n} in-flight requests "
+                               f"(at most {stop.drain:g} s; signal again to abandon them)\n")
+                stop.out.flush()
+
+
+def _connector(config: Config) -> aiohttp.TCPConnector:
+    # One pool for the sweep, as large as the sum of the models' caps: a model never waits
+    # for a socket another model holds.
+    total = sum(m.concurrency for m in config.models)
+    return aiohttp.TCPConnector(limit=total + 8, limit_per_host=0, ttl_dns_cache=300)
+
+
+async def sweep(
+    config: Config,
+    run_dir: Path | None = None,
+    *,
+    shard: tuple[int, int] | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    progress: bool = True,
+    env: Mapping[str, str] = os.environ,
+    drain: float = DRAIN_S,
+    handle_signals: bool = True,
+    policy: RetryPolicy | None = None,
+    stream: TextIO | None = None,
+) -> SweepSummary:
+    """Run (or resume) a sweep; returns when every job is logged, or a signal stopped it."""
+    t0 = time.monotonic()
+    rd = prepare_run_dir(config, run_dir, force=force)
+    out = (stream or sys.stderr) if progress else None
+    ds = load_dataset(config.run.data)
+    conds = load_conditions(config.run.conditions_file)
+    with RunLog(rd.log_path) as log:
+        async with client_session(connector=_connector(config)) as session:
+            pipes, bars = _pipelines(config, ds, conds, shard, log, session, env,
+                                     policy=policy, retry_failed=retry_failed)
+            stop = _Stop([p for p, _ in pipes], drain, out)
+            board = Progress(bars, out) if out is not None else None
+            for bar in bars:
+                if bar.stopped and out is not None:
+                    out.write(f"{bar.name}: not started: {bar.stopped}\n")
+            try:
+                await _run(config, ds, conds, shard, pipes, stop, board, handle_signals)
+            except BaseExceptionGroup as group:
+                raise _unwrap(group) from None
+    summary = SweepSummary(rd.path, {b.name: ModelSummary.of(b) for b in bars},
+                           stop.signal, time.monotonic() - t0)
+    if out is not None:
+        _report(summary, bars, out, resume_hint(config, rd.path, shard))
+    return summary
+
+
+def _pipelines(
+    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None,
+    log: RunLog, session: aiohttp.ClientSession, env: Mapping[str, str], *,
+    policy: RetryPolicy | None, retry_failed: bool,
+) -> tuple[list[tuple[_Runner, int]], list[ModelProgress]]:
+    """A pipeline per model that can start (with its index), and every model's progress."""
+    pipes: list[tuple[_Runner, int]] = []
+    bars: list[ModelProgress] = []
+    for i, m in enumerate(config.models):
+        bar = ModelProgress(m.name, count_model_jobs(config, m, ds, conds, shard=shard))
+        bars.append(bar)
+        try:
+            provider = make_provider(m, session, env)
+            if m.mode == "batch":
+                pipes.append((_batch_runner(config, ds, conds, shard, i, provider, log, bar,
+                                            session, env, policy, retry_failed), i))
+                continue
+        except VPBatchError as exc:  # a missing key stops this model, not the sweep
+            bar.stopped = str(exc)
+            continue
+        pipes.append((Pipeline(m, provider, log, bar, policy=policy,
+                               retry_failed=retry_failed), i))
+    return pipes, bars
+
+
+def _batch_runner(
+    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None, i: int,
+    provider: Provider, log: RunLog, bar: ModelProgress, session: aiohttp.ClientSession,
+    env: Mapping[str, str], policy: RetryPolicy | None, retry_failed: bool,
+) -> BatchRunner:
+    """A mode = "batch" model's runner: its provider's batch API at half the price."""
+    m = config.models[i]
+    api = batch_api_for(provider, session, policy or policy_for(m))
+    if api is None:
+        # Sending online what was asked for as a batch would double its price.
+        raise ConfigError(f"provider {m.provider!r} has no batch API; set mode = \"online\" "
+                          "for this model (or use openai/anthropic)")
+    return BatchRunner(m, provider, api, log, bar, opts=BatchOptions.for_model(m, env),
+                       retry_failed=retry_failed,
+                       regrid=lambda: iter_model_jobs(config, m, ds, conds, shard=shard))
+
+
+async def _run(
+    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None,
+    pipes: list[tuple[_Runner, int]], stop: _Stop, board: Progress | None, signals: bool,
+) -> None:
+    async with anyio.create_task_group() as outer:
+        if signals:
+            await outer.start(_watch_signals, stop)
+        if board is not None:
+            outer.start_soon(board.run)
+        with stop.work:
+            async with anyio.create_task_group() as tg:
+                for p, i in pipes:
+                    jobs = iter_model_jobs(config, config.models[i], ds, conds, shard=shard)
+                    tg.start_soon(p.run, jobs)
+        outer.cancel_scope.cancel()  # the watcher and the progress board end with the work
+
+
+def _unwrap(group: BaseExceptionGroup) -> BaseException:
+    """A user-facing error out of a task group, so the CLI prints one line, not a tree."""
+    flat: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            flat.append(e)
+    for e in flat:
+        if isinstance(e, VPBatchError):
+            return e
+    return group
+
+
+def _report(summary: SweepSummary, bars: list[ModelProgress], out: TextIO, hint: str) -> None:
+    board = Progress(bars, out, tty=False)
+    out.write("\n".join(board.summary()) + "\n")
+    if summary.interrupted:
+        out.write(f"stopped by {summary.interrupted}; {hint}\n")
+    elif not summary.complete:
+        out.write(f"some models did not finish; fix the cause above, then {hint}\n")
+    out.write(f"log: {summary.run_dir / 'log.jsonl'} ({summary.seconds:.1f} s)\n")
+    out.flush()
+
+
+def run_sweep(config: Config, run_dir: Path | None = None, **kwargs: object) -> SweepSummary:
+    """`sweep` for synchronous callers (the CLI, the demo): runs its own event loop."""
+    return anyio.run(functools.partial(sweep, config, run_dir, **kwargs),  # type: ignore[arg-type]
+                     backend="asyncio")

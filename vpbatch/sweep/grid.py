@@ -1,0 +1,185 @@
+"""The grid: a lazy, stable stream of jobs (model × condition × version × item × repeat).
+
+Nothing here builds a list of jobs: a 10M-job sweep costs the memory of the jobs in flight.
+A job's id comes from what is sent (never the key), so a resumed or sharded run finds it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import click
+import orjson
+
+from vpbatch.benchmark.conditions import Conditions, select_conditions, system_message
+from vpbatch.benchmark.dataset import Dataset
+from vpbatch.log.records import job_id
+from vpbatch.providers.base import RequestParams
+from vpbatch.sweep.config import Config, ModelConfig
+
+__all__ = [
+    "Job",
+    "REASONING_MAX_TOKENS",
+    "iter_model_jobs",
+    "iter_jobs",
+    "count_model_jobs",
+    "parse_shard",
+    "shard_of",
+    "request_params",
+    "is_reasoning_model",
+    "n_items",
+    "model_conditions",
+]
+
+# The paper's 64 tokens leave a reasoning model no room to answer after it thinks; when the
+# config sets no per-model max_tokens, such a model gets this much instead.
+REASONING_MAX_TOKENS = 4096
+_REASONING = re.compile(r"(^|[/:])o[134]($|[-_.])|deepseek-r1|thinking|qwq|(^|[-/])r1($|[-_.:])")
+
+
+@dataclass(slots=True)
+class Job:
+    job_id: str
+    model: str  # the config's label
+    condition: str  # "vanilla" | "persona:<group>=<value>" | "steer:<Dimension>"
+    version: str
+    item: int  # row in the dataset
+    portrait_id: int
+    option_id: int
+    repeat: int
+    messages: list[dict[str, str]]
+    params: RequestParams
+
+
+def model_conditions(cfg: Config, m: ModelConfig, conds: Conditions) -> list[str]:
+    """The conditions one model runs: its own grids, else [grids]; vanilla always first."""
+    personas = m.personas if m.personas is not None else cfg.grids.personas
+    steering = m.steering if m.steering is not None else cfg.grids.steering
+    return select_conditions(personas, steering, conds)
+
+
+def is_reasoning_model(model_id: str) -> bool:
+    """A guess from the id: OpenAI o1/o3/o4, DeepSeek-R1, *thinking*, QwQ."""
+    return bool(_REASONING.search(model_id.lower()))
+
+
+def request_params(cfg: Config, m: ModelConfig) -> RequestParams:
+    """The model's request settings: its own overrides, else the [run] defaults."""
+    reasoning = m.reasoning if m.reasoning is not None else is_reasoning_model(m.model)
+    max_tokens = m.max_tokens if m.max_tokens is not None else cfg.run.max_tokens
+    if reasoning and m.max_tokens is None:
+        max_tokens = max(max_tokens, REASONING_MAX_TOKENS)
+    return RequestParams(
+        temperature=m.temperature if m.temperature is not None else cfg.run.temperature,
+        max_tokens=max_tokens,
+        seed=m.seed if m.seed is not None else cfg.run.seed,
+        reasoning=reasoning,
+    )
+
+
+def n_items(cfg: Config, ds: Dataset) -> int:
+    """How many items the sweep covers: run.items (the first N) capped by the dataset."""
+    return ds.n_items if cfg.run.items is None else min(cfg.run.items, ds.n_items)
+
+
+def shard_of(jid: str, n: int) -> int:
+    """The zero-based shard of a job: its id is a sha256 prefix, so this is a uniform split."""
+    return int(jid[:12], 16) % n
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" (1-based, as users count machines) -> (K-1, N)."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if m is None or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise click.BadParameter(
+            f"{text!r} is not K/N with 1 <= K <= N; e.g. --shard 2/4 runs the second quarter",
+            param_hint="--shard",
+        )
+    return int(m.group(1)) - 1, int(m.group(2))
+
+
+def iter_model_jobs(
+    cfg: Config,
+    m: ModelConfig,
+    ds: Dataset,
+    conds: Conditions,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> Iterator[Job]:
+    """One model's jobs, item-major so the first minutes cover every condition and version."""
+    # Imported late: the prompt module reads template files; the grid module stays cheap.
+    from vpbatch.benchmark.prompts import item_prompt
+
+    params = request_params(cfg, m)
+    conditions = model_conditions(cfg, m, conds)
+    systems = [system_message(c, conds) for c in conditions]
+    versions = list(cfg.run.versions)
+    head = {"base_url": m.base_url, "max_tokens": params.max_tokens}
+    tail = {"model": m.name, "model_id": m.model, "provider": m.provider,
+            "seed": params.seed, "temperature": params.temperature}
+    for i in range(n_items(cfg, ds)):
+        pid, oid = int(ds.portrait_id[i]), int(ds.option_id[i])
+        prompts = [item_prompt(ds, v, i) for v in versions]
+        for cond, system in zip(conditions, systems, strict=True):
+            sys_msg = [] if system is None else [{"role": "system", "content": system}]
+            for version, prompt in zip(versions, prompts, strict=True):
+                messages = [*sys_msg, {"role": "user", "content": prompt}]
+                ids = _repeat_ids(head, messages, tail, cfg.run.repeats)
+                for r, jid in enumerate(ids):
+                    if shard is not None and shard_of(jid, shard[1]) != shard[0]:
+                        continue
+                    yield Job(jid, m.name, cond, version, i, pid, oid, r, messages, params)
+
+
+def _repeat_ids(
+    head: dict[str, Any], messages: list[dict[str, str]], tail: dict[str, Any], repeats: int
+) -> list[str]:
+    """records.job_id of {**head, "messages": ..., **tail, "repeat": r} for every repeat.
+
+    Same bytes as job_id's canonical JSON, but the long prefix (up to the messages, as sorted
+    keys put them before "model") is hashed once and the short tail once per repeat.
+    """
+    if repeats == 1:
+        return [job_id({**head, "messages": messages, **tail, "repeat": 0})]
+    prefix = orjson.dumps({**head, "messages": messages}, option=orjson.OPT_SORT_KEYS)
+    base = hashlib.sha256(prefix[:-1] + b",")
+    out = []
+    for r in range(repeats):
+        h = base.copy()
+        h.update(orjson.dumps({**tail, "repeat": r}, option=orjson.OPT_SORT_KEYS)[1:])
+        out.append(h.hexdigest()[:32])
+    return out
+
+
+def count_model_jobs(
+    cfg: Config,
+    m: ModelConfig,
+    ds: Dataset,
+    conds: Conditions,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> int:
+    """How many jobs `iter_model_jobs` yields: arithmetic, or one pass over the ids if sharded."""
+    if shard is None or shard[1] == 1:
+        per_item = len(model_conditions(cfg, m, conds)) * len(cfg.run.versions)
+        return n_items(cfg, ds) * per_item * cfg.run.repeats
+    return sum(1 for _ in iter_model_jobs(cfg, m, ds, conds, shard=shard))
+
+
+def iter_jobs(
+    cfg: Config, ds: Dataset, conds: Conditions, *, shard: tuple[int, int] | None = None
+) -> Iterator[Job]:
+    """All models' jobs, round-robin, so no model waits behind another's whole grid."""
+    streams = [iter_model_jobs(cfg, m, ds, conds, shard=shard) for m in cfg.models]
+    while streams:
+        alive = []
+        for s in streams:
+            job = next(s, None)
+            if job is not None:
+                yield job
+                alive.append(s)
+        streams = alive

@@ -1,0 +1,243 @@
+"""One model's pipeline: jobs in, log lines out, each job through the one retry loop.
+
+A pipeline pulls the next job only when a concurrency slot is free, so memory follows what is
+in flight, not the grid. Each job goes through `retry.retrying`: acquire the RPM and TPM
+limits, call the provider, retry what can be retried; then parse the answer and append one
+Record to the log: the commit point.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from vpbatch.log.records import FAILED, OK, Record, answered, loggable_request
+from vpbatch.log.runlog import RunLog
+from vpbatch.providers.base import Answer, FailureKind, ProviderError
+from vpbatch.providers.registry import Provider
+from vpbatch.sweep import retry
+from vpbatch.sweep.config import ModelConfig
+from vpbatch.sweep.grid import Job
+from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
+from vpbatch.sweep.progress import ModelProgress
+from vpbatch.sweep.retry import RetryPolicy
+
+__all__ = ["Limits", "Pipeline", "policy_for", "estimate_tokens"]
+
+_SKIP_YIELD = 512  # skipped jobs between checkpoints: a long resume scan must not hog the loop
+
+
+@dataclass(slots=True)
+class Limits:
+    """One model's client-side limits; None means "not limited"."""
+
+    cap: ConcurrencyCap
+    rate: RequestRate | None = None
+    tokens: TokenBudget | None = None
+
+    @classmethod
+    def for_model(cls, m: ModelConfig) -> Limits:
+        return cls(
+            ConcurrencyCap(m.concurrency),
+            RequestRate(m.rpm) if m.rpm else None,
+            TokenBudget(m.tpm) if m.tpm else None,
+        )
+
+
+def policy_for(m: ModelConfig) -> RetryPolicy:
+    """The model's retry bounds from its config; backoff shape stays the policy's default."""
+    return RetryPolicy(attempts=m.max_attempts, total=m.max_retry_seconds)
+
+
+def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
+    """Worst-case tokens of one request: ~4 characters a token, plus a few per message."""
+    chars = sum(len(m["content"]) for m in messages)
+    return chars // 4 + 4 * len(messages) + 3 + max_tokens
+
+
+class _Stopped(Exception):
+    """The job was abandoned unsent or unanswered because the pipeline is stopping."""
+
+
+class Pipeline:
+    """Runs one model's job stream to the log; `stop()` stops issuing and abandons waits."""
+
+    __slots__ = (
+        "model", "provider", "log", "progress", "limits", "policy", "retry_failed",
+        "stopping", "_waits", "_scope", "_rng", "_key_env",
+    )
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        provider: Provider,
+        log: RunLog,
+        progress: ModelProgress,
+        *,
+        limits: Limits | None = None,
+        policy: RetryPolicy | None = None,
+        retry_failed: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.model = model
+        self.provider = provider
+        self.log = log
+        self.progress = progress
+        self.limits = limits if limits is not None else Limits.for_model(model)
+        self.policy = policy if policy is not None else policy_for(model)
+        self.retry_failed = retry_failed
+        self.stopping = False
+        self._waits: set[anyio.CancelScope] = set()
+        self._scope: anyio.CancelScope | None = None
+        self._rng = rng or random.Random()
+
+    # -- the stream ------------------------------------------------------------------------
+
+    async def run(self, jobs: Iterable[Job]) -> None:
+        """Send every job the log lacks; returns when all are logged or the pipeline stopped."""
+        cap, log, prog = self.limits.cap, self.log, self.progress
+        async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
+            skipped = 0
+            for job in jobs:
+                if self.stopping:
+                    break
+                if log.is_done(job.job_id, retry_failed=self.retry_failed):
+                    prog.skipped += 1
+                    skipped += 1
+                    if skipped % _SKIP_YIELD == 0:
+                        await anyio.lowlevel.checkpoint()
+                    continue
+                try:
+                    await self._wait(cap.acquire)
+                except _Stopped:
+                    break
+                prog.in_flight += 1
+                tg.start_soon(self._job, job)
+
+    def stop(self) -> None:
+        """Issue nothing more; jobs waiting for a limit or a backoff are abandoned, unsent."""
+        self.stopping = True
+        for scope in list(self._waits):  # the stream's wait for a slot is one of these
+            scope.cancel()
+
+    def abort(self, reason: str) -> None:
+        """Stop this model now, in-flight requests included (its key was rejected)."""
+        if self.progress.stopped is None:
+            self.progress.stopped = reason
+        self.stop()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def _job(self, job: Job) -> None:
+        try:
+            record = await self._attempts(job)
+        except _Stopped:
+            return
+        finally:
+            self.limits.cap.release()
+            self.progress.in_flight -= 1
+        self.log.append(record)
+        if record.status == OK:
+            self.progress.ok += 1
+        else:
+            transient = record.error_kind != FailureKind.PERMANENT.value
+            self.progress.note_failure(record.error or "failed", transient=transient)
+
+    async def _attempts(self, job: Job) -> Record:
+        """One job through the retry loop: an answer, or the failure it gave up on."""
+        request = self.provider.build_request(job.messages, job.params)  # once, not per attempt
+        body = loggable_request(request.body)
+        estimate = estimate_tokens(job.messages, job.params.max_tokens)
+        epoch = 0  # the cap's epoch when the failing attempt was sent (AIMD backs off once)
+
+        async def attempt(n: int) -> Record:
+            nonlocal epoch
+            limits = self.limits
+            if limits.rate is not None:
+                await self._wait(limits.rate.acquire)
+            if limits.tokens is not None:
+                await self._wait(limits.tokens.acquire, estimate)
+            self.progress.sent += 1
+            epoch = limits.cap.epoch
+            t0 = time.perf_counter()
+            answer = await self.provider.complete(job.messages, job.params, request=request)
+            latency = (time.perf_counter() - t0) * 1000.0
+            self._settle(answer, estimate)
+            return _answered(job, body, answer, n, latency)
+
+        def on_failure(exc: ProviderError, n: int) -> None:
+            self._after_failure(exc, epoch, estimate)
+
+        try:
+            return await retry.retrying(self.policy, attempt, on_failure=on_failure,
+                                        sleep=self._backoff, rng=self._rng)
+        except retry.GaveUp as gave_up:
+            return _failed(job, body, gave_up.error, gave_up.attempts)
+
+    def _settle(self, answer: Answer, estimate: int) -> None:
+        """Count an answer: the cap grows, the tokens really used replace the estimate."""
+        limits = self.limits
+        limits.cap.success()
+        used = answer.usage.get("prompt_tokens", 0) + answer.usage.get("completion_tokens", 0)
+        self.progress.tokens += used
+        if limits.tokens is not None:
+            limits.tokens.settle(estimate, used or estimate)
+
+    def _after_failure(self, exc: ProviderError, epoch: int, estimate: int) -> None:
+        """React to a failed attempt before the loop decides: refund, stop, or back off."""
+        limits = self.limits
+        if limits.tokens is not None:
+            limits.tokens.settle(estimate, 0)  # refused requests use no tokens
+        if exc.auth:
+            self.abort(exc.message)  # the key is wrong for every job of this model
+            raise _Stopped
+        if exc.kind is FailureKind.RATE_LIMITED:
+            limits.cap.backoff(epoch)
+
+    async def _backoff(self, delay: float) -> None:
+        """The loop's wait before a retry; abandoned if the pipeline stops meanwhile."""
+        self.progress.retries += 1
+        await self._wait(retry.sleep, delay)
+
+    async def _wait(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Await a limit or a backoff, abandoning the job if the pipeline stops meanwhile."""
+        if self.stopping:
+            raise _Stopped
+        with anyio.CancelScope() as scope:
+            self._waits.add(scope)
+            try:
+                await fn(*args)
+            finally:
+                self._waits.discard(scope)
+        if scope.cancelled_caught:
+            raise _Stopped
+
+
+def _answered(job: Job, body: dict[str, Any], a: Answer, attempts: int, latency: float) -> Record:
+    return answered(
+        a.text, job_id=job.job_id, model=job.model, condition=job.condition,
+        version=job.version, portrait_id=job.portrait_id, option_id=job.option_id,
+        repeat=job.repeat, reasoning=a.reasoning, finish_reason=a.finish_reason,
+        usage=dict(a.usage), latency_ms=round(latency, 2), attempts=attempts, request=body,
+    )
+
+
+def _failed(job: Job, body: dict[str, Any], exc: ProviderError, attempts: int) -> Record:
+    why = exc.message
+    if exc.kind is not FailureKind.PERMANENT:
+        why = f"{why} (gave up after {attempts} attempts)"
+    return Record(
+        job_id=job.job_id, model=job.model, condition=job.condition, version=job.version,
+        portrait_id=job.portrait_id, option_id=job.option_id, repeat=job.repeat,
+        status=FAILED, error_kind=exc.kind.value, error=why, attempts=attempts,
+        request=body, ts=time.time(), extra={"http_status": exc.status} if exc.status else {},
+    )

@@ -1,0 +1,123 @@
+"""A sweep's plan: what it will send and cost, before a single request is made."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vpbatch.benchmark.conditions import Conditions, system_message
+from vpbatch.benchmark.dataset import Dataset
+from vpbatch.sweep.config import Config, ModelConfig
+from vpbatch.sweep.grid import count_model_jobs, model_conditions, n_items, request_params
+
+__all__ = [
+    "ModelPlan", "plan_model", "plan_config", "estimate_tokens", "render_plan", "BATCH_DISCOUNT"
+]
+
+# Chat formats wrap each message in a few tokens (role, separators) and prime the reply.
+_PER_MESSAGE = 4
+_PER_REQUEST = 3
+BATCH_DISCOUNT = 0.5  # OpenAI Batch and Anthropic Message Batches bill half
+
+
+def estimate_tokens(text: str) -> float:
+    """A tokenizer-free estimate: about four characters per token for English text."""
+    return len(text) / 4
+
+
+@dataclass(slots=True)
+class ModelPlan:
+    model: str
+    provider: str
+    mode: str
+    conditions: int
+    jobs: int
+    requests: int
+    prompt_tokens: int  # estimate (characters / 4)
+    max_completion_tokens: int  # jobs × max_tokens: an upper bound
+    max_tokens: int
+    cost_usd: float | None  # upper bound at max completion tokens; None without prices
+    minutes_rpm: float | None  # the least time the rpm limit allows
+    minutes_tpm: float | None  # the least time the tpm limit allows (prompt + max_tokens)
+
+
+def plan_model(
+    cfg: Config, m: ModelConfig, ds: Dataset, conds: Conditions,
+    *, shard: tuple[int, int] | None = None,
+) -> ModelPlan:
+    """Counts and estimates for one model, without building the grid."""
+    from vpbatch.benchmark.prompts import item_prompt  # late: see grid.iter_model_jobs
+
+    conditions = model_conditions(cfg, m, conds)
+    n = n_items(cfg, ds)
+    full = n * len(conditions) * len(cfg.run.versions) * cfg.run.repeats
+    jobs = count_model_jobs(cfg, m, ds, conds, shard=shard)
+    # Sum of prompt sizes over the full grid = per-item user parts × conditions + system parts ×
+    # (item, version) pairs; a shard is a uniform hash split, so it gets its share.
+    user = sum(estimate_tokens(item_prompt(ds, v, i)) for i in range(n) for v in cfg.run.versions)
+    system = 0.0
+    for c in conditions:
+        text = system_message(c, conds)
+        system += 0.0 if text is None else estimate_tokens(text) + _PER_MESSAGE
+    per_pair = n * len(cfg.run.versions)
+    per_repeat = (user * len(conditions) + system * per_pair
+                  + per_pair * len(conditions) * (_PER_MESSAGE + _PER_REQUEST))
+    prompt_tokens = math.ceil(per_repeat * cfg.run.repeats * jobs / full) if full else 0
+    params = request_params(cfg, m)
+    completion = jobs * params.max_tokens
+    cost = None
+    if m.price_in is not None or m.price_out is not None:
+        cost = (prompt_tokens * (m.price_in or 0.0) + completion * (m.price_out or 0.0)) / 1e6
+        if m.mode == "batch":
+            cost *= BATCH_DISCOUNT
+    return ModelPlan(
+        model=m.name, provider=m.provider, mode=m.mode, conditions=len(conditions), jobs=jobs,
+        requests=jobs, prompt_tokens=prompt_tokens, max_completion_tokens=completion,
+        max_tokens=params.max_tokens, cost_usd=cost,
+        # A batch API queues everything at once: the client limits do not pace it.
+        minutes_rpm=jobs / m.rpm if m.rpm and m.mode != "batch" else None,
+        minutes_tpm=(prompt_tokens + completion) / m.tpm if m.tpm and m.mode != "batch" else None,
+    )
+
+
+def plan_config(
+    cfg: Config, ds: Dataset, conds: Conditions, *, shard: tuple[int, int] | None = None
+) -> list[ModelPlan]:
+    return [plan_model(cfg, m, ds, conds, shard=shard) for m in cfg.models]
+
+
+def _num(x: float) -> str:
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= size:
+            return f"{x / size:.1f}{suffix}"
+    return f"{x:.0f}"
+
+
+def _minutes(p: ModelPlan) -> str:
+    limits = [(v, k) for v, k in ((p.minutes_rpm, "rpm"), (p.minutes_tpm, "tpm")) if v]
+    if p.mode == "batch":
+        return "provider's batch window (<= 24 h)"
+    if not limits:
+        return "no limit set"
+    v, k = max(limits)
+    return f"{v / 60:.1f} h ({k})" if v >= 90 else f"{v:.1f} min ({k})"
+
+
+def render_plan(plans: list[ModelPlan]) -> list[str]:
+    """The plan as table lines, one per model and a total."""
+    head = ("model", "provider", "conds", "jobs", "requests", "prompt tok", "max out tok",
+            "cost ≤ USD", "time ≥ (limit)")
+    rows = [head]
+    for p in plans:
+        cost = "no price" if p.cost_usd is None else f"{p.cost_usd:,.2f}"
+        rows.append((p.model, p.provider + (" batch" if p.mode == "batch" else ""),
+                     str(p.conditions), f"{p.jobs:,}", f"{p.requests:,}", _num(p.prompt_tokens),
+                     _num(p.max_completion_tokens), cost, _minutes(p)))
+    costs = [p.cost_usd for p in plans if p.cost_usd is not None]
+    rows.append(("total", "", "", f"{sum(p.jobs for p in plans):,}",
+                 f"{sum(p.requests for p in plans):,}",
+                 _num(sum(p.prompt_tokens for p in plans)),
+                 _num(sum(p.max_completion_tokens for p in plans)),
+                 f"{sum(costs):,.2f}" if costs else "", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
