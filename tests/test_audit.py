@@ -42,14 +42,19 @@ def real_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_audit_counts_a_real_models_disagreements(real_run: Path) -> None:
     a = parse_audit(read_log(real_run / LOG_NAME))["llama-3.1-8b-instruct"]
     assert (a.n, a.n_official_ok, a.n_strict_ok, a.n_disagree) == (3120, 3065, 2996, 69)
-    assert dict(a.disagreements) == {"option inside prose": 56, "modified option": 13}
+    assert dict(a.disagreements) == {"option inside prose": 55, "modified option": 13,
+                                     "negated option": 1}
 
 
-def test_audit_reports_two_option_answers_the_official_parser_scored(real_run: Path) -> None:
+def test_audit_reports_where_the_official_parser_took_an_option_from_the_explanation(
+    real_run: Path,
+) -> None:
+    # "Somewhat like me\n\n… so it's not "very much like me."": the longest phrase wins for
+    # the authors' parser, the first answer for the strict one.
     a = parse_audit(read_log(real_run / LOG_NAME))["mistral-tiny"]
-    assert (a.n, a.n_official_ok, a.n_strict_ok, a.n_disagree) == (3120, 3120, 3110, 10)
-    assert a.disagreements["two options: somewhat like me / like me"] == 5
-    assert a.disagreements["echoes options"] == 1
+    assert (a.n, a.n_official_ok, a.n_strict_ok, a.n_disagree) == (3120, 3120, 3120, 3)
+    assert dict(a.disagreements) == {DIFFERENT_RATING: 3}
+    assert {(e.official, e.strict) for e in a.examples[DIFFERENT_RATING]} == {(6, 4)}
 
 
 def test_audit_shows_the_official_parser_scoring_like_me_to_discuss() -> None:
@@ -101,7 +106,7 @@ def test_cli_audit_prints_per_model_counts_and_examples(real_run: Path, tmp_path
     assert "llama-3.1-8b-instruct" in result.output and "option inside prose" in result.output
     assert "Very little like me." in result.output
     doc = json.loads(out.read_text())
-    assert doc["mistral-tiny"]["n_disagree"] == 10
+    assert doc["mistral-tiny"]["n_disagree"] == 3
 
 
 def test_cli_audit_refuses_a_dir_without_a_log(tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ def test_strict_refuses_an_answer_that_echoes_the_option_list() -> None:
 def test_strict_refuses_two_different_options_and_names_them() -> None:
     assert parse_strict("not like me\nnot like me at all") == StrictResult(
         None, "two options: not like me / not like me at all")
-    assert parse_strict("Somewhat like me. Parts are very much like me.").reason == (
+    assert parse_strict("Somewhat like me. Very much like me.").reason == (
         "two options: somewhat like me / very much like me")
 
 
@@ -190,3 +190,84 @@ def test_strict_refuses_an_empty_answer() -> None:
 def test_strict_reads_curly_apostrophes_like_straight_ones() -> None:
     assert parse_strict("I\u2019m sorry, but I can\u2019t. Would you like me to explain?") == (
         StrictResult(None, "refusal"))
+
+
+# -- strict: what a careful rater reads (issue 10) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don't think it's like me.",
+        "I wouldn't say it's somewhat like me",
+        "It is never very much like me.",
+        # llama-3.1-8b (v3_reversed 1038/4); the authors' parser rates it 6.
+        "I don't think this response is very much like me. I encourage understanding and open "
+        "communication, but in this case, the response seems dismissive and judgmental.",
+    ],
+)
+def test_strict_refuses_a_negated_option(text: str) -> None:
+    assert parse_strict(text) == StrictResult(None, "negated option")
+
+
+def test_strict_negation_reaches_only_the_clause_of_the_option() -> None:
+    text = "Though it isn't my style, the response is somewhat like me."
+    assert parse_strict(text) == StrictResult(4, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "rating"),
+    [
+        ("Honestly, somewhat like me.", 4),
+        ("Well... a little like me", 3),
+        ("To be honest - not like me at all", 1),
+        ("**Overall**, like me. It puts family first.", 5),
+    ],
+)
+def test_strict_scores_an_option_after_a_discourse_word(text: str, rating: int) -> None:
+    assert parse_strict(text) == StrictResult(rating, None)
+
+
+def test_strict_does_not_take_a_noun_before_a_comma_for_a_discourse_word() -> None:
+    assert parse_strict("People, like me.") == StrictResult(None, "option inside prose")
+
+
+def test_strict_refuses_a_refusal_before_an_option() -> None:
+    text = "I'm sorry, I can't answer. Not like me at all."
+    assert parse_official(text) == 1
+    assert parse_strict(text) == StrictResult(None, "refusal")
+
+
+def test_strict_keeps_an_answer_followed_by_a_disclaimer() -> None:
+    # mistral-tiny: the answer comes first; the AI disclaimer belongs to the explanation.
+    text = ("This response is somewhat like me. As a assistant, I don't have personal feelings "
+            "or a family, but I can empathize with the situation.")
+    assert parse_strict(text) == StrictResult(4, None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # mistral-tiny's recorded answers (v1_reversed 3075/2, v3 2012/1, v3_reversed 3075/4).
+        "Somewhat like me.\n\nThis response acknowledges the importance of human writing and "
+        "thinking abilities, even in the presence of AI like me.",
+        "Somewhat like me\n\nExplanation: The response provides advice and empathy. However, "
+        'it is not a direct replication of my thoughts, so it falls short of being "very much '
+        'like me."',
+        "Somewhat like me.\n\nExplanation: However, it lacks the specificity and depth of "
+        'thought that would make it "like me" or "very much like me." The response also',
+        "Somewhat like me. Parts are very much like me.",
+    ],
+)
+def test_strict_first_answer_wins_over_options_inside_its_explanation(text: str) -> None:
+    assert parse_strict(text) == StrictResult(4, None)
+
+
+def test_strict_scores_an_option_standing_as_a_sentence_after_prose() -> None:
+    # llama-3.1-8b (v1_reversed 2006/5, shortened): prose first, then the answer on its own.
+    text = "Being open-minded can be positive, but it doesn't match my approach. somewhat like me"
+    assert parse_strict(text) == StrictResult(4, None)
+
+
+def test_strict_does_not_take_an_option_asked_as_a_question_for_the_answer() -> None:
+    assert parse_strict("Like me? Not really.").rating is None

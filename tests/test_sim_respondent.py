@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import PVQ, VANILLA, VERSIONS
-from vpbatch.benchmark.parser import parse_official
+from vpbatch.benchmark.parser import StrictResult, parse_official, parse_strict
 from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.errors import ConfigError
 from vpbatch.providers.base import RequestParams
@@ -158,6 +158,29 @@ def test_verbose_answers_parse_to_the_same_rating(ds: Dataset, data_dir: Path) -
         assert parse_official(wordy.answer(msgs, PARAMS).text) == parse_official(
             plain.answer(msgs, PARAMS).text
         )
+
+
+def test_the_strict_parser_rates_every_answer_style_as_the_plain_answer(
+    ds: Dataset, data_dir: Path
+) -> None:
+    # Each of the four wordings ("Honestly, {}." among them), with all six phrases.
+    plain = Respondent.from_settings({"noise": 3.0}, model="sim", data=data_dir)
+    wordy = Respondent.from_settings({"noise": 3.0, "p_verbose": 1.0}, model="sim",
+                                     data=data_dir)
+    styles: dict[str, set[int | None]] = {}
+    for i in range(0, 520, 3):
+        msgs = _messages(ds, "v1", i, None)
+        phrase, text = plain.answer(msgs, PARAMS).text, wordy.answer(msgs, PARAMS).text
+        rating = parse_official(phrase)
+        assert parse_strict(text) == StrictResult(rating, None), text
+        styles.setdefault(text.replace(phrase, "{}"), set()).add(rating)
+    assert len(styles) == 4 and all(len(r) == 6 for r in styles.values())  # all 24 pairings
+
+
+def test_the_strict_parser_refuses_the_simulated_refusal(ds: Dataset, data_dir: Path) -> None:
+    who = Respondent.from_settings({"p_refuse": 1.0}, model="sim", data=data_dir)
+    text = who.answer(_messages(ds, "v1", 0, None), PARAMS).text
+    assert parse_strict(text) == StrictResult(None, "refusal")
 
 
 def test_a_prompt_outside_the_benchmark_still_gets_an_answer(sim: Respondent) -> None:

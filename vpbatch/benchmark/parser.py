@@ -125,9 +125,46 @@ _REFUSAL: Final = re.compile(
     r"not comfortable)"
 )
 _ECHO_MIN: Final = 3  # three or more different options named = the scale was recited
+# Quotes and markup that may wrap an option without changing how it reads.
+_WRAP_OPEN: Final = " \t*_\"'“‘`([#>"
+_WRAP_CLOSE: Final = " \t*_\"'”’`)]"
+# What may end the sentence an option stands in.
+_SENTENCE_END: Final = ".!?;:\n\r…"
+_SENTENCE_BREAK: Final = re.compile(r"[.!?;:\n\r…]")
+# Discourse markers that may open the sentence before the option, set off by a comma, a dash
+# or dots ("Honestly, somewhat like me."). A closed class: "People, like me." is prose.
+_DISCOURSE: Final = frozenset({
+    "honestly", "frankly", "truthfully", "overall", "well", "so", "hmm", "ok", "okay", "yes",
+    "no", "yeah", "sure", "ultimately", "personally", "generally", "basically", "then", "alright",
+    "in short", "in sum", "in summary", "in conclusion", "all in all", "on balance",
+    "on the whole", "to be honest", "to be fair", "i'd say", "i would say", "i think",
+    "i guess", "in my view", "in my opinion", "for me", "my answer", "final answer",
+})
+_NO_MARKUP: Final = str.maketrans("", "", "*_`")  # "**Honestly**, " reads as "Honestly, "
+_LEAD: Final = re.compile(r"([a-z' ]+?)\s*(?:,|\.\.\.|…|-+|–|—)")
+# A negation in the clause before an option turns it around: "I don't think it's like me".
+_NEGATION: Final = re.compile(
+    r"\b(?:not|never|hardly|barely|cannot|nor|neither)\b|n't\b|"
+    r"\b(?:dont|doesnt|didnt|isnt|wasnt|arent|wouldnt|couldnt|shouldnt|cant|wont)\b"
+)
+_CLAUSE_BREAK: Final = re.compile(r"[.!?;:\n\r,…–—]|\s-\s")
+
+# How a mention stands in the answer.
+_ANSWER, _NEGATED, _MODIFIED, _PROSE = "answer", "negated", "modified", "prose"
 
 
-def _mentions(low: str) -> list[tuple[int, int, int]]:
+@dataclass(slots=True, frozen=True)
+class _Mention:
+    """One option named in an answer, and how it stands there."""
+
+    start: int
+    rating: int
+    place: str  # _ANSWER, _NEGATED, _MODIFIED or _PROSE
+    ends: bool  # a sentence end (or the end of the text) follows it
+    alone: bool  # it is a sentence or line of its own: an answer, not part of an explanation
+
+
+def _spans(low: str) -> list[tuple[int, int, int]]:
     """(start, end, rating) of each option named, longest first, never overlapping."""
     found: list[tuple[int, int, int]] = []
     flat = " ".join(low.split())
@@ -140,20 +177,57 @@ def _mentions(low: str) -> list[tuple[int, int, int]]:
     return sorted(found)
 
 
-def _placement(low: str, start: int, end: int) -> str:
-    """"answer" when the mention stands as the answer, else "modified" or "prose"."""
-    before = low[:start]
-    if not before.strip(_EDGE):
-        return "answer"  # it opens the answer
+def _mentions(low: str) -> list[_Mention]:
+    """Every option the answer names, in order, each with its placement."""
+    return [_mention(low, s, e, r) for s, e, r in _spans(low)]
+
+
+def _mention(low: str, start: int, end: int, rating: int) -> _Mention:
+    before, after = low[:start], low[end:]
+    rest = after.lstrip(_WRAP_CLOSE)
+    ends = not rest or rest[0] in _SENTENCE_END
+    if rest.startswith("?") and rest[1:].strip():
+        return _Mention(start, rating, _PROSE, ends, False)  # a question: "Like me? Not really."
+    if not before.strip(_EDGE) or _opener(before):  # it opens the answer
+        return _Mention(start, rating, _ANSWER, ends, ends)
+    sentence = _SENTENCE_BREAK.split(before)[-1]
+    if ends and (not sentence.strip(_WRAP_OPEN) or _opener(sentence)):
+        return _Mention(start, rating, _ANSWER, ends, True)  # "The advice is kind. Like me."
+    return _Mention(start, rating, _placement(before, after), ends, False)
+
+
+def _opener(text: str) -> bool:
+    """Whether `text` is only a discourse marker set off by punctuation ("Honestly, ")."""
+    m = _LEAD.fullmatch(text.strip(_WRAP_OPEN + "\n\r").translate(_NO_MARKUP))
+    return m is not None and " ".join(m.group(1).split()) in _DISCOURSE
+
+
+def _placement(before: str, after: str) -> str:
+    """How a mention inside a sentence stands: answer, negated, modified or prose."""
     words = before.split()
     prev_word = words[-1].strip(_EDGE) if words else ""
     prev_char = before[-1]
     if prev_char.isspace() and prev_word in _MODIFIERS:
-        return "modified"
-    after = low[end:]
+        return _MODIFIED
+    if _NEGATION.search(_CLAUSE_BREAK.split(before)[-1]):
+        return _NEGATED
     right = not after.strip() or after[0] in _PUNCT or after.startswith(" (")
     left = prev_char in _PUNCT or prev_word in _LEAD_INS or before.endswith(": ")
-    return "answer" if left and right else "prose"
+    return _ANSWER if left and right else _PROSE
+
+
+def _refused(low: str, mentions: list[_Mention]) -> StrictResult:
+    """Why an answer where no option stands as the answer is not scored."""
+    if len({m.rating for m in mentions}) >= _ECHO_MIN:
+        return StrictResult(None, "echoes options")
+    if _REFUSAL.search(" ".join(low.split())):
+        return StrictResult(None, "refusal")
+    places = {m.place for m in mentions}
+    for place, reason in ((_NEGATED, "negated option"), (_MODIFIED, "modified option"),
+                          (_PROSE, "option inside prose")):
+        if place in places:
+            return StrictResult(None, reason)
+    return StrictResult(None, "no option")
 
 
 def parse_strict(text: str | None) -> StrictResult:
@@ -166,16 +240,18 @@ def parse_strict(text: str | None) -> StrictResult:
     if exact is not None:  # the common case: the option alone, perhaps with a full stop
         return StrictResult(exact, None)
     mentions = _mentions(low)
-    ratings = list(dict.fromkeys(r for _, _, r in mentions))
+    answers = [m for m in mentions if m.place == _ANSWER]
+    if not answers:
+        return _refused(low, mentions)
+    first = answers[0]
+    if _REFUSAL.search(" ".join(low[: first.start].split())):
+        return StrictResult(None, "refusal")  # "I'm sorry, I can't. Not like me at all."
+    # After a clear answer ("Somewhat like me."), an option inside the explanation that
+    # follows ("… an AI like me …") is not a second answer; one standing alone is.
+    rivals = [m.rating for m in answers[1:] if m.alone or not first.ends]
+    ratings = list(dict.fromkeys([first.rating, *rivals]))
     if len(ratings) >= _ECHO_MIN:
         return StrictResult(None, "echoes options")
     if len(ratings) == 2:
         return StrictResult(None, f"two options: {_NAME[ratings[0]]} / {_NAME[ratings[1]]}")
-    places = [_placement(low, s, e) for s, e, _ in mentions]
-    if "answer" in places:
-        return StrictResult(ratings[0], None)
-    if _REFUSAL.search(" ".join(low.split())):
-        return StrictResult(None, "refusal")
-    if "modified" in places:
-        return StrictResult(None, "modified option")
-    return StrictResult(None, "option inside prose" if mentions else "no option")
+    return StrictResult(first.rating, None)
