@@ -78,17 +78,15 @@ def _bodies(n: int) -> list[bytes]:
     """The first n request bodies of the grid, exactly as the engine sends them."""
     from vpbatch.benchmark.conditions import load_conditions
     from vpbatch.benchmark.dataset import load_dataset
-    from vpbatch.providers.openai_compat import OpenAICompatProvider
     from vpbatch.sweep.config import ModelConfig
     from vpbatch.sweep.grid import iter_model_jobs
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _config("http://127.0.0.1:1/v1", 1, Path(tmp))
     m: ModelConfig = cfg.models[0]
-    provider = OpenAICompatProvider(m, None, None)
     out = []
     for job in iter_model_jobs(cfg, m, load_dataset(), load_conditions()):
-        out.append(orjson.dumps(provider.build_request(job.messages, job.params).body))
+        out.append(orjson.dumps(job.body))
         if len(out) == n:
             break
     return out

@@ -24,11 +24,11 @@ import orjson
 import pytest
 import yaml
 
-from vpbatch.providers.anthropic import AnthropicProvider
+from vpbatch.providers.anthropic import anthropic_provider
 from vpbatch.providers.base import Answer, RequestParams
-from vpbatch.providers.openai import OpenAIProvider
-from vpbatch.providers.openai_compat import OpenAICompatProvider
-from vpbatch.providers.openrouter import OpenRouterProvider
+from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.openai import openai_provider, openai_wire
+from vpbatch.providers.openrouter import openrouter_provider
 from vpbatch.sweep.config import ModelConfig
 
 Check = Callable[[dict[str, Any]], None]
@@ -114,20 +114,20 @@ PARAMS = {
     "default-temperature": RequestParams(temperature=None, max_tokens=64, seed=None),
     "reasoning": RequestParams(temperature=0.0, max_tokens=4096, seed=42, reasoning=True),
 }
-OPENAI_LIKE: dict[str, Callable[[], OpenAICompatProvider]] = {
-    "openai": lambda: OpenAIProvider(ModelConfig("m", "openai", "gpt-4o-mini"), None, "k"),
-    "openai-o-series": lambda: OpenAIProvider(ModelConfig("m", "openai", "o3-mini"), None, "k"),
-    "vllm": lambda: OpenAIProvider(
+OPENAI_LIKE: dict[str, Callable[[], HttpProvider]] = {
+    "openai": lambda: openai_provider(ModelConfig("m", "openai", "gpt-4o-mini"), None, "k"),
+    "openai-o-series": lambda: openai_provider(ModelConfig("m", "openai", "o3-mini"), None, "k"),
+    "vllm": lambda: openai_provider(
         ModelConfig("m", "openai", "deepseek-r1", base_url="http://127.0.0.1:8000/v1"), None, None
     ),
-    "openrouter": lambda: OpenRouterProvider(
+    "openrouter": lambda: openrouter_provider(
         ModelConfig("m", "openrouter", "deepseek/deepseek-r1"), None, "k"
     ),
 }
 
 
-def anthropic() -> AnthropicProvider:
-    return AnthropicProvider(ModelConfig("m", "anthropic", "claude-sonnet-4-5"), None, "k")
+def anthropic() -> HttpProvider:
+    return anthropic_provider(ModelConfig("m", "anthropic", "claude-sonnet-4-5"), None, "k")
 
 
 def openai_body(kind: str = "openai", msgs: str = "plain", params: str = "paper") -> dict[str, Any]:
@@ -258,15 +258,25 @@ def test_anthropic_check_rejects_a_wrong_type(anthropic_check: Check, bad: dict[
 
 
 def test_a_provider_that_drops_the_model_fails_the_contract(openai_check: Check) -> None:
-    class Broken(OpenAIProvider):
-        __slots__ = ()
+    class Broken:
+        """A wire that forgets the model: composed over the real one, as providers are."""
 
-        def _body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
-            return without(super()._body(messages, params), "model")
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.label = inner, inner.label
+            self.base_url, self.url = inner.base_url, inner.url
 
-    body = Broken(ModelConfig("m", "openai", "gpt-4o"), None, "k").build_request(
-        MESSAGES["plain"], PARAMS["paper"]
-    )
+        def body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
+            return without(self.inner.body(messages, params), "model")
+
+        def headers(self, key: str | None) -> dict[str, str]:
+            return dict(self.inner.headers(key))
+
+        def answer(self, *args: Any) -> Answer:
+            return self.inner.answer(*args)  # type: ignore[no-any-return]
+
+    cfg = ModelConfig("m", "openai", "gpt-4o")
+    provider = HttpProvider(cfg, Broken(openai_wire(cfg)), None, "k")
+    body = provider.build_request(MESSAGES["plain"], PARAMS["paper"])
     assert "model" in rejected(openai_check, body.body)
 
 

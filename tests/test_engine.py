@@ -48,6 +48,8 @@ def _toml(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
     return repr(value)
 
 
@@ -156,6 +158,26 @@ def test_a_different_config_is_refused_unless_forced(tmp_path: Path) -> None:
                 await run(other, tmp_path / "run")
             summary = await run(other, tmp_path / "run", force=True)
             assert summary.models["m"].skipped == 6 and summary.models["m"].ok == 6
+
+    anyio.run(main)
+
+
+def test_a_forced_run_with_a_changed_body_field_sends_every_job_again(tmp_path: Path) -> None:
+    # The bug this guards: extra_body outside the id, so --force reused the old answers.
+    async def main() -> None:
+        async with serving() as srv:
+            cfg = write_config(tmp_path / "c.toml", [http_model("m", srv)], items=2)
+            await run(cfg, tmp_path / "run")
+            top_p = http_model("m", srv, extra_body={"top_p": 0.5})
+            other = write_config(tmp_path / "d.toml", [top_p], items=2)
+            summary = await run(other, tmp_path / "run", force=True)
+            assert (summary.models["m"].skipped, summary.models["m"].sent) == (0, 12)
+            again = await run(other, tmp_path / "run")
+            assert (again.models["m"].skipped, again.models["m"].sent) == (12, 0)
+            assert srv.stats.requests == 24
+            rows = log_rows(tmp_path / "run")
+            assert_each_job_once(rows, 24)
+            assert sum(r["request"].get("top_p") == 0.5 for r in rows) == 12
 
     anyio.run(main)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import subprocess
 import sys
@@ -9,12 +10,15 @@ import tracemalloc
 from pathlib import Path
 
 import click
+import orjson
 import pytest
 
 from vpbatch.benchmark.conditions import Conditions, load_conditions
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.prompts import item_prompt
-from vpbatch.log.records import job_id
+from vpbatch.errors import ConfigError
+from vpbatch.log.records import job_ids
+from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.config import Config, load_config
 from vpbatch.sweep.grid import (
     REASONING_MAX_TOKENS,
@@ -100,16 +104,28 @@ def test_job_ids_differ_across_repeats_conditions_versions_and_models(
 
 
 @pytest.mark.parametrize("repeats", [1, 3])
-def test_job_id_is_records_job_id_of_what_is_sent(
+def test_job_id_digests_the_whole_body_the_provider_sends(
     tmp_path: Path, ds: Dataset, conds: Conditions, repeats: int
 ) -> None:
-    cfg = config(tmp_path, SMALL.replace("repeats = 2", f"repeats = {repeats}"))
+    # A key that sorts before every other: the digest must not depend on where keys fall.
+    text = SMALL.replace("repeats = 2", f"repeats = {repeats}").replace(
+        "max_tokens = 16", "max_tokens = 16\nextra_body = { aaa_first = 1, top_p = 0.5 }")
+    cfg = config(tmp_path, text)
     m = cfg.models[1]
+    provider = make_provider(m, None, env={"KEY_B": "sk-test-key-0123456789"})
     for j in itertools.islice(iter_model_jobs(cfg, m, ds, conds), 40):
-        assert j.job_id == job_id({
-            "model": m.name, "provider": m.provider, "model_id": m.model,
-            "base_url": m.base_url, "messages": j.messages, "temperature": 0.0,
-            "max_tokens": 16, "seed": 42, "repeat": j.repeat})
+        sent = provider.build_request(j.messages, j.params)
+        assert j.body == sent.body and sent.body["aaa_first"] == 1
+        identity = {"model": m.name, "provider": m.provider, "url": sent.url, "body": sent.body}
+        assert j.job_id == job_ids(identity, repeats)[j.repeat]
+
+
+def test_job_ids_hash_canonical_json_then_the_repeat() -> None:
+    identity = {"model": "m", "body": {"z": 1, "a": [1, 2]}, "url": "http://x/v1"}
+    shuffled = {"url": "http://x/v1", "body": {"a": [1, 2], "z": 1}, "model": "m"}
+    blob = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
+    want = [hashlib.sha256(blob + b"\n" + str(r).encode()).hexdigest()[:32] for r in range(3)]
+    assert job_ids(identity, 3) == job_ids(shuffled, 3) == want
 
 
 def test_the_key_never_enters_the_job_id(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:
@@ -120,13 +136,59 @@ def test_the_key_never_enters_the_job_id(tmp_path: Path, ds: Dataset, conds: Con
     assert a == b
 
 
-def test_what_is_sent_changes_the_id(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:
+# Each edit changes one thing the request carries (or where it goes) for model "b".
+CHANGES = {
+    "extra_body": ("max_tokens = 16", "max_tokens = 16\nextra_body = { top_p = 0.9 }"),
+    "nested extra_body": ("max_tokens = 16", "max_tokens = 16\nextra_body = { a = { b = 1 } }"),
+    "reasoning": ("max_tokens = 16", "max_tokens = 16\nreasoning = true"),
+    "temperature": ("max_tokens = 16", "max_tokens = 16\ntemperature = 0.7"),
+    "max_tokens": ("max_tokens = 16", "max_tokens = 17"),
+    "seed": ("max_tokens = 16", "max_tokens = 16\nseed = 7"),
+    "base_url": ("max_tokens = 16", 'max_tokens = 16\nbase_url = "http://127.0.0.1:9/v1"'),
+    "model id": ('model = "gpt-4o-mini"', 'model = "gpt-4o"'),
+    "label": ('name = "b"', 'name = "b2"'),
+    "provider": ('provider = "openai"', 'provider = "openrouter"'),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_changing_anything_sent_makes_every_job_new(
+    tmp_path: Path, ds: Dataset, conds: Conditions, change: str
+) -> None:
     cfg = config(tmp_path)
-    hot = config(tmp_path, SMALL.replace("max_tokens = 16", "max_tokens = 16\ntemperature = 0.7"),
-                 "d.toml")
-    a = next(iter_model_jobs(cfg, cfg.models[1], ds, conds)).job_id
-    b = next(iter_model_jobs(hot, hot.models[1], ds, conds)).job_id
-    assert a != b
+    old, new = CHANGES[change]
+    assert old in SMALL
+    edited = config(tmp_path, SMALL.replace(old, new), "d.toml")
+    before = {j.job_id for j in iter_model_jobs(cfg, cfg.models[1], ds, conds)}
+    after = {j.job_id for j in iter_model_jobs(edited, edited.models[1], ds, conds)}
+    assert len(after) == len(before) and not before & after
+
+
+def test_changing_a_system_message_makes_its_jobs_new(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    assert conds.source is not None
+    personas = conds.source.read_text(encoding="utf-8")
+    text = "You are 80+ years old."
+    assert personas.count(text) == 1
+    (tmp_path / "p.toml").write_text(personas.replace(text, "You are over 80."), encoding="utf-8")
+    edited_conds = load_conditions(tmp_path / "p.toml")
+    cfg = config(tmp_path)
+    before = {(j.condition, j.job_id) for j in iter_model_jobs(cfg, cfg.models[1], ds, conds)}
+    after = {(j.condition, j.job_id)
+             for j in iter_model_jobs(cfg, cfg.models[1], ds, edited_conds)}
+    changed = {c for c, _ in before - after}
+    assert changed == {"persona:age=80+"}  # the other conditions send the same requests
+
+
+def test_a_body_no_api_accepts_is_a_config_error_naming_the_model(
+    tmp_path: Path, ds: Dataset, conds: Conditions
+) -> None:
+    text = SMALL + '[[models]]\nname = "c"\nprovider = "anthropic"\nmodel = "claude-x"\n' \
+        "reasoning = true\nmax_tokens = 512\n"
+    cfg = config(tmp_path, text)
+    with pytest.raises(ConfigError, match="'c'.*max_tokens"):
+        next(iter_model_jobs(cfg, cfg.models[2], ds, conds))
 
 
 def test_messages_are_the_item_prompt_under_the_conditions_system_message(

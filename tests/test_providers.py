@@ -19,15 +19,12 @@ import pytest
 from aiohttp import web
 
 from vpbatch.errors import ConfigError
-from vpbatch.providers.anthropic import AnthropicProvider
+from vpbatch.providers.anthropic import anthropic_provider
 from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
-from vpbatch.providers.openai import OpenAIProvider
-from vpbatch.providers.openai_compat import (
-    OpenAICompatProvider,
-    redact,
-    retry_after,
-)
-from vpbatch.providers.openrouter import OpenRouterProvider
+from vpbatch.providers.failures import redact, retry_after
+from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.openai import openai_provider
+from vpbatch.providers.openrouter import openrouter_provider
 from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.config import ModelConfig
 
@@ -42,6 +39,7 @@ PERSONA = [
 PAPER = RequestParams(temperature=0.0, max_tokens=64, seed=42)
 REASONING = RequestParams(temperature=0.0, max_tokens=4096, seed=42, reasoning=True)
 NOW = 1_800_000_000.0  # the patched clock for dated Retry-After headers
+Maker = Callable[[ModelConfig, aiohttp.ClientSession | None, str | None], HttpProvider]
 
 
 @pytest.fixture
@@ -159,13 +157,13 @@ async def raw_server(response: bytes) -> AsyncIterator[str]:
             tg.cancel_scope.cancel()
 
 
-async def failure(provider: OpenAICompatProvider, messages: Any = PLAIN) -> ProviderError:
+async def failure(provider: HttpProvider, messages: Any = PLAIN) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         await provider.complete(messages, PAPER)
     return info.value
 
 
-async def answer_from(body: Any, cls: type[OpenAICompatProvider] = OpenAIProvider) -> Answer:
+async def answer_from(body: Any, cls: Maker = openai_provider) -> Answer:
     async with scripted() as srv, aiohttp.ClientSession() as session:
         srv.reply = Reply(body=body)
         provider = cls(cfg(base_url=srv.url), session, KEY)
@@ -173,12 +171,12 @@ async def answer_from(body: Any, cls: type[OpenAICompatProvider] = OpenAIProvide
 
 
 async def error_from(
-    reply: Reply, cls: type[OpenAICompatProvider] = OpenAIProvider
+    reply: Reply, cls: Maker = openai_provider
 ) -> ProviderError:
     async with scripted() as srv, aiohttp.ClientSession() as session:
         srv.reply = reply
         provider = cls(cfg(base_url=srv.url, api_key_env="TEST_KEY"), session, KEY)
-        provider.clock = lambda: NOW
+        provider.failures.clock = lambda: NOW
         return await failure(provider)
 
 
@@ -186,7 +184,7 @@ async def error_from(
 
 
 def test_openai_body_carries_the_paper_settings() -> None:
-    body = OpenAIProvider(cfg(), None, KEY).build_request(PLAIN, PAPER).body
+    body = openai_provider(cfg(), None, KEY).build_request(PLAIN, PAPER).body
     assert body == {
         "model": "gpt-4o-mini",
         "messages": PLAIN,
@@ -197,52 +195,52 @@ def test_openai_body_carries_the_paper_settings() -> None:
 
 
 def test_openai_keeps_the_system_message_first() -> None:
-    body = OpenAIProvider(cfg(), None, KEY).build_request(PERSONA, PAPER).body
+    body = openai_provider(cfg(), None, KEY).build_request(PERSONA, PAPER).body
     assert body["messages"] == PERSONA
 
 
 def test_unset_seed_and_temperature_are_left_out() -> None:
     params = RequestParams(temperature=None, max_tokens=64, seed=None)
-    body = OpenAIProvider(cfg(), None, KEY).build_request(PLAIN, params).body
+    body = openai_provider(cfg(), None, KEY).build_request(PLAIN, params).body
     assert "seed" not in body and "temperature" not in body
 
 
 def test_openai_reasoning_model_takes_max_completion_tokens_and_no_temperature() -> None:
-    body = OpenAIProvider(cfg(model="o3-mini"), None, KEY).build_request(PLAIN, REASONING).body
+    body = openai_provider(cfg(model="o3-mini"), None, KEY).build_request(PLAIN, REASONING).body
     assert body["max_completion_tokens"] == 4096
     assert "max_tokens" not in body and "temperature" not in body
 
 
 def test_compatible_server_reasoning_model_keeps_max_tokens() -> None:
-    provider = OpenAIProvider(cfg(base_url="http://127.0.0.1:8000/v1"), None, None)
+    provider = openai_provider(cfg(base_url="http://127.0.0.1:8000/v1"), None, None)
     body = provider.build_request(PLAIN, REASONING).body
     assert body["max_tokens"] == 4096 and "max_completion_tokens" not in body
 
 
 def test_extra_body_merges_into_the_body_and_none_removes_a_field() -> None:
     c = cfg(extra_body={"top_p": 0.5, "temperature": None})
-    body = OpenAIProvider(c, None, KEY).build_request(PLAIN, PAPER).body
+    body = openai_provider(c, None, KEY).build_request(PLAIN, PAPER).body
     assert body["top_p"] == 0.5 and "temperature" not in body
 
 
 def test_request_url_joins_base_url_and_path() -> None:
-    provider = OpenAIProvider(cfg(base_url="http://127.0.0.1:18080/v1/"), None, None)
+    provider = openai_provider(cfg(base_url="http://127.0.0.1:18080/v1/"), None, None)
     assert provider.build_request(PLAIN, PAPER).url == "http://127.0.0.1:18080/v1/chat/completions"
-    assert OpenAIProvider(cfg(), None, KEY).url == "https://api.openai.com/v1/chat/completions"
+    assert openai_provider(cfg(), None, KEY).wire.url == "https://api.openai.com/v1/chat/completions"
 
 
 def test_bearer_header_is_sent_only_with_a_key() -> None:
     assert (
-        OpenAIProvider(cfg(), None, KEY).build_request(PLAIN, PAPER).headers["Authorization"]
+        openai_provider(cfg(), None, KEY).build_request(PLAIN, PAPER).headers["Authorization"]
         == f"Bearer {KEY}"
     )
-    local = OpenAIProvider(cfg(base_url="http://localhost:8080/v1"), None, None)
+    local = openai_provider(cfg(base_url="http://localhost:8080/v1"), None, None)
     assert "Authorization" not in local.build_request(PLAIN, PAPER).headers
 
 
 def test_anthropic_moves_the_system_message_to_the_system_field_and_drops_seed() -> None:
     body = (
-        AnthropicProvider(cfg("anthropic", model="claude-x"), None, KEY)
+        anthropic_provider(cfg("anthropic", model="claude-x"), None, KEY)
         .build_request(PERSONA, PAPER)
         .body
     )
@@ -256,14 +254,14 @@ def test_anthropic_moves_the_system_message_to_the_system_field_and_drops_seed()
 
 
 def test_anthropic_headers_carry_the_key_and_version() -> None:
-    req = AnthropicProvider(cfg("anthropic"), None, KEY).build_request(PLAIN, PAPER)
+    req = anthropic_provider(cfg("anthropic"), None, KEY).build_request(PLAIN, PAPER)
     assert req.url == "https://api.anthropic.com/v1/messages"
     assert req.headers["x-api-key"] == KEY and req.headers["anthropic-version"] == "2023-06-01"
     assert "Authorization" not in req.headers
 
 
 def test_anthropic_reasoning_enables_thinking_within_max_tokens_without_temperature() -> None:
-    body = AnthropicProvider(cfg("anthropic"), None, KEY).build_request(PLAIN, REASONING).body
+    body = anthropic_provider(cfg("anthropic"), None, KEY).build_request(PLAIN, REASONING).body
     assert body["thinking"]["type"] == "enabled"
     assert 1024 <= body["thinking"]["budget_tokens"] < body["max_tokens"]
     assert "temperature" not in body
@@ -272,12 +270,12 @@ def test_anthropic_reasoning_enables_thinking_within_max_tokens_without_temperat
 def test_anthropic_reasoning_with_too_few_tokens_is_permanent() -> None:
     params = RequestParams(temperature=None, max_tokens=512, seed=None, reasoning=True)
     with pytest.raises(ProviderError) as info:
-        AnthropicProvider(cfg("anthropic"), None, KEY).build_request(PLAIN, params)
+        anthropic_provider(cfg("anthropic"), None, KEY).build_request(PLAIN, params)
     assert info.value.kind is FailureKind.PERMANENT and "max_tokens" in info.value.message
 
 
 def test_openrouter_defaults_its_base_url_and_asks_for_reasoning() -> None:
-    provider = OpenRouterProvider(
+    provider = openrouter_provider(
         cfg("openrouter", model="deepseek/deepseek-r1"), None, KEY, referer="https://example.org"
     )
     req = provider.build_request(PLAIN, REASONING)
@@ -289,7 +287,7 @@ def test_openrouter_defaults_its_base_url_and_asks_for_reasoning() -> None:
 
 async def test_the_server_receives_the_built_body_and_key() -> None:
     async with scripted() as srv, aiohttp.ClientSession() as session:
-        provider = OpenAIProvider(cfg(base_url=srv.url), session, KEY)
+        provider = openai_provider(cfg(base_url=srv.url), session, KEY)
         await provider.complete(PERSONA, PAPER)
         headers, body = srv.seen[0]
     assert body == provider.build_request(PERSONA, PAPER).body
@@ -298,7 +296,7 @@ async def test_the_server_receives_the_built_body_and_key() -> None:
 
 async def test_complete_without_a_shared_session_opens_its_own() -> None:
     async with scripted() as srv:
-        answer = await OpenAIProvider(cfg(base_url=srv.url), None, KEY).complete(PLAIN, PAPER)
+        answer = await openai_provider(cfg(base_url=srv.url), None, KEY).complete(PLAIN, PAPER)
     assert answer.text == "like me"
 
 
@@ -321,7 +319,7 @@ async def test_reasoning_content_field_is_kept_apart_from_the_answer() -> None:
 
 
 async def test_openrouter_reasoning_field_is_kept_apart_from_the_answer() -> None:
-    answer = await answer_from(chat("not like me", reasoning="Hmm."), OpenRouterProvider)
+    answer = await answer_from(chat("not like me", reasoning="Hmm."), openrouter_provider)
     assert (answer.text, answer.reasoning) == ("not like me", "Hmm.")
 
 
@@ -353,7 +351,7 @@ async def test_anthropic_thinking_blocks_become_reasoning() -> None:
             {"type": "text", "text": "Like me"},
         ]
     )
-    answer = await answer_from(body, AnthropicProvider)
+    answer = await answer_from(body, anthropic_provider)
     assert answer == Answer(
         "Like me", "Let me weigh it.", "stop", {"prompt_tokens": 100, "completion_tokens": 5}
     )
@@ -361,19 +359,19 @@ async def test_anthropic_thinking_blocks_become_reasoning() -> None:
 
 async def test_anthropic_max_tokens_stop_is_recorded_as_length() -> None:
     answer = await answer_from(
-        message([{"type": "text", "text": "Some"}], "max_tokens"), AnthropicProvider
+        message([{"type": "text", "text": "Some"}], "max_tokens"), anthropic_provider
     )
     assert answer.finish_reason == "length"
 
 
 async def test_anthropic_refusal_stop_is_permanent() -> None:
-    err = await error_from(Reply(body=message([], "refusal")), AnthropicProvider)
+    err = await error_from(Reply(body=message([], "refusal")), anthropic_provider)
     assert err.kind is FailureKind.PERMANENT
 
 
 async def test_openrouter_error_inside_a_200_body_is_classified_by_its_code() -> None:
     body = {"error": {"code": 502, "message": "upstream provider failed"}}
-    err = await error_from(Reply(body=body), OpenRouterProvider)
+    err = await error_from(Reply(body=body), openrouter_provider)
     assert err.kind is FailureKind.TRANSIENT and err.status == 502
 
 
@@ -434,7 +432,7 @@ async def test_anthropic_529_overloaded_is_rate_limited_with_rfc3339_reset() -> 
         "anthropic-ratelimit-requests-remaining": "0",
     }
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    err = await error_from(Reply(529, body, headers), AnthropicProvider)
+    err = await error_from(Reply(529, body, headers), anthropic_provider)
     assert (err.kind, err.retry_after) == (FailureKind.RATE_LIMITED, 12.0)
 
 
@@ -457,14 +455,14 @@ async def test_a_503_with_retry_after_is_transient_and_carries_the_wait() -> Non
 async def test_an_upstream_failure_inside_an_openrouter_choice_is_transient() -> None:
     body = chat("", finish="error")
     body["choices"][0]["error"] = {"code": 502, "message": "provider went away"}
-    err = await error_from(Reply(body=body), OpenRouterProvider)
+    err = await error_from(Reply(body=body), openrouter_provider)
     assert err.kind is FailureKind.TRANSIENT and "provider went away" in err.message
 
 
 @pytest.mark.parametrize("base_url", ["127.0.0.1:8000/v1", "http:///v1", "ftp://host/v1"])
 async def test_a_base_url_aiohttp_cannot_use_is_permanent(base_url: str) -> None:
     async with aiohttp.ClientSession() as session:
-        err = await failure(OpenAIProvider(cfg(base_url=base_url), session, KEY))
+        err = await failure(openai_provider(cfg(base_url=base_url), session, KEY))
     assert err.kind is FailureKind.PERMANENT and "base_url" in err.message
 
 
@@ -481,20 +479,20 @@ async def test_missing_choices_is_transient() -> None:
 async def test_a_read_timeout_is_transient() -> None:
     async with scripted() as srv, aiohttp.ClientSession() as session:
         srv.reply = Reply(hang=True)
-        err = await failure(OpenAIProvider(cfg(base_url=srv.url, timeout_read=0.2), session, KEY))
+        err = await failure(openai_provider(cfg(base_url=srv.url, timeout_read=0.2), session, KEY))
     assert err.kind is FailureKind.TRANSIENT and "timed out" in err.message
 
 
 async def test_a_dropped_connection_is_transient() -> None:
     async with raw_server(b"") as url, aiohttp.ClientSession() as session:
-        err = await failure(OpenAIProvider(cfg(base_url=url), session, KEY))
+        err = await failure(openai_provider(cfg(base_url=url), session, KEY))
     assert err.kind is FailureKind.TRANSIENT
 
 
 async def test_a_truncated_body_is_transient() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
     async with raw_server(head + b'{"choices": [') as url, aiohttp.ClientSession() as session:
-        err = await failure(OpenAIProvider(cfg(base_url=url), session, KEY))
+        err = await failure(openai_provider(cfg(base_url=url), session, KEY))
     assert err.kind is FailureKind.TRANSIENT
 
 
@@ -502,7 +500,7 @@ async def test_a_refused_connection_is_transient() -> None:
     async with raw_server(b"") as url:
         pass  # the port is closed again: nothing listens there now
     async with aiohttp.ClientSession() as session:
-        err = await failure(OpenAIProvider(cfg(base_url=url), session, KEY))
+        err = await failure(openai_provider(cfg(base_url=url), session, KEY))
     assert err.kind is FailureKind.TRANSIENT and "ClientConnectorError" in err.message
 
 
@@ -510,9 +508,9 @@ async def test_a_refused_connection_is_transient() -> None:
 
 
 @pytest.mark.parametrize("status", [400, 401, 429, 500])
-@pytest.mark.parametrize("cls", [OpenAIProvider, AnthropicProvider])
+@pytest.mark.parametrize("cls", [openai_provider, anthropic_provider])
 async def test_an_error_body_echoing_the_headers_never_leaks_the_key(
-    status: int, cls: type[OpenAICompatProvider]
+    status: int, cls: Maker
 ) -> None:
     async with scripted() as srv, aiohttp.ClientSession() as session:
         srv.reply = Reply(status)
@@ -605,7 +603,7 @@ async def test_sim_provider_answers_exactly_like_the_sim_server(
     running = await server.start_server(server.SimServerConfig(data=data_dir))
     try:
         async with aiohttp.ClientSession() as session:
-            over_http = OpenAIProvider(cfg(base_url=running.url, model=model), session, None)
+            over_http = openai_provider(cfg(base_url=running.url, model=model), session, None)
             for messages in sim_chats(data_dir):
                 want = await over_http.complete(messages, PAPER)
                 assert await in_process.complete(messages, PAPER) == want

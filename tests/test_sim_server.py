@@ -21,7 +21,7 @@ from vpbatch.benchmark.parser import parse_official
 from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.errors import ConfigError
 from vpbatch.providers.base import FailureKind, ProviderError, RequestParams
-from vpbatch.providers.openai_compat import OpenAICompatProvider
+from vpbatch.providers.openai import openai_provider
 from vpbatch.sim.faults import FaultPlan, draw_fault
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
 from vpbatch.sweep.config import ModelConfig
@@ -261,7 +261,7 @@ def test_the_openai_provider_reads_its_answers_and_failures(data_dir: Path, prom
         msgs = [{"role": "user", "content": prompt}]
         params = RequestParams(temperature=0.0, max_tokens=64, seed=42)
         async with aiohttp.ClientSession() as session:
-            provider = OpenAICompatProvider(cfg, session, None)
+            provider = openai_provider(cfg, session, None)
             with pytest.raises(ProviderError) as err:
                 await provider.complete(msgs, params)
             assert err.value.kind is FailureKind.RATE_LIMITED and err.value.retry_after == 0.5

@@ -179,7 +179,7 @@ _MAX_RETRY_AFTER = 60.0  # a file server asking to wait longer: better failed an
 
 def _http_error(url: URL, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
     """An HTTP failure classified where the providers' are (429/5xx retried, 404 not)."""
-    from vpbatch.providers.openai_compat import classify_status
+    from vpbatch.providers.failures import classify_status
 
     err = classify_status(status, headers, raw, provider=str(url), key=None, key_env=None)
     if err.retry_after is not None:

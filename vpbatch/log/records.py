@@ -11,20 +11,36 @@ import orjson
 
 from vpbatch.benchmark.parser import parse_official, parse_strict
 
-__all__ = ["Record", "answered", "job_id", "loggable_request", "OK", "FAILED"]
+__all__ = ["Record", "answered", "job_id", "job_ids", "loggable_request", "OK", "FAILED"]
 
 OK = "ok"
 FAILED = "failed"
 
 
 def job_id(identity: dict[str, Any]) -> str:
-    """A stable id from what is sent (model label, request body sans key, repeat).
+    """A stable id of one record from what identifies it (the importer's recordings).
 
-    Canonical JSON (sorted keys) so that dict order never changes the id; 32 hex chars of
-    sha256 make collisions irrelevant at any sweep size.
+    A sweep's jobs get theirs from `job_ids`. Canonical JSON (sorted keys) so that dict order
+    never changes the id; 32 hex chars of sha256 make collisions irrelevant at any sweep size.
     """
     blob = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def job_ids(identity: dict[str, Any], repeats: int) -> list[str]:
+    """The ids of repeats 0..repeats-1 of one request: sha256 of its canonical JSON, a newline,
+    then the repeat number.
+
+    The repeat sits after the JSON, never inside it, so the identity is hashed once whatever
+    keys it gains; compact JSON holds no raw newline, so no identity can mimic another's.
+    """
+    base = hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS) + b"\n")
+    out = []
+    for r in range(repeats):
+        h = base.copy()
+        h.update(b"%d" % r)
+        out.append(h.hexdigest()[:32])
+    return out
 
 
 # Body fields that carry the prompt text. The prompt is fixed by (version, item, condition),

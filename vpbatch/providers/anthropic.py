@@ -1,16 +1,25 @@
-"""Anthropic Messages: top-level `system`, `x-api-key`, thinking blocks kept as reasoning."""
+"""`provider = "anthropic"`: the Messages API over HTTP (no SDK).
+
+Its own wire: a top-level `system`, `x-api-key`, thinking blocks kept as reasoning, no seed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
-from vpbatch.providers.openai_compat import OpenAICompatProvider, usage_of
+import aiohttp
 
-__all__ = ["AnthropicProvider", "ANTHROPIC_VERSION", "thinking_budget"]
+from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
+from vpbatch.providers.failures import Failures
+from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.openai_compat import base_url_of, merge_extra, usage_of
+from vpbatch.sweep.config import ModelConfig
+
+__all__ = ["AnthropicMessages", "anthropic_provider", "ANTHROPIC_VERSION", "thinking_budget"]
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version; newer features come as betas
+ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"
 _MIN_BUDGET = 1024  # the API's floor for thinking.budget_tokens
 # Their stop reasons under the names the log and the scorer use ("length" = cut off).
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -22,22 +31,20 @@ def thinking_budget(max_tokens: int) -> int | None:
     return budget if budget < max_tokens else None
 
 
-class AnthropicProvider(OpenAICompatProvider):
-    """`provider = "anthropic"`: the Messages API over aiohttp (no SDK)."""
+class AnthropicMessages:
+    """The Messages format for one model (the `Wire` contract)."""
 
-    __slots__ = ()
+    __slots__ = ("cfg", "base_url", "url")
 
     label = "anthropic"
-    default_base_url = "https://api.anthropic.com/v1"
     path = "/messages"
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
-        if self._key:
-            headers["x-api-key"] = self._key
-        return headers
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.base_url = base_url_of(cfg, ANTHROPIC_BASE_URL)
+        self.url = self.base_url + self.path
 
-    def _body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
+    def body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = [m for m in messages if m["role"] != "system"]
         body: dict[str, Any] = {
@@ -54,23 +61,29 @@ class AnthropicProvider(OpenAICompatProvider):
                 raise ProviderError(
                     FailureKind.PERMANENT,
                     f"anthropic thinking needs max_tokens > {_MIN_BUDGET} (got "
-                    f"{params.max_tokens}); raise max_tokens for model {self.cfg.name!r}",
+                    f"{params.max_tokens}); raise this model's max_tokens or set reasoning = false",
                 )
             # Thinking accepts only the default temperature, so none is sent.
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         elif params.temperature is not None:
             body["temperature"] = params.temperature
-        return body
+        return merge_extra(body, self.cfg.extra_body)
 
-    def _answer(self, payload: dict[str, Any], headers: Mapping[str, str]) -> Answer:
+    def headers(self, key: str | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if key:
+            headers["x-api-key"] = key
+        return headers
+
+    def answer(
+        self, payload: dict[str, Any], headers: Mapping[str, str], failures: Failures
+    ) -> Answer:
         blocks = payload.get("content")
         if not isinstance(blocks, list):
-            raise self._transient("the answer has no content blocks")
+            raise failures.transient("the answer has no content blocks")
         stop = payload.get("stop_reason")
         if stop == "refusal":
-            raise ProviderError(
-                FailureKind.PERMANENT, "anthropic: the safety classifier refused the answer"
-            )
+            raise failures.permanent("the safety classifier refused the answer")
         text, thoughts = [], []
         for block in blocks:
             kind = block.get("type") if isinstance(block, dict) else None
@@ -83,3 +96,10 @@ class AnthropicProvider(OpenAICompatProvider):
         finish = _FINISH.get(stop, stop) if isinstance(stop, str) else None
         reasoning = "\n".join(thoughts).strip() or None
         return Answer("".join(text), reasoning, finish, usage_of(payload.get("usage")))
+
+
+def anthropic_provider(
+    cfg: ModelConfig, session: aiohttp.ClientSession | None, api_key: str | None
+) -> HttpProvider:
+    """The anthropic provider: its wire over HTTP with this key."""
+    return HttpProvider(cfg, AnthropicMessages(cfg), session, api_key)

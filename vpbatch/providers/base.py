@@ -1,8 +1,8 @@
-"""The provider contract: build a request, send it, classify every failure exactly once.
+"""The records that cross the provider boundary: parameters in, an Answer or a ProviderError out.
 
 A provider turns each failure into one of three kinds — permanent, transient, or
 rate-limited with a retry-after — and nothing downstream second-guesses it. It never retries:
-`vpbatch.sweep.retry.retrying` is the one retry loop.
+`vpbatch.sweep.retry.retrying` is the one retry loop. The interfaces are in `contract`.
 """
 
 from __future__ import annotations

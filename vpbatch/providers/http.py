@@ -1,12 +1,32 @@
-"""The one way vpbatch opens an aiohttp session: with aiohttp's own retrying switched off."""
+"""HTTP delivery: the session, the endpoint that sends and classifies, and `HttpProvider`.
+
+`Endpoint` is the one place a request goes out over aiohttp and a network failure becomes a
+`ProviderError`; the online providers and the batch APIs both send through it. `HttpProvider`
+composes a wire (the API's format) with an endpoint: that is every real provider.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
-__all__ = ["client_session"]
+from vpbatch.providers.base import Answer, HttpRequest, RequestParams
+from vpbatch.providers.contract import Wire
+from vpbatch.providers.failures import Failures
+from vpbatch.sweep.config import ModelConfig
+
+__all__ = ["client_session", "Endpoint", "HttpProvider", "read_answer"]
+
+# A URL aiohttp cannot send to (no scheme, no host, not http): permanent. NonHttpUrlClientError
+# ("127.0.0.1:8000/v1", the usual slip) arrived in aiohttp 3.10 and is no InvalidURL.
+_BAD_URL: tuple[type[Exception], ...] = tuple(
+    c
+    for n in ("InvalidURL", "NonHttpUrlClientError")
+    if isinstance(c := getattr(aiohttp, n, None), type)
+)
 
 
 def client_session(**kwargs: Any) -> aiohttp.ClientSession:
@@ -18,3 +38,113 @@ def client_session(**kwargs: Any) -> aiohttp.ClientSession:
     # exists (aiohttp 3.10-3.14), so the attribute is set directly.
     session._retry_connection = False
     return session
+
+
+class Endpoint:
+    """One model's API server: where requests go with which headers, and how failures read."""
+
+    __slots__ = ("cfg", "session", "headers", "failures")
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        session: aiohttp.ClientSession | None,
+        headers: dict[str, str],
+        failures: Failures,
+    ) -> None:
+        self.cfg = cfg
+        self.session = session  # None: each send opens its own (one-off calls)
+        self.headers = headers  # the key among them: never logged, never in a message
+        self.failures = failures
+
+    async def send(
+        self, method: str, url: str, *, read_timeout: float | None = None, **kw: Any
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request's status, headers and body; failing to get them is a ProviderError."""
+        headers = {**self.headers, **kw.pop("headers", {})}
+        read = self.cfg.timeout_read if read_timeout is None else read_timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.cfg.timeout_connect,
+                                        sock_read=read)
+        try:
+            if self.session is None:
+                async with client_session() as session:
+                    return await _request(session, method, url, headers, timeout, kw)
+            return await _request(self.session, method, url, headers, timeout, kw)
+        except TimeoutError as exc:
+            limits = f"connect {self.cfg.timeout_connect:g}s, read {read:g}s"
+            raise self.failures.transient(
+                f"{method} {url} timed out ({type(exc).__name__}; {limits})") from None
+        except _BAD_URL as exc:
+            # A malformed base_url fails the same way every time: no retry can help.
+            raise self.failures.permanent(f"invalid URL {exc}; fix base_url") from None
+        except aiohttp.ClientError as exc:
+            # `from None`: aiohttp errors may carry request_info, whose headers hold the key.
+            raise self.failures.transient(
+                f"{method} {url}: {type(exc).__name__}: {exc}") from None
+
+
+async def _request(
+    session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout, kw: dict[str, Any],
+) -> tuple[int, Mapping[str, str], bytes]:
+    async with session.request(method, url, headers=headers, timeout=timeout, **kw) as resp:
+        return resp.status, resp.headers, await resp.read()
+
+
+def read_answer(
+    wire: Wire, failures: Failures, status: int, headers: Mapping[str, str], raw: bytes
+) -> Answer:
+    """One HTTP response as an Answer, or the ProviderError it amounts to."""
+    if not 200 <= status < 300:
+        raise failures.status(status, headers, raw)
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise failures.transient(f"invalid JSON in a {status} answer: {raw[:80]!r}") from None
+    if not isinstance(payload, dict):
+        raise failures.transient(f"expected a JSON object, got {type(payload).__name__}")
+    return wire.answer(payload, headers, failures)
+
+
+class HttpProvider:
+    """A model behind an HTTP API: its wire's bodies POSTed to its endpoint, answers read back."""
+
+    __slots__ = ("cfg", "wire", "endpoint")
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        wire: Wire,
+        session: aiohttp.ClientSession | None,
+        key: str | None,
+        *,
+        key_env: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.wire = wire
+        failures = Failures(wire.label, key, key_env if key_env is not None else cfg.api_key_env)
+        self.endpoint = Endpoint(cfg, session, wire.headers(key or None), failures)
+
+    @property
+    def failures(self) -> Failures:
+        return self.endpoint.failures
+
+    def build_request(self, messages: list[dict[str, str]], params: RequestParams) -> HttpRequest:
+        return HttpRequest(self.wire.url, dict(self.endpoint.headers),
+                           self.wire.body(messages, params))
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        params: RequestParams,
+        body: dict[str, Any] | None = None,
+    ) -> Answer:
+        if body is None:
+            body = self.wire.body(messages, params)
+        status, headers, raw = await self.endpoint.send(
+            "POST", self.wire.url, data=orjson.dumps(body))
+        return self.parse(status, headers, raw)
+
+    def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
+        return read_answer(self.wire, self.failures, status, headers, raw)
+

@@ -1,24 +1,29 @@
-"""OpenAI's own API: the compatible base plus what its reasoning (o-series) models require."""
+"""`provider = "openai"`: api.openai.com, or any OpenAI-compatible server via base_url."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from vpbatch.providers.base import RequestParams
-from vpbatch.providers.openai_compat import OpenAICompatProvider
+import aiohttp
 
-__all__ = ["OpenAIProvider"]
+from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.openai_compat import OPENAI_BASE_URL, OpenAIChat, base_url_of
+from vpbatch.sweep.config import ModelConfig
+
+__all__ = ["openai_wire", "openai_provider"]
 
 
-class OpenAIProvider(OpenAICompatProvider):
-    """`provider = "openai"`: api.openai.com, or any OpenAI-compatible server via base_url."""
+def openai_wire(cfg: ModelConfig) -> OpenAIChat:
+    """Chat Completions, with what OpenAI's own reasoning (o-series) models require."""
+    # Only OpenAI's endpoint gets max_completion_tokens: vLLM, Ollama and llama.cpp all
+    # take max_tokens for their reasoning models, and some reject the newer name.
+    host = urlsplit(base_url_of(cfg, OPENAI_BASE_URL)).hostname or ""
+    official = host == "api.openai.com" or host.endswith(".openai.com")
+    return OpenAIChat(cfg, label="openai", completion_tokens=official)
 
-    __slots__ = ()
 
-    label = "openai"
-
-    def _completion_tokens(self, params: RequestParams) -> bool:
-        # Only OpenAI's endpoint gets max_completion_tokens: vLLM, Ollama and llama.cpp all
-        # take max_tokens for their reasoning models, and some reject the newer name.
-        host = urlsplit(self.url).hostname or ""
-        return params.reasoning and (host == "api.openai.com" or host.endswith(".openai.com"))
+def openai_provider(
+    cfg: ModelConfig, session: aiohttp.ClientSession | None, api_key: str | None
+) -> HttpProvider:
+    """The openai provider: its wire over HTTP with this key."""
+    return HttpProvider(cfg, openai_wire(cfg), session, api_key)

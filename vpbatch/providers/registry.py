@@ -1,20 +1,26 @@
-"""`make_provider`: a model's config and the environment in, a ready provider out."""
+"""The config in, a provider out: `wire_for` (keyless, for ids) and `make_provider` (with key).
+
+The only place a provider name is looked up.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from vpbatch.errors import ConfigError
-from vpbatch.providers.anthropic import AnthropicProvider
-from vpbatch.providers.openai import OpenAIProvider
-from vpbatch.providers.openai_compat import Provider, is_local
-from vpbatch.providers.openrouter import OpenRouterProvider
+from vpbatch.providers.anthropic import AnthropicMessages
+from vpbatch.providers.contract import Provider, Wire
+from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.openai import openai_wire
+from vpbatch.providers.openrouter import openrouter_wire
+from vpbatch.providers.sim import SimProvider, sim_wire
 from vpbatch.sweep.config import ModelConfig
 
-__all__ = ["make_provider", "Provider", "DEFAULT_KEY_ENV", "key_env_of"]
+__all__ = ["make_provider", "wire_for", "Provider", "DEFAULT_KEY_ENV", "key_env_of", "is_local"]
 
 # Used only against the provider's own endpoint: sending OPENAI_API_KEY to a third-party
 # base_url by default would hand the key to someone else.
@@ -23,6 +29,12 @@ DEFAULT_KEY_ENV = {
     "anthropic": "ANTHROPIC_API_KEY",
     "openrouter": "OPENROUTER_API_KEY",
 }
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+def is_local(base_url: str | None) -> bool:
+    """True for a server on this machine (a key is optional there)."""
+    return bool(base_url) and (urlsplit(base_url).hostname or "") in _LOCAL_HOSTS
 
 
 def key_env_of(cfg: ModelConfig) -> str | None:
@@ -41,16 +53,32 @@ def key_env_of(cfg: ModelConfig) -> str | None:
     )
 
 
+def wire_for(cfg: ModelConfig, env: Mapping[str, str] | None = None) -> Wire:
+    """The model's API format. Needs no key; `env` adds only headers (OpenRouter's referer)."""
+    if cfg.provider == "openai":
+        return openai_wire(cfg)
+    if cfg.provider == "anthropic":
+        return AnthropicMessages(cfg)
+    if cfg.provider == "openrouter":
+        referer = (env or {}).get("OPENROUTER_HTTP_REFERER") or None
+        return openrouter_wire(cfg, referer=referer)
+    if cfg.provider == "sim":
+        return sim_wire(cfg)
+    raise ConfigError(
+        f"model {cfg.name!r}: unknown provider {cfg.provider!r}; "
+        "use one of openai, anthropic, openrouter, sim"
+    )
+
+
 def make_provider(
     cfg: ModelConfig,
     session: aiohttp.ClientSession | None,
     env: Mapping[str, str] = os.environ,
 ) -> Provider:
     """The provider for `cfg`, its key read from `env[cfg.api_key_env]` (never from a file)."""
+    wire = wire_for(cfg, env)
     if cfg.provider == "sim":
-        from vpbatch.providers.sim import SimProvider  # the respondent loads only when used
-
-        return SimProvider(cfg, session, None)
+        return SimProvider(cfg)  # no key: a simulation never needs or holds one
     var = key_env_of(cfg)
     key = env.get(var) if var else None
     if var and not key:
@@ -58,22 +86,5 @@ def make_provider(
             f"model {cfg.name!r}: the environment variable {var} is not set; "
             f"export {var}=<your {cfg.provider} key> (keys never go in the config)"
         )
-    provider = _construct(cfg, session, key, env)
-    provider.key_env = var  # an auth failure names the variable actually read
-    return provider
-
-
-def _construct(
-    cfg: ModelConfig, session: aiohttp.ClientSession | None, key: str | None, env: Mapping[str, str]
-) -> Provider:
-    if cfg.provider == "openai":
-        return OpenAIProvider(cfg, session, key)
-    if cfg.provider == "anthropic":
-        return AnthropicProvider(cfg, session, key)
-    if cfg.provider == "openrouter":
-        referer = env.get("OPENROUTER_HTTP_REFERER") or None
-        return OpenRouterProvider(cfg, session, key, referer=referer)
-    raise ConfigError(
-        f"model {cfg.name!r}: unknown provider {cfg.provider!r}; "
-        "use one of openai, anthropic, openrouter, sim"
-    )
+    # An auth failure names the variable actually read.
+    return HttpProvider(cfg, wire, session, key, key_env=var)

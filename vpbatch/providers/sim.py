@@ -1,67 +1,72 @@
 """`provider = "sim"`: the simulated respondent in-process, the HTTP path minus the network.
 
-The request is built exactly as for an OpenAI-compatible server (so `plan`, job ids and the
-log see the same body) and the answer goes through the same reasoning split and checks.
+Its wire is the OpenAI-compatible one (so `plan`, job ids and the log see the same body as
+over HTTP) and its answers go through the same reasoning split and checks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-import aiohttp
 import anyio.lowlevel
 
 from vpbatch.benchmark.parser import split_reasoning
 from vpbatch.errors import ConfigError
-from vpbatch.providers.base import (
-    Answer,
-    FailureKind,
-    HttpRequest,
-    ProviderError,
-    RequestParams,
-)
-from vpbatch.providers.openai_compat import OpenAICompatProvider
+from vpbatch.providers.base import Answer, HttpRequest, RequestParams
+from vpbatch.providers.failures import Failures
+from vpbatch.providers.http import read_answer
+from vpbatch.providers.openai_compat import OpenAIChat
 from vpbatch.sweep.config import ModelConfig
 
-__all__ = ["SimProvider"]
+__all__ = ["SimProvider", "sim_wire", "SIM_BASE_URL"]
+
+SIM_BASE_URL = "sim://in-process/v1"
 
 
 class _Respondent(Protocol):
     def answer(self, messages: list[dict[str, str]], params: RequestParams) -> Answer: ...
 
 
-class SimProvider(OpenAICompatProvider):
+def sim_wire(cfg: ModelConfig) -> OpenAIChat:
+    """The body a simulated model would be sent over HTTP (the simulator speaks OpenAI)."""
+    return OpenAIChat(cfg, label="sim", default_base_url=SIM_BASE_URL)
+
+
+class SimProvider:
     """Answers from `vpbatch.sim.respondent.Respondent`: deterministic, no key, no sockets."""
 
-    __slots__ = ("respondent",)
+    __slots__ = ("cfg", "wire", "failures", "respondent")
 
-    label = "sim"
-    default_base_url = "sim://in-process/v1"
-
-    def __init__(
-        self, cfg: ModelConfig, session: aiohttp.ClientSession | None, api_key: str | None
-    ) -> None:
-        super().__init__(cfg, session, None)  # a simulation never needs or holds a key
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.wire = sim_wire(cfg)
+        self.failures = Failures(self.wire.label)  # a simulation never needs or holds a key
         self.respondent = _load_respondent(cfg)
+
+    def build_request(self, messages: list[dict[str, str]], params: RequestParams) -> HttpRequest:
+        return HttpRequest(self.wire.url, self.wire.headers(None), self.wire.body(messages, params))
 
     async def complete(
         self,
         messages: list[dict[str, str]],
         params: RequestParams,
-        *,
-        request: HttpRequest | None = None,
+        body: dict[str, Any] | None = None,
     ) -> Answer:
         """The respondent's answer, checked and split like an HTTP answer."""
-        if request is None:
-            self.build_request(messages, params)  # the same validation and body as over HTTP
+        if body is None:
+            self.wire.body(messages, params)  # the same validation as over HTTP
         await anyio.lowlevel.checkpoint()  # a real await: cancellation and fairness as usual
         answer = self.respondent.answer(messages, params)
         if answer.finish_reason == "content_filter":
-            raise ProviderError(FailureKind.PERMANENT, "sim: the content filter stopped the answer")
+            raise self.failures.permanent("the content filter stopped the answer")
         text, reasoning = answer.text, answer.reasoning
         if reasoning is None:
             text, reasoning = split_reasoning(text)
         return Answer(text, reasoning, answer.finish_reason, dict(answer.usage))
+
+    def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
+        return read_answer(self.wire, self.failures, status, headers, raw)
 
 
 def _load_respondent(cfg: ModelConfig) -> _Respondent:

@@ -26,8 +26,9 @@ from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.log.rundir import prepare_run_dir
 from vpbatch.log.runlog import RunLog
+from vpbatch.providers.contract import Provider
 from vpbatch.providers.http import client_session
-from vpbatch.providers.registry import Provider, make_provider
+from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
 from vpbatch.sweep.config import Config
 from vpbatch.sweep.grid import count_model_jobs, iter_model_jobs

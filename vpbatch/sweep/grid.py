@@ -1,24 +1,26 @@
 """The grid: a lazy, stable stream of jobs (model × condition × version × item × repeat).
 
 Nothing here builds a list of jobs: a 10M-job sweep costs the memory of the jobs in flight.
-A job's id comes from what is sent (never the key), so a resumed or sharded run finds it again.
+Each job carries its request body, built once by the model's wire (no key needed), and its id
+digests that whole body plus what the body does not say (model label, provider, endpoint,
+repeat): change anything sent and the jobs are new; change nothing and a resume sends nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import click
-import orjson
 
 from vpbatch.benchmark.conditions import Conditions, select_conditions, system_message
 from vpbatch.benchmark.dataset import Dataset
-from vpbatch.log.records import job_id
-from vpbatch.providers.base import RequestParams
+from vpbatch.errors import ConfigError
+from vpbatch.log.records import job_ids
+from vpbatch.providers.base import ProviderError, RequestParams
+from vpbatch.providers.registry import wire_for
 from vpbatch.sweep.config import Config, ModelConfig
 
 __all__ = [
@@ -53,6 +55,7 @@ class Job:
     repeat: int
     messages: list[dict[str, str]]
     params: RequestParams
+    body: dict[str, Any]  # the request body exactly as sent (no key): what the id digests
 
 
 def model_conditions(cfg: Config, m: ModelConfig, conds: Conditions) -> list[str]:
@@ -118,9 +121,8 @@ def iter_model_jobs(
     conditions = model_conditions(cfg, m, conds)
     systems = [system_message(c, conds) for c in conditions]
     versions = list(cfg.run.versions)
-    head = {"base_url": m.base_url, "max_tokens": params.max_tokens}
-    tail = {"model": m.name, "model_id": m.model, "provider": m.provider,
-            "seed": params.seed, "temperature": params.temperature}
+    wire = wire_for(m)
+    where = {"model": m.name, "provider": m.provider, "url": wire.url}
     for i in range(n_items(cfg, ds)):
         pid, oid = int(ds.portrait_id[i]), int(ds.option_id[i])
         prompts = [item_prompt(ds, v, i) for v in versions]
@@ -128,31 +130,15 @@ def iter_model_jobs(
             sys_msg = [] if system is None else [{"role": "system", "content": system}]
             for version, prompt in zip(versions, prompts, strict=True):
                 messages = [*sys_msg, {"role": "user", "content": prompt}]
-                ids = _repeat_ids(head, messages, tail, cfg.run.repeats)
+                try:
+                    body = wire.body(messages, params)
+                except ProviderError as exc:  # the config asks for a request no API takes
+                    raise ConfigError(f"model {m.name!r}: {exc.message}") from None
+                ids = job_ids({**where, "body": body}, cfg.run.repeats)
                 for r, jid in enumerate(ids):
                     if shard is not None and shard_of(jid, shard[1]) != shard[0]:
                         continue
-                    yield Job(jid, m.name, cond, version, i, pid, oid, r, messages, params)
-
-
-def _repeat_ids(
-    head: dict[str, Any], messages: list[dict[str, str]], tail: dict[str, Any], repeats: int
-) -> list[str]:
-    """records.job_id of {**head, "messages": ..., **tail, "repeat": r} for every repeat.
-
-    Same bytes as job_id's canonical JSON, but the long prefix (up to the messages, as sorted
-    keys put them before "model") is hashed once and the short tail once per repeat.
-    """
-    if repeats == 1:
-        return [job_id({**head, "messages": messages, **tail, "repeat": 0})]
-    prefix = orjson.dumps({**head, "messages": messages}, option=orjson.OPT_SORT_KEYS)
-    base = hashlib.sha256(prefix[:-1] + b",")
-    out = []
-    for r in range(repeats):
-        h = base.copy()
-        h.update(orjson.dumps({**tail, "repeat": r}, option=orjson.OPT_SORT_KEYS)[1:])
-        out.append(h.hexdigest()[:32])
-    return out
+                    yield Job(jid, m.name, cond, version, i, pid, oid, r, messages, params, body)
 
 
 def count_model_jobs(

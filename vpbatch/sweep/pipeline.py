@@ -20,7 +20,7 @@ import anyio.lowlevel
 from vpbatch.log.records import FAILED, OK, Record, answered, loggable_request
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
-from vpbatch.providers.registry import Provider
+from vpbatch.providers.contract import Provider
 from vpbatch.sweep import retry
 from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.grid import Job
@@ -154,8 +154,7 @@ class Pipeline:
 
     async def _attempts(self, job: Job) -> Record:
         """One job through the retry loop: an answer, or the failure it gave up on."""
-        request = self.provider.build_request(job.messages, job.params)  # once, not per attempt
-        body = loggable_request(request.body)
+        body = loggable_request(job.body)
         estimate = estimate_tokens(job.messages, job.params.max_tokens)
         epoch = 0  # the cap's epoch when the failing attempt was sent (AIMD backs off once)
 
@@ -169,7 +168,7 @@ class Pipeline:
             self.progress.sent += 1
             epoch = limits.cap.epoch
             t0 = time.perf_counter()
-            answer = await self.provider.complete(job.messages, job.params, request=request)
+            answer = await self.provider.complete(job.messages, job.params, job.body)
             latency = (time.perf_counter() - t0) * 1000.0
             self._settle(answer, estimate)
             return _answered(job, body, answer, n, latency)

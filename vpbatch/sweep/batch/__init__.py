@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from vpbatch.providers.registry import Provider
+from vpbatch.providers.contract import Provider
+from vpbatch.providers.http import HttpProvider
 from vpbatch.sweep.batch.anthropic import AnthropicBatchAPI
 from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
 from vpbatch.sweep.batch.journal import JOURNAL_NAME, BatchEntry, BatchJournal
@@ -39,4 +40,6 @@ def batch_api_for(
 ) -> BatchAPI | None:
     """The batch API of this model's provider, or None when it has none."""
     api = _APIS.get(provider.cfg.provider)
-    return None if api is None else api(provider, session, policy)
+    if api is None or not isinstance(provider, HttpProvider):
+        return None
+    return api(provider, session, policy)

@@ -7,7 +7,6 @@ raw, to be parsed by the same provider code as an online answer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +14,9 @@ import aiohttp
 import orjson
 
 from vpbatch.errors import VPBatchError
-from vpbatch.providers.base import FailureKind, ProviderError, RequestParams
-from vpbatch.providers.openai_compat import classify_status, redact
-from vpbatch.providers.registry import Provider
+from vpbatch.providers.base import FailureKind, ProviderError
+from vpbatch.providers.failures import classify_status, redact
+from vpbatch.providers.http import HttpProvider
 from vpbatch.sweep import retry
 from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.retry import RetryPolicy
@@ -68,19 +67,17 @@ class BatchAPI:
     max_bytes = 200 * 1024 * 1024
 
     def __init__(
-        self, provider: Provider, session: aiohttp.ClientSession, policy: RetryPolicy
+        self, provider: HttpProvider, session: aiohttp.ClientSession, policy: RetryPolicy
     ) -> None:
         self.provider = provider
         self.session = session
         self.policy = policy
-        self.base = provider.url[: -len(provider.path)] if provider.url.endswith(
-            provider.path) else provider.url
-        # The provider's own headers (key included) from a throwaway request: one source of
-        # truth for auth and version headers. The key stays in memory, never in a message.
-        probe = provider.build_request([{"role": "user", "content": "."}],
-                                       RequestParams(None, 16, None))
-        self.headers = {k: v for k, v in probe.headers.items() if k != "Content-Type"}
-        self.key = _key_of(self.headers)
+        self.base = provider.wire.base_url
+        # The provider's own headers (key included): one source of truth for auth and
+        # version headers. The key stays in memory, never in a message.
+        self.headers = {k: v for k, v in provider.endpoint.headers.items()
+                        if k != "Content-Type"}
+        self.key = provider.failures.key
 
     # -- the shapes (subclasses) -------------------------------------------------------------
 
@@ -173,7 +170,7 @@ class BatchAPI:
                                        self.key)) from None
         if not 200 <= status < 300:
             raise classify_status(status, got, raw, provider=f"{self.name} {method} {url}",
-                                  key=self.key, key_env=self.provider.key_env)
+                                  key=self.key, key_env=self.provider.failures.key_env)
         return raw
 
     def _explain(self, exc: ProviderError) -> str:
@@ -184,9 +181,3 @@ class BatchAPI:
             return f"{what}; fix the cause, then resume (submitted batches are polled, not resent)"
         return f"{what}; gave up retrying: resume later (submitted batches are polled, not resent)"
 
-
-def _key_of(headers: Mapping[str, str]) -> str | None:
-    auth = headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        return auth[len("Bearer "):]
-    return headers.get("x-api-key")

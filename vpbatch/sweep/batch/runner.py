@@ -23,7 +23,7 @@ from vpbatch.errors import ConfigError
 from vpbatch.log.records import FAILED, OK, Record, answered, loggable_request
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
-from vpbatch.providers.registry import Provider
+from vpbatch.providers.contract import Provider
 from vpbatch.sweep import retry
 from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
 from vpbatch.sweep.batch.journal import BatchEntry, BatchJournal
@@ -155,12 +155,11 @@ class BatchRunner:
                 if only is None and self.log.is_done(jid, retry_failed=self.retry_failed):
                     self.progress.skipped += 1
                     continue
-                body = self.provider.build_request(job.messages, job.params).body
                 self._meta[jid] = _Meta(job.condition, job.version, job.portrait_id,
-                                        job.option_id, job.repeat, loggable_request(body))
+                                        job.option_id, job.repeat, loggable_request(job.body))
                 if jid in waiting:
                     continue  # already paid for: its batch is polled below
-                line = self.api.line(jid, body)
+                line = self.api.line(jid, job.body)
                 if chunk and (len(chunk) >= limit or size + len(line) > self.api.max_bytes):
                     await self._submit(chunk, tg)
                     chunk, size = [], 0

@@ -1,0 +1,182 @@
+"""The one place a failure becomes permanent, transient or rate-limited, its message safe to show.
+
+`classify_status` turns an HTTP error status into a `ProviderError`; `Failures` names one
+model's failures (its API label, its key masked out of every message, the variable the key came
+from). The online providers, the batch APIs and the data fetcher all classify through here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from vpbatch.providers.base import FailureKind, ProviderError
+
+__all__ = ["Failures", "classify_status", "retry_after", "redact"]
+
+_SNIPPET = 300  # characters of an error body kept in a message: enough to name the cause
+
+# Key-shaped tokens are masked even when they are not our key: an error body may echo a
+# header we never saw (a proxy's), and a message is shown and logged verbatim.
+_TOKEN = r"""[^\s'",]+"""  # a header value up to its closing quote or separator
+_KEYLIKE = re.compile(
+    r"(?i)\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{6,}|\bBearer\s+"
+    + _TOKEN
+    + r"""|(x-api-key|api[_-]?key)(["':=\s]+)"""
+    + _TOKEN
+)
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_GO_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def redact(text: str, key: str | None) -> str:
+    """`text` with the key, any fragment of it (8+ chars) and key-shaped tokens masked."""
+    if key:
+        text = text.replace(key, "***")
+        # A server may echo a truncated key ("sk-abc...xyz"): mask any long piece of it.
+        text = re.sub(
+            r"[A-Za-z0-9_\-]{8,}", lambda m: "***" if m.group(0) in key else m.group(0), text
+        )
+    return _KEYLIKE.sub(lambda m: f"{m.group(1)}{m.group(2)}***" if m.group(1) else "***", text)
+
+
+def _seconds(value: str, now: float) -> float | None:
+    """One header value as seconds from `now`: "1.5", Go "6m0s"/"20ms", HTTP or RFC 3339 date."""
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parts = _GO_DURATION.findall(value)
+    if parts and "".join(n + u for n, u in parts) == value:
+        return sum(float(n) * _GO_SCALE[u] for n, u in parts)
+    try:
+        when = datetime.fromisoformat(value)  # Anthropic's RFC 3339 reset times
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    if when.tzinfo is None:
+        return None  # a date without a zone cannot be placed in time
+    return max(0.0, when.timestamp() - now)
+
+
+def _remaining_name(reset: str) -> str | None:
+    """The `remaining` header that goes with a reset header, or None if it is not one."""
+    if reset.startswith("x-ratelimit-reset-"):
+        return "x-ratelimit-remaining-" + reset.removeprefix("x-ratelimit-reset-")
+    if reset.startswith("anthropic-ratelimit-") and reset.endswith("-reset"):
+        return reset.removesuffix("reset") + "remaining"
+    return None
+
+
+def retry_after(
+    headers: Mapping[str, str], now: float | None = None, *, resets: bool = True
+) -> float | None:
+    """Seconds a pushed-back request should wait, from whichever rate-limit header is present.
+
+    `retry-after-ms` and `Retry-After` are explicit answers and win. Otherwise (if `resets`)
+    the reset time of the exhausted limit (remaining 0), or the latest reset when none says.
+    """
+    now = time.time() if now is None else now
+    lower = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in lower:
+        ms = _seconds(lower["retry-after-ms"], now)
+        if ms is not None:
+            return ms / 1000.0
+    if "retry-after" in lower:
+        explicit = _seconds(lower["retry-after"], now)
+        if explicit is not None:
+            return explicit
+    if not resets:
+        return None
+    waits: dict[str, float] = {}
+    for name, value in lower.items():
+        remaining = _remaining_name(name)
+        if remaining is not None and (s := _seconds(value, now)) is not None:
+            waits[remaining] = s
+    # Only the exhausted limit matters: the token window may be minutes while requests reset
+    # in milliseconds, and waiting for the wrong one wastes the whole difference.
+    exhausted = [s for rem, s in waits.items() if lower.get(rem, "").strip() == "0"]
+    pool = exhausted or list(waits.values())
+    return max(pool) if pool else None
+
+
+def _error_detail(raw: bytes) -> tuple[str, Any]:
+    """The provider's own error message and code from an error body, else the body's start."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:_SNIPPET].decode("utf-8", "replace").strip(), None
+    err = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(err, dict):
+        msg = str(err.get("message") or err.get("type") or err)
+        return msg[:_SNIPPET], err.get("code") or err.get("type")
+    if isinstance(err, str):
+        return err[:_SNIPPET], None
+    return raw[:_SNIPPET].decode("utf-8", "replace").strip(), None
+
+
+def classify_status(
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    provider: str,
+    key: str | None,
+    key_env: str | None,
+    now: float | None = None,
+) -> ProviderError:
+    """The one place an HTTP error status becomes permanent, transient or rate-limited."""
+    detail, code = _error_detail(raw)
+    wait = retry_after(headers, now, resets=status in (429, 529))
+    msg = redact(f"{provider} HTTP {status}: {detail}", key)
+    if status in (401, 403):
+        where = f"the key in ${key_env}" if key_env else "the request (no api_key_env set)"
+        text = f"{provider} HTTP {status}: {where} was rejected; check the key and api_key_env"
+        return ProviderError(FailureKind.PERMANENT, text, status=status, auth=True)
+    if status == 429 and code == "insufficient_quota":
+        # Out of credit, not out of rate: waiting cannot help.
+        return ProviderError(FailureKind.PERMANENT, msg, status=status)
+    if status in (429, 529):  # 529: Anthropic overloaded
+        return ProviderError(FailureKind.RATE_LIMITED, msg, status=status, retry_after=wait)
+    if status in (408, 409) or status >= 500 or status < 400:
+        return ProviderError(FailureKind.TRANSIENT, msg, status=status, retry_after=wait)
+    return ProviderError(FailureKind.PERMANENT, msg, status=status)
+
+
+class Failures:
+    """How one model's failures are named: its API's label, its key masked, its key variable."""
+
+    __slots__ = ("label", "key", "key_env", "clock")
+
+    def __init__(self, label: str, key: str | None = None, key_env: str | None = None) -> None:
+        self.label = label
+        self.key = key or None  # only ever used to mask it out of messages
+        self.key_env = key_env  # named in an auth failure: the variable actually read
+        self.clock: Callable[[], float] = time.time  # tests patch it to date Retry-After
+
+    def status(
+        self, status: int, headers: Mapping[str, str], raw: bytes, *, where: str = ""
+    ) -> ProviderError:
+        """An HTTP error status (or one reported inside a 2xx body) as its ProviderError."""
+        return classify_status(status, headers, raw, provider=f"{self.label}{where}",
+                               key=self.key, key_env=self.key_env, now=self.clock())
+
+    def transient(self, what: str) -> ProviderError:
+        """A failure that may pass: a dropped connection, a timeout, a malformed answer."""
+        return ProviderError(FailureKind.TRANSIENT, self.redact(f"{self.label}: {what}"))
+
+    def permanent(self, what: str) -> ProviderError:
+        """A failure that re-sending cannot change: a refused answer, an unusable URL."""
+        return ProviderError(FailureKind.PERMANENT, self.redact(f"{self.label}: {what}"))
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.key)
