@@ -10,7 +10,15 @@ import pytest
 
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import FAMILIES, PVQ, VERSIONS
-from vpbatch.scoring.analysis import Analysis, analyse, human_comparison, nan_percentile
+from vpbatch.errors import ConfigError
+from vpbatch.scoring.analysis import (
+    Analysis,
+    _draw_counts,
+    analyse,
+    human_comparison,
+    nan_percentile,
+    query_clusters,
+)
 from vpbatch.scoring.cube import RatingCube
 from vpbatch.scoring.human import load_human_reference, match_persona
 from vpbatch.scoring.scorer import ScoreOptions, Scores, item_means, item_weights
@@ -101,17 +109,26 @@ def test_authors_rule_bootstraps_the_items_the_authors_kept(ds: Dataset) -> None
         assert np.isfinite(a.ci_low[fam]).all() and np.isfinite(a.ci_high[fam]).all()
 
 
-def test_bootstrap_matches_a_naive_per_resample_loop(ds: Dataset) -> None:
-    """The one-GEMM bootstrap agrees with resampling items and re-scoring, one at a time."""
+@pytest.mark.parametrize("kind", ["cluster", "item"])
+def test_bootstrap_matches_a_naive_per_resample_loop(ds: Dataset, kind: str) -> None:
+    """The one-GEMM bootstrap agrees with resampling (queries or items) and re-scoring."""
     cube = synth_cube(ds, latent(1, conditions=["vanilla"]), conditions=["vanilla"])
-    a = analyse(cube, ds, n_boot=2000, seed=3)
+    # 104 queries make noisier percentiles than 520 items: more draws keep both within 0.04.
+    n = 2000 if kind == "item" else 8000
+    a = analyse(cube, ds, n_boot=n, seed=3, bootstrap=kind)
     x = item_means(cube)[0, 0]
     w = np.asarray(item_weights(ds, "pvq", ScoreOptions())) > 0
     union = np.asarray(w.any(axis=1))
+    queries = sorted(set(ds.portrait_id.tolist()))
+    items_of = {q: np.flatnonzero(ds.portrait_id == q) for q in queries}
     rng = np.random.default_rng(99)
     draws = []
-    for _ in range(2000):
-        idx = rng.integers(0, len(x), len(x))
+    for _ in range(n):
+        if kind == "item":
+            idx = rng.integers(0, len(x), len(x))
+        else:  # draw 104 queries with replacement, each with all its responses
+            picked = rng.integers(0, len(queries), len(queries))
+            idx = np.concatenate([items_of[queries[q]] for q in picked])
         xs, ws, us = x[idx], w[idx], union[idx]
         fam = xs[us].mean()
         draws.append([xs[ws[:, d]].mean() - fam if ws[:, d].any() else np.nan
@@ -119,6 +136,41 @@ def test_bootstrap_matches_a_naive_per_resample_loop(ds: Dataset) -> None:
     lo, hi = np.nanpercentile(np.array(draws), [2.5, 97.5], axis=0)
     np.testing.assert_allclose(a.ci_low["pvq"][0, 0], lo, atol=0.04)
     np.testing.assert_allclose(a.ci_high["pvq"][0, 0], hi, atol=0.04)
+
+
+def test_cluster_resamples_draw_whole_queries(ds: Dataset) -> None:
+    clusters = query_clusters(ds)
+    assert clusters.max() + 1 == 104 and np.bincount(clusters).tolist() == [5] * 104
+    counts = _draw_counts(ds.n_items, 50, 7, clusters)  # (I, B)
+    # The 5 responses of a query are drawn together, and 104 queries are drawn in all.
+    for q in range(104):
+        block = counts[clusters == q]
+        assert (block == block[0]).all()
+    np.testing.assert_array_equal(counts.sum(axis=0), 520)
+
+
+def test_design_effect_is_the_ratio_of_the_two_bootstraps_widths(ds: Dataset) -> None:
+    cube = synth_cube(ds, latent(2))
+    a = analyse(cube, ds, n_boot=300)
+    both = {k: analyse(cube, ds, n_boot=300, bootstrap=k) for k in ("cluster", "item")}
+    w = {k: (v.ci_high["bfi"] - v.ci_low["bfi"])[:, 0] for k, v in both.items()}
+    np.testing.assert_allclose(a.design_effect["bfi"], w["cluster"] / w["item"])
+    assert a.bootstrap == "cluster"
+    np.testing.assert_array_equal(a.ci_low["pvq"], both["cluster"].ci_low["pvq"])
+
+
+def test_delta_intervals_are_paired_on_the_same_resampled_queries(ds: Dataset) -> None:
+    # A condition equal to vanilla but for one value: every resample's delta is 0 elsewhere.
+    cube = synth_cube(ds, latent(1))
+    cube.ratings[:, 1] = cube.ratings[:, 0]
+    a = analyse(cube, ds, n_boot=300)
+    np.testing.assert_allclose(a.delta_ci_low["pvq"][0, 1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(a.delta_ci_high["pvq"][0, 1], 0.0, atol=1e-6)
+
+
+def test_an_unknown_bootstrap_is_refused(ds: Dataset) -> None:
+    with pytest.raises(ConfigError, match="cluster, item"):
+        analyse(synth_cube(ds, latent(1)), ds, n_boot=10, bootstrap="jackknife")
 
 
 def test_same_seed_gives_the_same_intervals(ds: Dataset) -> None:

@@ -17,6 +17,7 @@ import anyio
 import pytest
 from aiohttp import web
 
+from vpbatch.benchmark import layout
 from vpbatch.benchmark.dataset import TAGGED_PATH, load_dataset
 from vpbatch.benchmark.fetch import OfflineError, check, fetch, fetch_async, file_sha256
 from vpbatch.benchmark.layout import (
@@ -140,20 +141,22 @@ def test_manifest_pins_the_commit_of_the_data_readme(data_dir: Path) -> None:
     m = load_manifest()
     assert m.repository == "holi-lab/ValuePortrait"
     assert f"`{m.commit}`" in (data_dir / "README.md").read_text()
-    assert len(_core()) == 16
+    assert len(_core()) == 18
+    # The survey a human percentile needs is fetched and verified like the items.
+    assert {layout.SURVEY, layout.VALUE_SCORES} <= set(_core())
     assert sum(f.group == OUTPUTS_GROUP for f in m.files) == 33 * 6
 
 
 def test_official_copy_verifies_including_outputs(data_dir: Path) -> None:
     # The shared outputs are .xz of the upstream .json: hashed decompressed.
-    assert check(data_dir, with_outputs=True) == 16 + 33 * 6
+    assert check(data_dir, with_outputs=True) == 18 + 33 * 6
 
 
 def test_fetch_fills_the_cache_with_verified_files(mirror: Mirror) -> None:
     result = fetch()
     assert result.dest == cache_dir()
     assert sorted(result.fetched) == sorted(_core()) and result.present == []
-    assert check(cache_dir()) == 16
+    assert check(cache_dir()) == 18
     assert _leftovers(cache_dir()) == []
     assert load_dataset(cache_dir()).n_items == 520
 
@@ -304,7 +307,7 @@ def test_cli_fetch_then_path_finds_the_cache(tmp_path: Path, server: Mirror) -> 
     env = _env(tmp_path, VPBATCH_DATA_URL=server.url)
     fetched = _cli("fetch", env=env)
     assert fetched.returncode == 0, fetched.stderr
-    assert "16 fetched" in fetched.stderr
+    assert "18 fetched" in fetched.stderr
     out = _cli("path", env=env)
     assert out.stdout.strip() == fetched.stdout.strip()
     assert re.search(r"cache/[0-9a-f]{40}$", out.stdout.strip())

@@ -127,10 +127,11 @@ def test_html_needs_no_network(html: str) -> None:
 
 
 def test_every_section_explains_itself(md: str, html: str) -> None:
-    for title in ("1. Value profiles", "3. Persona deltas beside the humans", "4. Value steering",
-                  "5. Prompt-version sensitivity", "6. Reliability", "8. Run health"):
+    for title in ("1. Value profiles", "3. Among the human raters",
+                  "4. Persona deltas beside the humans", "5. Value steering",
+                  "6. Prompt-version sensitivity", "7. Reliability", "9. Run health"):
         assert title in md and title in html
-    assert html.count('class="note"') == 8
+    assert html.count('class="note"') == 9
 
 
 def test_profile_table_marks_each_models_max_and_min(md: str) -> None:
@@ -165,13 +166,13 @@ def test_persona_deltas_stand_beside_the_human_ones(md: str) -> None:
 
 
 def test_steering_summary_counts_rows_where_the_asked_for_value_moved_most(md: str) -> None:
-    rows = _md_table(md, "## 4. Value steering")
+    rows = _md_table(md, "## 5. Value steering")
     assert [r[:3] for r in rows] == [["alpha-7b", "10", "10 of 10"],
                                      ["beta-chat", "10", "10 of 10"]]
 
 
 def test_steering_table_bolds_the_diagonal(md: str) -> None:
-    rows = _md_table(md.split("## 4. Value steering", 1)[1], "### alpha-7b")
+    rows = _md_table(md.split("## 5. Value steering", 1)[1], "### alpha-7b")
     assert len(rows) == 10
     for i, r in enumerate(rows):
         assert [k for k, c in enumerate(r[1:]) if c.startswith("**")] == [i]
@@ -286,9 +287,9 @@ def test_models_without_personas_are_left_out_of_the_persona_section(tmp_path: P
     with open(one / "log.jsonl", "ab") as f:
         f.write((two / "log.jsonl").read_bytes())
     md_path, _ = write_report(one, data=data_dir, n_boot=20)
-    personas = md_path.read_text(encoding="utf-8").split("## 3.", 1)[1].split("## 4.", 1)[0]
+    personas = md_path.read_text(encoding="utf-8").split("## 4.", 1)[1].split("## 5.", 1)[0]
     assert "### with-personas" in personas and "vanilla-only" not in personas
-    conditions = md_path.read_text(encoding="utf-8").split("## 7.", 1)[1]
+    conditions = md_path.read_text(encoding="utf-8").split("## 8.", 1)[1]
     only = conditions.split("### vanilla-only", 1)[1].split("###", 1)[0]
     assert "persona:" not in only
 
@@ -330,3 +331,63 @@ def test_version_section_sums_up_each_models_spread(md: str, run: Path) -> None:
     assert rows[0][1:11] == [fmt(want[d], sign=False) for d in PVQ]
     each = _md_table(md, "### alpha-7b: each version")
     assert [r[0] for r in each][:3] == list(VERSIONS[:3])
+
+
+def test_long_csv_carries_each_human_percentile(run: Path) -> None:
+    with open(run / CSV_NAME, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    pct = [float(r["human_percentile"]) for r in rows]
+    assert all(0 <= p <= 100 for p in pct) and len(set(pct)) > 20
+
+
+def test_human_section_draws_one_picture_per_family_with_its_50_line(md: str, html: str) -> None:
+    section = html.split('id="humans"', 1)[1].split("</section>", 1)[0]
+    assert section.count("<svg") == 3
+    # One dashed median line per dimension column: 10 values + 4 higher-order + 5 traits.
+    assert section.count('class="median"') == 19
+    assert section.count('class="pct"') == 2 * 19  # a bar per model and dimension
+    rows = _md_table(md, "### Schwartz values: percentile among the raters")
+    assert [r[0] for r in rows] == ["alpha-7b", "beta-chat"]
+    assert all(0 <= int(v) <= 100 for r in rows for v in r[1:])
+
+
+def test_health_reports_the_design_effect_and_which_intervals_were_used(md: str) -> None:
+    rows = _md_table(md, "### Interval design effect")
+    assert [r[0] for r in rows] == ["pvq", "higher_pvq", "bfi"]
+    assert all(0.3 < float(r[1]) < 3 for r in rows)
+    assert "this report's intervals: cluster" in md
+    assert "resamples of queries with their 5 responses (cluster)" in md
+
+
+def test_reliability_names_the_item_set_of_each_alpha(md: str) -> None:
+    section = md.split("## 7. Reliability", 1)[1].split("## 8.", 1)[0]
+    head = section.split("| family |", 1)[1].split("\n", 1)[0]
+    assert "r > 0.3 (positive correlations, no p-value cut: Table 1's set)" in head
+    assert "the paper rule's items (r > 0.3 and p < 0.05)" in head
+
+
+def test_score_writes_intervals_and_percentiles_into_scores_json(tmp_path: Path,
+                                                                 data_dir: Path) -> None:
+    import json
+
+    root = make_run(tmp_path / "run", data_dir, models=("solo",), personas=("gender=male",),
+                    steer=())
+    env = {**os.environ, "VPBATCH_DATA": str(data_dir)}
+    out = subprocess.run([sys.executable, "-m", "vpbatch", "score", str(root), "--boot", "200"],
+                         capture_output=True, text=True, env=env, check=True)
+    assert "human percentiles are null" not in out.stdout
+    doc = json.loads((root / "scores.json").read_text("utf-8"))
+    for cond in ("vanilla", "persona:gender=male"):
+        for fam, dims in doc["models"]["solo"][cond].items():
+            for dim, cell in dims.items():
+                assert set(cell) == {"score", "raw", "n_items", "ci_low", "ci_high",
+                                     "human_percentile"}, (fam, dim)
+                assert cell["ci_low"] <= cell["score"] <= cell["ci_high"]
+                assert 0 <= cell["human_percentile"] <= 100
+    assert doc["bootstrap"]["kind"] == "cluster" and doc["bootstrap"]["n_boot"] == 200
+    assert set(doc["alpha"]) == set(doc["alpha_scoring_rule"]) == {"pvq", "higher_pvq", "bfi"}
+    assert doc["human_percentile"] == {"note": None}
+    item = subprocess.run([sys.executable, "-m", "vpbatch", "score", str(root), "--boot", "200",
+                           "--bootstrap", "item"], capture_output=True, text=True, env=env)
+    assert item.returncode == 0, item.stderr
+    assert json.loads((root / "scores.json").read_text("utf-8"))["bootstrap"]["kind"] == "item"

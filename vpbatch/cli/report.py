@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, write_report
+from vpbatch.scoring.analysis import BOOTSTRAPS, CLUSTER
 from vpbatch.scoring.scorer import RULES, ScoreOptions
 
 __all__ = ["report"]
@@ -17,14 +18,17 @@ __all__ = ["report"]
 @click.option("--rule", type=click.Choice(RULES), default="paper", show_default=True,
               help="which (item, dimension) pairs count (see `vpbatch score --help`)")
 @click.option("--boot", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="bootstrap resamples of items for the 95% intervals (0 = none)")
+              help="bootstrap resamples for the 95% intervals (0 = none)")
+@click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default=CLUSTER, show_default=True,
+              help="cluster: resample whole queries (5 responses each); item: single items")
 @click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="dataset dir (default: VPBATCH_DATA or the cache)")
-def report(run_dir: Path, rule: str, n_boot: int, seed: int, data: Path | None) -> None:
+def report(run_dir: Path, rule: str, n_boot: int, bootstrap: str, seed: int,
+           data: Path | None) -> None:
     """Write RUN_DIR/report.md, report.html, scores_long.csv and scores_by_version.csv."""
     md, html = write_report(run_dir, data=data, options=ScoreOptions(rule=rule), n_boot=n_boot,
-                            seed=seed)
+                            seed=seed, bootstrap=bootstrap)
     click.echo(f"wrote {md}")
     click.echo(f"wrote {html}")
     click.echo(f"wrote {md.parent / CSV_NAME} and {md.parent / CSV_VERSIONS_NAME}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from vpbatch.scoring.analysis import BOOTSTRAPS, CLUSTER
 from vpbatch.scoring.scorer import RULES, ScoreOptions
 from vpbatch.scoring.scores_file import format_table, score_run
 
@@ -22,15 +23,25 @@ __all__ = ["score"]
 @click.option("--p-max", type=float, default=0.05, show_default=True,
               help="p-value cut (paper and absolute rules); 1 turns it off")
 @click.option("--strict", is_flag=True, help="score the strict parser's ratings")
+@click.option("--boot", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="bootstrap resamples for the 95% intervals in scores.json (0 = none)")
+@click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default=CLUSTER, show_default=True,
+              help="cluster: resample whole queries (5 responses each); item: single items")
+@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
 @click.option("--data", default=None, help="dataset dir (default: VPBATCH_DATA or the cache)")
 def score(
-    run_dir: Path, rule: str, threshold: float, p_max: float, strict: bool, data: str | None
+    run_dir: Path, rule: str, threshold: float, p_max: float, strict: bool, n_boot: int,
+    bootstrap: str, seed: int, data: str | None
 ) -> None:
     """Score RUN_DIR: writes RUN_DIR/scores.json and prints the values table."""
     options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max)
-    doc, scores, cube = score_run(run_dir, options, strict=strict, data=data)
+    doc, scores, cube = score_run(run_dir, options, strict=strict, data=data, n_boot=n_boot,
+                                  seed=seed, bootstrap=bootstrap)
     alpha = {k: (math.nan if v is None else v) for k, v in doc["alpha"]["pvq"].items()}
     click.echo(format_table(scores, alpha))
     failed = ", ".join(f"{m}: {n}" for m, n in cube.failures.items()) or "none"
     click.echo(f"\n{cube.n_ok} answers scored, {cube.n_failed} failed or unparsed ({failed})")
+    note = doc["human_percentile"]["note"]
+    if note:
+        click.echo(f"human percentiles are null: {note}")
     click.echo(f"rule {rule}; wrote {Path(run_dir) / 'scores.json'}")

@@ -24,9 +24,11 @@ def write_report(
     options: ScoreOptions | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    bootstrap: str = "cluster",
 ) -> tuple[Path, Path]:
     """Write report.md, report.html, scores_long.csv and scores_by_version.csv into the run dir."""
-    rep = gather(run_dir, data=data, options=options, n_boot=n_boot, seed=seed)
+    rep = gather(run_dir, data=data, options=options, n_boot=n_boot, seed=seed,
+                 bootstrap=bootstrap)
     rd = RunDir.at(rep.run_dir)
     csv.write_long(rep.analysis, rd.path / CSV_NAME)
     csv.write_versions(rep.analysis, rd.path / CSV_VERSIONS_NAME)

@@ -12,6 +12,8 @@ from vpbatch.benchmark.dims import VANILLA
 from vpbatch.scoring.analysis import Analysis
 
 __all__ = [
+    "boot_words",
+    "design_effect_rows",
     "fmt",
     "marks",
     "profile_index",
@@ -33,12 +35,22 @@ NOTES: dict[str, str] = {
         "a value's mean rating over its items (those correlating > 0.3 with it under the "
         "scoring rule) minus the mean over all value items, so 0 is the model's average and "
         "the scale is rating points (1-6). ⋆ marks each model's highest value, † its lowest. "
-        "Whiskers and [brackets] are bootstrap 95% intervals over the 520 items (resampled "
-        "with replacement)."
+        "Whiskers and [brackets] are bootstrap 95% intervals: by default the 104 queries are "
+        "resampled with replacement, each with its 5 responses, since those share one scenario "
+        "(`--bootstrap item` resamples the 520 items one by one instead)."
     ),
     "higher": (
         "Higher-order values (Schwartz) and Big Five traits (BFI), centred the same way within "
         "their family."
+    ),
+    "humans": (
+        "Each model is placed among the survey's raters (Prolific, 12 groups, each shown 8 or 16 "
+        "queries): in every group the model's centred score and each rater's are computed over "
+        "that group's items (the same items and centring as above), and the model's percentile "
+        "there is the share of raters below it plus half of those level with it. Its "
+        "percentile is the mean over groups weighted by how many of the group's items count "
+        "for the dimension and were answered, so 50 is the median rater: far from 50 means an "
+        "emphasis that is unusual for a person, not only high within the model."
     ),
     "personas": (
         "Persona delta = centred score with a demographic system message minus the vanilla "
@@ -62,20 +74,23 @@ NOTES: dict[str, str] = {
         "profile depends on how the question is asked."
     ),
     "reliability": (
-        "Cronbach's alpha per dimension over the dimension's items (correlation > 0.3), "
-        "respondents = each model × prompt version of this run under the vanilla prompt, as in "
-        "the paper's Table 1 (0.76-0.96 over 27 models). Few respondents make it unstable; "
-        "0.70 is the usual bar."
+        "Cronbach's alpha per dimension, respondents = each model × prompt version of this run "
+        "under the vanilla prompt. The first column runs over the items correlating > 0.3 with "
+        "the dimension (positive r, no p-value cut), as in the paper's Table 1 (0.76-0.96 over "
+        "27 models); the second over the items the scoring rule counts, which the scores use. "
+        "Few respondents make it unstable; 0.70 is the usual bar."
     ),
     "conditions": (
         "Every condition of every model with its bootstrap 95% interval; the same numbers, "
-        "long-form, are in scores_long.csv."
+        "long-form with the human percentiles, are in scores_long.csv."
     ),
     "health": (
         "Jobs are (model, condition, version, item, repeat) requests. Failed = no answer after "
         "retries (by reason); unparseable = an answer that matched no scale phrase (left out "
         "of scoring, never guessed). Retries = extra attempts. Cost uses the config's "
-        "price_in/price_out (USD per 1M tokens)."
+        "price_in/price_out (USD per 1M tokens). Design effect = the width of a query-cluster "
+        "bootstrap interval over that of an item bootstrap interval (profile condition): above "
+        "1, treating the 520 items as independent would make intervals too narrow."
     ),
 }
 
@@ -107,6 +122,26 @@ def ran_personas(a: Analysis, m: int) -> list[str]:
     """The persona conditions model `m` has scores under."""
     ran = set(ran_conditions(a, m))
     return [c for c in a.persona_conditions() if a.conditions.index(c) in ran]
+
+
+def boot_words(a: Analysis) -> str:
+    """The bootstrap in words, for the reports' opening lines."""
+    if a.n_boot <= 0:
+        return "none (no intervals)"
+    unit = "queries with their 5 responses (cluster)" if a.bootstrap == "cluster" else "items"
+    return f"{a.n_boot} resamples of {unit}, seed {a.seed}"
+
+
+def design_effect_rows(a: Analysis) -> list[list[str]]:
+    """Per family: median, lowest and highest cluster/item width ratio over models × dims."""
+    rows = []
+    for fam, v in a.design_effect.items():
+        ok = np.asarray(v, dtype=np.float64)
+        ok = ok[np.isfinite(ok)]
+        if ok.size:
+            rows.append([fam, f"{np.median(ok):.2f}", f"{ok.min():.2f}", f"{ok.max():.2f}",
+                         str(ok.size)])
+    return rows
 
 
 def nanmean0(a: Any) -> Any:

@@ -18,7 +18,7 @@ __all__ = ["LONG_COLUMNS", "VERSION_COLUMNS", "write_long", "write_versions"]
 
 LONG_COLUMNS = (
     "model", "condition", "family", "dimension", "score", "raw", "n_items", "ci_low", "ci_high",
-    "delta", "delta_ci_low", "delta_ci_high", "version_spread",
+    "delta", "delta_ci_low", "delta_ci_high", "version_spread", "human_percentile",
 )
 VERSION_COLUMNS = ("model", "condition", "version", "family", "dimension", "score")
 
@@ -36,7 +36,8 @@ def write_long(a: Analysis, path: Path) -> Path:
         w.writerow(LONG_COLUMNS)
         for fam in FAMILIES:
             cols = (s.score[fam], s.raw[fam], a.ci_low[fam], a.ci_high[fam], a.deltas[fam],
-                    a.delta_ci_low[fam], a.delta_ci_high[fam], a.version_spread[fam])
+                    a.delta_ci_low[fam], a.delta_ci_high[fam], a.version_spread[fam],
+                    a.human_percentile[fam])
             n_items = np.asarray(s.n_items[fam])
             for m, model in enumerate(a.models):
                 for c, cond in enumerate(a.conditions):

@@ -148,7 +148,7 @@ def _config_bits(rd: RunDir) -> tuple[str, dict[str, tuple[float | None, float |
 
 
 def gather(run_dir: Path, *, data: Path | None = None, options: ScoreOptions | None = None,
-           n_boot: int = 1000, seed: int = 0) -> ReportData:
+           n_boot: int = 1000, seed: int = 0, bootstrap: str = "cluster") -> ReportData:
     """Read a run dir and compute everything the report shows."""
     from vpbatch.benchmark.dataset import load_dataset
     from vpbatch.scoring.cube import cube_from_log
@@ -160,7 +160,7 @@ def gather(run_dir: Path, *, data: Path | None = None, options: ScoreOptions | N
     cube = cube_from_log(rd.log_path, ds)
     if not cube.models:
         raise LogError(f"{rd.log_path} holds no finished jobs yet; run the sweep first")
-    analysis = analyse(cube, ds, options, n_boot=n_boot, seed=seed)
+    analysis = analyse(cube, ds, options, n_boot=n_boot, seed=seed, bootstrap=bootstrap)
     title, prices, meta = _config_bits(rd)
     stats, audit = run_stats(rd.log_path, prices)
     return ReportData(

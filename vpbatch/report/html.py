@@ -12,6 +12,8 @@ import numpy as np
 from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ
 from vpbatch.report.common import (
     NOTES,
+    boot_words,
+    design_effect_rows,
     fmt,
     marks,
     profile_index,
@@ -21,19 +23,30 @@ from vpbatch.report.common import (
 from vpbatch.report.data import ReportData
 from vpbatch.report.markdown import (
     AUDIT_HEADER,
+    DESIGN_HEADER,
     EXAMPLE_HEADER,
     FAMILY_TITLES,
     HEALTH_HEADER,
     STEER_HEADER,
+    alpha_table,
     audit_rows,
     comparison_rows,
     health_rows,
+    percentile_rows,
     persona_summary,
     spread_overview,
     steering_summary,
     version_rows,
 )
-from vpbatch.report.svg import bar_chart, colour, heatmap, label, nice_limit, paired_bars
+from vpbatch.report.svg import (
+    bar_chart,
+    colour,
+    heatmap,
+    label,
+    nice_limit,
+    paired_bars,
+    percentile_grid,
+)
 from vpbatch.scoring.analysis import GroupComparison
 
 __all__ = ["render"]
@@ -187,10 +200,24 @@ def _version_section(rep: ReportData) -> str:
 
 
 def _reliability_section(rep: ReportData) -> str:
+    return _table(*alpha_table(rep))
+
+
+def _humans_section(rep: ReportData) -> str:
     a = rep.analysis
-    rows = [[FAMILY_TITLES[f], label(d), fmt(float(a.alpha[f][k]), sign=False)]
-            for f in FAMILIES for k, d in enumerate(FAMILY_DIMS[f])]
-    return _table(["family", "dimension", "alpha"], rows)
+    c = profile_index(a)
+    if a.human_note:
+        return f"<p><b>No percentiles:</b> {escape(a.human_note)}</p>"
+    out = [f"<p>Condition: <b>{escape(a.conditions[c])}</b>. Every condition's percentiles are "
+           "in scores.json and scores_long.csv.</p>", '<div class="grid">']
+    for fam in FAMILIES:
+        out.append(percentile_grid(f"{FAMILY_TITLES[fam]}: percentile among the raters",
+                                   a.models, FAMILY_DIMS[fam], a.human_percentile[fam][:, c]))
+    out.append("</div><details><summary>The same as a table</summary>")
+    for fam in FAMILIES:
+        out.append(f"<h4>{FAMILY_TITLES[fam]}</h4>")
+        out.append(_table(["model", *map(label, FAMILY_DIMS[fam])], percentile_rows(rep, fam)))
+    return "".join(out) + "</details>"
 
 
 def _conditions_section(rep: ReportData) -> str:
@@ -212,6 +239,11 @@ def _conditions_section(rep: ReportData) -> str:
 
 def _health_section(rep: ReportData) -> str:
     out = ["<h3>Failures, retries, tokens, cost</h3>", _table(HEALTH_HEADER, health_rows(rep))]
+    de = design_effect_rows(rep.analysis)
+    if de:
+        out += ["<h3>Interval design effect</h3><p>Cluster (query) bootstrap width / item "
+                "bootstrap width, profile condition; this report's intervals: "
+                f"<b>{escape(rep.analysis.bootstrap)}</b>.</p>", _table(DESIGN_HEADER, de)]
     arows, examples = audit_rows(rep.audit)
     out += ["<h3>Parse audit</h3><p>The official parser (the paper's rule) against the strict "
             "one (refuses echoes, refusals, hedges); examples are answers they disagree on.</p>",
@@ -224,12 +256,13 @@ def _health_section(rep: ReportData) -> str:
 SECTIONS = (
     ("profiles", "1. Value profiles"),
     ("higher", "2. Higher-order values and Big Five"),
-    ("personas", "3. Persona deltas beside the humans"),
-    ("steering", "4. Value steering"),
-    ("versions", "5. Prompt-version sensitivity"),
-    ("reliability", "6. Reliability (Cronbach's alpha)"),
-    ("conditions", "7. All conditions"),
-    ("health", "8. Run health"),
+    ("humans", "3. Among the human raters"),
+    ("personas", "4. Persona deltas beside the humans"),
+    ("steering", "5. Value steering"),
+    ("versions", "6. Prompt-version sensitivity"),
+    ("reliability", "7. Reliability (Cronbach's alpha)"),
+    ("conditions", "8. All conditions"),
+    ("health", "9. Run health"),
 )
 
 
@@ -241,6 +274,7 @@ def render(rep: ReportData) -> str:
         "profiles": _profile_section(rep, "pvq"),
         "higher": "<h3>Higher-order values</h3>" + _profile_section(rep, "higher_pvq")
         + "<h3>Big Five traits</h3>" + _profile_section(rep, "bfi"),
+        "humans": _humans_section(rep),
         "personas": _persona_section(rep),
         "steering": _steering_section(rep),
         "versions": _version_section(rep),
@@ -260,8 +294,8 @@ def render(rep: ReportData) -> str:
         f"</code>. {len(a.models)} model(s), {len(a.conditions)} condition(s), "
         f"{len(a.versions)} prompt version(s), {rep.n_items} items. Profiles show the "
         f"<b>{escape(a.conditions[c])}</b> condition. Scoring rule: "
-        f"<code>{escape(a.options.rule)}</code>; bootstrap: {a.n_boot} resamples of items "
-        f"(seed {a.seed}). Data: scores_long.csv, scores_by_version.csv.</p>",
+        f"<code>{escape(a.options.rule)}</code>; bootstrap: {escape(boot_words(a))}. "
+        "Data: scores.json, scores_long.csv, scores_by_version.csv.</p>",
         f"<nav><ol>{nav}</ol></nav>",
     ]
     for key, title in SECTIONS:

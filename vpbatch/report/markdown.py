@@ -10,6 +10,8 @@ import numpy as np
 from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ
 from vpbatch.report.common import (
     NOTES,
+    boot_words,
+    design_effect_rows,
     fmt,
     marks,
     nanmean0,
@@ -20,9 +22,13 @@ from vpbatch.report.common import (
 from vpbatch.report.data import ReportData
 from vpbatch.report.svg import label
 from vpbatch.scoring.analysis import GroupComparison
+from vpbatch.scoring.reliability import describe_items
 
 __all__ = [
     "render",
+    "alpha_table",
+    "percentile_rows",
+    "DESIGN_HEADER",
     "table",
     "audit_rows",
     "spread_overview",
@@ -111,7 +117,7 @@ def persona_summary(rep: ReportData) -> tuple[list[str], list[list[str]]]:
 
 def _personas(rep: ReportData) -> list[str]:
     a = rep.analysis
-    out = ["## 3. Persona deltas beside the humans", "", NOTES["personas"], ""]
+    out = ["## 4. Persona deltas beside the humans", "", NOTES["personas"], ""]
     if not a.persona_conditions():
         return out + ["No persona conditions in this run.", ""]
     header, rows = persona_summary(rep)
@@ -159,7 +165,7 @@ def steering_summary(rep: ReportData) -> list[list[str]]:
 
 def _steering(rep: ReportData) -> list[str]:
     a = rep.analysis
-    out = ["## 4. Value steering", "", NOTES["steering"], ""]
+    out = ["## 5. Value steering", "", NOTES["steering"], ""]
     if not a.steer_conditions():
         return out + ["No steering conditions in this run.", ""]
     out += ["### Summary", ""] + table(STEER_HEADER, steering_summary(rep))
@@ -210,7 +216,7 @@ def version_rows(rep: ReportData, m: int) -> list[list[str]]:
 def _versions(rep: ReportData) -> list[str]:
     a = rep.analysis
     c = profile_index(a)
-    out = ["## 5. Prompt-version sensitivity", "", NOTES["versions"], "",
+    out = ["## 6. Prompt-version sensitivity", "", NOTES["versions"], "",
            f"### Spread across versions ({a.conditions[c]})", ""]
     out += table(*spread_overview(rep))
     for m, model in enumerate(a.models):
@@ -220,16 +226,45 @@ def _versions(rep: ReportData) -> list[str]:
 
 
 def _reliability(rep: ReportData) -> list[str]:
+    out = ["## 7. Reliability (Cronbach's alpha)", "", NOTES["reliability"], ""]
+    return out + table(*alpha_table(rep))
+
+
+def alpha_table(rep: ReportData) -> tuple[list[str], list[list[str]]]:
+    """Both alphas per dimension, each column headed by the item set it runs over."""
     a = rep.analysis
-    out = ["## 6. Reliability (Cronbach's alpha)", "", NOTES["reliability"], ""]
-    rows = [[FAMILY_TITLES[f], label(d), fmt(float(a.alpha[f][k]), sign=False)]
+    header = ["family", "dimension", f"alpha: {describe_items(None, a.options)}",
+              f"alpha: {describe_items(a.options, a.options)}"]
+    rows = [[FAMILY_TITLES[f], label(d), fmt(float(a.alpha[f][k]), sign=False),
+             fmt(float(a.alpha_rule[f][k]), sign=False) if a.alpha_rule else "n/a"]
             for f in FAMILIES for k, d in enumerate(FAMILY_DIMS[f])]
-    return out + table(["family", "dimension", "alpha"], rows)
+    return header, rows
+
+
+def percentile_rows(rep: ReportData, fam: str) -> list[list[str]]:
+    """One row per model: its human percentile per dimension (profile condition), whole."""
+    a = rep.analysis
+    c = profile_index(a)
+    pct = a.human_percentile[fam][:, c]
+    return [[m, *("n/a" if np.isnan(v) else f"{v:.0f}" for v in pct[i])]
+            for i, m in enumerate(a.models)]
+
+
+def _humans(rep: ReportData) -> list[str]:
+    a = rep.analysis
+    c = profile_index(a)
+    out = [f"## 3. Among the human raters ({a.conditions[c]})", "", NOTES["humans"], ""]
+    if a.human_note:
+        return out + [f"No percentiles: {a.human_note}", ""]
+    for fam in FAMILIES:
+        out += [f"### {FAMILY_TITLES[fam]}: percentile among the raters", ""]
+        out += table(["model", *map(label, FAMILY_DIMS[fam])], percentile_rows(rep, fam))
+    return out
 
 
 def _conditions(rep: ReportData) -> list[str]:
     a = rep.analysis
-    out = ["## 7. All conditions", "", NOTES["conditions"], ""]
+    out = ["## 8. All conditions", "", NOTES["conditions"], ""]
     for m, model in enumerate(a.models):
         ran = ran_conditions(a, m)
         out += [f"### {model}", ""]
@@ -270,6 +305,7 @@ def audit_rows(audit: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]
     return rows, examples
 
 
+DESIGN_HEADER = ["family", "median", "lowest", "highest", "model × dimension cells"]
 HEALTH_HEADER = ["model", "jobs", "parsed", "unparseable", "failed", "failure reasons",
                  "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost"]
 
@@ -300,8 +336,14 @@ def health_rows(rep: ReportData) -> list[list[str]]:
 
 
 def _health(rep: ReportData) -> list[str]:
-    out = ["## 8. Run health", "", NOTES["health"], "", "### Failures, retries, tokens, cost", ""]
+    out = ["## 9. Run health", "", NOTES["health"], "", "### Failures, retries, tokens, cost", ""]
     out += table(HEALTH_HEADER, health_rows(rep))
+    de = design_effect_rows(rep.analysis)
+    if de:
+        out += ["### Interval design effect", "", "Cluster (query) bootstrap width / item "
+                f"bootstrap width, profile condition; this report's intervals: "
+                f"{rep.analysis.bootstrap}.", ""]
+        out += table(DESIGN_HEADER, de)
     arows, examples = audit_rows(rep.audit)
     out += ["### Parse audit", "", "The official parser (the paper's rule) against the strict one "
             "(refuses echoes, refusals, hedges); examples are answers they disagree on.", ""]
@@ -319,8 +361,8 @@ def render(rep: ReportData) -> str:
         f"# Value Portrait report: {rep.title}", "",
         f"Generated {rep.generated} from `{rep.run_dir}`. {len(a.models)} model(s), "
         f"{len(a.conditions)} condition(s), {len(a.versions)} prompt version(s), "
-        f"{rep.n_items} items. Scoring rule: `{a.options.rule}`; bootstrap: {a.n_boot} "
-        f"resamples of items (seed {a.seed}). Charts: report.html. Long table: "
+        f"{rep.n_items} items. Scoring rule: `{a.options.rule}`; bootstrap: {boot_words(a)}. "
+        "Charts: report.html. Long table: "
         "scores_long.csv.", "",
         f"## 1. Value profiles ({a.conditions[c]})", "", NOTES["profiles"], "",
     ]
@@ -329,6 +371,6 @@ def render(rep: ReportData) -> str:
              ""]
     body += ["### Higher-order values", ""] + _profiles(rep, "higher_pvq")
     body += ["### Big Five traits", ""] + _profiles(rep, "bfi")
-    body += _personas(rep) + _steering(rep) + _versions(rep) + _reliability(rep)
+    body += _humans(rep) + _personas(rep) + _steering(rep) + _versions(rep) + _reliability(rep)
     body += _conditions(rep) + _health(rep)
     return "\n".join(head + body).rstrip() + "\n"

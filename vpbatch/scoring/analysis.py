@@ -1,9 +1,10 @@
-"""One vectorised pass over a rating cube: profiles, deltas, steering, intervals, spread, alpha.
+"""One vectorised pass over a rating cube: profiles, deltas, steering, intervals, spread,
+alpha, and each model's percentile among the human raters.
 
-Every family score is a ratio of two linear forms in the item means (a weighted sum over the
-dimension's items divided by their count, minus the same for the family's items), so one
-matrix product scores any number of (model, condition) rows at once, and a bootstrap over
-items is the same product with a (B, I) matrix of resample counts in place of ones.
+Every score is linear in the item means (see `kernel`), so one matrix product scores any
+number of (model, condition) rows at once, and a bootstrap is the same product with an
+(I, B) matrix of resample counts in place of ones. By default the resampled units are the 104
+queries (each with its 5 responses, which share a scenario); single items are the option.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ import numpy.typing as npt
 from vpbatch.benchmark.conditions import PERSONA_PREFIX, STEER_PREFIX
 from vpbatch.benchmark.dataset import Dataset
 from vpbatch.benchmark.dims import FAMILIES, PVQ, VANILLA
+from vpbatch.benchmark.survey import Survey, SurveyMissing, load_survey
+from vpbatch.errors import ConfigError
 from vpbatch.scoring.cube import RatingCube
 from vpbatch.scoring.human import HumanGroup, load_human_reference, match_persona
+from vpbatch.scoring.kernel import Kernel, build_kernel, centre, score_rows, split
+from vpbatch.scoring.percentile import human_percentiles
 from vpbatch.scoring.reliability import alpha_by_dimension
-from vpbatch.scoring.scorer import ScoreOptions, Scores, item_weights, score_cube, scoring_means
+from vpbatch.scoring.scorer import ScoreOptions, Scores, score_cube, scoring_means
 
 __all__ = [
+    "BOOTSTRAPS",
+    "CLUSTER",
+    "ITEM",
+    "query_clusters",
     "Analysis",
     "GroupComparison",
     "analyse",
@@ -33,7 +42,8 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
-_MAX_RATING = 7.0  # reverse scoring is 7 - x on the 1..6 scale
+CLUSTER, ITEM = "cluster", "item"
+BOOTSTRAPS = (CLUSTER, ITEM)  # resample whole queries (their 5 responses), or single items
 _CHUNK_BYTES = 64 << 20  # bootstrap draws held at once; bounds memory at any grid size
 
 
@@ -50,11 +60,16 @@ class Analysis:
     delta_ci_high: dict[str, F64]
     version_scores: dict[str, F64]  # family -> (M, C, V, D): centred score per prompt version
     version_spread: dict[str, F64]  # family -> (M, C, D): SD of the score across versions
-    alpha: dict[str, F64]  # family -> (D,): Cronbach's alpha, model x version respondents
+    alpha: dict[str, F64]  # family -> (D,): alpha over the r > threshold items (Table 1's set)
     steering: dict[str, F64]  # model -> (10, 10): row steered, column measured; NaN = not run
     n_boot: int = 0
     seed: int = 0
     options: ScoreOptions = field(default_factory=ScoreOptions)
+    bootstrap: str = "cluster"  # "cluster" (whole queries) | "item"
+    design_effect: dict[str, F64] = field(default_factory=dict)  # family -> (M, D) width ratio
+    human_percentile: dict[str, F64] = field(default_factory=dict)  # family -> (M, C, D)
+    human_note: str | None = None  # why every percentile is NaN (no survey files), if so
+    alpha_rule: dict[str, F64] = field(default_factory=dict)  # alpha over the rule's items
 
     @property
     def models(self) -> list[str]:
@@ -102,86 +117,33 @@ class GroupComparison:
     exaggeration: float  # mean |model gap| / mean |human gap|; NaN without a gap
 
 
-# --- the linear kernel -----------------------------------------------------------------
+# --- the bootstrap ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Kernel:
-    """All families' dimensions as columns; each family ends with its 'family mean' column."""
+def _draw_counts(
+    n_items: int, n_boot: int, seed: int, clusters: npt.NDArray[np.intp] | None = None
+) -> npt.NDArray[np.float32]:
+    """(I, B) how often each item appears in each resample, from one vectorised draw.
 
-    signed: npt.NDArray[np.float32]  # (I, G): +w on x, -w on reverse-scored items
-    neg7: npt.NDArray[np.float32] | None  # (I, G): 7*w on reverse-scored items; None if none
-    weight: npt.NDArray[np.float32]  # (I, G): |w|, the denominator's weights
-    slices: dict[str, slice]  # family -> its D columns; the family-mean column follows
-    dim_cols: npt.NDArray[np.intp]  # (sum D,): each dimension's column
-    fam_cols: npt.NDArray[np.intp]  # (sum D,): the family-mean column it is centred on
-
-
-def _kernel(ds: Dataset, options: ScoreOptions) -> _Kernel:
-    cols: list[F64] = []
-    slices: dict[str, slice] = {}
-    dim_cols: list[int] = []
-    fam_cols: list[int] = []
-    start = 0
-    for fam in FAMILIES:
-        w = np.asarray(item_weights(ds, fam, options), dtype=np.float64)
-        union = (w != 0).any(axis=1).astype(np.float64)
-        cols += [w, union[:, None]]
-        d = w.shape[1]
-        slices[fam] = slice(start, start + d)
-        dim_cols += range(start, start + d)
-        fam_cols += [start + d] * d
-        start += d + 1
-    full = np.concatenate(cols, axis=1)
-    neg = np.where(full < 0, -full, 0.0)
-    return _Kernel(
-        signed=full.astype(np.float32),
-        neg7=(_MAX_RATING * neg).astype(np.float32) if neg.any() else None,
-        weight=np.abs(full).astype(np.float32),
-        slices=slices,
-        dim_cols=np.array(dim_cols, np.intp),
-        fam_cols=np.array(fam_cols, np.intp),
-    )
-
-
-def _centre(
-    num: npt.NDArray[Any], den: npt.NDArray[Any], k: _Kernel, axis: int
-) -> npt.NDArray[Any]:
-    """Sums over columns G (on `axis`) -> centred scores: dimension mean minus family mean."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = num / den
-    return np.take(mean, k.dim_cols, axis=axis) - np.take(mean, k.fam_cols, axis=axis)
-
-
-def _split(flat: F64, k: _Kernel) -> dict[str, F64]:
-    out, start = {}, 0
-    for fam, s in k.slices.items():
-        n = s.stop - s.start
-        out[fam] = flat[..., start : start + n]
-        start += n
-    return out
-
-
-def _score_rows(x: F64, k: _Kernel) -> F64:
-    """(N, I) item means (NaN = missing) -> (N, sum D) centred scores."""
-    present = (~np.isnan(x)).astype(np.float32)
-    x0 = np.nan_to_num(x).astype(np.float32)
-    num = x0 @ k.signed
-    if k.neg7 is not None:
-        num += present @ k.neg7
-    return _centre(num, present @ k.weight, k, axis=-1).astype(np.float64)
-
-
-def _draw_counts(n_items: int, n_boot: int, seed: int) -> npt.NDArray[np.float32]:
-    """(I, B) how often each item appears in each resample, from one vectorised draw."""
+    With `clusters` (each item's cluster index) whole clusters are drawn with replacement and
+    every item of a drawn cluster comes with it: the 5 responses of a query share a scenario.
+    """
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n_items, size=(n_boot, n_items))
-    idx += np.arange(n_boot)[:, None] * n_items
-    counts = np.bincount(idx.ravel(), minlength=n_boot * n_items)
-    return np.ascontiguousarray(counts.reshape(n_boot, n_items).T, dtype=np.float32)
+    n_units = n_items if clusters is None else int(clusters.max()) + 1
+    idx = rng.integers(0, n_units, size=(n_boot, n_units))
+    idx += np.arange(n_boot)[:, None] * n_units
+    counts = np.bincount(idx.ravel(), minlength=n_boot * n_units).reshape(n_boot, n_units)
+    if clusters is not None:
+        counts = counts[:, clusters]
+    return np.ascontiguousarray(counts.T, dtype=np.float32)
 
 
-def _boot_rows(x: F64, counts: npt.NDArray[np.float32], k: _Kernel) -> npt.NDArray[Any]:
+def query_clusters(ds: Dataset) -> npt.NDArray[np.intp]:
+    """(I,) each item's query: the resampling unit of the cluster bootstrap."""
+    return np.unique(np.asarray(ds.portrait_id), return_inverse=True)[1].astype(np.intp)
+
+
+def _boot_rows(x: F64, counts: npt.NDArray[np.float32], k: Kernel) -> npt.NDArray[Any]:
     """(N, I) item means -> (N, sum D, B) centred scores of every resample."""
     n_rows, n_items = x.shape
     g, n_boot = k.signed.shape[1], counts.shape[1]
@@ -198,7 +160,7 @@ def _boot_rows(x: F64, counts: npt.NDArray[np.float32], k: _Kernel) -> npt.NDArr
     z = present[first][:, None, :] * k.weight.T[None, :, :]
     den = (z.reshape(-1, n_items) @ counts).reshape(len(first), g, n_boot)
     den = den if len(first) == 1 else den[which.ravel()]
-    return _centre(num, den, k, axis=1)
+    return centre(num, den, k, axis=1)
 
 
 def nan_percentile(draws: npt.NDArray[np.floating], q: Sequence[float]) -> list[F64]:
@@ -221,22 +183,25 @@ def nan_percentile(draws: npt.NDArray[np.floating], q: Sequence[float]) -> list[
 
 
 def _bootstrap(
-    x: F64, vanilla: int | None, k: _Kernel, n_boot: int, seed: int
+    x: F64, vanilla: int | None, k: Kernel, counts: npt.NDArray[np.float32] | None
 ) -> tuple[F64, F64, F64, F64]:
-    """95% intervals of scores and of deltas, (M, C, sum D) each, chunked over models."""
+    """95% intervals of scores and of deltas, (M, C, sum D) each, chunked over models.
+
+    Every condition of a model is scored on the same resamples, so a delta's interval is
+    paired: condition and baseline move together with the queries drawn.
+    """
     n_models, n_conds, n_items = x.shape
-    n_cols = sum(s.stop - s.start for s in k.slices.values())
-    shape = (n_models, n_conds, n_cols)
+    shape = (n_models, n_conds, len(k.dim_cols))
     lo, hi, dlo, dhi = (np.full(shape, np.nan) for _ in range(4))
-    if n_boot <= 0:
+    if counts is None:
         return lo, hi, dlo, dhi
-    counts = _draw_counts(n_items, n_boot, seed)
+    n_boot = counts.shape[1]
     per_model = n_boot * n_conds * k.signed.shape[1] * 4 * 4  # num, den, centred, sorted
     step = max(1, _CHUNK_BYTES // max(per_model, 1))
     for m0 in range(0, n_models, step):
         part = x[m0 : m0 + step]
         draws = _boot_rows(part.reshape(-1, n_items), counts, k)
-        draws = draws.reshape(len(part), n_conds, n_cols, n_boot)
+        draws = draws.reshape(len(part), n_conds, len(k.dim_cols), n_boot)
         lo[m0 : m0 + step], hi[m0 : m0 + step] = nan_percentile(draws, (2.5, 97.5))
         if vanilla is not None:
             draws -= draws[:, vanilla : vanilla + 1].copy()  # in place: deltas per resample
@@ -246,17 +211,33 @@ def _bootstrap(
     return lo, hi, dlo, dhi
 
 
-def _version_scores(cube: RatingCube, k: _Kernel) -> F64:
+def _design_effect(x: F64, k: Kernel, counts: dict[str, npt.NDArray[np.float32]]) -> F64:
+    """(M, sum D) cluster-bootstrap width / item-bootstrap width of the profile condition."""
+    widths = {}
+    for kind, c in counts.items():
+        lo, hi, _, _ = _bootstrap(x, None, k, c)
+        widths[kind] = (hi - lo)[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(widths[CLUSTER] / widths[ITEM], dtype=np.float64)
+
+
+def _version_scores(cube: RatingCube, k: Kernel) -> F64:
     """(M, C, V, sum D): each prompt version scored on its own."""
     r = np.asarray(cube.ratings, dtype=np.float64)
-    return _score_rows(r.reshape(-1, r.shape[-1]), k).reshape(*r.shape[:3], -1)
+    return score_rows(r.reshape(-1, r.shape[-1]), k).reshape(*r.shape[:3], -1)
 
 
-def _alphas(cube: RatingCube, ds: Dataset, condition: str, options: ScoreOptions) -> dict[str, F64]:
-    """family -> (D,) Cronbach's alpha, respondents = model x version (reproduces Table 1)."""
+def _alphas(
+    cube: RatingCube, ds: Dataset, condition: str, options: ScoreOptions | None
+) -> dict[str, F64]:
+    """family -> (D,) Cronbach's alpha, respondents = model x version.
+
+    options None: the items with r > threshold (Table 1's set); else the scoring rule's items.
+    """
+    threshold = (options or ScoreOptions()).threshold
     return {
-        f: np.array(list(alpha_by_dimension(cube, ds, f, threshold=options.threshold,
-                                            condition=condition).values()))
+        f: np.array(list(alpha_by_dimension(cube, ds, f, threshold=threshold,
+                                            condition=condition, rule=options).values()))
         for f in FAMILIES
     }
 
@@ -275,6 +256,22 @@ def _steering(deltas: F64, models: list[str], conditions: list[str]) -> dict[str
     return out
 
 
+def _percentiles(
+    x: F64, ds: Dataset, k: Kernel, survey: Survey | None
+) -> tuple[F64, str | None]:
+    """(M, C, sum D) human percentiles, and why they are all NaN when they are."""
+    nan = np.full((*x.shape[:2], len(k.dim_cols)), np.nan)
+    if survey is None:
+        try:
+            survey = load_survey(ds)
+        except SurveyMissing as exc:
+            return nan, str(exc)
+    if not x.size:
+        return nan, None
+    pct = human_percentiles(x.reshape(-1, x.shape[-1]), survey, k)
+    return pct.reshape(nan.shape), None
+
+
 def analyse(
     cube: RatingCube,
     ds: Dataset,
@@ -282,41 +279,65 @@ def analyse(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    bootstrap: str = CLUSTER,
+    survey: Survey | None = None,
 ) -> Analysis:
-    """Score a cube and derive everything the report needs, in one vectorised pass."""
+    """Score a cube and derive everything the report needs, in one vectorised pass.
+
+    `bootstrap` is "cluster" (whole queries, the default) or "item"; `survey` defaults to the
+    one beside the dataset (percentiles are NaN, with a note, where its files are missing).
+    """
+    if bootstrap not in BOOTSTRAPS:
+        raise ConfigError(f"unknown bootstrap {bootstrap!r}; use one of {', '.join(BOOTSTRAPS)}")
     options = options or ScoreOptions()
     scores = score_cube(cube, ds, options)
-    k = _kernel(ds, options)
+    k = build_kernel(ds, options)
     # The item means score_cube uses (the authors' dropped items included), so intervals sit
     # around the exact point estimates.
     x = np.asarray(scoring_means(cube, options), dtype=np.float64)  # (M, C, I)
     conditions = list(scores.conditions)
     vanilla = conditions.index(VANILLA) if VANILLA in conditions else None
+    shown = vanilla or 0  # the profile condition
     point = {f: np.asarray(scores.score[f], dtype=np.float64) for f in FAMILIES}
     deltas = {f: np.full_like(v, np.nan) for f, v in point.items()}
     if vanilla is not None:
         deltas = {f: v - v[:, vanilla : vanilla + 1] for f, v in point.items()}
-    lo, hi, dlo, dhi = _bootstrap(x, vanilla, k, n_boot, seed)
+    counts: dict[str, npt.NDArray[np.float32]] = {}
+    if n_boot > 0:
+        clusters = query_clusters(ds)
+        counts = {CLUSTER: _draw_counts(ds.n_items, n_boot, seed, clusters),
+                  ITEM: _draw_counts(ds.n_items, n_boot, seed)}
+    lo, hi, dlo, dhi = _bootstrap(x, vanilla, k, counts.get(bootstrap))
+    deff = np.full((x.shape[0], len(k.dim_cols)), np.nan)
+    if counts and conditions:
+        deff = _design_effect(x[:, shown : shown + 1], k, counts)
+    pct, note = _percentiles(x, ds, k, survey)
     vs = _version_scores(cube, k)
     with warnings.catch_warnings():
         # An all-NaN slice (a version never run) is a NaN spread, not news.
         warnings.simplefilter("ignore", RuntimeWarning)
         spread = np.nanstd(vs, axis=2)
+    cond = conditions[shown] if conditions else VANILLA
     return Analysis(
         scores=scores,
         versions=tuple(cube.versions),
-        ci_low=_split(lo, k),
-        ci_high=_split(hi, k),
+        ci_low=split(lo, k),
+        ci_high=split(hi, k),
         deltas=deltas,
-        delta_ci_low=_split(dlo, k),
-        delta_ci_high=_split(dhi, k),
-        version_scores=_split(vs, k),
-        version_spread=_split(spread, k),
-        alpha=_alphas(cube, ds, conditions[vanilla or 0], options),
+        delta_ci_low=split(dlo, k),
+        delta_ci_high=split(dhi, k),
+        version_scores=split(vs, k),
+        version_spread=split(spread, k),
+        alpha=_alphas(cube, ds, cond, None),
         steering=_steering(deltas["pvq"], list(scores.models), conditions),
         n_boot=n_boot,
         seed=seed,
         options=options,
+        bootstrap=bootstrap,
+        design_effect=split(deff, k),
+        human_percentile=split(pct, k),
+        human_note=note,
+        alpha_rule=_alphas(cube, ds, cond, options),
     )
 
 

@@ -8,11 +8,25 @@ import numpy as np
 
 from vpbatch.benchmark.dims import FAMILY_DIMS, VANILLA
 from vpbatch.scoring.cube import RatingCube
+from vpbatch.scoring.scorer import REVERSE, ScoreOptions, item_weights
 
 if TYPE_CHECKING:
     from vpbatch.benchmark.dataset import Dataset
 
-__all__ = ["cronbach_alpha", "alpha_by_dimension", "respondent_matrix"]
+__all__ = ["cronbach_alpha", "alpha_by_dimension", "respondent_matrix", "describe_items"]
+
+
+def describe_items(rule: ScoreOptions | None, options: ScoreOptions) -> str:
+    """In words, which items an alpha runs over: Table 1's set (rule None) or a rule's."""
+    t = options.threshold
+    if rule is None:
+        return f"items with r > {t:g} (positive correlations, no p-value cut: Table 1's set)"
+    if rule.rule == "authors":
+        return f"the authors' rule's items (tagged r > {t:g}, three pairs dropped)"
+    p = "" if rule.p_max >= 1 else f" and p < {rule.p_max:g}"
+    if rule.rule == "absolute":
+        return f"the absolute rule's items (|r| > {t:g}{p}; negative ones reversed, 7 − x)"
+    return f"the paper rule's items (r > {t:g}{p})"
 
 
 def cronbach_alpha(matrix: np.ndarray) -> float:
@@ -52,17 +66,23 @@ def alpha_by_dimension(
     threshold: float = 0.3,
     condition: str = VANILLA,
     models: list[str] | None = None,
+    rule: ScoreOptions | None = None,
 ) -> dict[str, float]:
     """Alpha per dimension: columns are its items with r > threshold, rows each model × version.
 
     A row with a failed answer among a dimension's items is left out of that dimension only
-    (listwise per value), which is what reproduces the paper's Table 1 within 0.01.
+    (listwise per value), which is what reproduces the paper's Table 1 within 0.01. With
+    `rule`, the columns are that scoring rule's items instead (reverse-scored ones as 7 - x).
     """
     if condition not in cube.conditions:
         return {dim: float("nan") for dim in FAMILY_DIMS[family]}
     matrix, _ = respondent_matrix(cube, condition, models)
-    corr = np.asarray(ds.corr[family], np.float64)
-    return {
-        dim: cronbach_alpha(matrix[:, corr[:, j] > threshold])
-        for j, dim in enumerate(FAMILY_DIMS[family])
-    }
+    if rule is None:
+        w = (np.asarray(ds.corr[family], np.float64) > threshold).astype(np.int8)
+    else:
+        w = np.asarray(item_weights(ds, family, rule))
+    out = {}
+    for j, dim in enumerate(FAMILY_DIMS[family]):
+        cols = matrix[:, w[:, j] != 0]
+        out[dim] = cronbach_alpha(np.where(w[w[:, j] != 0, j] < 0, REVERSE - cols, cols))
+    return out

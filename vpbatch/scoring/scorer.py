@@ -153,8 +153,14 @@ def _num(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def scores_to_json(scores: Scores) -> dict[str, Any]:
-    """SPEC §2: models.<name>.<condition>.<family>.<Dimension> = {score, raw, n_items}."""
+def scores_to_json(
+    scores: Scores, extra: dict[str, dict[str, np.ndarray]] | None = None
+) -> dict[str, Any]:
+    """SPEC §2: models.<name>.<condition>.<family>.<Dimension> = {score, raw, n_items, ...}.
+
+    `extra` adds per-dimension fields: name -> family -> (M, C, D) array (NaN -> null).
+    """
+    extra = extra or {}
     models: dict[str, Any] = {}
     for mi, model in enumerate(scores.models):
         per_cond: dict[str, Any] = {}
@@ -166,8 +172,10 @@ def scores_to_json(scores: Scores) -> dict[str, Any]:
                 if family not in scores.score:
                     continue
                 s, r, n = (a[family][mi, ci] for a in (scores.score, scores.raw, scores.n_items))
+                more = {k: v[family][mi, ci] for k, v in extra.items() if family in v}
                 fams[family] = {
-                    dim: {"score": _num(s[j]), "raw": _num(r[j]), "n_items": int(n[j])}
+                    dim: {"score": _num(s[j]), "raw": _num(r[j]), "n_items": int(n[j]),
+                          **{k: _num(v[j]) for k, v in more.items()}}
                     for j, dim in enumerate(FAMILY_DIMS[family])
                 }
             per_cond[cond] = fams

@@ -7,17 +7,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from vpbatch.benchmark.dataset import load_dataset
-from vpbatch.benchmark.dims import FAMILY_DIMS, PVQ, VANILLA
+from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ, VANILLA
 from vpbatch.errors import LogError
 from vpbatch.log.rundir import open_run_dir
+from vpbatch.scoring.analysis import CLUSTER, Analysis, analyse
 from vpbatch.scoring.cube import RatingCube, cube_from_log
-from vpbatch.scoring.reliability import alpha_by_dimension
-from vpbatch.scoring.scorer import ScoreOptions, Scores, score_cube, scores_to_json
+from vpbatch.scoring.reliability import describe_items
+from vpbatch.scoring.scorer import ScoreOptions, Scores, scores_to_json
 
-__all__ = ["score_run", "format_table"]
+__all__ = ["score_run", "format_table", "analysis_to_json"]
 
 # Column heads for the Table 2 layout: short enough that ten values fit in 100 columns.
 _SHORT = {
@@ -38,8 +40,46 @@ def _nan_to_none(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _per_family(values: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    return {f: {d: _nan_to_none(float(values[f][j])) for j, d in enumerate(FAMILY_DIMS[f])}
+            for f in FAMILIES if f in values}
+
+
+def _median(a: Any) -> float | None:
+    ok = np.asarray(a, dtype=np.float64)
+    ok = ok[np.isfinite(ok)]
+    return float(np.median(ok)) if ok.size else None
+
+
+def analysis_to_json(a: Analysis, *, strict: bool = False) -> dict[str, Any]:
+    """scores.json's document: per dimension score, raw, n_items, interval, human percentile."""
+    o = a.options
+    doc = scores_to_json(a.scores, {"ci_low": a.ci_low, "ci_high": a.ci_high,
+                                    "human_percentile": a.human_percentile})
+    doc["options"] = {"rule": o.rule, "threshold": o.threshold, "p_max": o.p_max,
+                      "strict": strict}
+    doc["bootstrap"] = {
+        "kind": a.bootstrap, "n_boot": a.n_boot, "seed": a.seed,
+        # Median over models and dimensions of the profile condition's width ratio.
+        "design_effect": {f: _median(v) for f, v in a.design_effect.items()},
+    }
+    doc["human_percentile"] = {"note": a.human_note}
+    doc["alpha"] = _per_family(a.alpha)
+    doc["alpha_scoring_rule"] = _per_family(a.alpha_rule)
+    doc["alpha_items"] = {"alpha": describe_items(None, o),
+                          "alpha_scoring_rule": describe_items(o, o)}
+    return doc
+
+
 def score_run(
-    run_dir: Path, options: ScoreOptions, *, strict: bool = False, data: str | None = None
+    run_dir: Path,
+    options: ScoreOptions,
+    *,
+    strict: bool = False,
+    data: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    bootstrap: str = CLUSTER,
 ) -> tuple[dict[str, Any], Scores, RatingCube]:
     """Score a run dir and write RUN/scores.json; returns (the JSON, scores, cube)."""
     rd = open_run_dir(run_dir)
@@ -47,21 +87,13 @@ def score_run(
         raise LogError(f"{rd.path} has no log yet; run `vpbatch run` on it first")
     ds = load_dataset(data)
     cube = cube_from_log(rd.log_path, ds, strict=strict)
-    scores = score_cube(cube, ds, options)
-    alpha = alpha_by_dimension(cube, ds, "pvq", threshold=options.threshold)
-    doc = scores_to_json(scores)
-    doc["options"] = {
-        "rule": options.rule,
-        "threshold": options.threshold,
-        "p_max": options.p_max,
-        "strict": strict,
-    }
+    a = analyse(cube, ds, options, n_boot=n_boot, seed=seed, bootstrap=bootstrap)
+    doc = analysis_to_json(a, strict=strict)
     doc["answers"] = {"ok": cube.n_ok, "failed": cube.n_failed, "failed_by_model": cube.failures}
-    doc["alpha"] = {"pvq": {k: _nan_to_none(v) for k, v in alpha.items()}}
     tmp = rd.scores_path.with_name(rd.scores_path.name + ".tmp")
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     os.replace(tmp, rd.scores_path)  # a reader never sees half a scores.json
-    return doc, scores, cube
+    return doc, a.scores, cube
 
 
 def _cell(x: float, width: int, sign: str = "+") -> str:
