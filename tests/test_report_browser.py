@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from test_report import make_run
 
-from vpbatch.report import write_report
+from vpbatch.report import svg, write_report
 from vpbatch.report.svg import VALUE_COLOURS
 
 pytestmark = pytest.mark.browser
@@ -116,6 +116,8 @@ JS_FACTS = """(() => {
     bars: document.querySelectorAll('svg rect.bar').length,
     cells: document.querySelectorAll('svg rect.cell').length,
     diag: document.querySelectorAll('svg rect.diag').length,
+    pct: document.querySelectorAll('svg rect.pct').length,
+    median: document.querySelectorAll('svg line.median').length,
     height: document.documentElement.scrollHeight});
 })()"""
 
@@ -233,7 +235,8 @@ def decode_png(blob: bytes) -> np.ndarray:
 
 # --- the tests -------------------------------------------------------------------------
 
-SHOTS = {"top": None, "profiles": "#profiles", "personas": "#personas", "steering": "#steering"}
+SHOTS = {"top": None, "profiles": "#profiles", "humans": "#humans", "personas": "#personas",
+         "steering": "#steering"}
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
@@ -291,6 +294,16 @@ def test_profile_bars_are_drawn_in_their_value_colours(page: PageResult) -> None
     img = decode_png(page.shots["profiles"])
     for value in ("Universalism", "Power", "Stimulation", "Self_Direction"):
         assert _share_near(img, VALUE_COLOURS[value]) > 1e-4, value
+
+
+def test_human_percentiles_are_painted_on_both_sides_of_the_median(page: PageResult) -> None:
+    img = decode_png(page.shots["humans"])
+    # The bars are drawn at 0.8 opacity over white: that blend is what reaches the screen.
+    below, above = (tuple(round(0.8 * c + 0.2 * 255) for c in _rgb(x)) for x in
+                    (svg.PERCENTILE_BELOW, svg.PERCENTILE_ABOVE))
+    assert _share_near(img, "#{:02x}{:02x}{:02x}".format(*below)) > 0.001
+    assert _share_near(img, "#{:02x}{:02x}{:02x}".format(*above)) > 0.001
+    assert page.facts["pct"] == 2 * 19 and page.facts["median"] == 19
 
 
 def test_heatmap_is_painted_with_its_diagonal_outlined(page: PageResult) -> None:

@@ -24,6 +24,8 @@ __all__ = [
     "diverging",
     "nice_limit",
     "percentile_grid",
+    "PERCENTILE_BELOW",
+    "PERCENTILE_ABOVE",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -274,40 +276,45 @@ def paired_bars(
     return "".join(out)
 
 
-_BELOW, _ABOVE = "#4393c3", "#d6604d"  # percentile bars: under / over the median rater
+PERCENTILE_BELOW, PERCENTILE_ABOVE = "#4393c3", "#d6604d"  # bars under / over the median rater
 
 
 def percentile_grid(title: str, rows: Sequence[str], dims: Sequence[str], pct: F64) -> str:
     """Models (rows) × dimensions: a bar from the 50% line to each human percentile (0-100).
 
-    Every cell has its own 0-100 scale with the median rater as a dashed line in the middle,
-    so a column reads as one strip chart: bars to the right sit above most people.
+    Each column is a strip chart on its own 0-100 scale with the median rater as a dashed
+    line, and the number in a fixed slot at its right, so the grid reads as a chart and as a
+    table: bars to the right of the line sit above most people.
     """
-    cell_w, row_h, top = 76.0, 17.0, 104.0
+    cell_w, bar_w, row_h, top = 100.0, 68.0, 17.0, 104.0
     left = min(max((len(r) for r in rows), default=8) * 6.4 + 16, 280.0)
-    width = left + cell_w * len(dims) + 12
+    width = left + cell_w * len(dims) + 70  # room for the last rotated heading
     height = top + row_h * len(rows) + 44
     out = [_open(width, height, title), _text(8, 18, title, size=13, weight="bold")]
-    out.append(f'<rect x="8" y="28" width="12" height="10" fill="{_BELOW}" opacity="0.8"/>'
-               + _text(24, 37, "below the median rater", size=10)
-               + f'<rect x="160" y="28" width="12" height="10" fill="{_ABOVE}" opacity="0.8"/>'
-               + _text(176, 37, "above it; dashed line = 50th percentile", size=10))
+    out.append(f'<rect x="8" y="28" width="12" height="10" fill="{PERCENTILE_BELOW}" '
+               'opacity="0.8"/>' + _text(24, 37, "below the median rater", size=10)
+               + f'<rect x="160" y="28" width="12" height="10" fill="{PERCENTILE_ABOVE}" '
+               'opacity="0.8"/>' + _text(176, 37, "above it; dashed line = 50th percentile",
+                                         size=10))
     y_end = top + row_h * len(rows)
     for k in range(1, len(rows), 2):  # zebra rows guide the eye across a wide grid
-        out.append(f'<rect x="4" y="{_f(top + k * row_h)}" width="{_f(width - 8)}" '
-                   f'height="{row_h}" fill="#f4f4f4"/>')
+        out.append(f'<rect x="4" y="{_f(top + k * row_h)}" width="{_f(left + cell_w * len(dims))}'
+                   f'" height="{row_h}" fill="#f4f4f4"/>')
+
+    def sx(x0: float, v: float) -> float:
+        return x0 + 4 + bar_w * min(max(v, 0.0), 100.0) / 100.0
+
     for j, d in enumerate(dims):
         x0 = left + j * cell_w
-        mid = x0 + cell_w / 2
+        mid = sx(x0, 50.0)
         out.append(_text(mid - 4, top - 8, label(d), size=11,
                          extra=f'transform="rotate(-35 {_f(mid - 4)} {_f(top - 8)})"'))
         out.append(f'<line x1="{_f(x0)}" y1="{_f(top - 2)}" x2="{_f(x0)}" y2="{_f(y_end)}" '
-                   'stroke="#d0d0d0" stroke-width="1"/>')
+                   'stroke="#c8c8c8" stroke-width="1"/>')
         out.append(f'<line class="median" x1="{_f(mid)}" y1="{_f(top - 2)}" x2="{_f(mid)}" '
                    f'y2="{_f(y_end)}" stroke="#444" stroke-width="1" stroke-dasharray="3,2"/>')
-        for tick, anchor, tx in (("0", "start", x0 + 3), ("50", "middle", mid),
-                                 ("100", "end", x0 + cell_w - 3)):
-            out.append(_text(tx, y_end + 13, tick, anchor=anchor, size=9, fill="#666"))
+        for tick, v in (("0", 0.0), ("50", 50.0), ("100", 100.0)):
+            out.append(_text(sx(x0, v), y_end + 13, tick, anchor="middle", size=9, fill="#666"))
     out.append(_text(left + cell_w * len(dims) / 2, y_end + 30,
                      "percentile among the survey's raters (0-100)", anchor="middle", size=11))
     for i, r in enumerate(rows):
@@ -315,19 +322,16 @@ def percentile_grid(title: str, rows: Sequence[str], dims: Sequence[str], pct: F
         out.append(_text(left - 6, y + 12.5, r, anchor="end", size=11))
         for j, d in enumerate(dims):
             x0 = left + j * cell_w
-            mid = x0 + cell_w / 2
+            num_x = x0 + cell_w - 5  # the number's own slot, right of the bar's scale
             v = float(pct[i, j])
             if math.isnan(v):
-                out.append(_text(mid, y + 12.5, "n/a", anchor="middle", size=9, fill="#999"))
+                out.append(_text(num_x, y + 12.5, "n/a", anchor="end", size=9, fill="#999"))
                 continue
-            x = x0 + 3 + (cell_w - 6) * min(max(v, 0.0), 100.0) / 100.0
-            a, b = sorted((mid, x))
-            fill = _ABOVE if v > 50 else _BELOW
+            a, b = sorted((sx(x0, 50.0), sx(x0, v)))
+            fill = PERCENTILE_ABOVE if v > 50 else PERCENTILE_BELOW
             out.append(f'<rect class="pct" x="{_f(a)}" y="{_f(y + 3)}" width="{_f(max(b - a, 1))}"'
                        f' height="{row_h - 6}" fill="{fill}" opacity="0.8"><title>{escape(r)}, '
                        f'{escape(label(d))}: percentile {v:.0f}</title></rect>')
-            # The number sits on the side the bar leaves empty, so the bar never covers it.
-            tx, anchor = (x0 + cell_w - 3, "end") if v < 50 else (x0 + 3, "start")
-            out.append(_text(tx, y + 12.5, f"{v:.0f}", anchor=anchor, size=9, fill="#222"))
+            out.append(_text(num_x, y + 12.5, f"{v:.0f}", anchor="end", size=10, fill="#222"))
     out.append("</svg>")
     return "".join(out)
