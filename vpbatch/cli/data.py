@@ -23,7 +23,7 @@ _DATA_OPTION = click.option(
 
 @click.group()
 def data() -> None:
-    """The Value Portrait data: fetch it, locate it, verify it."""
+    """The Value Portrait data: fetch it, locate it, verify it, rebuild its annotation."""
 
 
 @data.command("fetch")
@@ -72,3 +72,42 @@ def verify_cmd(data_dir: Path | None, with_outputs: bool) -> None:
     root = data_dir if data_dir is not None and data_dir.is_dir() else resolve_data_dir(data_dir)
     n = check(root, with_outputs=with_outputs)
     click.echo(f"{root}: {n} files match the manifest")
+
+
+@data.command("annotate")
+@_DATA_OPTION
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write every comparison and mismatch to this file.")
+def annotate_cmd(data_dir: Path | None, json_path: Path | None) -> None:
+    """Rebuild every item × dimension Spearman r and p from the raw survey; compare them with
+    data/correlation_results; explain each pair that does not agree."""
+    import orjson
+
+    from vpbatch.benchmark.annotate import TOLERANCE, rebuild
+    from vpbatch.benchmark.dataset import load_dataset
+    from vpbatch.benchmark.survey import load_survey
+
+    ds = load_dataset(data_dir)
+    result = rebuild(ds, load_survey(ds))
+    for fam, n in result.compared.items():
+        click.echo(f"{fam}: {result.agree[fam]} of {n} pairs agree with the published r and p "
+                   f"(to {TOLERANCE:g})")
+    if not result.mismatches:
+        click.echo("the raw survey reproduces every published pair")
+    for k, cause in enumerate(result.causes, 1):
+        mine = [m for m in result.mismatches if m.reason == cause]
+        flips = sum(m.flips() for m in mine)
+        click.echo(f"\nnot reproduced ({len(mine)} pairs), cause {k}: {cause}")
+        click.echo(f"  {flips} of them would change whether the item counts under the paper's "
+                   "rule (r > 0.3 and p < 0.05); per item, Spearman r published -> rebuilt:")
+        by_item: dict[tuple[str, int, int], list[str]] = {}
+        for m in result.mismatches:
+            if m.reason == cause:
+                by_item.setdefault((m.family, m.portrait_id, m.option_id), []).append(
+                    f"{m.dimension} {m.published_r:+.3f} -> {m.rebuilt_r:+.3f}"
+                    + (" (flips)" if m.flips() else ""))
+        for (fam, pid, oid), cells in by_item.items():
+            click.echo(f"  {fam} {pid}/{oid}: " + "; ".join(cells))
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
+        click.echo(f"wrote {json_path}")
