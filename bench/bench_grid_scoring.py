@@ -3,10 +3,12 @@
 Writes a synthetic log of real Record.to_json lines (vanilla, the 25 personas and the 10
 steering conditions of configs/personas.toml; answer text, usage, the request parameters with
 the messages as a sha256 digest: ~620 bytes a line, 2.8 GB), then times reading it into a cube
-plus the whole one-pass analysis (exact scores, 1000-resample item bootstrap, deltas,
-steering, version spread, alpha). Goal: < 10 s; CPU time is printed beside wall time, since a
-shared machine stretches the wall clock. The baseline is a naive scorer (json.loads per line,
-dicts of ratings, Python loops), timed on the first models' lines and extrapolated.
+plus the whole one-pass analysis (exact scores, 1000-resample query-cluster bootstrap with its
+design effect, deltas, steering, version spread, both alphas, and every model × condition's
+percentile among the survey's 560 raters). Goal: < 10 s; CPU time is printed beside wall
+time, since a shared machine stretches the wall clock. The baseline is a naive scorer
+(json.loads per line, dicts of ratings, Python loops), timed on the first models' lines and
+extrapolated.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import orjson
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import FAMILY_DIMS, PHRASES, VERSIONS
+from vpbatch.benchmark.survey import load_survey
 from vpbatch.log.records import Record
 from vpbatch.scoring.analysis import analyse
 from vpbatch.scoring.cube import cube_from_log
-from vpbatch.scoring.scorer import ScoreOptions, item_weights
+from vpbatch.scoring.kernel import build_kernel
+from vpbatch.scoring.percentile import human_percentiles
+from vpbatch.scoring.scorer import ScoreOptions, item_weights, scoring_means
 
 __all__ = ["main", "write_grid_log", "naive_scores", "GOAL_S"]
 
@@ -183,11 +188,20 @@ def main() -> None:
         t_analyse, c_analyse = time.perf_counter() - t0, _cpu() - c0
         total = t_read + t_analyse
         verdict = "ok" if total < GOAL_S else "MISSED"
+        t0 = time.perf_counter()
+        k = build_kernel(ds, ScoreOptions())
+        x = scoring_means(cube, ScoreOptions())
+        pct = human_percentiles(x.reshape(-1, x.shape[-1]), load_survey(ds), k)
+        t_pct = time.perf_counter() - t0
         # CPU time beside wall time: on a shared machine the wall clock also measures others.
         print(f"cube_from_log {t_read:.2f} s + analyse (n_boot={N_BOOT}) {t_analyse:.2f} s = "
               f"{total:.2f} s wall (goal < {GOAL_S:.0f} s: {verdict}); CPU incl. worker "
               f"processes {c_read:.2f} + {c_analyse:.2f} s; {cube.n_ok:,} answers in the cube; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"  of which the human percentiles ({pct.shape[0]:,} model x condition rows x "
+              f"{pct.shape[1]} dimensions among 560 raters): {t_pct:.2f} s; bootstrap "
+              f"{a.bootstrap}, design effect (median) "
+              + ", ".join(f"{f} {np.nanmedian(v):.2f}" for f, v in a.design_effect.items()))
         cube_from_log(log, ds)  # fills the cube cache beside the log
         t0 = time.perf_counter()
         analyse(cube_from_log(log, ds), ds, n_boot=N_BOOT)
