@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 from scipy.stats import spearmanr
 
+from vpbatch.benchmark.conditions import PERSONA_PREFIX, steer_condition
 from vpbatch.benchmark.dims import PVQ, VANILLA
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.scoring.scorer import ScoreOptions, Scores
@@ -204,13 +205,13 @@ def sim_checks(cfg: Config, scores: Scores) -> dict[str, Any]:
             continue
         truth = np.array([who.profile[d] for d in PVQ])
         check: dict[str, Any] = {"spearman": float(spearmanr(truth, vanilla).statistic)}
-        steer = [_pvq(scores, m.name, f"steer:{d}") for d in PVQ]
+        steer = [_pvq(scores, m.name, steer_condition(d)) for d in PVQ]
         if all(s is not None for s in steer):
             matrix = np.array([s - vanilla for s in steer if s is not None])
             check["steering_diagonal"] = int((matrix.argmax(1) == np.arange(len(PVQ))).sum())
         agree = total = 0
         for cond in scores.conditions:
-            row = _pvq(scores, m.name, cond) if cond.startswith("persona:") else None
+            row = _pvq(scores, m.name, cond) if cond.startswith(PERSONA_PREFIX) else None
             if row is None:
                 continue
             for dim, shift in who.persona_shift(cond).items():

@@ -18,17 +18,10 @@ from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai import openai_wire
 from vpbatch.providers.openrouter import openrouter_wire
 from vpbatch.providers.sim import SimProvider, sim_wire
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.sweep.config import DEFAULT_KEY_ENV, ModelConfig
 
-__all__ = ["make_provider", "wire_for", "Provider", "DEFAULT_KEY_ENV", "key_env_of", "is_local"]
+__all__ = ["make_provider", "wire_for", "Provider", "key_env_of", "is_local"]
 
-# Used only against the provider's own endpoint: sending OPENAI_API_KEY to a third-party
-# base_url by default would hand the key to someone else.
-DEFAULT_KEY_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-}
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 
 
@@ -43,7 +36,7 @@ def key_env_of(cfg: ModelConfig) -> str | None:
         return None
     if cfg.api_key_env:
         return cfg.api_key_env
-    if cfg.base_url is None:
+    if cfg.base_url is None:  # the default variable goes only to the provider's own endpoint
         return DEFAULT_KEY_ENV.get(cfg.provider)
     if is_local(cfg.base_url):
         return None  # a local vLLM/Ollama/llama.cpp server usually checks no key

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from vpbatch.benchmark.conditions import PERSONA_PREFIX
 from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ
 from vpbatch.report.common import (
     NOTES,
@@ -166,9 +167,9 @@ def _persona_section(rep: ReportData) -> str:
         if rest:
             idx = [a.conditions.index(c) for c in rest]
             d, lo, hi = (x["pvq"][m, idx] for x in (a.deltas, a.delta_ci_low, a.delta_ci_high))
-            rows = [[c.removeprefix("persona:"), *(f"{fmt(float(d[k, j]))} [{fmt(float(lo[k, j]))}"
-                                                   f", {fmt(float(hi[k, j]))}]"
-                                                   for j in range(len(PVQ)))]
+            rows = [[c.removeprefix(PERSONA_PREFIX),
+                     *(f"{fmt(float(d[k, j]))} [{fmt(float(lo[k, j]))}, {fmt(float(hi[k, j]))}]"
+                       for j in range(len(PVQ)))]
                     for k, c in enumerate(rest)]
             out.append("<h4>Other personas (no human reference): delta [95% interval]</h4>")
             out.append(_table(["persona", *map(label, PVQ)], rows))

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from vpbatch.benchmark.conditions import PERSONA_PREFIX
 from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ
 from vpbatch.report.common import (
     NOTES,
@@ -135,7 +136,7 @@ def _personas(rep: ReportData) -> list[str]:
         rest = [c for c in ran if c not in covered]
         if rest:
             out += ["#### Other personas (no human reference)", ""]
-            rows = [[c.removeprefix("persona:"),
+            rows = [[c.removeprefix(PERSONA_PREFIX),
                      *(fmt(float(v)) for v in a.deltas["pvq"][m, a.conditions.index(c)])]
                     for c in rest]
             out += table(["persona", *map(label, PVQ)], rows)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from vpbatch.benchmark.conditions import PERSONA_PREFIX
 from vpbatch.benchmark.dims import PVQ
 from vpbatch.errors import DataError
 
@@ -104,7 +105,7 @@ def match_persona(
     `persona` is `<group>=<value>` (a `persona:` prefix is allowed); explicit `paper_group` /
     `paper_value` from the persona config win over the name.
     """
-    name = persona.removeprefix("persona:")
+    name = persona.removeprefix(PERSONA_PREFIX)
     group, _, value = name.partition("=")
     group_key = _GROUP_ALIASES.get(_norm(paper_group or group))
     if group_key is None:

@@ -20,10 +20,18 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from vpbatch.benchmark.conditions import (
+    PERSONA_PREFIX,
+    STEER_PREFIX,
+    load_conditions,
+    persona_condition,
+    steer_condition,
+)
 from vpbatch.benchmark.dims import PHRASES, PVQ, VERSIONS
 from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError
 from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
+from vpbatch.providers.tokens import prompt_tokens, text_tokens
 from vpbatch.sim.faults import unit_hash
 from vpbatch.sim.replay import ReplayBook, replay_root
 
@@ -260,17 +268,15 @@ class Respondent:
     # -- conditions -------------------------------------------------------------------------
 
     def _load_conditions(self) -> None:
-        from vpbatch.benchmark.conditions import load_conditions
-
         conds = load_conditions(self.settings["conditions_file"])
         for name, persona in conds.personas.items():
-            self._by_text[persona.text.strip()] = "persona:" + name
+            self._by_text[persona.text.strip()] = persona_condition(name)
         for dim, text in conds.steering.items():
-            self._by_text[text.strip()] = "steer:" + dim
+            self._by_text[text.strip()] = steer_condition(dim)
 
     def persona_shift(self, condition: str) -> dict[str, float]:
         """The latent shift a persona applies ("persona:gender=male" or "gender=male")."""
-        return _as_dict(self._persona_vec(condition.removeprefix("persona:")))
+        return _as_dict(self._persona_vec(condition.removeprefix(PERSONA_PREFIX)))
 
     def _persona_vec(self, name: str) -> np.ndarray:
         vec = self._shifts.get(name)
@@ -290,12 +296,13 @@ class Respondent:
             steer = _STEER.search(system)
             dim = _dimension(steer.group(1)) if steer else None
             # An unknown persona still shifts, by a vector its own text determines.
-            condition = "steer:" + dim if dim else "persona:" + system
-        if condition.startswith("steer:"):
+            condition = steer_condition(dim) if dim else persona_condition(system)
+        if condition.startswith(STEER_PREFIX):
             vec = np.zeros(len(PVQ))
-            vec[PVQ.index(condition[len("steer:") :])] = float(self.settings["steer_strength"])
+            vec[PVQ.index(condition.removeprefix(STEER_PREFIX))] = float(
+                self.settings["steer_strength"])
             return vec
-        return self._persona_vec(condition[len("persona:") :])
+        return self._persona_vec(condition.removeprefix(PERSONA_PREFIX))
 
     def shift_for(self, messages: Sequence[Mapping[str, str]]) -> dict[str, float]:
         """The latent shift the system message(s) of `messages` apply."""
@@ -384,10 +391,10 @@ def _user_text(messages: Sequence[Mapping[str, str]]) -> str:
 def _usage(
     messages: Sequence[Mapping[str, str]], text: str, reasoning: str | None
 ) -> dict[str, int]:
-    # About four characters a token: close enough for rate limits and cost estimates.
-    prompt = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages)
-    out = {"prompt_tokens": prompt, "completion_tokens": max(1, len(text) // 4)}
+    # The engine's own estimate (vpbatch.providers.tokens): no tokenizer in the simulator.
+    out = {"prompt_tokens": prompt_tokens(messages),
+           "completion_tokens": max(1, int(text_tokens(text)))}
     if reasoning:
-        out["reasoning_tokens"] = len(reasoning) // 4
+        out["reasoning_tokens"] = int(text_tokens(reasoning))
         out["completion_tokens"] += out["reasoning_tokens"]
     return out

@@ -38,8 +38,9 @@ __all__ = [
 PROVIDERS = ("openai", "anthropic", "openrouter", "sim")
 MODES = ("online", "batch")
 
-# The env var a provider's key is read from when the config names none. An OpenAI-compatible
-# server behind `base_url` (vLLM, Ollama, llama.cpp) usually checks no key, so it gets none.
+# The env var a provider's key is read from when the config names none. Only for the provider's
+# own endpoint: sending OPENAI_API_KEY to a third-party base_url would hand the key to someone
+# else, and a local server behind `base_url` (vLLM, Ollama, llama.cpp) usually checks none.
 DEFAULT_KEY_ENV = {
     "openai": "OPENAI_API_KEY",
     "anthropic": "ANTHROPIC_API_KEY",

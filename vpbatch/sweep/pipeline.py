@@ -21,6 +21,7 @@ from vpbatch.log.records import FAILED, OK, Record, answered, loggable_request
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.contract import Provider
+from vpbatch.providers.tokens import prompt_tokens
 from vpbatch.sweep import retry
 from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.grid import Job
@@ -28,7 +29,7 @@ from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
 from vpbatch.sweep.progress import ModelProgress
 from vpbatch.sweep.retry import RetryPolicy
 
-__all__ = ["Limits", "Pipeline", "policy_for", "estimate_tokens"]
+__all__ = ["Limits", "Pipeline", "policy_for"]
 
 _SKIP_YIELD = 512  # skipped jobs between checkpoints: a long resume scan must not hog the loop
 
@@ -55,12 +56,6 @@ def policy_for(m: ModelConfig) -> RetryPolicy:
     return RetryPolicy(attempts=m.max_attempts, total=m.max_retry_seconds)
 
 
-def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
-    """Worst-case tokens of one request: ~4 characters a token, plus a few per message."""
-    chars = sum(len(m["content"]) for m in messages)
-    return chars // 4 + 4 * len(messages) + 3 + max_tokens
-
-
 class _Stopped(Exception):
     """The job was abandoned unsent or unanswered because the pipeline is stopping."""
 
@@ -70,7 +65,7 @@ class Pipeline:
 
     __slots__ = (
         "model", "provider", "log", "progress", "limits", "policy", "retry_failed",
-        "stopping", "_waits", "_scope", "_rng", "_key_env",
+        "stopping", "_waits", "_scope", "_rng",
     )
 
     def __init__(
@@ -155,7 +150,7 @@ class Pipeline:
     async def _attempts(self, job: Job) -> Record:
         """One job through the retry loop: an answer, or the failure it gave up on."""
         body = loggable_request(job.body)
-        estimate = estimate_tokens(job.messages, job.params.max_tokens)
+        estimate = prompt_tokens(job.messages) + job.params.max_tokens  # the worst case
         epoch = 0  # the cap's epoch when the failing attempt was sent (AIMD backs off once)
 
         async def attempt(n: int) -> Record:

@@ -7,23 +7,13 @@ from dataclasses import dataclass
 
 from vpbatch.benchmark.conditions import Conditions, system_message
 from vpbatch.benchmark.dataset import Dataset
+from vpbatch.providers.tokens import PER_MESSAGE, PER_REQUEST, text_tokens
 from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.grid import count_model_jobs, model_conditions, n_items, request_params
 
-__all__ = [
-    "ModelPlan", "plan_model", "plan_config", "estimate_tokens", "render_plan", "BATCH_DISCOUNT"
-]
+__all__ = ["ModelPlan", "plan_model", "plan_config", "render_plan", "BATCH_DISCOUNT"]
 
-# Chat formats wrap each message in a few tokens (role, separators) and prime the reply.
-_PER_MESSAGE = 4
-_PER_REQUEST = 3
 BATCH_DISCOUNT = 0.5  # OpenAI Batch and Anthropic Message Batches bill half
-
-
-def estimate_tokens(text: str) -> float:
-    """A tokenizer-free estimate: about four characters per token for English text."""
-    return len(text) / 4
-
 
 @dataclass(slots=True)
 class ModelPlan:
@@ -52,16 +42,17 @@ def plan_model(
     n = n_items(cfg, ds)
     full = n * len(conditions) * len(cfg.run.versions) * cfg.run.repeats
     jobs = count_model_jobs(cfg, m, ds, conds, shard=shard)
-    # Sum of prompt sizes over the full grid = per-item user parts × conditions + system parts ×
-    # (item, version) pairs; a shard is a uniform hash split, so it gets its share.
-    user = sum(estimate_tokens(item_prompt(ds, v, i)) for i in range(n) for v in cfg.run.versions)
+    # tokens.prompt_tokens summed over the full grid without building it: per-item user parts ×
+    # conditions + system parts × (item, version) pairs; a shard (a uniform hash split) gets its
+    # share.
+    user = sum(text_tokens(item_prompt(ds, v, i)) for i in range(n) for v in cfg.run.versions)
     system = 0.0
     for c in conditions:
         text = system_message(c, conds)
-        system += 0.0 if text is None else estimate_tokens(text) + _PER_MESSAGE
+        system += 0.0 if text is None else text_tokens(text) + PER_MESSAGE
     per_pair = n * len(cfg.run.versions)
     per_repeat = (user * len(conditions) + system * per_pair
-                  + per_pair * len(conditions) * (_PER_MESSAGE + _PER_REQUEST))
+                  + per_pair * len(conditions) * (PER_MESSAGE + PER_REQUEST))
     prompt_tokens = math.ceil(per_repeat * cfg.run.repeats * jobs / full) if full else 0
     params = request_params(cfg, m)
     completion = jobs * params.max_tokens
