@@ -7,6 +7,7 @@ import itertools
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -22,8 +23,8 @@ from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.config import Config, load_config
 from vpbatch.sweep.grid import (
     REASONING_MAX_TOKENS,
+    Job,
     count_model_jobs,
-    iter_jobs,
     iter_model_jobs,
     parse_shard,
     request_params,
@@ -69,6 +70,14 @@ def conds() -> Conditions:
     return load_conditions()
 
 
+def all_jobs(
+    cfg: Config, ds: Dataset, conds: Conditions, *, shard: tuple[int, int] | None = None
+) -> Iterator[Job]:
+    """Every model's jobs, one model after another."""
+    return itertools.chain.from_iterable(
+        iter_model_jobs(cfg, m, ds, conds, shard=shard) for m in cfg.models)
+
+
 def test_count_is_models_conditions_versions_items_repeats(
     tmp_path: Path, ds: Dataset, conds: Conditions
 ) -> None:
@@ -99,7 +108,7 @@ def test_job_ids_differ_across_repeats_conditions_versions_and_models(
     tmp_path: Path, ds: Dataset, conds: Conditions
 ) -> None:
     cfg = config(tmp_path)
-    jobs = list(iter_jobs(cfg, ds, conds))
+    jobs = list(all_jobs(cfg, ds, conds))
     assert len({j.job_id for j in jobs}) == len(jobs)
 
 
@@ -218,22 +227,10 @@ def test_first_jobs_cover_every_condition_and_version(
     assert {j.item for j in head} == {0}
 
 
-def test_models_are_interleaved_round_robin(
-    tmp_path: Path, ds: Dataset, conds: Conditions
-) -> None:
-    text = SMALL.replace('name = "b"', 'name = "b"\npersonas = []\nsteering = []')
-    cfg = config(tmp_path, text)
-    jobs = list(iter_jobs(cfg, ds, conds))
-    assert [j.model for j in jobs[:6]] == ["a", "b"] * 3
-    n_b = count_model_jobs(cfg, cfg.models[1], ds, conds)
-    assert len(jobs) == count_model_jobs(cfg, cfg.models[0], ds, conds) + n_b
-    assert all(j.model == "a" for j in jobs[2 * n_b:])  # b is done, a goes on alone
-
-
 def test_shards_partition_the_grid_exactly(tmp_path: Path, ds: Dataset, conds: Conditions) -> None:
     cfg = config(tmp_path)
-    whole = [j.job_id for j in iter_jobs(cfg, ds, conds)]
-    parts = [[j.job_id for j in iter_jobs(cfg, ds, conds, shard=(k, 3))] for k in range(3)]
+    whole = [j.job_id for j in all_jobs(cfg, ds, conds)]
+    parts = [[j.job_id for j in all_jobs(cfg, ds, conds, shard=(k, 3))] for k in range(3)]
     assert sorted(itertools.chain(*parts)) == sorted(whole)
     assert sum(len(set(p)) for p in parts) == len(set(whole))
     assert all(len(p) > len(whole) / 6 for p in parts)  # a hash split, roughly even

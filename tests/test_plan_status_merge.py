@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vpbatch.benchmark.conditions import load_conditions
+from vpbatch.benchmark.conditions import Conditions, load_conditions
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.cli import main
 from vpbatch.log.records import FAILED, Record
 from vpbatch.log.rundir import prepare_run_dir
 from vpbatch.log.runlog import RunLog
 from vpbatch.sweep.config import Config, load_config
-from vpbatch.sweep.grid import Job, iter_jobs, iter_model_jobs
+from vpbatch.sweep.grid import Job, iter_model_jobs
 
 Cap = pytest.CaptureFixture[str]
 TEXT = """
@@ -64,6 +66,14 @@ def config(tmp_path: Path, text: str = TEXT) -> tuple[Path, Config]:
 def cli_json(capsys: Cap, *args: str) -> Any:
     main([*args, "--json"])
     return json.loads(capsys.readouterr().out)
+
+
+def all_jobs(
+    cfg: Config, ds: Dataset, conds: Conditions, *, shard: tuple[int, int] | None = None
+) -> Iterator[Job]:
+    """Every model's jobs, one model after another."""
+    return itertools.chain.from_iterable(
+        iter_model_jobs(cfg, m, ds, conds, shard=shard) for m in cfg.models)
 
 
 def record(job: Job, **kw: object) -> Record:
@@ -183,7 +193,7 @@ def write_shard(cfg: Config, ds: Dataset, path: Path, shard: tuple[int, int] | N
     rd = prepare_run_dir(cfg, path)
     n = 0
     with RunLog(rd.log_path) as log:
-        for j in iter_jobs(cfg, ds, load_conditions(), shard=shard):
+        for j in all_jobs(cfg, ds, load_conditions(), shard=shard):
             log.append(record(j))
             n += 1
     return n
@@ -212,7 +222,7 @@ def test_merge_of_two_shard_logs_equals_one_unsharded_log(
 
 def test_merge_keeps_an_answer_over_a_failure(tmp_path: Path, ds: Dataset, capsys: Cap) -> None:
     _, cfg = config(tmp_path)
-    job = next(iter_jobs(cfg, ds, load_conditions()))
+    job = next(all_jobs(cfg, ds, load_conditions()))
     for name, rec in (("a", record(job)), ("b", record(job, status=FAILED, rating=None))):
         with RunLog(prepare_run_dir(cfg, tmp_path / name).log_path) as log:
             log.append(rec)

@@ -122,9 +122,6 @@ class RunLog:
             raise LogError(f"short write to {self.path} (disk full?); free space and resume")
         self._note(record.job_id, record.status == OK)
 
-    def fsync(self) -> None:
-        os.fsync(self._fd)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.fsync(self._fd)

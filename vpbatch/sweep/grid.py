@@ -27,7 +27,6 @@ __all__ = [
     "Job",
     "REASONING_MAX_TOKENS",
     "iter_model_jobs",
-    "iter_jobs",
     "count_model_jobs",
     "parse_shard",
     "shard_of",
@@ -154,18 +153,3 @@ def count_model_jobs(
         per_item = len(model_conditions(cfg, m, conds)) * len(cfg.run.versions)
         return n_items(cfg, ds) * per_item * cfg.run.repeats
     return sum(1 for _ in iter_model_jobs(cfg, m, ds, conds, shard=shard))
-
-
-def iter_jobs(
-    cfg: Config, ds: Dataset, conds: Conditions, *, shard: tuple[int, int] | None = None
-) -> Iterator[Job]:
-    """All models' jobs, round-robin, so no model waits behind another's whole grid."""
-    streams = [iter_model_jobs(cfg, m, ds, conds, shard=shard) for m in cfg.models]
-    while streams:
-        alive = []
-        for s in streams:
-            job = next(s, None)
-            if job is not None:
-                yield job
-                alive.append(s)
-        streams = alive
