@@ -397,7 +397,10 @@ def test_the_journal_lists_submitted_batches_until_collected_and_survives_a_torn
     with open(j.path, "ab") as f:
         f.write(b'{"event": "collected", "model": "m", "batch_')  # a write cut by kill -9
     assert [(e.batch_id, e.job_ids) for e in j.open_batches("m")] == [("batch_2", ["c"])]
-    assert json.loads(j.path.read_bytes().splitlines()[-1])["batch_id"] == "batch_1"
+    j.collected("m", "batch_2")  # the next line starts where the torn one began
+    assert [json.loads(line)["batch_id"] for line in j.path.read_bytes().splitlines()[-2:]] == [
+        "batch_1", "batch_2"]
+    assert j.open_batches("m") == []
 
 
 

@@ -13,9 +13,11 @@ import pytest
 import vpbatch.scoring.cube as cube_module
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.log.counts import Counted
 from vpbatch.log.records import Record, job_id
-from vpbatch.log.runlog import dedupe, iter_log
+from vpbatch.log.runlog import iter_log
 from vpbatch.scoring.cube import RatingCube, cube_from_log
+from vpbatch.scoring.logscan import LogColumns
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +90,33 @@ def test_a_job_logged_twice_counts_once_first_ok_wins(tmp_path: Path, ds: Datase
     cube = cube_from_log(log, ds, cache=False)
     assert cube.ratings[0, 0, 0, 0] == 3.0 and np.isnan(cube.ratings[0, 0, 0, 1])
     assert (cube.n_ok, cube.n_failed, cube.failures) == (1, 1, {"m": 1})
-    kept = dedupe(iter_log(log))  # the log module's rule, which resume relies on
-    assert kept[a]["rating"] == 3 and kept[b]["status"] == "failed"
+    kept: Counted[dict[str, Any]] = Counted()  # the log's rule, which resume relies on
+    for row in iter_log(log):
+        kept.add(row["job_id"], row["status"] == "ok", row)
+    assert kept.answered[a]["rating"] == 3 and kept.failed[b]["status"] == "failed"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_vectorised_rule_picks_the_line_the_plain_rule_picks(seed: int) -> None:
+    # Random logs: jobs logged 1-6 times in any order, every mix of answers and failures,
+    # 32-hex ids and others; the cube must count exactly the lines log.counts.Counted counts.
+    rnd = random.Random(seed)
+    n_jobs = rnd.choice([5, 50, 400])
+    ids = [job_id({"j": j}) if rnd.random() < 0.7 else f"job-{j}" for j in range(n_jobs)]
+    p_ok = rnd.choice([0.0, 0.2, 0.5, 0.9, 1.0])
+    lines = [(jid, rnd.random() < p_ok) for jid in ids for _ in range(rnd.randint(1, 6))]
+    rnd.shuffle(lines)
+    plain: Counted[int] = Counted()
+    for n, (jid, ok) in enumerate(lines):
+        plain.add(jid, ok, n)
+    acc = LogColumns(strict=False)
+    acc.add_dicts([{"job_id": jid, "status": "ok" if ok else "failed", "model": "m",
+                    "condition": "vanilla", "version": "v1", "portrait_id": 1, "option_id": 1,
+                    "rating": 3 if ok else None} for jid, ok in lines])
+    cols = acc.columns()
+    picked = cube_module.counting_rows(cols)
+    every = np.arange(len(lines)) if picked is None else picked
+    assert sorted(cols["line"][every].tolist()) == sorted(plain.lines())
 
 
 def test_a_torn_last_line_is_ignored(tmp_path: Path, ds: Dataset) -> None:

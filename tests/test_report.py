@@ -22,6 +22,7 @@ from vpbatch.report.common import fmt, marks
 from vpbatch.report.data import run_stats
 from vpbatch.scoring.human import load_human_reference
 from vpbatch.scoring.scorer import item_weights
+from vpbatch.sweep.cost import Prices
 
 PERSONAS = ("gender=male", "gender=female", "politics=left-wing", "politics=right-wing",
             "religion=atheist")
@@ -38,6 +39,7 @@ def make_run(
     steer: tuple[str, ...] = PVQ,
     versions: tuple[str, ...] = VERSIONS[:3],
     seed: int = 0,
+    batch: tuple[str, ...] = (),
 ) -> Path:
     """A run dir as `vpbatch run` leaves it: config.toml and a log.jsonl of real Records.
 
@@ -79,7 +81,8 @@ def make_run(
     (root / "log.jsonl").write_bytes(b"".join(lines))
     model_tables = "".join(
         f'[[models]]\nname = "{m}"\nprovider = "sim"\nmodel = "sim-{m}"\n'
-        f'api_key_env = "VPBATCH_TEST_KEY"\nprice_in = 0.5\nprice_out = 2.0\n\n' for m in models)
+        f'api_key_env = "VPBATCH_TEST_KEY"\nprice_in = 0.5\nprice_out = 2.0\n'
+        + ('mode = "batch"\n' if m in batch else "") + "\n" for m in models)
     (root / "config.toml").write_text(
         f'[run]\nname = "report-test"\nversions = {list(versions)!r}\n\n{model_tables}'
         f"[grids]\npersonas = {list(personas)!r}\nsteering = {list(steer)!r}\n".replace("'", '"'),
@@ -194,6 +197,23 @@ def test_run_health_counts_failures_retries_tokens_and_cost(md: str, run: Path) 
     assert alpha[10] == f"${(prompt * 0.5 + completion * 2.0) / 1e6:.2f}"
 
 
+def test_a_batch_mode_models_cost_is_the_discounted_price(tmp_path: Path,
+                                                        data_dir: Path) -> None:
+    run = make_run(tmp_path / "run", data_dir, models=("online-m", "batch-m"), steer=(),
+                   personas=(), versions=("v1",), batch=("batch-m",))
+    md_path, html_path = write_report(run, data=data_dir, n_boot=20)
+    rows = {r[0]: r for r in _md_table(md_path.read_text(encoding="utf-8"),
+                                       "### Failures, retries, tokens, cost")}
+    health = html_path.read_text(encoding="utf-8").split("Failures, retries, tokens, cost", 1)[1]
+    for model, discount in (("online-m", 1.0), ("batch-m", 0.5)):  # batch APIs bill half
+        prompt, completion = (int(rows[model][k].replace(",", "")) for k in (7, 8))
+        cost = f"${(prompt * 0.5 + completion * 2.0) / 1e6 * discount:.2f}"
+        assert rows[model][10] == cost
+        html_row = re.search(rf"<tr><td>{model}</td>(.*?)</tr>", health)
+        assert html_row is not None and html_row[1].endswith(f">{cost}</td>")
+    assert rows["batch-m"][10] != rows["online-m"][10]
+
+
 def test_persona_summary_gives_r_and_exaggeration_per_group(md: str) -> None:
     header = md.split("### Summary: models against the humans", 1)[1].split("\n")[2]
     assert "Gender: r" in header and "Political orientation: exaggeration" in header
@@ -270,7 +290,7 @@ def test_health_counts_each_job_once_as_the_log_dedupes_it(tmp_path: Path) -> No
     log.write_bytes(rec("a", FAILED, "transient") + rec("a") + rec("b") + rec("b")
                     + rec("c", FAILED, "transient") + rec("c", FAILED, "permanent")
                     + b'{"job_id": "torn')
-    stats, audit = run_stats(log, {"m": (1.0, None)})
+    stats, audit = run_stats(log, {"m": Prices(1.0, None)})
     st = stats["m"]
     assert (st.jobs, st.ok, st.failed, st.lines) == (3, 2, 1, 6)
     assert dict(st.failure_reasons) == {"permanent": 1}

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
-from vpbatch.errors import LogError, RunDirError
+from vpbatch.errors import RunDirError
+from vpbatch.log.counts import Counted
+from vpbatch.log.reader import LogReader
 from vpbatch.log.records import OK
 from vpbatch.log.rundir import CONFIG_NAME, HASH_NAME, SOURCE_NAME, RunDir, open_run_dir
 
@@ -22,18 +21,6 @@ class MergeResult:
     rows: int  # lines read over all inputs
     jobs: int  # lines written: one per job id
     inputs: int
-
-
-def _lines(path: Path) -> Iterator[bytes]:
-    """The complete lines of a log, as bytes (a torn last line never committed: skip it)."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                return
-            if line.strip():
-                yield line
 
 
 def _check_same_config(ins: list[RunDir], out: RunDir) -> RunDir | None:
@@ -53,24 +40,15 @@ def _check_same_config(ins: list[RunDir], out: RunDir) -> RunDir | None:
     return first[0] if first[0] is not out else None
 
 
-def _winners(ins: list[RunDir]) -> dict[str, tuple[int, int]]:
-    """job id -> (input, line) of the row that counts: the first ok, else the latest failure."""
-    win: dict[str, tuple[int, int]] = {}
-    ok: set[str] = set()
+def _winners(ins: list[RunDir]) -> set[tuple[int, int]]:
+    """(input, byte offset) of each job's counting line, the inputs read one after another."""
+    counted: Counted[tuple[int, int]] = Counted()
     for k, rd in enumerate(ins):
-        for n, line in enumerate(_lines(rd.log_path)):
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise LogError(f"{rd.log_path}: line {n + 1} is not valid JSON ({exc}); move "
-                               "it aside and merge again") from exc
-            jid = row["job_id"]
-            if jid in ok:
-                continue
-            win[jid] = (k, n)
-            if row.get("status") == OK:
-                ok.add(jid)
-    return win
+        reader = LogReader(rd.log_path)
+        for offset, line in reader.lines():
+            row = reader.parse(offset, line)
+            counted.add(row["job_id"], row.get("status") == OK, (k, offset))
+    return set(counted.lines())
 
 
 def merge_run_dirs(out_dir: Path, in_dirs: list[Path]) -> MergeResult:
@@ -82,17 +60,16 @@ def merge_run_dirs(out_dir: Path, in_dirs: list[Path]) -> MergeResult:
         raise RunDirError(f"{out.path} already holds a log; choose an empty OUT_DIR, or list "
                           "it among the inputs to merge into it")
     src = _check_same_config(ins, out)
-    win = _winners(ins)
+    keep = _winners(ins)
     out.path.mkdir(parents=True, exist_ok=True)
     tmp = out.log_path.with_name(out.log_path.name + ".tmp")
     rows = 0
     with open(tmp, "wb") as f:
         for k, rd in enumerate(ins):
-            for n, line in enumerate(_lines(rd.log_path)):
+            for offset, line in LogReader(rd.log_path).lines():
                 rows += 1
-                jid = orjson.loads(line)["job_id"]
-                if win.get(jid) == (k, n):
-                    f.write(line)
+                if (k, offset) in keep:
+                    f.write(line + b"\n")
         f.flush()
         os.fsync(f.fileno())
     if src is not None:
@@ -100,4 +77,4 @@ def merge_run_dirs(out_dir: Path, in_dirs: list[Path]) -> MergeResult:
             if (src.path / name).exists() and src.path.resolve() != out.path.resolve():
                 shutil.copyfile(src.path / name, out.path / name)
     os.replace(tmp, out.log_path)  # last: a crash before it leaves the inputs untouched
-    return MergeResult(rows=rows, jobs=len(win), inputs=len(ins))
+    return MergeResult(rows=rows, jobs=len(keep), inputs=len(ins))

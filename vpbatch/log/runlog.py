@@ -2,117 +2,64 @@
 
 A line is written (one `write` on an O_APPEND descriptor) only after its answer has arrived,
 so a crash, even `kill -9`, loses at most what was in flight. On open, a torn last line (a
-write cut short) is cut off; duplicates of a job id are tolerated and counted once.
+write cut short) is cut off; a job logged more than once counts once (vpbatch.log.counts).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from vpbatch.errors import LogError
+from vpbatch.log.counts import Counted
+from vpbatch.log.reader import LogReader, repair_torn_tail
 from vpbatch.log.records import OK, Record
 
-__all__ = ["RunLog", "iter_log", "read_log", "repair_torn_tail", "LOG_NAME"]
+__all__ = ["RunLog", "iter_log", "read_log", "LOG_NAME"]
 
 LOG_NAME = "log.jsonl"
 
 
-def repair_torn_tail(path: Path) -> int:
-    """Cut a last line that lacks its newline (a torn write); return the bytes removed."""
-    if not path.exists():
-        return 0
-    with open(path, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        # Walk back in blocks to the last newline; lines are small, so this reads little.
-        pos, block = size, 1 << 16
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            nl = chunk.rfind(b"\n")
-            if nl >= 0:
-                keep = start + nl + 1
-                break
-            pos = start
-        else:
-            keep = 0
-        if keep < size:
-            f.truncate(keep)
-        return size - keep
-
-
 def iter_log(path: Path) -> Iterator[dict[str, Any]]:
     """Every complete line of a log as a dict, in file order (duplicates included)."""
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.endswith(b"\n"):
-                return  # a torn tail: the write never finished, so the job never committed
-            if line.strip():
-                try:
-                    yield orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise LogError(
-                        f"{path}:{lineno} is not valid JSON ({exc}); the log is corrupt beyond "
-                        "a torn last line. Move that line aside or restore the file."
-                    ) from exc
-
-
-def dedupe(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """job_id -> the row that counts: the first "ok" row, else the latest failure."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        prev = out.get(row["job_id"])
-        if prev is None or prev.get("status") != OK:  # an answer, once there, stays
-            out[row["job_id"]] = row
-    return out
+    return LogReader(path).rows()
 
 
 def read_log(path: Path) -> list[Record]:
-    """The deduplicated records of a log, one per job id, in first-seen order."""
-    return [Record.from_dict(d) for d in dedupe(iter_log(path)).values()]
+    """The record that counts for each job: the answers in log order, then the failures."""
+    counted: Counted[dict[str, Any]] = Counted()
+    for row in iter_log(path):
+        counted.add(row["job_id"], row.get("status") == OK, row)
+    return [Record.from_dict(d) for d in counted.lines()]
 
 
 class RunLog:
     """An open log: knows which jobs are finished and appends new ones, one write per line."""
 
-    __slots__ = ("path", "_fd", "_done", "_failed")
+    __slots__ = ("path", "_fd", "_jobs")
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(self.path)
-        self._done: set[str] = set()
-        self._failed: set[str] = set()
-        if self.path.exists():
-            for row in iter_log(self.path):
-                self._note(row["job_id"], row.get("status") == OK)
+        self._jobs: Counted[None] = Counted()
+        for row in iter_log(self.path):
+            self._jobs.add(row["job_id"], row.get("status") == OK, None)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def _note(self, jid: str, ok: bool) -> None:
-        if ok:
-            self._done.add(jid)
-            self._failed.discard(jid)
-        elif jid not in self._done:
-            self._failed.add(jid)
 
     def is_done(self, jid: str, *, retry_failed: bool = False) -> bool:
         """True when the job needs no request: answered, or failed for good (unless retried)."""
-        return jid in self._done or (not retry_failed and jid in self._failed)
+        return jid in self._jobs.answered or (not retry_failed and jid in self._jobs.failed)
 
     @property
     def n_ok(self) -> int:
-        return len(self._done)
+        return len(self._jobs.answered)
 
     @property
     def n_failed(self) -> int:
-        return len(self._failed)
+        return len(self._jobs.failed)
 
     def append(self, record: Record) -> None:
         """Commit one finished job: a single write of one line, straight to the OS."""
@@ -120,7 +67,7 @@ class RunLog:
         written = os.write(self._fd, line)
         if written != len(line):  # short writes on regular files mean a full disk
             raise LogError(f"short write to {self.path} (disk full?); free space and resume")
-        self._note(record.job_id, record.status == OK)
+        self._jobs.add(record.job_id, record.status == OK, None)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -6,6 +6,7 @@ and keyless, so the grid digests the body into the job id) and a `Provider` is w
 uses. One file per API (`openai`, `anthropic`, `openrouter`, `sim`) builds its provider by
 composing a wire (`openai_compat` is the Chat Completions one) with a delivery: `http` (the
 endpoint, the session without hidden retries) or the in-process respondent. `registry` picks
-one from the config and the environment. Each failure is classified once, in `failures`, as
-permanent, transient or rate-limited: nothing downstream second-guesses it.
+one from the config and the environment; `tokens` estimates a request's tokens before it is
+sent. Each failure is classified once, in `failures`, as permanent, transient or
+rate-limited: nothing downstream second-guesses it.
 """

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vpbatch.errors import ConfigError, LogError
+from vpbatch.log.counts import Counted
+from vpbatch.log.reader import LogReader
 from vpbatch.log.records import OK, Record
 from vpbatch.log.rundir import RunDir, open_run_dir
-from vpbatch.log.runlog import iter_log
 from vpbatch.scoring.analysis import Analysis, GroupComparison, analyse, human_comparison
 from vpbatch.scoring.scorer import ScoreOptions
+from vpbatch.sweep.cost import Prices
 
 __all__ = ["ModelStats", "ReportData", "gather", "run_stats"]
 
@@ -64,20 +66,20 @@ def _record(row: dict[str, Any]) -> Record:
 class _Pass:
     """One streaming pass over a log: health counts as a side effect of feeding the audit.
 
-    Dedupe as log.dedupe: a job's first ok row counts, else its latest failure; failures are
-    held back until the end because a later line may still answer them.
+    Each job counts once, by vpbatch.log.counts: an answer is yielded as its line is read;
+    failures wait for the end, since a later line may still answer them.
     """
 
-    __slots__ = ("stats", "answered", "failed_last")
+    __slots__ = ("stats", "counted")
 
     def __init__(self) -> None:
         self.stats: dict[str, ModelStats] = {}
-        self.answered: set[str] = set()
-        self.failed_last: dict[str, dict[str, Any]] = {}
+        # Only failures are kept (answers are yielded at once): memory follows the failures.
+        self.counted: Counted[dict[str, Any] | None] = Counted()
 
     def records(self, log_path: Path) -> Iterator[Record]:
-        stats, answered, failed_last = self.stats, self.answered, self.failed_last
-        for row in iter_log(log_path):
+        stats, counted = self.stats, self.counted
+        for row in LogReader(log_path).rows():
             st = stats.get(row["model"])
             if st is None:
                 st = stats[row["model"]] = ModelStats()
@@ -88,30 +90,26 @@ class _Pass:
                 st.prompt_tokens += int(usage.get("prompt_tokens") or 0)
                 st.completion_tokens += int(usage.get("completion_tokens") or 0)
                 st.reasoning_tokens += int(usage.get("reasoning_tokens") or 0)
-            jid = row["job_id"]
-            if row.get("status") == OK:
-                if jid in answered:
-                    continue
-                answered.add(jid)
-                failed_last.pop(jid, None)
+            ok = row.get("status") == OK
+            if counted.add(row["job_id"], ok, None if ok else row) and ok:
                 st.jobs += 1
                 if row.get("rating") is None:
                     st.unparseable += 1
                 else:
                     st.ok += 1
                 yield _record(row)
-            elif jid not in answered:
-                failed_last[jid] = row
-        for row in failed_last.values():
-            st = stats[row["model"]]
+        for failed in counted.failed.values():
+            assert failed is not None  # failures are kept whole
+            st = stats[failed["model"]]
             st.jobs += 1
             st.failed += 1
-            st.failure_reasons[str(row.get("error_kind") or row.get("error") or "unknown")] += 1
-            yield _record(row)
+            why = failed.get("error_kind") or failed.get("error") or "unknown"
+            st.failure_reasons[str(why)] += 1
+            yield _record(failed)
 
 
 def run_stats(
-    log_path: Path, prices: dict[str, tuple[float | None, float | None]] | None = None
+    log_path: Path, prices: Mapping[str, Prices] | None = None
 ) -> tuple[dict[str, ModelStats], dict[str, Any]]:
     """Per-model health and the parse audit, from one streaming pass over the log."""
     from vpbatch.scoring.audit import parse_audit
@@ -119,20 +117,17 @@ def run_stats(
     scan = _Pass()
     audit: dict[str, Any] = dict(parse_audit(scan.records(log_path)))
     for name, st in scan.stats.items():
-        p_in, p_out = (prices or {}).get(name, (None, None))
-        if p_in is not None or p_out is not None:
-            out_tokens = st.completion_tokens  # reasoning tokens are billed inside completion
-            st.cost_usd = (st.prompt_tokens * (p_in or 0) + out_tokens * (p_out or 0)) / 1e6
+        if prices and name in prices:
+            st.cost_usd = prices[name].cost(st.prompt_tokens, st.completion_tokens)
     return scan.stats, audit
 
 
-def _config_bits(rd: RunDir) -> tuple[str, dict[str, tuple[float | None, float | None]],
-                                      dict[str, tuple[str, str]]]:
+def _config_bits(rd: RunDir) -> tuple[str, dict[str, Prices], dict[str, tuple[str, str]]]:
     """Run name, per-model prices and persona -> (paper_group, paper_value), if a config exists."""
     from vpbatch.benchmark.conditions import load_conditions
 
     name = rd.path.name
-    prices: dict[str, tuple[float | None, float | None]] = {}
+    prices: dict[str, Prices] = {}
     meta: dict[str, tuple[str, str]] = {}
     try:
         cfg = rd.load_config() if rd.config_path.exists() else None
@@ -141,7 +136,7 @@ def _config_bits(rd: RunDir) -> tuple[str, dict[str, tuple[float | None, float |
         return name, prices, meta
     if cfg is not None:
         name = cfg.run.name
-        prices = {m.name: (m.price_in, m.price_out) for m in cfg.models}
+        prices = {m.name: Prices.of(m) for m in cfg.models}
     meta = {p.name: (p.paper_group or "", p.paper_value or "") for p in conds.personas.values()
             if p.paper_group and p.paper_value}
     return name, prices, meta

@@ -1,8 +1,8 @@
 """Log -> rating cube: a dense (model, condition, version, item) array the scorer reads.
 
 The log is read into columns by vpbatch.scoring.logscan (vectorised, by worker processes when big);
-here each job's counting row is picked, the cube filled with `np.bincount`, and the result
-cached beside the log by vpbatch.scoring.cubecache.
+here each job's counting row is picked (vpbatch.log.counts' rule, vectorised), the cube filled
+with `np.bincount`, and the result cached beside the log by vpbatch.scoring.cubecache.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vpbatch.scoring.logscan import CHUNK_BYTES, TEMPLATE_KEY, LogColumns, scan_
 if TYPE_CHECKING:
     from vpbatch.benchmark.dataset import Dataset
 
-__all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "TEMPLATE_KEY"]
+__all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "counting_rows", "TEMPLATE_KEY"]
 
 # Logs this big are read by worker processes, one byte range each (parsing is CPU-bound).
 PARALLEL_MIN_BYTES = 1 << 26
@@ -56,12 +56,12 @@ def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = Fa
     return _build(acc, ds)
 
 
-def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Indices of the rows that count, one per job: its first ok row, else its last row.
+def counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Indices of the rows that count, one per job (log.counts.Counted's rule, vectorised);
     None when every row counts (no job logged twice).
 
-    Jobs are equal when their (kind, hi, lo) keys are: a hash finds the candidates in one
-    sort, and only rows sharing a hash are compared exactly.
+    Jobs are equal when their (kind, hi, lo) keys are: a hash finds the jobs logged more than
+    once in one sort, and only their rows are ranked exactly.
     """
     kind, hi, lo = cols["kind"], cols["hi"], cols["lo"]
     h = (hi * _MIX[0]) ^ (lo * _MIX[1]) ^ (kind.astype(np.uint64) * _MIX[2])
@@ -70,22 +70,18 @@ def _counting_rows(cols: dict[str, np.ndarray]) -> np.ndarray | None:
     if not tied.any():
         return None  # no job logged twice: the usual case, and cheap
     cand = np.flatnonzero(np.isin(h, ordered[1:][tied]))
-    line, ok = cols["line"][cand], cols["ok"][cand].astype(bool)
-    order = np.lexsort((line, lo[cand], hi[cand], kind[cand]))  # by job, then file order
-    rows, ok = cand[order], ok[order]
-    new = np.ones(len(rows), bool)
-    new[1:] = (kind[rows[1:]] != kind[rows[:-1]]) | (hi[rows[1:]] != hi[rows[:-1]]) | (
-        lo[rows[1:]] != lo[rows[:-1]])
-    job = np.cumsum(new) - 1
-    oks = np.flatnonzero(ok)
-    first_ok = oks[np.r_[True, job[oks][1:] != job[oks][:-1]]] if len(oks) else oks
-    answered = np.zeros(job[-1] + 1, bool)
-    answered[job[first_ok]] = True
-    last = np.flatnonzero(np.r_[new[1:], True])
+    ok, line = cols["ok"][cand].astype(bool), cols["line"][cand].astype(np.int64)
+    # Counted's rule as a ranking within each job: answers before failures, the first answer
+    # (earliest line) or else the latest failure (latest line) first; the top row counts.
+    rank = np.where(ok, line, -line)
+    order = np.lexsort((rank, ~ok, lo[cand], hi[cand], kind[cand]))
+    rows = cand[order]
+    top = np.ones(len(rows), bool)
+    top[1:] = ((kind[rows[1:]] != kind[rows[:-1]]) | (hi[rows[1:]] != hi[rows[:-1]])
+               | (lo[rows[1:]] != lo[rows[:-1]]))
     keep = np.ones(len(h), bool)
     keep[cand] = False
-    keep[rows[first_ok]] = True
-    keep[rows[last[~answered]]] = True
+    keep[rows[top]] = True
     return np.flatnonzero(keep)
 
 
@@ -112,7 +108,7 @@ def _axes(acc: LogColumns) -> tuple[list[str], list[str], list[str], np.ndarray]
 def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
     """The cube of the rows that count: mean rating per cell, failures, authors' drops."""
     cols = acc.columns()
-    sel = _counting_rows(cols)
+    sel = counting_rows(cols)
     if sel is not None:
         cols = {k: v[sel] for k, v in cols.items()}
     names_m, names_c, names_v, index = _axes(acc)

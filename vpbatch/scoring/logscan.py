@@ -9,7 +9,6 @@ any other line goes through orjson. Big logs can be read by worker processes, a 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vpbatch.errors import LogError
+from vpbatch.log.reader import LogReader
 
 __all__ = ["TEMPLATE_KEY", "COLUMNS", "LogColumns", "scan_log"]
 
@@ -395,6 +394,9 @@ def _scan_triples(
 def _parse(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> _Parsed:
     """Parse the Record-shaped lines among [s, e) of a chunk without a dict per line."""
     f = _fields(sc, s, e, strict)
+    # A span that is not JSON (a control byte, bad UTF-8) leaves its lines to the log's parser.
+    decoded = [_triple(b) for b in f["spans"]]
+    f["ok"] &= np.array([d is not None for d in decoded] + [False])[f["span"]]
     idx = np.flatnonzero(f["ok"])
     span = f["span"][idx]
     first = np.full(len(f["spans"]), len(s), np.int64)
@@ -402,7 +404,7 @@ def _parse(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> _Parsed:
     used = np.flatnonzero(first < len(s))  # spans of lines that passed every check
     local = np.full(len(f["spans"]), -1, np.int64)
     local[used] = np.arange(len(used))
-    names = [_triple(f["spans"][k]) for k in used.tolist()]
+    names = [d for d in (decoded[k] for k in used.tolist()) if d is not None]  # all of them
     return _Parsed(f["ok"], local[span], names, first[used], f["pid"][idx], f["oid"][idx],
                    f["rating"][idx], f["status_ok"][idx], f["hi"][idx], f["lo"][idx])
 
@@ -440,14 +442,12 @@ def _group(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return group, np.array(firsts, np.int64)
 
 
-def _triple(span: bytes) -> tuple[str, str, str]:
-    """Decode one `model","condition":"...","version":"v` span exactly (escapes included)."""
-    blob = b'{"model":"' + span + b'"}'
+def _triple(span: bytes) -> tuple[str, str, str] | None:
+    """Decode one `model","condition":"...","version":"v` span exactly; None if not JSON."""
     try:
-        d = orjson.loads(blob)
-    except orjson.JSONDecodeError as exc:
-        raise LogError(f"a log line names its model badly ({exc}): {blob[:80]!r}; move that "
-                       "line aside or restore the file") from exc
+        d = orjson.loads(b'{"model":"' + span + b'"}')
+    except orjson.JSONDecodeError:
+        return None
     return str(d["model"]), str(d["condition"]), str(d["version"])
 
 
@@ -519,8 +519,9 @@ class LogColumns:
                     lo=np.array(lo, np.uint64), line=np.asarray(lines, np.int64))
         self.parts.append(part)
 
-    def add_chunk(self, path: Path, sc: _Scan, nl: np.ndarray) -> None:
-        """The complete lines of a chunk: Record-shaped ones vectorised, others one by one."""
+    def add_chunk(self, reader: LogReader, offset: int, sc: _Scan, nl: np.ndarray) -> None:
+        """The complete lines of a chunk at file `offset`: Record-shaped ones vectorised,
+        others one by one."""
         ends = np.flatnonzero(np.equal(sc.buf[: sc.size], 10, out=nl[: sc.size]))
         starts = np.empty_like(ends)
         starts[:1], starts[1:] = 0, ends[:-1] + 1
@@ -530,7 +531,10 @@ class LogColumns:
         self.n_lines += len(starts)
         got = _parse(sc, starts, ends, self.key == "rating_strict")
         slow = np.flatnonzero(~got.fast)
-        rows = [_load_line(path, bytes(sc.data[starts[i] : ends[i]])) for i in slow.tolist()]
+        texts = [bytes(sc.data[starts[i] : ends[i]]) for i in slow.tolist()]
+        # A line of blanks carries nothing; any other goes through the log's one parser.
+        rows = [reader.parse(offset + int(starts[i]), text) if text.strip() else None
+                for i, text in zip(slow.tolist(), texts, strict=True)]
         keep_rows = [i for i, r in enumerate(rows) if r is not None]
         if got.names:
             local = np.array([self._triple(name, int(lines[f]))
@@ -573,49 +577,16 @@ class LogColumns:
         return {k: np.concatenate([p[k] for p in self.parts]) for k in COLUMNS}
 
 
-def _load_line(path: Path, line: bytes) -> dict[str, Any] | None:
-    """One line through orjson; None for a line of whitespace."""
-    try:
-        row: dict[str, Any] = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        if not line.strip():
-            return None
-        raise LogError(
-            f"{path}: a line is not valid JSON ({exc}): {line[:80]!r}; move it aside or "
-            "restore the file"
-        ) from exc
-    return row
-
-
 def _read(
     path: Path, rows: LogColumns, chunk_bytes: int, start: int = 0, stop: int | None = None
 ) -> None:
-    """Feed the complete lines of bytes [start, stop) to `rows`, a chunk at a time.
-
-    `start` must be a line start; a last line without its newline (a torn write) is ignored.
-    One buffer is reused (read into, never re-allocated) unless a line outgrows it.
-    """
-    with open(path, "rb", buffering=0) as f:
-        left = (os.fstat(f.fileno()).st_size if stop is None else stop) - start
-        f.seek(start)
-        cap = chunk_bytes
-        mem, nl, have = bytearray(cap + _PAD), np.empty(cap, bool), 0
-        while left > 0:
-            if have == cap:  # one line longer than the buffer: grow it
-                cap *= 2
-                mem = mem[:have] + bytearray(cap + _PAD - have)
-                nl = np.empty(cap, bool)
-            with memoryview(mem) as view:
-                got = f.readinto(view[have : have + min(cap - have, left)])
-            if not got:
-                return
-            left -= got
-            size = have + got
-            cut = mem.rfind(b"\n", 0, size) + 1
-            if cut:
-                rows.add_chunk(path, _Scan(mem, cut), nl)
-                mem[: size - cut] = mem[cut:size]
-            have = size - cut
+    """Feed the complete lines of bytes [start, stop) to `rows`, a block at a time."""
+    reader = LogReader(path, start, stop)
+    nl = np.empty(0, bool)
+    for buf, end, offset in reader.blocks(chunk_bytes, pad=_PAD):
+        if len(nl) < end:
+            nl = np.empty(len(buf), bool)
+        rows.add_chunk(reader, offset, _Scan(buf, end), nl)
 
 
 def _split_points(path: Path, parts: int) -> list[int]:

@@ -4,5 +4,6 @@
 repeat) with their ids; `engine` runs one anyio task group over the models; `pipeline` takes
 one model's jobs through `limits` (RPM, TPM, the adaptive concurrency cap) and `retry` (the one
 retry loop) to a provider and appends each answer to the log; `batch/` does the same through
-provider batch APIs. `plan` and `status` say what a sweep will cost and how far it got.
+provider batch APIs. `plan` and `status` say what a sweep will cost and how far it got, priced
+by `cost`.
 """

@@ -9,11 +9,10 @@ from vpbatch.benchmark.conditions import Conditions, system_message
 from vpbatch.benchmark.dataset import Dataset
 from vpbatch.providers.tokens import PER_MESSAGE, PER_REQUEST, text_tokens
 from vpbatch.sweep.config import Config, ModelConfig
+from vpbatch.sweep.cost import Prices
 from vpbatch.sweep.grid import count_model_jobs, model_conditions, n_items, request_params
 
-__all__ = ["ModelPlan", "plan_model", "plan_config", "render_plan", "BATCH_DISCOUNT"]
-
-BATCH_DISCOUNT = 0.5  # OpenAI Batch and Anthropic Message Batches bill half
+__all__ = ["ModelPlan", "plan_model", "plan_config", "render_plan"]
 
 @dataclass(slots=True)
 class ModelPlan:
@@ -56,11 +55,7 @@ def plan_model(
     prompt_tokens = math.ceil(per_repeat * cfg.run.repeats * jobs / full) if full else 0
     params = request_params(cfg, m)
     completion = jobs * params.max_tokens
-    cost = None
-    if m.price_in is not None or m.price_out is not None:
-        cost = (prompt_tokens * (m.price_in or 0.0) + completion * (m.price_out or 0.0)) / 1e6
-        if m.mode == "batch":
-            cost *= BATCH_DISCOUNT
+    cost = Prices.of(m).cost(prompt_tokens, completion)
     return ModelPlan(
         model=m.name, provider=m.provider, mode=m.mode, conditions=len(conditions), jobs=jobs,
         requests=jobs, prompt_tokens=prompt_tokens, max_completion_tokens=completion,

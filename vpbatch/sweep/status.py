@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import N_ITEMS, load_dataset
+from vpbatch.log.counts import Counted
+from vpbatch.log.reader import LogReader
 from vpbatch.log.records import OK
-from vpbatch.log.runlog import iter_log
 from vpbatch.sweep.config import Config
+from vpbatch.sweep.cost import Prices
 from vpbatch.sweep.grid import iter_model_jobs, model_conditions
 
 __all__ = ["Cell", "collect_status", "render_status"]
@@ -61,24 +63,20 @@ def collect_status(
     """Stream the log once: jobs deduplicated by id, tokens summed over every row (all paid)."""
     totals = _totals(cfg, shard, data) if cfg else {}
     cells = {k: Cell(k[0], k[1], t) for k, t in totals.items()}
-    final: dict[str, tuple[tuple[str, str], int, str | None]] = {}
-    if log_path.exists():
-        for row in iter_log(log_path):
-            key = (str(row.get("model")), str(row.get("condition")))
-            cell = cells.get(key) or cells.setdefault(key, Cell(key[0], key[1], None))
-            usage = row.get("usage") or {}
-            cell.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            cell.completion_tokens += int(usage.get("completion_tokens") or 0)
-            prev = final.get(row["job_id"])
-            if prev is not None and prev[1] != _FAILED:
-                continue  # the first answer counts; later duplicates change nothing
-            if row.get("status") == OK:
-                code = _PARSED if row.get("rating") is not None else _UNPARSED
-                final[row["job_id"]] = (key, code, None)
-            else:
-                reason = f"{row.get('error_kind') or 'failed'}: {row.get('error') or '?'}"
-                final[row["job_id"]] = (key, _FAILED, reason[:100])
-    for key, code, why in final.values():
+    counted: Counted[tuple[tuple[str, str], int, str | None]] = Counted()
+    for row in LogReader(log_path).rows():
+        key = (str(row.get("model")), str(row.get("condition")))
+        cell = cells.get(key) or cells.setdefault(key, Cell(key[0], key[1], None))
+        usage = row.get("usage") or {}
+        cell.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        cell.completion_tokens += int(usage.get("completion_tokens") or 0)
+        if row.get("status") == OK:
+            code = _PARSED if row.get("rating") is not None else _UNPARSED
+            counted.add(row["job_id"], True, (key, code, None))
+        else:
+            reason = f"{row.get('error_kind') or 'failed'}: {row.get('error') or '?'}"
+            counted.add(row["job_id"], False, (key, _FAILED, reason[:100]))
+    for key, code, why in counted.lines():
         cell = cells[key]
         if code == _FAILED:
             cell.failed += 1
@@ -91,15 +89,11 @@ def collect_status(
     return list(cells.values())
 
 
-def _price(cells: Any, cfg: Config) -> None:
-    models = {m.name: m for m in cfg.models}
+def _price(cells: Iterable[Cell], cfg: Config) -> None:
+    prices = {m.name: Prices.of(m) for m in cfg.models}
     for cell in cells:
-        m = models.get(cell.model)
-        if m is None or (m.price_in is None and m.price_out is None):
-            continue
-        cost = (cell.prompt_tokens * (m.price_in or 0) + cell.completion_tokens
-                * (m.price_out or 0)) / 1e6
-        cell.cost_usd = cost / 2 if m.mode == "batch" else cost
+        if cell.model in prices:
+            cell.cost_usd = prices[cell.model].cost(cell.prompt_tokens, cell.completion_tokens)
 
 
 def _sum(cells: list[Cell], model: str, condition: str) -> Cell:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from vpbatch.errors import LogError
-from vpbatch.log.runlog import repair_torn_tail
+from vpbatch.log.reader import LogReader, repair_torn_tail
 
 __all__ = ["JOURNAL_NAME", "BatchEntry", "BatchJournal"]
 
@@ -56,6 +56,7 @@ class BatchJournal:
 
     def _append(self, row: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(self.path)  # a new line must not continue one a crash cut short
         line = orjson.dumps(row) + b"\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -89,21 +90,8 @@ class BatchJournal:
                       "ts": time.time()})
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every complete line, in order; a torn last line (a crash mid-write) is cut off."""
-        if not self.path.exists():
-            return []
-        repair_torn_tail(self.path)
-        out = []
-        with open(self.path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    out.append(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raise LogError(f"{self.path}:{lineno} is not valid JSON ({exc}); move that "
-                                   "line aside or restore the file") from exc
-        return out
+        """Every complete line, in order (a torn last line, a crash mid-write, left out)."""
+        return list(LogReader(self.path).rows())
 
     def unconfirmed(self, model: str) -> list[BatchEntry]:
         """The model's intents with neither a batch id nor an abandonment: a crash mid-create."""
