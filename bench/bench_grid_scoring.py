@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from bench.bench_scoring import scanner_vs_plain
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import FAMILY_DIMS, PHRASES, VERSIONS
@@ -49,7 +50,7 @@ P_FAILED = 0.005  # permanent failures (HTTP 400) among the jobs
 
 
 def _cpu() -> float:
-    """CPU seconds of this process and its finished children (the cube reader's workers)."""
+    """CPU seconds of this process, all its threads (the cube reader's) included."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 
@@ -195,13 +196,14 @@ def main() -> None:
         t_pct = time.perf_counter() - t0
         # CPU time beside wall time: on a shared machine the wall clock also measures others.
         print(f"cube_from_log {t_read:.2f} s + analyse (n_boot={N_BOOT}) {t_analyse:.2f} s = "
-              f"{total:.2f} s wall (goal < {GOAL_S:.0f} s: {verdict}); CPU incl. worker "
-              f"processes {c_read:.2f} + {c_analyse:.2f} s; {cube.n_ok:,} answers in the cube; "
+              f"{total:.2f} s wall (goal < {GOAL_S:.0f} s: {verdict}); CPU "
+              f"{c_read:.2f} + {c_analyse:.2f} s; {cube.n_ok:,} answers in the cube; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"  of which the human percentiles ({pct.shape[0]:,} model x condition rows x "
               f"{pct.shape[1]} dimensions among 560 raters): {t_pct:.2f} s; bootstrap "
               f"{a.bootstrap}, design effect (median) "
               + ", ".join(f"{f} {np.nanmedian(v):.2f}" for f, v in a.design_effect.items()))
+        print(f"reading it into the cube: {scanner_vs_plain(log, ds)}")
         cube_from_log(log, ds)  # fills the cube cache beside the log
         t0 = time.perf_counter()
         analyse(cube_from_log(log, ds), ds, n_boot=N_BOOT)

@@ -27,9 +27,10 @@ from vpbatch.log.importer import find_output_files, import_official
 from vpbatch.scoring.cube import RatingCube, cube_from_log
 from vpbatch.scoring.scorer import ScoreOptions, Scores, item_weights, score_cube
 
-__all__ = ["main", "baseline_score", "synthetic_log"]
+__all__ = ["main", "baseline_score", "synthetic_log", "scanner_vs_plain"]
 
 IMPORT_GOAL_S = 20.0
+SCANNER_KEEP_RATIO = 3.0  # the byte-level scanner earns its code only by this much less CPU
 SCORE_GOAL_S = 2.0
 N_SYNTHETIC = 1_000_000
 
@@ -43,7 +44,8 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def _cpu() -> float:
-    """CPU seconds of this process and its reaped workers: on a shared machine, the honest clock."""
+    """CPU seconds of this process (all its threads) and its reaped children: on a shared
+    machine, the honest clock."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 
@@ -115,6 +117,23 @@ def _check_same(ours: Scores, theirs: dict[tuple[str, str], dict[str, dict[str, 
             assert abs(ours.score["pvq"][mi, ci, j] - value) < 1e-9, (model, cond, dim)
 
 
+def scanner_vs_plain(log: Path, ds: Dataset) -> str:
+    """CPU seconds (every reading thread) of reading a log into the cube two ways: the
+    byte-level scanner, and orjson per line feeding the same numpy fill. Same cube, or no ratio.
+    """
+    c0 = _cpu()
+    scanned = cube_from_log(log, ds, cache=False)
+    c_scan = _cpu() - c0
+    c0 = _cpu()
+    plain = cube_from_log(log, ds, cache=False, plain=True)
+    c_plain = _cpu() - c0
+    np.testing.assert_array_equal(scanned.ratings, plain.ratings)
+    assert (scanned.n_ok, scanned.n_failed) == (plain.n_ok, plain.n_failed)
+    return (f"scanner {c_scan:.2f} s CPU, orjson per line {c_plain:.2f} s CPU "
+            f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}): scanner "
+            f"{c_plain / c_scan:.1f}x less CPU (kept if >= {SCANNER_KEEP_RATIO:.0f}x)")
+
+
 def bench_official(data: Path, ds: Dataset) -> None:
     outputs = data / layout.OUTPUTS
     mb = sum(p.stat().st_size for p in find_output_files(outputs)) / 1e6
@@ -125,6 +144,8 @@ def bench_official(data: Path, ds: Dataset) -> None:
         scores, t_score = _timed(
             lambda: score_cube(cube_from_log(run / "log.jsonl", ds, cache=False), ds)
         )
+        mb_log = (run / "log.jsonl").stat().st_size / 1e6
+        versus = scanner_vs_plain(run / "log.jsonl", ds)
     t_ours = t_import + t_score
     n, t_base = _timed(lambda: _baseline_official(outputs, lists))
     assert n == len(scores.models) == 33
@@ -133,6 +154,7 @@ def bench_official(data: Path, ds: Dataset) -> None:
           f"{t_import:.1f} s (re-parses every answer, writes the log) + read and score "
           f"{t_score:.2f} s (goal < {IMPORT_GOAL_S:.0f} s: {goal}); per-answer baseline "
           f"(json.load + loops, no log): {t_base:.1f} s; ratio {t_base / t_ours:.2f}x")
+    print(f"reading the imported log ({mb_log:.0f} MB) into the cube: {versus}")
 
 
 def synthetic_log(path: Path, ds: Dataset, n_answers: int, seed: int = 0) -> tuple[int, int]:
@@ -200,15 +222,17 @@ def bench_synthetic(ds: Dataset) -> None:
         _, t_cached = _timed(lambda: score_cube(cube_from_log(log, ds), ds))
         theirs, t_base = _timed(lambda: baseline_score(answers, lists))
         _, t_base_read = _timed(lambda: _baseline_log(log, lists))
+        versus = scanner_vs_plain(log, ds)
     _check_same(scores, theirs)
     goal = "ok" if t_score < SCORE_GOAL_S else "MISSED"
     print(f"scoring alone, {n:,} synthetic answers in memory ({n_models} models x {n_conds} "
           f"conditions x 6 versions x 520 items): {t_score:.3f} s (goal < {SCORE_GOAL_S:.0f} s: "
           f"{goal}); per-answer dict/loop baseline {t_base:.1f} s; ratio {t_base / t_score:.0f}x")
     print(f"reading that log ({mb:.0f} MB, {n:,} lines) into the cube: {t_read:.1f} s wall, "
-          f"{c_read:.1f} s CPU incl. workers (load {os.getloadavg()[0]:.1f}); cached "
+          f"{c_read:.1f} s CPU (load {os.getloadavg()[0]:.1f}); cached "
           f"cube + score {t_cached:.2f} s; json-per-line baseline (read + score) "
           f"{t_base_read:.1f} s; ratio {t_base_read / (t_read + t_score):.1f}x")
+    print(f"  the same read, {mb:.0f} MB: {versus}")
 
 
 def _answers(cube: RatingCube) -> list[tuple[str, str, int, int, float | None]]:

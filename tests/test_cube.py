@@ -110,7 +110,7 @@ def test_the_vectorised_rule_picks_the_line_the_plain_rule_picks(seed: int) -> N
     for n, (jid, ok) in enumerate(lines):
         plain.add(jid, ok, n)
     acc = LogColumns(strict=False)
-    acc.add_dicts([{"job_id": jid, "status": "ok" if ok else "failed", "model": "m",
+    acc.add_rows([{"job_id": jid, "status": "ok" if ok else "failed", "model": "m",
                     "condition": "vanilla", "version": "v1", "portrait_id": 1, "option_id": 1,
                     "rating": 3 if ok else None} for jid, ok in lines])
     cols = acc.columns()
@@ -162,7 +162,14 @@ def test_vector_and_orjson_paths_give_the_same_cube(
                  cube_from_log(other, ds, strict=strict, cache=False))
 
 
-def test_worker_processes_and_small_chunks_read_the_same_cube(
+def test_the_plain_reader_gives_the_scanners_cube(tmp_path: Path, ds: Dataset) -> None:
+    # make bench measures the scanner against this reader: they must agree to be compared.
+    log = _varied_log(tmp_path / "log.jsonl", ds, 3000, seed=5)
+    _assert_same(cube_from_log(log, ds, cache=False),
+                 cube_from_log(log, ds, cache=False, plain=True))
+
+
+def test_reading_threads_and_small_chunks_read_the_same_cube(
     tmp_path: Path, ds: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = _varied_log(tmp_path / "log.jsonl", ds, 3000, seed=3)

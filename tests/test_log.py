@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from vpbatch.errors import LogError
 from vpbatch.log.records import FAILED, Record
 from vpbatch.log.runlog import RunLog, read_log
 
@@ -31,6 +34,18 @@ def test_torn_last_line_is_cut_on_open(tmp_path: Path) -> None:
     log.append(rec("c"))
     log.close()
     assert [r.job_id for r in read_log(path)] == ["a", "c"]
+
+
+def test_a_line_that_is_not_json_stops_every_reader_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    with RunLog(path) as log:
+        log.append(rec("a"))
+    with open(path, "ab") as f:
+        f.write(b'{"job_id": "b", "mod\n' + rec("c").to_json())
+    with pytest.raises(LogError, match=r"log\.jsonl:2 is not valid JSON"):
+        read_log(path)
+    with pytest.raises(LogError, match=r"log\.jsonl:2 is not valid JSON"):
+        RunLog(path)
 
 
 def test_duplicate_job_ids_count_once(tmp_path: Path) -> None:

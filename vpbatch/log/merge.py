@@ -47,7 +47,8 @@ def _winners(ins: list[RunDir]) -> set[tuple[int, int]]:
         reader = LogReader(rd.log_path)
         for offset, line in reader.lines():
             row = reader.parse(offset, line)
-            counted.add(row["job_id"], row.get("status") == OK, (k, offset))
+            if row is not None:
+                counted.add(row["job_id"], row.get("status") == OK, (k, offset))
     return set(counted.lines())
 
 

@@ -4,8 +4,9 @@ Every reader of a log (resume, status, report, merge, the scorer, the batch jour
 through `LogReader`, so the two questions a log can raise are answered once:
 - A last line without its newline is a write cut short (a crash mid-append). It never
   committed, so it is left out. Writers cut it off (`repair_torn_tail`) before appending.
-- A line that is not JSON is decided by `LogReader.parse` alone. Today the log is corrupt and
-  the read stops with a LogError naming the file and the line.
+- A line that is not JSON is decided by `LogReader.parse` alone, and every caller skips a
+  line it returns None for. Today the log is corrupt and the read stops with a LogError naming
+  the file and the line.
 """
 
 from __future__ import annotations
@@ -76,11 +77,24 @@ class LogReader:
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Every complete line as a dict, in file order (duplicates of a job included)."""
-        for offset, line in self.lines():
-            yield self.parse(offset, line)
+        loads = orjson.loads
+        for buf, end, offset in self.blocks():
+            lines = bytes(buf[:end]).split(b"\n")[:-1]
+            for i, line in enumerate(lines):
+                try:
+                    yield loads(line)
+                except orjson.JSONDecodeError:
+                    if not line.strip():
+                        continue  # a blank line carries nothing
+                    row = self.parse(offset + sum(len(x) + 1 for x in lines[:i]), line)
+                    if row is not None:
+                        yield row
 
-    def parse(self, offset: int, line: bytes) -> dict[str, Any]:
-        """The line at file `offset` as a dict: the one place that decides what a bad line means."""
+    def parse(self, offset: int, line: bytes) -> dict[str, Any] | None:
+        """The line at file `offset` as a dict, or None for a line to skip (none is, today).
+
+        The one place that decides what a line that is not JSON means, for every reader.
+        """
         try:
             row: dict[str, Any] = orjson.loads(line)
         except orjson.JSONDecodeError as exc:

@@ -1,6 +1,6 @@
 """Log -> rating cube: a dense (model, condition, version, item) array the scorer reads.
 
-The log is read into columns by vpbatch.scoring.logscan (vectorised, by worker processes when big);
+The log is read into columns by vpbatch.scoring.logscan (vectorised, by threads when big);
 here each job's counting row is picked (vpbatch.log.counts' rule, vectorised), the cube filled
 with `np.bincount`, and the result cached beside the log by vpbatch.scoring.cubecache.
 """
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RatingCube", "cube_from_log", "cube_from_rows", "counting_rows", "TEMPLATE_KEY"]
 
-# Logs this big are read by worker processes, one byte range each (parsing is CPU-bound).
+# Logs this big are read by threads, one byte range each (parsing is CPU-bound, and numpy
+# releases the GIL for it).
 PARALLEL_MIN_BYTES = 1 << 26
-MAX_WORKERS = 4  # capped by the cores; the main process reads the first range itself
+MAX_WORKERS = 4  # capped by the cores
 # Multipliers of the job-key hash that finds jobs logged more than once.
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
@@ -52,7 +53,7 @@ class RatingCube:
 def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = False) -> RatingCube:
     """A cube from already-parsed log rows (tests, merged logs)."""
     acc = LogColumns(strict)
-    acc.add_dicts(rows)
+    acc.add_rows(rows)
     return _build(acc, ds)
 
 
@@ -162,9 +163,12 @@ def _cache_fields(cube: RatingCube) -> dict[str, Any]:
 
 
 def cube_from_log(
-    log_path: Path, ds: Dataset, *, strict: bool = False, cache: bool = True
+    log_path: Path, ds: Dataset, *, strict: bool = False, cache: bool = True, plain: bool = False
 ) -> RatingCube:
-    """Read a run log (deduplicated: a job's first ok row counts) into a RatingCube."""
+    """Read a run log (deduplicated: a job's first ok row counts) into a RatingCube.
+
+    `plain` reads every line with orjson instead of the scanner: the baseline of `make bench`.
+    """
     log_path = Path(log_path)
     if not log_path.exists():
         raise LogError(f"no log at {log_path}; run a sweep or import-official into that dir first")
@@ -177,7 +181,8 @@ def cube_from_log(
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if log_path.stat().st_size < PARALLEL_MIN_BYTES:
         workers = 1
-    cube = _build(scan_log(log_path, strict, workers=workers, chunk_bytes=CHUNK_BYTES), ds)
+    cols = scan_log(log_path, strict, workers=workers, chunk_bytes=CHUNK_BYTES, plain=plain)
+    cube = _build(cols, ds)
     if cache:
         save_cache(cpath, key, _cache_fields(cube))
     return cube

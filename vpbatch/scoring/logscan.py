@@ -3,14 +3,14 @@
 Lines written by Record.to_json (fixed key order) are read column-wise: newlines are found
 once, then each needed field is reached from the line start by 8-byte word scans (SWAR: one
 uint64 holds 8 bytes). Job ids (32 hex) become exact 128-bit pairs and names exact strings;
-any other line goes through orjson. Big logs can be read by worker processes, a byte range each.
+any other line goes through orjson. Big logs are read by threads, a byte range each.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import re
-from concurrent.futures import ProcessPoolExecutor
+import itertools
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from vpbatch.log.reader import LogReader
+from vpbatch.log.records import OK
 
 __all__ = ["TEMPLATE_KEY", "COLUMNS", "LogColumns", "scan_log"]
 
@@ -33,15 +34,31 @@ _PAD = 1024  # slack past a chunk's data: word loads a little past a line end st
 _SCAN_WORDS = 32  # strings up to 256 bytes are scanned word by word, longer ones by index
 _NAME_WORDS = 16  # names up to 128 bytes take the vectorised path
 _STRIDE = 32  # every _STRIDE-th line's names are scanned; the others compared with those
-_ONES = np.uint64(0x0101010101010101)
-_HIGH = np.uint64(0x8080808080808080)
-_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
-_QUOTE = np.uint64(0x2222222222222222)
-_ZERO_DIGITS = np.uint64(0x3030303030303030)
+_NEWLINE, _QUOTE_BYTE, _BACKSLASH, _COMMA, _CLOSE_BRACE = b'\n"\\,}'
+_NULL_TEXT = b"null"
+
+
+def _every_byte(value: int) -> np.uint64:
+    """The word holding `value` in each of its 8 bytes."""
+    return np.uint64(int.from_bytes(bytes([value]) * 8, "little"))
+
+
+_ONES = _every_byte(0x01)
+_HIGH = _every_byte(0x80)  # each byte's top bit: where the tests below flag a byte
+_LOW7 = _every_byte(0x7F)
+_LOW_NIBBLES = _every_byte(0x0F)
+_HIGH_NIBBLES = _every_byte(0xF0)
+_PLUS_6 = _every_byte(0x06)  # lifts a nibble of 10..15, and only those, past 15
+_NIBBLE_CARRY = _every_byte(0x10)
+_QUOTE = _every_byte(_QUOTE_BYTE)
+_BACKSLASHES = _every_byte(_BACKSLASH)
+_ZERO_DIGITS = _every_byte(ord("0"))
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the name-column hash
-_NULL = int.from_bytes(b"null", "little")
+_NULL = np.uint64(int.from_bytes(_NULL_TEXT, "little"))
 _TEMPLATE_TRUE = f'"{TEMPLATE_KEY}":true'.encode()  # as orjson writes the key, set
-_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX_DIGITS = "0123456789abcdef"
+_LOW64 = (1 << 64) - 1
+_NAN = float("nan")
 
 
 def _first_flag(z: np.ndarray) -> np.ndarray:
@@ -60,16 +77,26 @@ def _nonzero_bytes(x: np.ndarray) -> np.ndarray:
 
 
 _32 = np.uint64(32)
-_C = {c: np.uint64(int.from_bytes(bytes([c]) * 8, "little")) for c in (0x50, 0x46, 0x1F, 0x19)}
+
+
+def _at_least(c: int) -> np.uint64:
+    """Added to a word of ASCII bytes, sets the top bit of exactly the bytes >= c (no carry
+    crosses a byte: 0x7F + (0x80 - c) < 0x100)."""
+    return _every_byte(0x80 - c)
+
+
+_AT_LEAST_0, _PAST_9 = _at_least(ord("0")), _at_least(ord("9") + 1)
+_AT_LEAST_A, _PAST_F = _at_least(ord("a")), _at_least(ord("f") + 1)
 
 
 def _hex8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(value, good) of 8 lowercase hex digits per word, first digit most significant."""
-    # Per byte, with no carry between bytes (ASCII only): digit 0x30..0x39 or a..f 0x61..0x66.
-    digit = (w + _C[0x50]) & ~(w + _C[0x46])
-    alpha = (w + _C[0x1F]) & ~(w + _C[0x19])
+    # Per byte (ASCII only): a digit is >= "0" and not >= ":", a letter >= "a" and not >= "g".
+    digit = (w + _AT_LEAST_0) & ~(w + _PAST_9)
+    alpha = (w + _AT_LEAST_A) & ~(w + _PAST_F)
     good = (((digit | alpha) & _HIGH) == _HIGH) & ((w & _HIGH) == 0)
-    nib = (w & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(9) * ((w >> np.uint64(6)) & _ONES)
+    # A digit's value is its low nibble; a letter's (bit 6 set) is its low nibble + 9.
+    nib = (w & _LOW_NIBBLES) + np.uint64(9) * ((w >> np.uint64(6)) & _ONES)
     # Pairs, then quads, then all eight nibbles, most significant (first) digit on top.
     t = ((nib << np.uint64(4)) | (nib >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
     t = ((t << np.uint64(8)) | (t >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
@@ -96,7 +123,7 @@ class _Scan:
     def quotes(self) -> np.ndarray:
         """Offsets of every quote in the chunk (built only when a long string needs it)."""
         if self._quotes is None:
-            self._quotes = np.flatnonzero(self.buf[: self.size] == 34)
+            self._quotes = np.flatnonzero(self.buf[: self.size] == _QUOTE_BYTE)
         return self._quotes
 
     def match(self, at: np.ndarray, text: bytes) -> np.ndarray:
@@ -119,11 +146,11 @@ class _Scan:
     def escaped(self, q: np.ndarray) -> np.ndarray:
         """Whether the quote at each q is escaped (an odd run of backslashes before it)."""
         odd = np.zeros(len(q), bool)
-        idx, back = np.flatnonzero(self.buf[q - 1] == 92), 1
+        idx, back = np.flatnonzero(self.buf[q - 1] == _BACKSLASH), 1
         while len(idx):
             odd[idx] = ~odd[idx]
             back += 1
-            idx = idx[self.buf[q[idx] - back] == 92]
+            idx = idx[self.buf[q[idx] - back] == _BACKSLASH]
         return odd
 
     def string_end(self, pos: np.ndarray, lim: np.ndarray) -> np.ndarray:
@@ -133,7 +160,7 @@ class _Scan:
         for k in range(2, -1, -1):  # earliest word last, so its quote wins
             z = _zero_bytes(self.words[pos + 8 * k] ^ _QUOTE)
             end = np.where(z != 0, pos + 8 * k + _first_flag(z), end)
-        unsure = np.flatnonzero((end < 0) | (self.buf[end - 1] == 92))
+        unsure = np.flatnonzero((end < 0) | (self.buf[end - 1] == _BACKSLASH))
         if len(unsure):
             end[unsure] = self._scan_end(pos[unsure], lim[unsure])
         end[end >= lim] = -1
@@ -182,16 +209,15 @@ class _Scan:
     def number(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(value, end, good): the unsigned integer of 1..7 digits at `at`, read in one word."""
         x = self.words[at] ^ _ZERO_DIGITS  # digits become bytes 0..9
-        nibble_hi = x & np.uint64(0xF0F0F0F0F0F0F0F0)
-        over_9 = ((x & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(0x0606060606060606)) & np.uint64(
-            0x1010101010101010
-        )
-        stop = _nonzero_bytes(nibble_hi | over_9)
+        # A byte is a digit when its high nibble is 0 and its low nibble + 6 stays below 16.
+        over_9 = ((x & _LOW_NIBBLES) + _PLUS_6) & _NIBBLE_CARRY
+        stop = _nonzero_bytes((x & _HIGH_NIBBLES) | over_9)
         n = np.where(stop != 0, _first_flag(stop), 8)
         good = (n >= 1) & (n <= 7)
         shift = (np.uint64(8) * (np.uint64(8) - np.clip(n, 1, 7).astype(np.uint64)))
         v = (x & _MASKS[n]) << shift  # the digits in the top bytes, leading zeros below
-        # Pairwise, then 4-wise, then 8-wise decimal combination of the eight digit bytes.
+        # Pairwise, then 4-wise, then 8-wise decimal combination of the eight digit bytes
+        # (simdjson's eight-digit parse): each step multiplies the higher half by 10, 100, 10^4.
         v = (v * np.uint64(10)) + (v >> np.uint64(8))
         lo = v & np.uint64(0x000000FF000000FF)
         hi = (v >> np.uint64(16)) & np.uint64(0x000000FF000000FF)
@@ -202,20 +228,20 @@ class _Scan:
     def rating(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(value, end, good) for `null` or one digit 1..9 at `at`; NaN for null."""
         word = self.words[at]
-        is_null = (word & np.uint64(0xFFFFFFFF)) == np.uint64(_NULL)
-        digit = (word & np.uint64(0xFF)).astype(np.int64) - 48
-        after = (word >> np.uint64(8)) & np.uint64(0xFF)
-        is_digit = (digit >= 1) & (digit <= 9) & ((after == 44) | (after == 125))
+        is_null = (word & _MASKS[len(_NULL_TEXT)]) == _NULL
+        digit = (word & _MASKS[1]).astype(np.int64) - ord("0")
+        after = (word >> np.uint64(8)) & _MASKS[1]  # the byte after the digit ends the value
+        is_digit = (digit >= 1) & (digit <= 9) & ((after == _COMMA) | (after == _CLOSE_BRACE))
         value = np.where(is_digit, digit, np.nan)
-        return value, at + np.where(is_null, 4, 1), is_null | is_digit
+        return value, at + np.where(is_null, len(_NULL_TEXT), 1), is_null | is_digit
 
     def value_end(
         self, at: np.ndarray, lim: np.ndarray, live: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(end, good) of the `null` or string value at `at`; strings scanned on `live` rows."""
-        is_null = self.match(at, b"null")
-        is_str = live & (self.buf[at] == 34)
-        end, good = at + 4, is_null.copy()
+        is_null = self.match(at, _NULL_TEXT)
+        is_str = live & (self.buf[at] == _QUOTE_BYTE)
+        end, good = at + len(_NULL_TEXT), is_null.copy()
         idx = np.flatnonzero(is_str)
         q = self.string_end(at[idx] + 1, lim[idx])
         good[idx] = q >= 0
@@ -254,12 +280,32 @@ class _Scan:
                 break
         # A backslash (an escape) anywhere in a name: leave the line to orjson.
         words = words[:used]
-        slash = (_zero_bytes(words ^ np.uint64(0x5C5C5C5C5C5C5C5C)) != 0).any(axis=0)
+        slash = (_zero_bytes(words ^ _BACKSLASHES) != 0).any(axis=0)
         end[slash] = -1
         return end, words
 
 
 # --- one chunk of Record lines ---------------------------------------------------------
+
+# A line as Record.to_json writes it: the keys in field order, a value after each. The scanner
+# reads a line by matching each key where the previous value ended.
+_JOB_ID = b'{"job_id":"'
+_HEX_ID = 32  # records.job_id writes 32 lowercase hex digits
+_MODEL = b'","model":"'
+_CONDITION = b'","condition":"'
+_VERSION = b'","version":"'
+_PORTRAIT_ID = b'","portrait_id":'
+_OPTION_ID = b',"option_id":'
+_REPEAT = b',"repeat":'
+_STATUS = b',"status":"'
+_OK, _FAILED = b'ok"', b'failed"'  # the status values, closing quote included
+_RAW = b',"raw":'
+_REASONING = b',"reasoning":'
+_RATING = b',"rating":'
+_RATING_STRICT = b',"rating_strict":'
+_NO_EXTRA = b'"extra":{}}'  # how a line with no provenance ends
+_NAMES_AT = len(_JOB_ID) + _HEX_ID + len(_MODEL)  # where the model name starts
+_MIN_LINE = 100  # far below any Record line: the first key checks stay inside the line
 
 
 @dataclass(slots=True)
@@ -279,38 +325,44 @@ class _Parsed:
 
 
 def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, np.ndarray]:
-    """Walk every line through the Record key order, clearing `ok` where a line deviates."""
-    ok = (e - s >= 100) & sc.match(s, b'{"job_id":"') & sc.match(s + 43, b'","model":"')
-    ok &= sc.buf[e - 1] == ord("}")
-    hi, lo, good = sc.hex128(s + 11)
+    """Walk every line [s, e) through the Record key order, clearing `ok` where it deviates.
+
+    `a` is each line's read position: a key is matched there, then `a` moves past the key
+    and past the value after it.
+    """
+    at_id = s + len(_JOB_ID)
+    ok = (e - s >= _MIN_LINE) & sc.match(s, _JOB_ID) & sc.match(at_id + _HEX_ID, _MODEL)
+    ok &= sc.buf[e - 1] == _CLOSE_BRACE
+    hi, lo, good = sc.hex128(at_id)
     ok &= good
     out: dict[str, np.ndarray] = {"hi": hi, "lo": lo}
-    out["span"], q, spans = _triples(sc, s, e, ok)
+    out["span"], q, spans = _triples(sc, s, e, ok)  # q: the version's closing quote
     ok &= out["span"] >= 0
     out["spans"] = np.array(spans, object)
-    a = np.where(ok, q, s) + 16  # past `","portrait_id":`, which _triples checked
+    a = np.where(ok, q, s) + len(_PORTRAIT_ID)  # _triples matched the key
     pid, a, good_p = sc.number(a)
-    ok &= good_p & sc.match(a, b',"option_id":')
-    oid, a, good_o = sc.number(a + 13)
-    ok &= good_o & sc.match(a, b',"repeat":')
-    _, a, good_r = sc.number(a + 10)
-    ok &= good_r & sc.match(a, b',"status":"')
-    st_ok, st_failed = sc.match(a + 11, b'ok"'), sc.match(a + 11, b'failed"')
+    ok &= good_p & sc.match(a, _OPTION_ID)
+    oid, a, good_o = sc.number(a + len(_OPTION_ID))
+    ok &= good_o & sc.match(a, _REPEAT)
+    _, a, good_r = sc.number(a + len(_REPEAT))
+    ok &= good_r & sc.match(a, _STATUS)
+    a = a + len(_STATUS)
+    st_ok, st_failed = sc.match(a, _OK), sc.match(a, _FAILED)
     ok &= st_ok | st_failed
-    a = a + 11 + np.where(st_ok, 3, 7)
-    for key in (b',"raw":', b',"reasoning":'):
+    a = a + np.where(st_ok, len(_OK), len(_FAILED))
+    for key in (_RAW, _REASONING):
         ok &= sc.match(a, key)
         a, good = sc.value_end(np.where(ok, a + len(key), s), e, ok)
         ok &= good
-    ok &= sc.match(a, b',"rating":')
-    r1, a, good1 = sc.rating(a + 10)
-    ok &= good1 & sc.match(a, b',"rating_strict":')
-    r2, a, good2 = sc.rating(a + 17)
-    ok &= good2 & (sc.buf[a] == ord(","))
+    ok &= sc.match(a, _RATING)
+    r1, a, good1 = sc.rating(a + len(_RATING))
+    ok &= good1 & sc.match(a, _RATING_STRICT)
+    r2, a, good2 = sc.rating(a + len(_RATING_STRICT))
+    ok &= good2 & (sc.buf[a] == _COMMA)
     rating = r2 if strict else r1
     # An unrated row may carry the importer's TEMPLATE_KEY: orjson reads the lines holding it.
     # Unescaped quotes around it only occur as a key, so a line without it has none.
-    unsure = ok & ~(st_ok & ~np.isnan(rating)) & ~sc.match(e - 11, b'"extra":{}}')
+    unsure = ok & ~(st_ok & ~np.isnan(rating)) & ~sc.match(e - len(_NO_EXTRA), _NO_EXTRA)
     idx = np.flatnonzero(unsure)
     ok[idx[sc.holding(_TEMPLATE_TRUE, s[idx], e[idx])]] = False
     out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok)
@@ -327,7 +379,7 @@ def _triples(
     word compares, with the spans of the sampled lines before and after it: a byte-equal span
     followed by `","portrait_id":` names the same triple. Lines matching neither are scanned.
     """
-    a0 = s + 54
+    a0 = s + _NAMES_AT
     span, v_end = np.full(len(s), -1, np.int64), np.full(len(s), -1, np.int64)
     todo = np.flatnonzero(ok)
     sample = todo[::_STRIDE]
@@ -335,7 +387,7 @@ def _triples(
     spans = [bytes(sc.data[a0[sample[r]] : q[r]]) for r in reps.tolist()]
     good = np.flatnonzero(group >= 0)
     if len(good):
-        table, lens = _span_table([b + b'","portrait_id":' for b in spans])
+        table, lens = _span_table([b + _PORTRAIT_ID for b in spans])
         sampled, kind = sample[good], group[good]
         for after in (0, 1):
             cand = np.searchsorted(sampled, todo, side="right") - 1 + after
@@ -349,7 +401,8 @@ def _triples(
                     word &= _MASKS[np.minimum(np.maximum(n - 8 * k, 0), 8)]
                 same &= word == expected
             hit = todo[same]
-            span[hit], v_end[hit] = np.repeat(kind, runs)[same], a0[hit] + n[same] - 16
+            span[hit] = np.repeat(kind, runs)[same]
+            v_end[hit] = a0[hit] + n[same] - len(_PORTRAIT_ID)
             todo = todo[~same]
     q, group, reps = _scan_triples(sc, s[todo], e[todo])
     named = group >= 0
@@ -371,10 +424,10 @@ def _scan_triples(
     sc: _Scan, s: np.ndarray, e: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(version end quote, group or -1, first row of each group) by scanning the three names."""
-    a, key_words = s + 54, []
+    a, key_words = s + _NAMES_AT, []
     ok = np.ones(len(s), bool)
     q = s
-    for key in (b'","condition":"', b'","version":"', b'","portrait_id":'):
+    for key in (_CONDITION, _VERSION, _PORTRAIT_ID):
         idx = np.flatnonzero(ok)
         q = np.full(len(s), -1, np.int64)
         q[idx], words = sc.name(a[idx], e[idx])
@@ -453,7 +506,7 @@ def _triple(span: bytes) -> tuple[str, str, str] | None:
 
 # --- rows of the whole log -------------------------------------------------------------
 
-# Column -> the narrow dtype a worker sends back: t triple index, pid/oid item, r rating (NaN
+# Column -> its dtype: t triple index, pid/oid item, r rating (NaN
 # if none), ok status ok, kept TEMPLATE_KEY set (read on unrated rows only: the only ones it
 # matters for), (kind, hi, lo) job id, line number in the log.
 COLUMNS = {"t": np.int32, "pid": np.int32, "oid": np.int32, "r": np.float32, "ok": bool,
@@ -485,44 +538,48 @@ class LogColumns:
             self.first[t] = line
         return t
 
-    def _job(self, jid: Any) -> tuple[int, int, int]:
-        jid = str(jid)
-        if len(jid) == 32 and _HEX32.fullmatch(jid):  # as the vectorised path decodes it
-            return 0, int(jid[:16], 16), int(jid[16:], 16)
-        return 1, self.ids.setdefault(jid, len(self.ids)), 0
+    def add_rows(self, rows: Iterable[dict[str, Any]], lines: Iterable[int] | None = None) -> None:
+        """Rows already parsed, one at a time (lines left to orjson, cube_from_rows, read_rows).
 
-    def add_dicts(self, rows: list[dict[str, Any]], lines: np.ndarray | None = None) -> None:
-        """Rows already parsed (the per-line path, cube_from_rows)."""
-        if not rows:
-            return
-        if lines is None:
-            lines = np.arange(self.n_lines, self.n_lines + len(rows))
-            self.n_lines += len(rows)
-        cols: dict[str, list[Any]] = {k: [] for k in ("t", "pid", "oid", "r", "ok", "kept")}
-        jobs = []
-        for d, line in zip(rows, lines.tolist(), strict=True):
+        `lines` numbers the rows in the log; by default they follow the rows added so far.
+        """
+        cols: dict[str, list[Any]] = {k: [] for k in COLUMNS}
+        t, pid, oid, r, ok, kept, kind, hi, lo, line = cols.values()
+        triples, first, ids, key = self.triples, self.first, self.ids, self.key
+        numbers = itertools.count(self.n_lines) if lines is None else lines
+        for d, n in zip(rows, numbers, strict=False):  # count() is endless
             # Every row names its axes, so a model whose answers all failed still shows up.
             name = (str(d["model"]), str(d["condition"]), str(d["version"]))
-            cols["t"].append(self._triple(name, line))
-            cols["pid"].append(d["portrait_id"])
-            cols["oid"].append(d["option_id"])
-            good = d.get("status") == "ok"
-            rating = d.get(self.key) if good else None
-            cols["ok"].append(good)
-            cols["r"].append(np.nan if rating is None else rating)
-            cols["kept"].append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
-            jobs.append(self._job(d["job_id"]))
-        part = {k: np.asarray(v, np.float64 if k == "r" else np.int64) for k, v in cols.items()}
-        part["ok"], part["kept"] = part["ok"].astype(bool), part["kept"].astype(bool)
-        kind, hi, lo = zip(*jobs, strict=True)
-        part.update(kind=np.array(kind, np.uint8), hi=np.array(hi, np.uint64),
-                    lo=np.array(lo, np.uint64), line=np.asarray(lines, np.int64))
-        self.parts.append(part)
+            k = triples.get(name)
+            t.append(self._triple(name, n) if k is None or n < first[k] else k)
+            pid.append(d["portrait_id"])
+            oid.append(d["option_id"])
+            good = d.get("status") == OK
+            rating = d.get(key) if good else None
+            ok.append(good)
+            r.append(_NAN if rating is None else rating)
+            kept.append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
+            jid = str(d["job_id"])
+            if len(jid) == 32 and not jid.strip(_HEX_DIGITS):  # as the vectorised path reads it
+                value = int(jid, 16)
+                kind.append(0)
+                hi.append(value >> 64)
+                lo.append(value & _LOW64)
+            else:
+                kind.append(1)
+                hi.append(ids.setdefault(jid, len(ids)))
+                lo.append(0)
+            line.append(n)
+        if lines is None:
+            self.n_lines += len(t)
+        if t:
+            self.parts.append({k: np.array(v, np.float64 if k == "r" else COLUMNS[k])
+                               for k, v in cols.items()})
 
     def add_chunk(self, reader: LogReader, offset: int, sc: _Scan, nl: np.ndarray) -> None:
         """The complete lines of a chunk at file `offset`: Record-shaped ones vectorised,
         others one by one."""
-        ends = np.flatnonzero(np.equal(sc.buf[: sc.size], 10, out=nl[: sc.size]))
+        ends = np.flatnonzero(np.equal(sc.buf[: sc.size], _NEWLINE, out=nl[: sc.size]))
         starts = np.empty_like(ends)
         starts[:1], starts[1:] = 0, ends[:-1] + 1
         keep = ends > starts  # blank lines carry nothing
@@ -545,15 +602,8 @@ class LogColumns:
                 "ok": got.ok, "kept": np.zeros(n, bool), "kind": np.zeros(n, np.uint8),
                 "hi": got.hi, "lo": got.lo, "line": lines[got.fast]})
         if keep_rows:
-            self.add_dicts([rows[i] for i in keep_rows],  # type: ignore[misc]
-                           lines[slow[keep_rows]])
-
-    def compact(self) -> None:
-        """Merge the parts into one with narrow dtypes (what a worker sends back)."""
-        if not self.parts:
-            return
-        self.parts = [{k: np.concatenate([p[k] for p in self.parts]).astype(t, copy=False)
-                       for k, t in COLUMNS.items()}]
+            self.add_rows([rows[i] for i in keep_rows],  # type: ignore[misc]
+                          lines[slow[keep_rows]].tolist())
 
     def absorb(self, other: LogColumns) -> None:
         """Append another reader's rows, which come after ours in the file."""
@@ -601,37 +651,33 @@ def _split_points(path: Path, parts: int) -> list[int]:
     return [*points, size]
 
 
-def _read_part(path: Path, start: int, stop: int, strict: bool, chunk_bytes: int) -> LogColumns:
-    """One worker's share of the log, its columns merged and narrowed for the trip back."""
+def _read_part(path: Path, start: int, stop: int | None, strict: bool, chunk_bytes: int,
+               plain: bool) -> LogColumns:
+    """Bytes [start, stop) of the log as columns."""
     acc = LogColumns(strict)
-    _read(path, acc, chunk_bytes, start, stop)
-    acc.compact()
+    if plain:
+        acc.add_rows(LogReader(path, start, stop).rows())
+    else:
+        _read(path, acc, chunk_bytes, start, stop)
     return acc
 
 
-def _read_parallel(path: Path, strict: bool, workers: int, chunk_bytes: int) -> LogColumns:
-    """Read byte ranges of the log in parallel (the first here) and stitch them in file order."""
-    points = _split_points(path, workers)
-    ctx = multiprocessing.get_context("fork")  # no re-import: workers start in milliseconds
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx) as pool:
-        futures = [pool.submit(_read_part, path, a, b, strict, chunk_bytes)
-                   for a, b in zip(points[1:-1], points[2:], strict=True)]
-        acc = LogColumns(strict)
-        _read(path, acc, chunk_bytes, points[0], points[1])
-        for future in futures:
-            acc.absorb(future.result())
-    return acc
-
-
-def scan_log(
-    path: Path, strict: bool, *, workers: int = 1, chunk_bytes: int = CHUNK_BYTES
-) -> LogColumns:
+def scan_log(path: Path, strict: bool, *, workers: int = 1, chunk_bytes: int = CHUNK_BYTES,
+             plain: bool = False) -> LogColumns:
     """Every line of the log at `path` as columns; `workers` > 1 reads byte ranges in parallel.
 
-    `strict` picks which rating fills the "r" column: rating_strict, else rating.
+    `strict` picks which rating fills the "r" column: rating_strict, else rating. `plain`
+    reads each line with orjson instead of the scanner (the baseline `make bench` measures).
+    The ranges are read by threads: numpy releases the GIL for the scanner's array work, and
+    threads need no start method (fork is unsafe on macOS) and send nothing between processes.
     """
+    parts: list[tuple[int, int | None]] = [(0, None)]  # to the end, as it is when read
     if workers > 1:
-        return _read_parallel(path, strict, workers, chunk_bytes)
-    acc = LogColumns(strict)
-    _read(path, acc, chunk_bytes)
+        parts = list(itertools.pairwise(_split_points(path, workers)))
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        futures = [pool.submit(_read_part, path, a, b, strict, chunk_bytes, plain)
+                   for a, b in parts]
+        acc = futures[0].result()
+        for future in futures[1:]:
+            acc.absorb(future.result())
     return acc
