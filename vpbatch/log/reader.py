@@ -82,13 +82,14 @@ class LogReader:
             lines = bytes(buf[:end]).split(b"\n")[:-1]
             for i, line in enumerate(lines):
                 try:
-                    yield loads(line)
+                    row = loads(line)
                 except orjson.JSONDecodeError:
                     if not line.strip():
                         continue  # a blank line carries nothing
                     row = self.parse(offset + sum(len(x) + 1 for x in lines[:i]), line)
-                    if row is not None:
-                        yield row
+                    if row is None:
+                        continue
+                yield row
 
     def parse(self, offset: int, line: bytes) -> dict[str, Any] | None:
         """The line at file `offset` as a dict, or None for a line to skip (none is, today).
