@@ -411,7 +411,7 @@ def test_recovery_pages_back_through_newer_batches_to_the_one_a_crash_left(
     async def main() -> None:
         async with serving() as srv, aiohttp.ClientSession() as session:
             m = write_config(tmp_path / "c.toml", srv.url, provider=provider).models[0]
-            api = batch_api_for(make_provider(m, session, {}), session, policy_for(m))
+            api = batch_api_for(make_provider(m, session, {}), policy_for(m))
             assert api is not None
             body = {"model": "sim", "max_tokens": 8,
                     "messages": [{"role": "user", "content": "hi"}]}

@@ -491,6 +491,22 @@ def test_a_missing_key_variable_stops_that_model_before_it_sends(tmp_path: Path)
     anyio.run(main)
 
 
+def test_a_request_no_api_takes_stops_that_model_before_it_sends(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            thinking = {"name": "thinking", "provider": "anthropic", "model": "claude-x",
+                        "base_url": srv.url, "reasoning": True, "max_tokens": 512}
+            cfg = write_config(tmp_path / "c.toml", [thinking, http_model("local", srv)],
+                               items=1)
+            summary = await run(cfg, tmp_path / "run", env={})
+            assert srv.stats.requests == 6
+        stopped = summary.models["thinking"].stopped
+        assert stopped is not None and "'thinking'" in stopped and "max_tokens" in stopped
+        assert summary.models["local"].ok == 6
+
+    anyio.run(main)
+
+
 # -- signals -------------------------------------------------------------------------------
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from vpbatch.benchmark.parser import parse_official, parse_strict
-
-__all__ = ["Record", "answered", "job_id", "job_ids", "loggable_request", "OK", "FAILED"]
+__all__ = ["Record", "job_id", "job_ids", "loggable_request", "OK", "FAILED"]
 
 OK = "ok"
 FAILED = "failed"
@@ -96,9 +93,3 @@ class Record:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
 
-
-def answered(raw: str, **fields: Any) -> Record:
-    """The record of an answer, its text rated by both parsers (online and batch alike)."""
-    strict = parse_strict(raw)
-    return Record(status=OK, raw=raw, rating=parse_official(raw), rating_strict=strict.rating,
-                  strict_reason=strict.reason, ts=time.time(), **fields)

@@ -70,7 +70,7 @@ class AnthropicMessages:
         return merge_extra(body, self.cfg.extra_body)
 
     def headers(self, key: str | None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
         if key:
             headers["x-api-key"] = key
         return headers

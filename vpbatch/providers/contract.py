@@ -35,7 +35,8 @@ class Wire(Protocol):
         ...
 
     def headers(self, key: str | None) -> dict[str, str]:
-        """The request headers, the key among them when there is one."""
+        """Every request's headers, the key among them when there is one; the content type is
+        the sender's (JSON for a chat, a form for a batch upload)."""
         ...
 
     def answer(

@@ -20,6 +20,8 @@ from vpbatch.sweep.config import ModelConfig
 
 __all__ = ["client_session", "Endpoint", "HttpProvider", "read_answer"]
 
+_JSON = {"Content-Type": "application/json"}  # a chat request's body is JSON bytes
+
 # A URL aiohttp cannot send to (no scheme, no host, not http): permanent. NonHttpUrlClientError
 # ("127.0.0.1:8000/v1", the usual slip) arrived in aiohttp 3.10 and is no InvalidURL.
 _BAD_URL: tuple[type[Exception], ...] = tuple(
@@ -130,7 +132,7 @@ class HttpProvider:
         return self.endpoint.failures
 
     def build_request(self, messages: list[dict[str, str]], params: RequestParams) -> HttpRequest:
-        return HttpRequest(self.wire.url, dict(self.endpoint.headers),
+        return HttpRequest(self.wire.url, {**self.endpoint.headers, **_JSON},
                            self.wire.body(messages, params))
 
     async def complete(
@@ -142,7 +144,7 @@ class HttpProvider:
         if body is None:
             body = self.wire.body(messages, params)
         status, headers, raw = await self.endpoint.send(
-            "POST", self.wire.url, data=orjson.dumps(body))
+            "POST", self.wire.url, data=orjson.dumps(body), headers=_JSON)
         return self.parse(status, headers, raw)
 
     def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:

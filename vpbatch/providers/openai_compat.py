@@ -109,7 +109,7 @@ class OpenAIChat:
         return merge_extra(body, self.cfg.extra_body)
 
     def headers(self, key: str | None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return {**headers, **self.extra_headers}

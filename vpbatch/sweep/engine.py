@@ -1,6 +1,8 @@
-"""`run_sweep`: one sweep from config to log, one pipeline per model in one anyio task group.
+"""`run_sweep`: one sweep from config to log, one runner per model in one anyio task group.
 
-Each model streams its own jobs under its own limits, so a slow or dead model never stalls the
+A `SweepContext` holds what the sweep shares (config, data, conditions, shard, log, session);
+each model gets a `Runner` from it: a `Pipeline` online, a `BatchRunner` in batch mode. Each
+model streams its own jobs under its own limits, so a slow or dead model never stalls the
 others. SIGINT/SIGTERM stop issuing, drain what is in flight (bounded), close the log and say
 how to resume; a second signal abandons the drain.
 """
@@ -8,11 +10,12 @@ how to resume; a second signal abandons the drain.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -21,24 +24,23 @@ import aiohttp
 import anyio
 from anyio.abc import TaskStatus
 
-from vpbatch.benchmark.conditions import Conditions, load_conditions
-from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.conditions import load_conditions
+from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.log.rundir import prepare_run_dir
 from vpbatch.log.runlog import RunLog
-from vpbatch.providers.contract import Provider
 from vpbatch.providers.http import client_session
 from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
-from vpbatch.sweep.config import Config
-from vpbatch.sweep.grid import count_model_jobs, iter_model_jobs
+from vpbatch.sweep.config import Config, ModelConfig
+from vpbatch.sweep.context import Runner, SweepContext
+from vpbatch.sweep.grid import Job
 from vpbatch.sweep.pipeline import Pipeline, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.retry import RetryPolicy
 
 __all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
 
-_Runner = Pipeline | BatchRunner  # a model's runner: online requests, or provider batches
 DRAIN_S = 30.0  # how long a stopping sweep waits for answers already asked for
 
 
@@ -86,12 +88,12 @@ def resume_hint(config: Config, run_dir: Path, shard: tuple[int, int] | None) ->
 class _Stop:
     """What the signal watcher shares with the sweep: the work scope and why it stopped."""
 
-    __slots__ = ("work", "signal", "pipelines", "drain", "out")
+    __slots__ = ("work", "signal", "runners", "drain", "out")
 
-    def __init__(self, pipelines: list[_Runner], drain: float, out: TextIO | None) -> None:
+    def __init__(self, runners: list[Runner], drain: float, out: TextIO | None) -> None:
         self.work = anyio.CancelScope()
         self.signal: str | None = None
-        self.pipelines = pipelines
+        self.runners = runners
         self.drain = drain
         self.out = out
 
@@ -104,13 +106,13 @@ async def _watch_signals(stop: _Stop, *, task_status: TaskStatus[None]) -> None:
                 stop.work.cancel()
                 continue
             stop.signal = signal.Signals(sig).name
-            for p in stop.pipelines:
-                p.stop()
+            for r in stop.runners:
+                r.stop()
             # The deadline bounds the drain: what has not answered by then is abandoned,
             # unlogged, and asked again on resume.
             stop.work.deadline = anyio.current_time() + stop.drain
             if stop.out is not None:
-                n = sum(p.progress.in_flight for p in stop.pipelines)
+                n = sum(r.progress.in_flight for r in stop.runners)
                 stop.out.write(f"\n{stop.signal}: stopping; draining {n} in-flight requests "
                                f"(at most {stop.drain:g} s; signal again to abandon them)\n")
                 stop.out.flush()
@@ -145,15 +147,15 @@ async def sweep(
     conds = load_conditions(config.run.conditions_file)
     with RunLog(rd.log_path) as log:
         async with client_session(connector=_connector(config)) as session:
-            pipes, bars = _pipelines(config, ds, conds, shard, log, session, env,
-                                     policy=policy, retry_failed=retry_failed)
-            stop = _Stop([p for p, _ in pipes], drain, out)
+            ctx = SweepContext(config, ds, conds, shard, log, session, env, policy, retry_failed)
+            started, bars = _start(ctx)
+            stop = _Stop([r for r, _ in started], drain, out)
             board = Progress(bars, out) if out is not None else None
             for bar in bars:
                 if bar.stopped and out is not None:
                     out.write(f"{bar.name}: not started: {bar.stopped}\n")
             try:
-                await _run(config, ds, conds, shard, pipes, stop, board, handle_signals)
+                await _run(started, stop, board, handle_signals)
             except BaseExceptionGroup as group:
                 raise _unwrap(group) from None
     summary = SweepSummary(rd.path, {b.name: ModelSummary.of(b) for b in bars},
@@ -163,51 +165,49 @@ async def sweep(
     return summary
 
 
-def _pipelines(
-    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None,
-    log: RunLog, session: aiohttp.ClientSession, env: Mapping[str, str], *,
-    policy: RetryPolicy | None, retry_failed: bool,
-) -> tuple[list[tuple[_Runner, int]], list[ModelProgress]]:
-    """A pipeline per model that can start (with its index), and every model's progress."""
-    pipes: list[tuple[_Runner, int]] = []
+def _start(ctx: SweepContext) -> tuple[list[tuple[Runner, Iterator[Job]]], list[ModelProgress]]:
+    """A runner and its job stream per model that can start, and every model's progress."""
+    started: list[tuple[Runner, Iterator[Job]]] = []
     bars: list[ModelProgress] = []
-    for i, m in enumerate(config.models):
-        bar = ModelProgress(m.name, count_model_jobs(config, m, ds, conds, shard=shard))
+    for m in ctx.config.models:
+        bar = ModelProgress(m.name, 0)
         bars.append(bar)
         try:
-            provider = make_provider(m, session, env)
-            if m.mode == "batch":
-                pipes.append((_batch_runner(config, ds, conds, shard, i, provider, log, bar,
-                                            session, env, policy, retry_failed), i))
-                continue
-        except VPBatchError as exc:  # a missing key stops this model, not the sweep
+            bar.total = ctx.count(m)
+            runner = _runner(ctx, m, bar)
+            jobs = _first_built(ctx.jobs(m))
+        except VPBatchError as exc:  # a missing key, a request no API takes: this model only
             bar.stopped = str(exc)
             continue
-        pipes.append((Pipeline(m, provider, log, bar, policy=policy,
-                               retry_failed=retry_failed), i))
-    return pipes, bars
+        started.append((runner, jobs))
+    return started, bars
 
 
-def _batch_runner(
-    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None, i: int,
-    provider: Provider, log: RunLog, bar: ModelProgress, session: aiohttp.ClientSession,
-    env: Mapping[str, str], policy: RetryPolicy | None, retry_failed: bool,
-) -> BatchRunner:
-    """A mode = "batch" model's runner: its provider's batch API at half the price."""
-    m = config.models[i]
-    api = batch_api_for(provider, session, policy or policy_for(m))
+def _runner(ctx: SweepContext, m: ModelConfig, bar: ModelProgress) -> Runner:
+    """The model's runner: online requests, or its provider's batch API at half the price."""
+    provider = make_provider(m, ctx.session, ctx.env)
+    if m.mode != "batch":
+        return Pipeline(m, provider, ctx.log, bar, policy=ctx.policy,
+                        retry_failed=ctx.retry_failed)
+    api = batch_api_for(provider, ctx.policy or policy_for(m))
     if api is None:
         # Sending online what was asked for as a batch would double its price.
         raise ConfigError(f"provider {m.provider!r} has no batch API; set mode = \"online\" "
                           "for this model (or use openai/anthropic)")
-    return BatchRunner(m, provider, api, log, bar, opts=BatchOptions.for_model(m, env),
-                       retry_failed=retry_failed,
-                       regrid=lambda: iter_model_jobs(config, m, ds, conds, shard=shard))
+    return BatchRunner(m, provider, api, ctx.log, bar, opts=BatchOptions.for_model(m, ctx.env),
+                       retry_failed=ctx.retry_failed, regrid=lambda: ctx.jobs(m))
+
+
+def _first_built(jobs: Iterator[Job]) -> Iterator[Job]:
+    """The stream, its first job built already: a config whose request no API takes fails
+    here (a ConfigError for this model), before anything is sent."""
+    first = next(jobs, None)
+    return jobs if first is None else itertools.chain([first], jobs)
 
 
 async def _run(
-    config: Config, ds: Dataset, conds: Conditions, shard: tuple[int, int] | None,
-    pipes: list[tuple[_Runner, int]], stop: _Stop, board: Progress | None, signals: bool,
+    started: list[tuple[Runner, Iterator[Job]]], stop: _Stop, board: Progress | None,
+    signals: bool,
 ) -> None:
     async with anyio.create_task_group() as outer:
         if signals:
@@ -216,9 +216,8 @@ async def _run(
             outer.start_soon(board.run)
         with stop.work:
             async with anyio.create_task_group() as tg:
-                for p, i in pipes:
-                    jobs = iter_model_jobs(config, config.models[i], ds, conds, shard=shard)
-                    tg.start_soon(p.run, jobs)
+                for runner, jobs in started:
+                    tg.start_soon(runner.run, jobs)
         outer.cancel_scope.cancel()  # the watcher and the progress board end with the work
 
 

@@ -3,7 +3,7 @@
 A pipeline pulls the next job only when a concurrency slot is free, so memory follows what is
 in flight, not the grid. Each job goes through `retry.retrying`: acquire the RPM and TPM
 limits, call the provider, retry what can be retried; then parse the answer and append one
-Record to the log: the commit point.
+Record to the log: the commit point (`outcome.commit`, shared with the batch runner).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from vpbatch.log.records import FAILED, OK, Record, answered, loggable_request
+from vpbatch.log.records import Record
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.contract import Provider
@@ -26,6 +26,7 @@ from vpbatch.sweep import retry
 from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
+from vpbatch.sweep.outcome import Pending, commit
 from vpbatch.sweep.progress import ModelProgress
 from vpbatch.sweep.retry import RetryPolicy
 
@@ -140,16 +141,11 @@ class Pipeline:
         finally:
             self.limits.cap.release()
             self.progress.in_flight -= 1
-        self.log.append(record)
-        if record.status == OK:
-            self.progress.ok += 1
-        else:
-            transient = record.error_kind != FailureKind.PERMANENT.value
-            self.progress.note_failure(record.error or "failed", transient=transient)
+        commit(self.log, self.progress, record)
 
     async def _attempts(self, job: Job) -> Record:
         """One job through the retry loop: an answer, or the failure it gave up on."""
-        body = loggable_request(job.body)
+        pending = Pending.of(job)
         estimate = prompt_tokens(job.messages) + job.params.max_tokens  # the worst case
         epoch = 0  # the cap's epoch when the failing attempt was sent (AIMD backs off once)
 
@@ -166,7 +162,7 @@ class Pipeline:
             answer = await self.provider.complete(job.messages, job.params, job.body)
             latency = (time.perf_counter() - t0) * 1000.0
             self._settle(answer, estimate)
-            return _answered(job, body, answer, n, latency)
+            return pending.answered(answer, attempts=n, latency_ms=round(latency, 2))
 
         def on_failure(exc: ProviderError, n: int) -> None:
             self._after_failure(exc, epoch, estimate)
@@ -175,14 +171,17 @@ class Pipeline:
             return await retry.retrying(self.policy, attempt, on_failure=on_failure,
                                         sleep=self._backoff, rng=self._rng)
         except retry.GaveUp as gave_up:
-            return _failed(job, body, gave_up.error, gave_up.attempts)
+            exc, attempts = gave_up.error, gave_up.attempts
+            why = exc.message
+            if exc.kind is not FailureKind.PERMANENT:
+                why = f"{why} (gave up after {attempts} attempts)"
+            return pending.failed(exc.kind, why, status=exc.status, attempts=attempts)
 
     def _settle(self, answer: Answer, estimate: int) -> None:
-        """Count an answer: the cap grows, the tokens really used replace the estimate."""
+        """An answer's effect on the limits: the cap grows, the tokens used replace the estimate."""
         limits = self.limits
         limits.cap.success()
         used = answer.usage.get("prompt_tokens", 0) + answer.usage.get("completion_tokens", 0)
-        self.progress.tokens += used
         if limits.tokens is not None:
             limits.tokens.settle(estimate, used or estimate)
 
@@ -215,23 +214,3 @@ class Pipeline:
         if scope.cancelled_caught:
             raise _Stopped
 
-
-def _answered(job: Job, body: dict[str, Any], a: Answer, attempts: int, latency: float) -> Record:
-    return answered(
-        a.text, job_id=job.job_id, model=job.model, condition=job.condition,
-        version=job.version, portrait_id=job.portrait_id, option_id=job.option_id,
-        repeat=job.repeat, reasoning=a.reasoning, finish_reason=a.finish_reason,
-        usage=dict(a.usage), latency_ms=round(latency, 2), attempts=attempts, request=body,
-    )
-
-
-def _failed(job: Job, body: dict[str, Any], exc: ProviderError, attempts: int) -> Record:
-    why = exc.message
-    if exc.kind is not FailureKind.PERMANENT:
-        why = f"{why} (gave up after {attempts} attempts)"
-    return Record(
-        job_id=job.job_id, model=job.model, condition=job.condition, version=job.version,
-        portrait_id=job.portrait_id, option_id=job.option_id, repeat=job.repeat,
-        status=FAILED, error_kind=exc.kind.value, error=why, attempts=attempts,
-        request=body, ts=time.time(), extra={"http_status": exc.status} if exc.status else {},
-    )

@@ -8,12 +8,12 @@ Takes a model's pending jobs, gives log lines. Half the price for overnight swee
 
 from __future__ import annotations
 
-import aiohttp
+from collections.abc import Callable
 
 from vpbatch.providers.contract import Provider
 from vpbatch.providers.http import HttpProvider
 from vpbatch.sweep.batch.anthropic import AnthropicBatchAPI
-from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
+from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
 from vpbatch.sweep.batch.journal import JOURNAL_NAME, BatchEntry, BatchJournal
 from vpbatch.sweep.batch.openai import OpenAIBatchAPI
 from vpbatch.sweep.batch.runner import BatchOptions, BatchRunner
@@ -22,6 +22,7 @@ from vpbatch.sweep.retry import RetryPolicy
 __all__ = [
     "BatchAPI",
     "BatchCallError",
+    "BatchCalls",
     "BatchEntry",
     "BatchJournal",
     "BatchOptions",
@@ -32,14 +33,13 @@ __all__ = [
     "batch_api_for",
 ]
 
-_APIS: dict[str, type[BatchAPI]] = {"openai": OpenAIBatchAPI, "anthropic": AnthropicBatchAPI}
+_APIS: dict[str, Callable[[HttpProvider, RetryPolicy], BatchAPI]] = {
+    "openai": OpenAIBatchAPI, "anthropic": AnthropicBatchAPI}
 
 
-def batch_api_for(
-    provider: Provider, session: aiohttp.ClientSession, policy: RetryPolicy
-) -> BatchAPI | None:
-    """The batch API of this model's provider, or None when it has none."""
+def batch_api_for(provider: Provider, policy: RetryPolicy) -> BatchAPI | None:
+    """The batch API of this model's provider (over its endpoint), or None when it has none."""
     api = _APIS.get(provider.cfg.provider)
     if api is None or not isinstance(provider, HttpProvider):
         return None
-    return api(provider, session, policy)
+    return api(provider, policy)

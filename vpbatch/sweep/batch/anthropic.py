@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 import orjson
 
 from vpbatch.providers.base import FailureKind
-from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
+from vpbatch.providers.http import HttpProvider
+from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
+from vpbatch.sweep.retry import RetryPolicy
 
 __all__ = ["AnthropicBatchAPI", "ERROR_STATUS"]
 
@@ -38,11 +40,15 @@ ERROR_STATUS = {
 class AnthropicBatchAPI(BatchAPI):
     """The Message Batches API of api.anthropic.com (custom_id: at most 64 of [A-Za-z0-9_-])."""
 
-    __slots__ = ()
+    __slots__ = ("calls", "base")
 
     name = "anthropic batch"
     max_requests = 100_000
     max_bytes = 256 * 1024 * 1024
+
+    def __init__(self, provider: HttpProvider, policy: RetryPolicy) -> None:
+        self.calls = BatchCalls(self.name, provider.endpoint, policy)
+        self.base = provider.wire.base_url
 
     def line(self, job_id: str, body: dict[str, Any]) -> bytes:
         return orjson.dumps({"custom_id": job_id, "params": body})
@@ -56,7 +62,7 @@ class AnthropicBatchAPI(BatchAPI):
         payload = b'{"requests":[' + b",".join(lines) + b"]}"
 
         async def send() -> str:
-            doc = await self.call_json("POST", f"{self.base}/messages/batches", data=payload,
+            doc = await self.calls.call_json("POST", f"{self.base}/messages/batches", data=payload,
                                        headers={"Content-Type": "application/json"},
                                        retries=False)
             if not doc.get("id"):
@@ -64,7 +70,7 @@ class AnthropicBatchAPI(BatchAPI):
                                      kind=FailureKind.PERMANENT)
             return str(doc["id"])
 
-        return await self.create_once(send, extra, known)
+        return await self.calls.create_once(send, lambda: self.recover(extra, known))
 
     async def recover(self, extra: dict[str, Any], known: set[str]) -> str | None:
         """The oldest unjournaled batch of the same size created since the intent, if any."""
@@ -74,7 +80,7 @@ class AnthropicBatchAPI(BatchAPI):
         found: list[tuple[float, str]] = []
         after = ""
         for _ in range(_MAX_PAGES):  # newest first: stop at batches older than the intent
-            doc = await self.call_json(
+            doc = await self.calls.call_json(
                 "GET", f"{self.base}/messages/batches?limit={_LIST_PAGE}{after}")
             page = [b for b in doc.get("data") or [] if isinstance(b, dict)]
             for b in page:
@@ -91,7 +97,7 @@ class AnthropicBatchAPI(BatchAPI):
         return min(found)[1] if found else None
 
     async def poll(self, batch_id: str) -> BatchState:
-        doc = await self.call_json("GET", f"{self.base}/messages/batches/{batch_id}")
+        doc = await self.calls.call_json("GET", f"{self.base}/messages/batches/{batch_id}")
         status = str(doc.get("processing_status") or "")
         files = {"results_url": str(doc["results_url"])} if doc.get("results_url") else {}
         done = status == "ended"
@@ -106,7 +112,7 @@ class AnthropicBatchAPI(BatchAPI):
             # The download carries the key: never to a host other than the API's own.
             raise BatchCallError(f"{self.name}: results_url {url} is not on {self.base}; "
                                  "check base_url", kind=FailureKind.PERMANENT)
-        raw = await self.call("GET", url)
+        raw = await self.calls.call("GET", url)
         out = []
         for line in raw.splitlines():
             if line.strip():

@@ -1,30 +1,32 @@
-"""What every provider batch API offers the runner: submit, poll, fetch results.
+"""What every provider batch API offers the runner (`BatchAPI`), and the calls they share.
 
-The HTTP calls around a batch (upload, create, poll, download) retry transient failures
-through `retry.retrying` under the model's retry policy; per-request answers are handed back
-raw, to be parsed by the same provider code as an online answer.
+`BatchAPI` is the contract: submit, poll, fetch results. `BatchCalls` is the component each
+API composes for its HTTP calls (upload, create, poll, download): sent through the model's own
+`Endpoint` (its headers, its key masked, its failures classified as online), transient
+failures retried through `retry.retrying` under the model's retry policy. Per-request answers
+are handed back raw, to be parsed by the same provider code as an online answer.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 
 from vpbatch.errors import VPBatchError
 from vpbatch.providers.base import FailureKind, ProviderError
-from vpbatch.providers.failures import classify_status, redact
-from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.http import Endpoint
 from vpbatch.sweep import retry
-from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.retry import RetryPolicy
 
-__all__ = ["BatchAPI", "BatchCallError", "BatchState", "LineResult"]
+__all__ = ["BatchAPI", "BatchCalls", "BatchCallError", "BatchState", "LineResult"]
 
 _SNIPPET = 200
 _ONCE = RetryPolicy(attempts=1)  # a create is never blindly resent: create_once looks it up
+_READ_S = 300.0  # the least read timeout of a batch call: a results file can be large
 
 
 class BatchCallError(VPBatchError):
@@ -57,58 +59,62 @@ class LineResult:
     reason: str | None = None
 
 
-class BatchAPI:
-    """HTTP plumbing shared by the providers' batch APIs; subclasses give the shapes."""
+class BatchAPI(ABC):
+    """One provider's batch API as the batch runner uses it."""
 
-    __slots__ = ("provider", "session", "policy", "base", "headers", "key")
+    __slots__ = ()
 
-    name = "batch"
-    max_requests = 50_000
-    max_bytes = 200 * 1024 * 1024
+    name: ClassVar[str]  # names the API in messages: "openai batch"
+    max_requests: ClassVar[int]  # the provider's caps on one batch
+    max_bytes: ClassVar[int]
 
-    def __init__(
-        self, provider: HttpProvider, session: aiohttp.ClientSession, policy: RetryPolicy
-    ) -> None:
-        self.provider = provider
-        self.session = session
-        self.policy = policy
-        self.base = provider.wire.base_url
-        # The provider's own headers (key included): one source of truth for auth and
-        # version headers. The key stays in memory, never in a message.
-        self.headers = {k: v for k, v in provider.endpoint.headers.items()
-                        if k != "Content-Type"}
-        self.key = provider.failures.key
-
-    # -- the shapes (subclasses) -------------------------------------------------------------
-
+    @abstractmethod
     def line(self, job_id: str, body: dict[str, Any]) -> bytes:
         """One request in the provider's batch input format."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def prepare(self, lines: list[bytes]) -> dict[str, Any]:
         """Whatever precedes the create (an upload); returns what identifies the batch-to-be."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def create(self, lines: list[bytes], extra: dict[str, Any], known: set[str]) -> str:
         """Create the batch; its id. A create whose answer was lost is looked up, not resent."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def recover(self, extra: dict[str, Any], known: set[str]) -> str | None:
         """The id of a batch created from `extra` but never journaled (a crash), or None."""
-        raise NotImplementedError
+
+    @abstractmethod
+    async def poll(self, batch_id: str) -> BatchState:
+        """The batch's state now."""
+
+    @abstractmethod
+    async def results(self, state: BatchState) -> list[LineResult]:
+        """Every request's outcome of a done batch."""
+
+
+class BatchCalls:
+    """The HTTP calls around a batch: the model's endpoint under the model's retry policy."""
+
+    __slots__ = ("name", "endpoint", "policy")
+
+    def __init__(self, name: str, endpoint: Endpoint, policy: RetryPolicy) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self.policy = policy
 
     async def create_once(
-        self, send: Any, extra: dict[str, Any], known: set[str]
+        self, send: Callable[[], Awaitable[str]], recover: Callable[[], Awaitable[str | None]]
     ) -> str:
-        """Run `send()` (one create); on a lost or failed answer, look the batch up first."""
+        """Run `send()` (one create); on a lost or failed answer, `recover()` looks it up first."""
 
         async def attempt(n: int) -> str:
             try:
-                return str(await send())
+                return await send()
             except BatchCallError as exc:
                 if exc.kind is FailureKind.PERMANENT:
                     raise
-                found = await self.recover(extra, known)
+                found = await recover()
                 if found is not None:
                     return found  # the create went through; only its answer was lost
                 # Back into the loop's terms; the message is already the explained one.
@@ -119,14 +125,6 @@ class BatchAPI:
         except retry.GaveUp as gave_up:
             exc = gave_up.error
             raise BatchCallError(exc.message, kind=exc.kind, auth=exc.auth) from None
-
-    async def poll(self, batch_id: str) -> BatchState:
-        raise NotImplementedError
-
-    async def results(self, state: BatchState) -> list[LineResult]:
-        raise NotImplementedError
-
-    # -- HTTP ---------------------------------------------------------------------------------
 
     async def call(self, method: str, url: str, *, retries: bool = True, **kw: Any) -> bytes:
         """One batch call's body; transient failures retried, the rest a BatchCallError."""
@@ -153,31 +151,17 @@ class BatchAPI:
         return doc
 
     async def _once(self, method: str, url: str, **kw: Any) -> bytes:
-        headers = {**self.headers, **kw.pop("headers", {})}
-        cfg: ModelConfig = self.provider.cfg
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeout_connect,
-                                        sock_read=max(cfg.timeout_read, 300.0))
-        try:
-            async with self.session.request(method, url, headers=headers, timeout=timeout,
-                                            **kw) as resp:
-                raw = await resp.read()
-                status, got = resp.status, resp.headers
-        except TimeoutError:
-            raise ProviderError(FailureKind.TRANSIENT, f"{method} {url}: timed out") from None
-        except aiohttp.ClientError as exc:  # `from None`: request_info would carry the key
-            raise ProviderError(FailureKind.TRANSIENT,
-                                redact(f"{method} {url}: {type(exc).__name__}: {exc}",
-                                       self.key)) from None
+        endpoint = self.endpoint
+        read = max(endpoint.cfg.timeout_read, _READ_S)
+        status, headers, raw = await endpoint.send(method, url, read_timeout=read, **kw)
         if not 200 <= status < 300:
-            raise classify_status(status, got, raw, provider=f"{self.name} {method} {url}",
-                                  key=self.key, key_env=self.provider.failures.key_env)
+            raise endpoint.failures.status(status, headers, raw, where=f" batch {method} {url}")
         return raw
 
     def _explain(self, exc: ProviderError) -> str:
-        what = redact(exc.message, self.key)[: _SNIPPET * 2]
+        what = self.endpoint.failures.redact(exc.message)[: _SNIPPET * 2]
         if exc.auth:
             return what
         if exc.kind is FailureKind.PERMANENT:
             return f"{what}; fix the cause, then resume (submitted batches are polled, not resent)"
         return f"{what}; gave up retrying: resume later (submitted batches are polled, not resent)"
-

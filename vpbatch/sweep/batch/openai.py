@@ -10,7 +10,9 @@ import aiohttp
 import orjson
 
 from vpbatch.providers.base import FailureKind
-from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
+from vpbatch.providers.http import HttpProvider
+from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
+from vpbatch.sweep.retry import RetryPolicy
 
 __all__ = ["OpenAIBatchAPI", "ENDPOINT", "WINDOW"]
 
@@ -25,11 +27,15 @@ _SKEW_S = 300.0  # their clock against ours
 class OpenAIBatchAPI(BatchAPI):
     """The Batch API of api.openai.com (and servers that copy it, such as the simulator)."""
 
-    __slots__ = ()
+    __slots__ = ("calls", "base")
 
     name = "openai batch"
     max_requests = 50_000
     max_bytes = 200 * 1024 * 1024
+
+    def __init__(self, provider: HttpProvider, policy: RetryPolicy) -> None:
+        self.calls = BatchCalls(self.name, provider.endpoint, policy)
+        self.base = provider.wire.base_url
 
     def line(self, job_id: str, body: dict[str, Any]) -> bytes:
         return orjson.dumps({"custom_id": job_id, "method": "POST", "url": ENDPOINT,
@@ -41,7 +47,7 @@ class OpenAIBatchAPI(BatchAPI):
         form.add_field("file", b"".join(lines), filename="vpbatch.jsonl",
                        content_type="application/jsonl")
         # Uploading twice costs nothing, so the upload retries freely.
-        up = await self.call_json("POST", f"{self.base}/files", data=form)
+        up = await self.calls.call_json("POST", f"{self.base}/files", data=form)
         if not up.get("id"):
             raise BatchCallError(f"{self.name}: the upload answered no file id",
                                  kind=FailureKind.PERMANENT)
@@ -52,11 +58,11 @@ class OpenAIBatchAPI(BatchAPI):
                 "completion_window": WINDOW, "metadata": {"source": "vpbatch"}}
 
         async def send() -> str:
-            doc = await self.call_json("POST", f"{self.base}/batches", json=body,
+            doc = await self.calls.call_json("POST", f"{self.base}/batches", json=body,
                                        retries=False)
             return str(doc["id"])
 
-        return await self.create_once(send, extra, known)
+        return await self.calls.create_once(send, lambda: self.recover(extra, known))
 
     async def recover(self, extra: dict[str, Any], known: set[str]) -> str | None:
         """A batch already created from this upload: the input file id names it exactly."""
@@ -65,7 +71,8 @@ class OpenAIBatchAPI(BatchAPI):
             return None
         after = ""
         for _ in range(_MAX_PAGES):  # newest first: stop at batches older than the upload
-            doc = await self.call_json("GET", f"{self.base}/batches?limit={_LIST_PAGE}{after}")
+            doc = await self.calls.call_json(
+                "GET", f"{self.base}/batches?limit={_LIST_PAGE}{after}")
             page = [b for b in doc.get("data") or [] if isinstance(b, dict)]
             for b in page:
                 if b.get("input_file_id") == file_id:
@@ -78,7 +85,7 @@ class OpenAIBatchAPI(BatchAPI):
         return None
 
     async def poll(self, batch_id: str) -> BatchState:
-        doc = await self.call_json("GET", f"{self.base}/batches/{batch_id}")
+        doc = await self.calls.call_json("GET", f"{self.base}/batches/{batch_id}")
         status = str(doc.get("status") or "")
         files = {k: str(doc[k]) for k in ("output_file_id", "error_file_id") if doc.get(k)}
         failed = None
@@ -93,7 +100,7 @@ class OpenAIBatchAPI(BatchAPI):
         for key in ("output_file_id", "error_file_id"):
             file_id = state.files.get(key)
             if file_id:
-                raw = await self.call("GET", f"{self.base}/files/{file_id}/content")
+                raw = await self.calls.call("GET", f"{self.base}/files/{file_id}/content")
                 out.extend(_line_result(row) for row in _jsonl(raw))
         return out
 

@@ -1,6 +1,6 @@
 """`BatchRunner`: a batch-mode model's jobs through its provider's batch API, into the log.
 
-Same interface as the online `Pipeline` (run, stop, abort, progress). Pending jobs go out in
+A `sweep.context.Runner`, as the online `Pipeline` is. Pending jobs go out in
 chunks; each batch id is journaled before any wait; results become ordinary log Records
 (batch_id set) parsed by the online path's parser. Requests that never ran (expired,
 cancelled) or failed transiently go into the next round's batch; permanent failures are
@@ -20,15 +20,16 @@ import anyio
 from anyio.abc import TaskGroup
 
 from vpbatch.errors import ConfigError
-from vpbatch.log.records import FAILED, OK, Record, answered, loggable_request
+from vpbatch.log.records import Record
 from vpbatch.log.runlog import RunLog
-from vpbatch.providers.base import Answer, FailureKind, ProviderError
+from vpbatch.providers.base import FailureKind, ProviderError
 from vpbatch.providers.contract import Provider
 from vpbatch.sweep import retry
 from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
 from vpbatch.sweep.batch.journal import BatchEntry, BatchJournal
 from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.grid import Job
+from vpbatch.sweep.outcome import Pending, commit
 from vpbatch.sweep.progress import ModelProgress
 
 __all__ = ["BatchOptions", "BatchRunner", "POLL_ENV", "SIZE_ENV"]
@@ -66,18 +67,6 @@ def _number(env: Mapping[str, str], name: str, kind: type) -> Any:
     return value
 
 
-@dataclass(slots=True)
-class _Meta:
-    """What a Record needs of a job once its answer comes back (not the prompt text)."""
-
-    condition: str
-    version: str
-    portrait_id: int
-    option_id: int
-    repeat: int
-    request: dict[str, Any]
-
-
 class BatchRunner:
     """Runs one batch-mode model's job stream to the log through provider batches."""
 
@@ -105,7 +94,7 @@ class BatchRunner:
         self.regrid = regrid  # the model's jobs afresh: later rounds re-read them
         self.stopping = False
         self._scope: anyio.CancelScope | None = None
-        self._meta: dict[str, _Meta] = {}  # jobs in a batch, by id
+        self._meta: dict[str, Pending] = {}  # jobs in a batch, by id
         self._requeue: dict[str, str] = {}  # job id -> why it goes into the next round
         self._known: set[str] | None = None  # batch ids in the journal (read once)
 
@@ -155,8 +144,7 @@ class BatchRunner:
                 if only is None and self.log.is_done(jid, retry_failed=self.retry_failed):
                     self.progress.skipped += 1
                     continue
-                self._meta[jid] = _Meta(job.condition, job.version, job.portrait_id,
-                                        job.option_id, job.repeat, loggable_request(job.body))
+                self._meta[jid] = Pending.of(job)
                 if jid in waiting:
                     continue  # already paid for: its batch is polled below
                 line = self.api.line(jid, job.body)
@@ -261,23 +249,14 @@ class BatchRunner:
             if exc.kind is not FailureKind.PERMANENT:
                 self._requeue[jid] = exc.message
                 return
-            self._log(_failed(jid, self.model.name, meta, batch_id, exc.message,
-                              FailureKind.PERMANENT, r.status))
+            self._log(meta.failed(FailureKind.PERMANENT, exc.message, status=r.status,
+                                  batch_id=batch_id))
             return
-        self._log(_answered(jid, self.model.name, meta, batch_id, answer))
+        self._log(meta.answered(answer, batch_id=batch_id))
 
     def _log(self, record: Record) -> None:
-        self.log.append(record)
+        commit(self.log, self.progress, record)
         self._meta.pop(record.job_id, None)
-        prog = self.progress
-        if record.status == OK:
-            prog.ok += 1
-            if record.usage:
-                prog.tokens += record.usage.get("prompt_tokens", 0) + record.usage.get(
-                    "completion_tokens", 0)
-        else:
-            prog.note_failure(record.error or "failed",
-                              transient=record.error_kind != FailureKind.PERMANENT.value)
 
     def _give_up(self) -> None:
         """Jobs still re-queued after the last round: logged as transient failures."""
@@ -285,28 +264,7 @@ class BatchRunner:
         for jid, why in self._requeue.items():
             meta = self._meta.get(jid)
             if meta is not None:
-                self._log(_failed(jid, self.model.name, meta, None,
-                                  f"{why} (gave up after {rounds} batch rounds)",
-                                  FailureKind.TRANSIENT, None))
+                self._log(meta.failed(FailureKind.TRANSIENT,
+                                      f"{why} (gave up after {rounds} batch rounds)"))
         self._requeue = {}
 
-
-def _answered(jid: str, model: str, m: _Meta, batch_id: str, a: Answer) -> Record:
-    return answered(
-        a.text, job_id=jid, model=model, condition=m.condition, version=m.version,
-        portrait_id=m.portrait_id, option_id=m.option_id, repeat=m.repeat,
-        reasoning=a.reasoning, finish_reason=a.finish_reason, usage=dict(a.usage),
-        request=m.request, batch_id=batch_id,
-    )
-
-
-def _failed(
-    jid: str, model: str, m: _Meta, batch_id: str | None, why: str, kind: FailureKind,
-    status: int | None,
-) -> Record:
-    return Record(
-        job_id=jid, model=model, condition=m.condition, version=m.version,
-        portrait_id=m.portrait_id, option_id=m.option_id, repeat=m.repeat, status=FAILED,
-        error_kind=kind.value, error=why, request=m.request, batch_id=batch_id,
-        ts=time.time(), extra={"http_status": status} if status else {},
-    )

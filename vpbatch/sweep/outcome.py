@@ -1,0 +1,82 @@
+"""One job's outcome as its log line: built, appended and counted the same way online and in
+provider batches.
+
+`Pending` is what a job's Record needs once the answer is back (who the job is, what was sent;
+not the prompt text, so a batch of 100,000 waiting jobs stays small). `commit` appends the
+Record (the commit point) and counts it on the model's progress.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vpbatch.benchmark.parser import parse_official, parse_strict
+from vpbatch.log.records import FAILED, OK, Record, loggable_request
+from vpbatch.log.runlog import RunLog
+from vpbatch.providers.base import Answer, FailureKind
+from vpbatch.sweep.grid import Job
+from vpbatch.sweep.progress import ModelProgress
+
+__all__ = ["Pending", "commit"]
+
+
+@dataclass(slots=True)
+class Pending:
+    """A job sent and not yet logged: its identity and its request as logged."""
+
+    job_id: str
+    model: str
+    condition: str
+    version: str
+    portrait_id: int
+    option_id: int
+    repeat: int
+    request: dict[str, Any]  # every parameter sent, the prompt as a digest (no key)
+
+    @classmethod
+    def of(cls, job: Job) -> Pending:
+        return cls(job.job_id, job.model, job.condition, job.version, job.portrait_id,
+                   job.option_id, job.repeat, loggable_request(job.body))
+
+    def answered(
+        self, a: Answer, *, attempts: int = 1, latency_ms: float | None = None,
+        batch_id: str | None = None,
+    ) -> Record:
+        """The record of an answer, its text rated by both parsers."""
+        strict = parse_strict(a.text)
+        return Record(
+            job_id=self.job_id, model=self.model, condition=self.condition,
+            version=self.version, portrait_id=self.portrait_id, option_id=self.option_id,
+            repeat=self.repeat, status=OK, raw=a.text, reasoning=a.reasoning,
+            rating=parse_official(a.text), rating_strict=strict.rating,
+            strict_reason=strict.reason, finish_reason=a.finish_reason, usage=dict(a.usage),
+            latency_ms=latency_ms, attempts=attempts, request=self.request, batch_id=batch_id,
+            ts=time.time(),
+        )
+
+    def failed(
+        self, kind: FailureKind, why: str, *, status: int | None = None, attempts: int = 1,
+        batch_id: str | None = None,
+    ) -> Record:
+        """The record of a job given up on: the kind of failure and why, never a key."""
+        return Record(
+            job_id=self.job_id, model=self.model, condition=self.condition,
+            version=self.version, portrait_id=self.portrait_id, option_id=self.option_id,
+            repeat=self.repeat, status=FAILED, error_kind=kind.value, error=why,
+            attempts=attempts, request=self.request, batch_id=batch_id, ts=time.time(),
+            extra={"http_status": status} if status else {},
+        )
+
+
+def commit(log: RunLog, progress: ModelProgress, record: Record) -> None:
+    """Append a finished job's line and count it: answered (with its tokens) or failed."""
+    log.append(record)
+    if record.status == OK:
+        progress.ok += 1
+        usage = record.usage or {}
+        progress.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+    else:
+        transient = record.error_kind != FailureKind.PERMANENT.value
+        progress.note_failure(record.error or "failed", transient=transient)
