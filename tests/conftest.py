@@ -26,9 +26,12 @@ def _find(env: str, rel: str) -> Path | None:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     p = _find("VPBATCH_DATA", "valueportrait")
+    if p is None and layout.looks_like_data(layout.cache_dir()):
+        p = layout.cache_dir()  # what `make test` fetched on first use in a fresh clone
     if p is None:
         pytest.fail(
-            "the official data is missing: set VPBATCH_DATA or place ../shared/valueportrait"
+            "the official data is missing: run `make test` (it fetches it on first use), "
+            "set VPBATCH_DATA, or place ../shared/valueportrait"
         )
     return p
 
@@ -37,7 +40,12 @@ def data_dir() -> Path:
 def paper_dir() -> Path:
     p = _find("VPBATCH_PAPER", "paper")
     if p is None:
-        pytest.fail("the paper tables are missing: set VPBATCH_PAPER or place ../shared/paper")
+        # The paper's text and tables are not fetched (they are not in the upstream data): a
+        # fresh clone skips the tests that read them; CI, which has ../shared, must not.
+        msg = "the paper's tables are missing: set VPBATCH_PAPER or place ../shared/paper"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
     return p
 
 

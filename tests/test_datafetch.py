@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import lzma
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from vpbatch.benchmark import layout
 from vpbatch.benchmark.dataset import TAGGED_PATH, load_dataset
+from vpbatch.benchmark.ensure import FetchProgress, absent, ensure_data, needed_files
 from vpbatch.benchmark.fetch import OfflineError, check, fetch, fetch_async, file_sha256
 from vpbatch.benchmark.layout import (
     CORE,
@@ -32,6 +35,7 @@ from vpbatch.errors import DataError
 from vpbatch.sweep import retry
 
 PROMPT = prompt_template("v2", "reddit")
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Mirror:
@@ -140,7 +144,9 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_manifest_pins_the_commit_of_the_data_readme(data_dir: Path) -> None:
     m = load_manifest()
     assert m.repository == "holi-lab/ValuePortrait"
-    assert f"`{m.commit}`" in (data_dir / "README.md").read_text()
+    readme = data_dir / "README.md"  # ../shared's copy has it; a fetched cache has not
+    if readme.exists():
+        assert f"`{m.commit}`" in readme.read_text()
     assert len(_core()) == 18
     # The survey a human percentile needs is fetched and verified like the items.
     assert {layout.SURVEY, layout.VALUE_SCORES} <= set(_core())
@@ -332,3 +338,155 @@ def test_cli_verify_names_a_tampered_file(tmp_path: Path, data_dir: Path) -> Non
     assert out.returncode == 1
     assert f"{root / PROMPT}: mismatch" in out.stderr
     assert "query-response-tagged.json" in out.stderr
+
+
+# -- first use: `make run` / `make test` in a fresh clone ----------------------------------------
+GPT4O = "gpt-4o-2024-05-13"
+
+
+def test_first_use_fills_the_cache_with_a_progress_line(mirror: Mirror) -> None:
+    out = io.StringIO()
+    root = ensure_data(models=[GPT4O], stream=out)
+    assert root == cache_dir()
+    wanted = needed_files(models=[GPT4O])
+    assert len(wanted) == len(_core()) + 6
+    assert sorted(mirror.requests) == sorted(f.path for f in wanted)
+    check(root)
+    assert absent(root, wanted) == []
+    text = out.getvalue()
+    assert text.startswith(f"no Value Portrait data found (VPBATCH_DATA is not set): fetching "
+                           f"{len(wanted)} files from {mirror.url} into {root}\n")
+    assert re.search(rf"fetching data: {len(wanted)}/{len(wanted)} files .* 100% ", text)
+
+
+def test_first_use_sends_nothing_once_the_cache_holds_it(mirror: Mirror) -> None:
+    ensure_data(models=[GPT4O], stream=io.StringIO())
+    mirror.requests.clear()
+    out = io.StringIO()
+    assert ensure_data(models=[GPT4O], stream=out) == cache_dir()
+    assert mirror.requests == [] and out.getvalue() == ""
+
+
+def test_first_use_refetches_a_truncated_file_only(mirror: Mirror) -> None:
+    ensure_data(stream=io.StringIO())
+    (cache_dir() / TAGGED_PATH).write_bytes(b"{")
+    mirror.requests.clear()
+    ensure_data(stream=io.StringIO())
+    assert mirror.requests == [TAGGED_PATH]
+    check(cache_dir())
+
+
+def test_vpbatch_data_wins_and_nothing_is_fetched(mirror: Mirror, data_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPBATCH_DATA", str(data_dir))
+    assert ensure_data(with_outputs=True) == data_dir.resolve()
+    assert mirror.requests == [] and not cache_dir().exists()
+
+
+def test_an_explicit_root_lacking_recordings_says_how_to_fill_it(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    fetch(tmp_path / "core")  # the 16 core files only
+    with pytest.raises(DataError, match=r"lacks 6 file\(s\).*data fetch --with-outputs --dest"):
+        ensure_data(tmp_path / "core", models=[GPT4O])
+    assert not cache_dir().exists()
+
+
+def test_first_use_offline_fails_at_once_saying_what_to_set(
+    mirror: Mirror, refusing_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VPBATCH_DATA_URL", f"http://127.0.0.1:{refusing_port}")
+    with pytest.raises(DataError) as err:
+        ensure_data(with_outputs=True, stream=io.StringIO())
+    msg = str(err.value)
+    assert msg.startswith(f"no Value Portrait data found, and 127.0.0.1:{refusing_port} cannot "
+                          "be reached (connection refused). Set VPBATCH_DATA")
+    assert "VPBATCH_DATA_URL to a mirror" in msg
+
+
+def test_the_progress_line_is_throttled_off_a_terminal() -> None:
+    files = [f for f in load_manifest().files if f.group == CORE]
+    now = [0.0]
+    out = io.StringIO()
+    p = FetchProgress(files, out, interval=10.0, clock=lambda: now[0])
+    for i, f in enumerate(files):
+        now[0] = i  # one file a second: a line every 10 s, not one per chunk
+        p.on_bytes(f, f.size // 2)
+        p.on_file(f, "fetched")
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("fetching data: 16/16 files  3.1 MB/3.1 MB"
+                                                    "  100%")
+
+
+def _fresh_clone(tmp_path: Path) -> Path:
+    """The tracked files of this checkout, alone in a directory with no ../shared beside."""
+    clone = tmp_path / "clone" / "vpbatch"
+    listed = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    files = subprocess.run(listed, cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file() and not src.is_symlink():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, clone / rel)
+        elif src.is_symlink():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            (clone / rel).symlink_to(os.readlink(src))
+    return clone
+
+
+def _demo_in(clone: Path, tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "small.toml"
+    config.write_text(f"""
+[run]
+name = "small"
+versions = ["v1"]
+
+[[models]]
+name = "{GPT4O}"
+provider = "openai"
+model = "replay:{GPT4O}"
+base_url = "${{SIM_URL}}"
+
+[[models]]
+name = "sim-default"
+provider = "openai"
+model = "sim:default"
+base_url = "${{SIM_URL}}"
+""")
+    env = _env(tmp_path, VPBATCH_DATA_URL=url, PYTHONPATH=str(clone))
+    return subprocess.run(
+        [sys.executable, "-m", "vpbatch.demos.demo", "--config", str(config), "--run-dir",
+         str(tmp_path / "run"), "--faults", "0", "--no-report"],
+        cwd=clone, capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_runs_the_demo_by_fetching_its_data(tmp_path: Path, server: Mirror) -> None:
+    clone = _fresh_clone(tmp_path)
+    assert not (clone.parent / "shared").exists()
+    server.requests.clear()
+    done = _demo_in(clone, tmp_path, server.url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no Value Portrait data found (VPBATCH_DATA is not set): fetching 22 files" in (
+        done.stderr)
+    assert "fetching data: 22/22 files" in done.stderr
+    assert f"results: {tmp_path / 'run'}/" in done.stdout
+    assert len(server.requests) == 22
+    again = _demo_in(clone, tmp_path, server.url)  # the cache is used; nothing fetched again
+    assert again.returncode == 0 and "fetching" not in again.stderr and len(server.requests) == 22
+
+
+def test_a_fresh_clone_offline_stops_at_once_with_one_message(
+    tmp_path: Path, refusing_port: int
+) -> None:
+    clone = _fresh_clone(tmp_path)
+    done = _demo_in(clone, tmp_path, f"http://127.0.0.1:{refusing_port}")
+    assert done.returncode == 1
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [ln for ln in done.stderr.splitlines() if "Traceback" in ln or
+                      ln.startswith("error:")]
+    assert len(errors) == 1 and "Set VPBATCH_DATA" in errors[0] and "VPBATCH_DATA_URL" in errors[0]
+    assert not (tmp_path / "run" / "log.jsonl").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vpbatch.demos.demo import DEFAULT_CONFIG, SIM_URL, point_at
+from vpbatch.demos.demo import DEFAULT_CONFIG, SHIPPED_TABLE2, SIM_URL, point_at
 from vpbatch.errors import ConfigError
 from vpbatch.sweep.config import parse_config
 
@@ -80,3 +80,7 @@ def test_a_config_without_the_placeholder_is_refused() -> None:
     cfg = parse_config(SMALL.replace(SIM_URL, "http://127.0.0.1:9/v1"), check_env=False)
     with pytest.raises(ConfigError, match="SIM_URL"):
         point_at(cfg, "http://127.0.0.1:1/v1")
+
+
+def test_the_table2_shipped_for_fresh_clones_is_the_papers(paper_dir: Path) -> None:
+    assert SHIPPED_TABLE2.read_bytes() == (paper_dir / "table2_values.json").read_bytes()

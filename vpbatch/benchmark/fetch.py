@@ -42,6 +42,7 @@ __all__ = [
     "fetch",
     "fetch_async",
     "OfflineError",
+    "OnBytes",
 ]
 
 _RAW_URL = "https://raw.githubusercontent.com/{repository}/{commit}"
@@ -50,6 +51,11 @@ _CHUNK = 1 << 16
 
 class OfflineError(DataError):
     """The file server cannot be reached at all (no network, DNS failure, refused)."""
+
+    def __init__(self, host: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +150,23 @@ def _url(base: str, path: str) -> URL:
     return URL(f"{base}/{quote(path, safe='/')}", encoded=True)
 
 
-def _offline(url: URL, exc: aiohttp.ClientConnectorError) -> OfflineError:
+def _offline(
+    url: URL, exc: aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
+) -> OfflineError:
+    import aiohttp
+
     host = urlsplit(str(url)).netloc
-    err = exc.os_error
-    if isinstance(err, ConnectionRefusedError):
+    err = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
+    if not isinstance(exc, aiohttp.ClientConnectorError):
+        reason = "no answer to the connection"
+    elif isinstance(err, ConnectionRefusedError):
         reason = "connection refused"
     elif isinstance(err, socket.gaierror):
         reason = "host name not resolved"
     else:
         reason = err.strerror if err is not None and err.strerror else str(exc)
     return OfflineError(
+        host, reason,
         f"cannot reach {host} ({reason}): offline, or the server is down. Run `vpbatch data fetch` "
         "on a machine with internet access, or point --data / VPBATCH_DATA at a copy of the "
         "Value Portrait data (VPBATCH_DATA_URL sets a mirror)."
@@ -187,7 +200,13 @@ def _http_error(url: URL, status: int, headers: Mapping[str, str], raw: bytes) -
     return err
 
 
-async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, dest: Path) -> None:
+OnBytes = Callable[[ManifestFile, int], None]  # (file, bytes of it received so far)
+
+
+async def _download(
+    session: aiohttp.ClientSession, url: URL, mf: ManifestFile, dest: Path,
+    on_bytes: OnBytes | None = None,
+) -> None:
     """Stream one file into a temp file, hashing it, and rename it into place if it matches."""
     target = dest / mf.path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -199,9 +218,13 @@ async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, 
                 raise _http_error(url, resp.status, resp.headers, await resp.read())
             # Chunks are small and local disk writes fast, so writing inline is fine here.
             with open(tmp, "wb") as f:
+                got = 0
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     h.update(chunk)
                     f.write(chunk)
+                    if on_bytes is not None:
+                        got += len(chunk)
+                        on_bytes(mf, got)
                 f.flush()
                 os.fsync(f.fileno())
         if h.hexdigest() != mf.sha256:
@@ -217,7 +240,8 @@ async def _download(session: aiohttp.ClientSession, url: URL, mf: ManifestFile, 
 
 
 async def _fetch_one(
-    session: aiohttp.ClientSession, base: str, mf: ManifestFile, dest: Path, policy: RetryPolicy
+    session: aiohttp.ClientSession, base: str, mf: ManifestFile, dest: Path, policy: RetryPolicy,
+    on_bytes: OnBytes | None = None,
 ) -> None:
     """Download one file through the retry loop; every way it can fail ends as a DataError."""
     import aiohttp
@@ -226,8 +250,12 @@ async def _fetch_one(
 
     async def attempt(n: int) -> None:
         try:
-            await _download(session, url, mf, dest)
+            await _download(session, url, mf, dest, on_bytes)
         except aiohttp.ClientConnectorError as exc:
+            raise _offline(url, exc) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            # No answer to the connect at all (a firewall dropping packets): offline too, and
+            # worth no retry, so a first run without network fails in seconds, not minutes.
             raise _offline(url, exc) from exc
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
             # A cut transfer is worth another try; a bad hash (a DataError) is not.
@@ -258,6 +286,8 @@ async def fetch_async(
     attempts: int = 3,
     backoff: float = 0.5,
     on_file: Callable[[ManifestFile, str], None] | None = None,
+    on_bytes: OnBytes | None = None,
+    connect_timeout: float = 20,
 ) -> FetchResult:
     """Download every missing or wrong file into `dest` (default: the cache); skip good ones."""
     import aiohttp
@@ -275,12 +305,12 @@ async def fetch_async(
     # No jitter: a handful of files, not a crowd of clients to spread out.
     policy = RetryPolicy(attempts=attempts, base=backoff, cap=_MAX_RETRY_AFTER, jitter=False)
     limiter = anyio.CapacityLimiter(concurrency)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=20, sock_read=60)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=60)
 
     async def one(mf: ManifestFile) -> None:
         async with limiter:
             try:
-                await _fetch_one(session, base, mf, dest, policy)
+                await _fetch_one(session, base, mf, dest, policy, on_bytes)
             except DataError as exc:
                 errors.append(exc)
                 if isinstance(exc, OfflineError):
@@ -308,10 +338,15 @@ def fetch(
     with_outputs: bool = False,
     url: str | None = None,
     on_file: Callable[[ManifestFile, str], None] | None = None,
+    files: Sequence[ManifestFile] | None = None,
+    on_bytes: OnBytes | None = None,
+    connect_timeout: float = 20,
 ) -> FetchResult:
     """Blocking `fetch_async` for the CLI."""
 
     async def main() -> FetchResult:
-        return await fetch_async(dest, with_outputs=with_outputs, url=url, on_file=on_file)
+        return await fetch_async(dest, with_outputs=with_outputs, url=url, on_file=on_file,
+                                 files=files, on_bytes=on_bytes,
+                                 connect_timeout=connect_timeout)
 
     return anyio.run(main)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Final
 
-from vpbatch.benchmark.dims import FAMILIES
+from vpbatch.benchmark.dims import FAMILIES, VERSIONS
 from vpbatch.errors import DataError
 
 __all__ = [
@@ -74,6 +75,14 @@ class Manifest:
 
     def select(self, *, with_outputs: bool = False) -> tuple[ManifestFile, ...]:
         return tuple(f for f in self.files if f.group == CORE or with_outputs)
+
+    def outputs_of(self, models: Iterable[str]) -> tuple[ManifestFile, ...]:
+        """The recorded outputs of these models (their names in the outputs' file names)."""
+        names = {f"{m}_{v}_results.json" for m in models for v in VERSIONS}
+        return tuple(
+            f for f in self.files
+            if f.group == OUTPUTS_GROUP and f.path.rsplit("/", 1)[-1] in names
+        )
 
 
 @functools.cache

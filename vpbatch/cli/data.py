@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vpbatch.benchmark.dataset import resolve_data_dir
+from vpbatch.benchmark.ensure import ensure_data
 from vpbatch.benchmark.fetch import check, fetch
 from vpbatch.benchmark.layout import ManifestFile, cache_dir, load_manifest
 
@@ -52,6 +53,17 @@ def fetch_cmd(with_outputs: bool, dest: Path | None) -> None:
         # Only the cache is found on its own; anywhere else needs pointing at.
         click.echo(f"use it with --data {dest} or VPBATCH_DATA={dest}", err=True)
     click.echo(str(result.dest))
+
+
+@data.command("ensure")
+@_DATA_OPTION
+@click.option("--with-outputs", is_flag=True, help="Also the 33 models' recorded outputs.")
+def ensure_cmd(data_dir: Path | None, with_outputs: bool) -> None:
+    """Use the data that is there (--data, $VPBATCH_DATA, the cache); fetch what the cache lacks.
+
+    `make run` and `make test` call it: a fresh clone fetches its data on first use.
+    """
+    click.echo(str(ensure_data(data_dir, with_outputs=with_outputs)))
 
 
 @data.command("path")

@@ -34,6 +34,8 @@ __all__ = ["main", "demo", "SIM_URL", "DemoResult", "run_demo", "SimProcess"]
 SIM_URL = "${SIM_URL}"  # the placeholder a config's base_url uses for the demo's server
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "demo.toml"
+# The paper's Table 2 as shipped inside the package, for a clone without ../shared/paper.
+SHIPPED_TABLE2 = Path(__file__).resolve().parents[1] / "benchmark/reference/paper_table2.json"
 # The one Table 2 cell the default rule does not reproduce (see tests/test_paper_tables.py):
 # the authors' averaging dropped item (2011, 1), whose v1 answer failed.
 DOCUMENTED_OFF = {("llama-3.1-8b-instruct", "Stimulation")}
@@ -139,15 +141,21 @@ def run_demo(
 ) -> DemoResult:
     """Serve, sweep, score, check; the server is stopped whatever happens."""
     from vpbatch.benchmark.dataset import load_dataset
+    from vpbatch.benchmark.ensure import ensure_data
     from vpbatch.scoring.scores_file import score_run
 
     cfg = load_config(config)
-    load_dataset(cfg.run.data)  # a missing dataset fails here, before a server starts
+    # A fresh clone has no data yet: fetch the core files and the recordings the config
+    # replays (a missing or unreachable dataset fails here, before a server starts).
+    replayed = [m.model.removeprefix("replay:") for m in cfg.models
+                if m.model.startswith("replay:")]
+    cfg.run.data = str(ensure_data(cfg.run.data, models=replayed))
+    load_dataset(cfg.run.data)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    server = SimProcess.start(server_args, run_dir / "sim.port")
+    server = SimProcess.start([*server_args, "--data", cfg.run.data], run_dir / "sim.port")
     try:
         point_at(cfg, server.url)
         click.echo(f"simulator listening on {server.url}; sweeping {len(cfg.models)} models")
@@ -224,11 +232,11 @@ def sim_checks(cfg: Config, scores: Scores) -> dict[str, Any]:
     return out
 
 
-def paper_agreement(scores: Scores, paper_dir: Path | None) -> tuple[int, list[str]]:
+def paper_agreement(scores: Scores, table2: Path | None) -> tuple[int, list[str]]:
     """Table 2 cells checked, and those off the printed 2 decimals ("model Value a vs b")."""
-    if paper_dir is None or not (paper_dir / "table2_values.json").exists():
+    if table2 is None or not table2.exists():
         return 0, []
-    table = orjson.loads((paper_dir / "table2_values.json").read_bytes())
+    table = orjson.loads(table2.read_bytes())
     n, off = 0, []
     for row in table.values():
         got = _pvq(scores, row["file_model"], VANILLA)
@@ -243,15 +251,17 @@ def paper_agreement(scores: Scores, paper_dir: Path | None) -> tuple[int, list[s
     return n, off
 
 
-def _paper_dir() -> Path | None:
+def paper_table2() -> Path:
+    """Table 2 as data: $VPBATCH_PAPER's, else ../shared/paper's, else the copy shipped inside
+    the package (so a fresh clone's `make run` checks it too)."""
     env = os.environ.get("VPBATCH_PAPER")
     if env:
-        return Path(env)
-    p = REPO.parent / "shared" / "paper"
-    return p if p.exists() else None
+        return Path(env) / "table2_values.json"
+    p = REPO.parent / "shared" / "paper" / "table2_values.json"
+    return p if p.exists() else SHIPPED_TABLE2
 
 
-def summary(result: DemoResult, paper_dir: Path | None) -> list[str]:
+def summary(result: DemoResult, table2: Path | None) -> list[str]:
     """The lines `make run` prints after the sweep."""
     from vpbatch.scoring.scores_file import format_table
 
@@ -266,7 +276,7 @@ def summary(result: DemoResult, paper_dir: Path | None) -> list[str]:
         "Centred PVQ scores, vanilla (the paper's default rule):",
         format_table(_vanilla_only(result.scores)),
     ]
-    n, off = paper_agreement(result.scores, paper_dir)
+    n, off = paper_agreement(result.scores, table2)
     if n:
         lines += ["", f"Replayed models vs the paper's Table 2: {n - len(off)}/{n} cells match "
                   "to the printed 2 decimals" + (f"; off: {'; '.join(off)}" if off else "")]
@@ -319,7 +329,7 @@ def demo(config: Path, run_dir: Path, fresh: bool, faults: float, no_report: boo
                    "--fault-500", str(faults), "--fault-drop", str(faults)]
     result = run_demo(config, run_dir, server_args=server_args, fresh=fresh,
                       report=not no_report)
-    click.echo("\n".join(summary(result, _paper_dir())))
+    click.echo("\n".join(summary(result, paper_table2())))
     if not passed(result):
         raise VPBatchError("the simulated respondent's profile did not come back out (see above)")
 
