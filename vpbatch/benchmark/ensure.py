@@ -60,13 +60,15 @@ class FetchProgress:
     line every `interval` seconds and a last one, so a log is not flooded.
     """
 
-    __slots__ = ("files", "total", "got", "done", "stream", "tty", "interval", "_clock",
-                 "_t0", "_last")
+    __slots__ = ("files", "total", "got", "done", "stream", "tty", "interval", "header",
+                 "_clock", "_t0", "_last")
 
     def __init__(
         self, files: Sequence[ManifestFile], stream: TextIO, *, interval: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, header: str | None = None,
     ) -> None:
+        # Printed with the first byte received: offline, the error alone is the message.
+        self.header = header
         self.files = len(files)
         self.total = sum(f.size for f in files)
         self.got: dict[str, int] = {}  # bytes per file; a retried download restarts its count
@@ -78,7 +80,13 @@ class FetchProgress:
         self._t0 = clock()
         self._last = self._t0
 
+    def _start(self) -> None:
+        if self.header is not None:
+            self.stream.write(self.header + "\n")
+            self.header = None
+
     def on_bytes(self, mf: ManifestFile, got: int) -> None:
+        self._start()
         self.got[mf.path] = got
         now = self._clock()
         if now - self._last >= self.interval:
@@ -86,6 +94,7 @@ class FetchProgress:
             self._show()
 
     def on_file(self, mf: ManifestFile, status: str) -> None:
+        self._start()
         self.done += 1
         self.got[mf.path] = mf.size
 
@@ -106,6 +115,7 @@ class FetchProgress:
         self.stream.flush()
 
     def close(self) -> None:
+        self._start()
         self._show()
         if self.tty:
             self.stream.write("\n")
@@ -147,9 +157,9 @@ def ensure_data(
     out = stream if stream is not None else sys.stderr
     m = load_manifest()
     where = os.environ.get("VPBATCH_DATA_URL") or f"{m.repository}@{m.commit[:7]}"
-    out.write(f"no Value Portrait data found (VPBATCH_DATA is not set): fetching "
-              f"{len(missing)} files from {where} into {root}\n")
-    progress = FetchProgress(missing, out)
+    progress = FetchProgress(missing, out, header=(
+        f"no Value Portrait data found (VPBATCH_DATA is not set): fetching {len(missing)} "
+        f"files ({_mb(sum(f.size for f in missing))}) from {where} into {root}"))
     try:
         # A short connect timeout: a machine without network should hear so in seconds.
         fetch(root, files=missing, on_file=progress.on_file, on_bytes=progress.on_bytes,

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "merge": "vpbatch.cli.merge:merge",
     "sim": "vpbatch.cli.sim:sim",
     "report": "vpbatch.cli.report:report",
+    "export": "vpbatch.cli.export:export",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import orjson
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.sweep.config import load_config
-from vpbatch.sweep.grid import n_items, parse_shard
+from vpbatch.sweep.grid import n_items
 from vpbatch.sweep.plan import plan_config, render_plan
+from vpbatch.sweep.shards import describe_limits, resolve_shard, shard_limits
 
 __all__ = ["plan"]
 
@@ -21,7 +23,8 @@ __all__ = ["plan"]
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", "data", default=None, help="Value Portrait data dir (else run.data, "
               "VPBATCH_DATA or the fetched cache).")
-@click.option("--shard", default=None, help="K/N: plan only this machine's share of the grid.")
+@click.option("--shard", default=None, metavar="K/N|auto",
+              help="Plan only this machine's share of the grid, at its share of the limits.")
 @click.option("--check-keys", is_flag=True, help="Also check each model's API key variable "
               "is set (a pre-flight for `run`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
@@ -29,20 +32,27 @@ def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
          as_json: bool) -> None:
     """Jobs, requests, estimated tokens, cost and time of a sweep; needs no API key."""
     cfg = load_config(config, check_env=check_keys)
-    shard_t = parse_shard(shard) if shard else None
+    shard_t = resolve_shard(shard, os.environ)
     ds = load_dataset(data or cfg.run.data)
+    limits = describe_limits(cfg, shard_t)
+    cfg = shard_limits(cfg, shard_t)
     plans = plan_config(cfg, ds, load_conditions(cfg.run.conditions_file), shard=shard_t)
+    where = f", shard {shard_t[0] + 1}/{shard_t[1]}" if shard_t else ""
     if as_json:
-        click.echo(orjson.dumps({"run": cfg.run.name, "shard": shard,
-                                 "models": [asdict(p) for p in plans]},
-                                option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps({
+            "run": cfg.run.name, "shard": where.removeprefix(", shard ") or None,
+            "limits_per_shard": cfg.run.limits_per_shard,
+            "models": [{**asdict(p), "rpm": m.rpm, "tpm": m.tpm}
+                       for p, m in zip(plans, cfg.models, strict=True)]},
+            option=orjson.OPT_INDENT_2).decode())
         return
-    where = f", shard {shard}" if shard else ""
     click.echo(f"plan for run {cfg.run.name!r} ({config}{where}): "
                f"{len(cfg.run.versions)} versions × {n_items(cfg, ds)} items × "
                f"{cfg.run.repeats} repeat(s) per condition")
     for line in render_plan(plans):
         click.echo(line)
+    if limits is not None:
+        click.echo(limits)
     click.echo("tokens are estimates (characters/4 + message overhead); cost is an upper bound "
                "(every answer at max_tokens; batch mode at half price); time is the least the "
                "rpm/tpm limits allow.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import click
 from vpbatch.log.rundir import RUNS_ROOT
 from vpbatch.sweep.config import load_config
 from vpbatch.sweep.engine import DRAIN_S, resume_hint, run_sweep
-from vpbatch.sweep.grid import parse_shard
+from vpbatch.sweep.shards import resolve_shard
 
 __all__ = ["run"]
 
@@ -22,8 +23,10 @@ _SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the log and results go (default: runs/<run.name>).")
-@click.option("--shard", metavar="K/N",
-              help="Run only the K-th of N hash-split parts of the grid (merge the logs after).")
+@click.option("--shard", metavar="K/N|auto",
+              help="Run only the K-th of N hash-split parts of the grid (merge the logs after); "
+              "auto: K and N from a Slurm job array or a Kubernetes Indexed Job. Each shard "
+              "paces itself at 1/N of rpm/tpm unless [run] limits_per_shard = true.")
 @click.option("--force", is_flag=True,
               help="Continue a run dir made from a different config.")
 @click.option("--retry-failed", is_flag=True,
@@ -38,7 +41,7 @@ def run(
     """Run or resume the sweep CONFIG: finished jobs are never sent again."""
     # Keys are checked per model when it starts: one missing key stops that model, not all.
     cfg = load_config(config, check_env=False)
-    part = parse_shard(shard) if shard else None
+    part = resolve_shard(shard, os.environ)
     try:
         summary = run_sweep(cfg, run_dir, shard=part, force=force, retry_failed=retry_failed,
                             drain=drain, progress=not quiet)

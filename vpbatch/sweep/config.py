@@ -64,6 +64,9 @@ class RunConfig:
     items: int | None = None  # the first N items only (slices, smoke tests); None = all 520
     conditions_file: str | None = None  # personas/steering texts; default configs/personas.toml
     data: str | None = None  # the valueportrait dataset dir; default --data/VPBATCH_DATA/cache
+    # Sharded runs: False = the models' rpm/tpm are for all shards together (each of N shards
+    # paces itself at 1/N); True = each shard has limits of its own (its own key).
+    limits_per_shard: bool = False
 
 
 @dataclass(slots=True)

@@ -38,6 +38,7 @@ from vpbatch.sweep.grid import Job
 from vpbatch.sweep.pipeline import Pipeline, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.retry import RetryPolicy
+from vpbatch.sweep.shards import shard_limits
 
 __all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
 
@@ -142,6 +143,7 @@ async def sweep(
     """Run (or resume) a sweep; returns when every job is logged, or a signal stopped it."""
     t0 = time.monotonic()
     rd = prepare_run_dir(config, run_dir, force=force)
+    config = shard_limits(config, shard)  # N shards together keep to the stated limits
     out = (stream or sys.stderr) if progress else None
     ds = load_dataset(config.run.data)
     conds = load_conditions(config.run.conditions_file)
