@@ -137,3 +137,78 @@ def test_run_with_auto_and_no_scheduler_exits_2_with_one_line(tmp_path: Path) ->
     assert out.stderr.startswith("error: --shard auto found no scheduler")
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "log.jsonl").exists()
+
+
+# -- N shards as N processes against one simulator, merged ---------------------------------------
+SWEEP = """
+[run]
+name = "grid"
+versions = ["v1", "v2"]
+items = 120
+
+[[models]]
+name = "sim-a"
+provider = "openai"
+model = "sim:universalist"
+base_url = "{url}"
+rpm = 60000
+
+[[models]]
+name = "sim-b"
+provider = "openai"
+model = "sim:achiever"
+base_url = "{url}"
+steering = ["Power", "Universalism"]
+"""
+
+
+@pytest.mark.slow
+def test_shards_run_as_processes_merge_to_the_unsharded_scores(tmp_path: Path,
+                                                               data_dir: Path) -> None:
+    from vpbatch.demos.demo import SimProcess
+
+    server = SimProcess.start([], tmp_path / "sim.port")
+    try:
+        cfg = tmp_path / "grid.toml"
+        cfg.write_text(SWEEP.format(url=server.url))
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("SLURM_", "JOB_COMPLETION"))}
+        clean["VPBATCH_DATA"] = str(data_dir)
+        # Three shards the way schedulers start them: a Slurm array that starts at 1 and a
+        # Kubernetes Indexed Job's pod, all at once, each into its own run dir.
+        envs = [_slurm(1, 3, 1), _slurm(2, 3, 1),
+                {"JOB_COMPLETION_INDEX": "2", "JOB_COMPLETIONS": "3"}]
+        procs = [subprocess.Popen([sys.executable, "-m", "vpbatch", "run", str(cfg), "--shard",
+                                   "auto", "--run-dir", str(tmp_path / f"shard{k}"), "--quiet"],
+                                  env={**clean, **env}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for k, env in enumerate(envs)]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+        stats = server.stats()
+        total = 120 * 2 + 120 * 2 * 3  # sim-a vanilla; sim-b vanilla + 2 steering
+        # Every job was sent by exactly one shard, once.
+        assert stats["requests"] == stats["distinct_requests"] == total
+        assert stats["max_attempts_seen"] == 1
+        merged = subprocess.run([sys.executable, "-m", "vpbatch", "merge",
+                                 str(tmp_path / "merged"),
+                                 *(str(tmp_path / f"shard{k}") for k in range(3))],
+                                env=clean, capture_output=True, text=True, check=False)
+        assert merged.returncode == 0, merged.stderr
+        whole = subprocess.run([sys.executable, "-m", "vpbatch", "run", str(cfg), "--run-dir",
+                                str(tmp_path / "whole"), "--quiet"], env=clean,
+                               capture_output=True, text=True, check=False)
+        assert whole.returncode == 0, whole.stderr
+    finally:
+        server.stop()
+    sizes = [len((tmp_path / f"shard{k}" / "log.jsonl").read_bytes().splitlines())
+             for k in range(3)]
+    assert sum(sizes) == total and min(sizes) > total / 6  # a uniform split, nothing twice
+    from vpbatch.scoring.scorer import ScoreOptions
+    from vpbatch.scoring.scores_file import score_run
+
+    got, _, _ = score_run(tmp_path / "merged", ScoreOptions(), data=str(data_dir))
+    want, _, _ = score_run(tmp_path / "whole", ScoreOptions(), data=str(data_dir))
+    assert got["models"] == want["models"]
+    assert got["answers"]["ok"] == want["answers"]["ok"] == total
