@@ -354,8 +354,9 @@ def test_first_use_fills_the_cache_with_a_progress_line(mirror: Mirror) -> None:
     check(root)
     assert absent(root, wanted) == []
     text = out.getvalue()
+    mb = sum(f.size for f in wanted) / 1e6
     assert text.startswith(f"no Value Portrait data found (VPBATCH_DATA is not set): fetching "
-                           f"{len(wanted)} files (10.6 MB) from {mirror.url} into {root}\n")
+                           f"{len(wanted)} files ({mb:.1f} MB) from {mirror.url} into {root}\n")
     assert re.search(rf"fetching data: {len(wanted)}/{len(wanted)} files .* 100% ", text)
 
 
@@ -417,8 +418,9 @@ def test_the_progress_line_is_throttled_off_a_terminal() -> None:
         p.on_file(f, "fetched")
     p.close()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2 and lines[-1].startswith("fetching data: 16/16 files  3.1 MB/3.1 MB"
-                                                    "  100%")
+    n, mb = len(files), sum(f.size for f in files) / 1e6
+    assert len(lines) == 2 and lines[-1].startswith(
+        f"fetching data: {n}/{n} files  {mb:.1f} MB/{mb:.1f} MB  100%")
 
 
 def _fresh_clone(tmp_path: Path) -> Path:
@@ -470,15 +472,16 @@ def test_a_fresh_clone_runs_the_demo_by_fetching_its_data(tmp_path: Path, server
     clone = _fresh_clone(tmp_path)
     assert not (clone.parent / "shared").exists()
     server.requests.clear()
+    n = len(needed_files(models=[GPT4O]))  # the core files and gpt-4o's 6 recordings
     done = _demo_in(clone, tmp_path, server.url)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "no Value Portrait data found (VPBATCH_DATA is not set): fetching 22 files" in (
+    assert f"no Value Portrait data found (VPBATCH_DATA is not set): fetching {n} files" in (
         done.stderr)
-    assert "fetching data: 22/22 files" in done.stderr
+    assert f"fetching data: {n}/{n} files" in done.stderr
     assert f"results: {tmp_path / 'run'}/" in done.stdout
-    assert len(server.requests) == 22
+    assert len(server.requests) == n
     again = _demo_in(clone, tmp_path, server.url)  # the cache is used; nothing fetched again
-    assert again.returncode == 0 and "fetching" not in again.stderr and len(server.requests) == 22
+    assert again.returncode == 0 and "fetching" not in again.stderr and len(server.requests) == n
 
 
 def test_a_fresh_clone_offline_stops_at_once_with_one_message(
