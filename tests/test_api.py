@@ -93,7 +93,7 @@ def test_load_gives_the_scores_the_cli_writes(run_dir: Path, data_dir: Path) -> 
     from vpbatch.scoring.scorer import ScoreOptions
     from vpbatch.scoring.scores_file import score_run
 
-    doc, _, _ = score_run(run_dir, ScoreOptions())
+    doc, _, _ = score_run(run_dir, ScoreOptions(), n_boot=0)
     run = vpbatch.load(run_dir, boot=50)
     assert run.models == ["universalist", "achiever"]
     assert set(run.conditions) == {"vanilla", "steer:Power"}
@@ -103,6 +103,9 @@ def test_load_gives_the_scores_the_cli_writes(run_dir: Path, data_dir: Path) -> 
     assert row.score.item() == pytest.approx(want["score"], abs=1e-12)
     assert row.n_items.item() == want["n_items"]
     assert (row.ci_low <= row.score).all() and (row.score <= row.ci_high).all()
+    # The survey is beside the data: each score's percentile among the human raters.
+    assert row.human_percentile.item() == pytest.approx(want["human_percentile"], abs=1e-9)
+    assert df.human_percentile.dropna().between(0, 100).all()
 
 
 def test_a_model_only_has_rows_for_the_conditions_it_ran(run_dir: Path) -> None:
@@ -146,7 +149,7 @@ def test_export_parquet_keeps_the_documented_schema(run_dir: Path, tmp_path: Pat
     assert names == ["alpha.parquet", "answers.parquet", "deltas.parquet", "schema.json",
                      "scores.parquet", "steering.parquet", "versions.parquet"]
     scores = pq.read_table(tmp_path / "out" / "scores.parquet")
-    assert scores.schema.names == [c.name for c in SCORES]
+    assert scores.schema.names == [c.name for c in SCORES] + ["human_percentile"]
     assert scores.schema.metadata[b"vpbatch.schema_version"] == b"1"
     answers = pq.read_table(tmp_path / "out" / "answers.parquet")
     assert str(answers.schema.field("rating").type) == "int8"

@@ -205,13 +205,15 @@ def load(
     p_max: float = 0.05,
     strict: bool = False,
     boot: int = 1000,
+    bootstrap: str = "cluster",
     seed: int = 0,
     data: str | os.PathLike[str] | None = None,
 ) -> Run:
     """Read a run dir into a `Run`, scored as `vpbatch report` scores it (same options).
 
     `strict` scores the strict parser's ratings; `boot` is the number of bootstrap resamples
-    behind the intervals (0: none); `data` the Value Portrait data root (else as the CLI).
+    behind the intervals (0: none), `bootstrap` "cluster" (whole queries) or "item"; `data`
+    the Value Portrait data root (else as the CLI).
     """
     from vpbatch.benchmark.dataset import load_dataset
     from vpbatch.benchmark.ensure import ensure_data
@@ -232,7 +234,8 @@ def load(
     if not cube.models:
         raise LogError(f"{rd.log_path} holds no finished jobs yet; run the sweep first")
     options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max)
-    return Run(rd.path, analyse(cube, ds, options, n_boot=boot, seed=seed), rd.log_path)
+    analysis = analyse(cube, ds, options, n_boot=boot, seed=seed, bootstrap=bootstrap)
+    return Run(rd.path, analysis, rd.log_path)
 
 
 def export(run: str | os.PathLike[str] | Run, out_dir: str | os.PathLike[str] | None = None,

@@ -233,7 +233,8 @@ SCORES: Final = _KEY + (
     Column("ci_high", FLOAT64_NULL, "bootstrap 95% interval of score, upper end"),
 )
 HUMAN_PERCENTILE: Final = Column(
-    "human_percentile", FLOAT64_NULL, "percentile of the score among the survey's raters")
+    "human_percentile", FLOAT64_NULL,
+    "percentile (0-100) of the score among the survey's human raters")
 DELTAS: Final = _KEY + (
     Column("delta", FLOAT64_NULL, "condition minus vanilla centred score"),
     Column("ci_low", FLOAT64_NULL, "bootstrap 95% interval of delta, lower end"),
@@ -286,9 +287,11 @@ def _flat(arrays: Mapping[str, np.ndarray], cells: Cells) -> np.ndarray:
 
 
 def _percentiles(a: Analysis) -> dict[str, np.ndarray] | None:
-    # Present once the human raters' percentiles are computed (issue 11); else no column.
-    pct = getattr(a, "human_percentile", None)
-    return pct if pct else None
+    # Absent when the analysis had no survey to place the models among: then no column.
+    pct = a.human_percentile
+    if not pct or all(np.isnan(np.asarray(v)).all() for v in pct.values()):
+        return None
+    return pct
 
 
 def scores_table(a: Analysis) -> Table:
