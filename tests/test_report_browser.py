@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from test_report import make_run
 
+from vpbatch.benchmark.dims import PVQ
 from vpbatch.report import svg, write_report
 from vpbatch.report.svg import VALUE_COLOURS
 
@@ -122,6 +123,22 @@ JS_FACTS = """(() => {
 })()"""
 
 
+# What the reader sees before opening anything: the overview first, the detail folded.
+JS_FIRST = """(() => {
+  const sections = [...document.querySelectorAll('section')];
+  const rows = [...document.querySelectorAll('#overview .ovrow')]
+     .map(r => [r.getBoundingClientRect().top, r.firstElementChild.textContent,
+                r.classList.contains('ref')])
+     .sort((a, b) => a[0] - b[0]).map(r => [r[1], r[2]]);
+  const ov = document.querySelector('#overview').getBoundingClientRect();
+  return JSON.stringify({first: sections[0].id, rows, overview_top: ov.top + scrollY,
+    folded: [...document.querySelectorAll('details')].filter(d => !d.open).length,
+    height: document.documentElement.scrollHeight});
+})()"""
+OPEN_ALL = "document.querySelectorAll('details').forEach(d => { d.open = true; })"
+SEEN_FOLDED = ("top", "overview")  # shots taken before the details are opened
+
+
 async def _drive(url: str, port: int, shots: dict[str, str | None], width: int,
                  height: int) -> PageResult:
     res = PageResult()
@@ -136,9 +153,17 @@ async def _drive(url: str, port: int, shots: dict[str, str | None], width: int,
                            deviceScaleFactor=1, mobile=False)
             await cdp.call("Page.navigate", url=url)
             await cdp.wait_event("Page.loadEventFired", 30)
-            ev = await cdp.call("Runtime.evaluate", expression=JS_FACTS, returnByValue=True)
-            res.facts = json.loads(ev["result"]["value"])
-            for name, selector in shots.items():
+            ev = await cdp.call("Runtime.evaluate", expression=JS_FIRST, returnByValue=True)
+            res.facts["first"] = json.loads(ev["result"]["value"])
+            ordered = sorted(shots.items(), key=lambda kv: kv[0] not in SEEN_FOLDED)
+            opened = False
+            for name, selector in ordered:
+                if name not in SEEN_FOLDED and not opened:
+                    await cdp.call("Runtime.evaluate", expression=OPEN_ALL)
+                    ev = await cdp.call("Runtime.evaluate", expression=JS_FACTS,
+                                        returnByValue=True)
+                    res.facts.update(json.loads(ev["result"]["value"]))
+                    opened = True
                 # optimizeForSpeed makes Chromium use the cheap "Up" filter: fast to decode.
                 params: dict[str, Any] = {"format": "png", "optimizeForSpeed": True}
                 if selector:
@@ -165,7 +190,7 @@ async def _drive(url: str, port: int, shots: dict[str, str | None], width: int,
 
 
 def render_page(path: Path, shots: dict[str, str | None], *, width: int = 1400,
-                height: int = 1000) -> PageResult:
+                height: int = 1000, fragment: str = "") -> PageResult:
     """Open a file in a fresh headless Chromium; `shots` maps a name to a CSS selector."""
     exe = find_chromium()
     if exe is None:
@@ -177,7 +202,8 @@ def render_page(path: Path, shots: dict[str, str | None], *, width: int = 1400,
                                 start_new_session=True)
         try:
             port = _port(user, proc, 30)
-            return asyncio.run(_drive(path.resolve().as_uri(), port, shots, width, height))
+            url = path.resolve().as_uri() + (f"#{fragment}" if fragment else "")
+            return asyncio.run(_drive(url, port, shots, width, height))
         finally:
             proc.terminate()
             try:
@@ -235,8 +261,8 @@ def decode_png(blob: bytes) -> np.ndarray:
 
 # --- the tests -------------------------------------------------------------------------
 
-SHOTS = {"top": None, "profiles": "#profiles", "humans": "#humans", "personas": "#personas",
-         "steering": "#steering"}
+SHOTS = {"top": None, "overview": "#overview", "profiles": "#profiles", "humans": "#humans",
+         "personas": "#personas", "steering": "#steering"}
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
@@ -272,6 +298,13 @@ def test_page_loads_without_console_errors(page: PageResult) -> None:
 def test_page_requests_nothing_but_itself(page: PageResult) -> None:
     assert page.requests and all(u.startswith(("file:", "data:")) for u in page.requests), (
         page.requests)
+
+
+def test_the_page_opens_with_the_overview_and_folds_the_detail(page: PageResult) -> None:
+    first = page.facts["first"]
+    assert first["first"] == "overview" and first["overview_top"] < 400
+    assert sorted(name for name, _ in first["rows"]) == ["alpha-7b", "beta-chat"]
+    assert first["folded"] >= 4  # bar charts x 3 families, personas per model, steering
 
 
 def test_every_chart_is_laid_out_with_a_size(page: PageResult) -> None:
@@ -339,3 +372,51 @@ def test_png_decoder_reads_every_filter_type() -> None:
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 7, 5, 8, 2, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
     np.testing.assert_array_equal(decode_png(png), img)
+
+
+@pytest.fixture(scope="module")
+def reference_report(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A 2-model run's report with the paper's 33 recorded models as reference rows."""
+    root = make_run(tmp_path_factory.mktemp("reference") / "run", data_dir,
+                    personas=(), steer=())
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("VPBATCH_CACHE")
+    os.environ["VPBATCH_CACHE"] = str(cache)  # never the user's cache
+    try:
+        _, html = write_report(root, data=data_dir, n_boot=0, reference="paper")
+    finally:
+        if old is None:
+            del os.environ["VPBATCH_CACHE"]
+        else:
+            os.environ["VPBATCH_CACHE"] = old
+    return html
+
+
+@pytest.mark.slow
+def test_reference_rows_are_greyed_among_the_models(reference_report: Path) -> None:
+    res = render_page(reference_report, {"overview": "#overview"}, height=1400)
+    rows = res.facts["first"]["rows"]
+    assert sum(ref for _, ref in rows) == 33 and len(rows) == 35
+    assert {"alpha-7b", "beta-chat"} <= {name for name, ref in rows if not ref}
+    assert all(name.endswith(" (paper)") for name, ref in rows if ref)
+    keep = os.environ.get("VPBATCH_SCREENSHOTS")
+    if keep:
+        (Path(keep) / "report-reference.png").write_bytes(res.shots["overview"])
+    img = decode_png(res.shots["overview"])
+    assert img.shape[0] > 35 * 18  # every row drawn
+
+
+@pytest.mark.slow
+def test_a_value_heading_sorts_the_rows_by_that_value(reference_report: Path) -> None:
+    import re
+
+    html = reference_report.read_text()
+    power = PVQ.index("Power")
+    res = render_page(reference_report, {}, fragment=f"ovs-{power}")
+    order = [name for name, _ in res.facts["first"]["rows"]]
+    # Each row's Power cell, read back from the page's own text: highest first.
+    cells = dict(re.findall(r'<span title="([^"]+)">[^<]+</span>((?:<span[^>]*>[^<]*</span>)'
+                            r'{10})', html))
+    values = [float(re.findall(r">([^<]*)</span>", cells[n])[power]) for n in order]
+    assert values == sorted(values, reverse=True)
+    assert len(order) == 35

@@ -8,6 +8,7 @@ import click
 
 from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, write_report
 from vpbatch.scoring.analysis import BOOTSTRAPS, CLUSTER
+from vpbatch.scoring.reference import REFERENCES
 from vpbatch.scoring.scorer import RULES, ScoreOptions
 
 __all__ = ["report"]
@@ -24,11 +25,14 @@ __all__ = ["report"]
 @click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="dataset dir (default: VPBATCH_DATA or the cache)")
+@click.option("--reference", type=click.Choice(REFERENCES), default=None,
+              help="add reference rows: paper = the paper's 33 recorded models, greyed (their "
+              "scores from the recorded outputs, cached after the first report)")
 def report(run_dir: Path, rule: str, n_boot: int, bootstrap: str, seed: int,
-           data: Path | None) -> None:
+           data: Path | None, reference: str | None) -> None:
     """Write RUN_DIR/report.md, report.html, scores_long.csv and scores_by_version.csv."""
     md, html = write_report(run_dir, data=data, options=ScoreOptions(rule=rule), n_boot=n_boot,
-                            seed=seed, bootstrap=bootstrap)
+                            seed=seed, bootstrap=bootstrap, reference=reference)
     click.echo(f"wrote {md}")
     click.echo(f"wrote {html}")
     click.echo(f"wrote {md.parent / CSV_NAME} and {md.parent / CSV_VERSIONS_NAME}")

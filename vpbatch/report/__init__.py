@@ -25,10 +25,14 @@ def write_report(
     n_boot: int = 1000,
     seed: int = 0,
     bootstrap: str = "cluster",
+    reference: str | None = None,
 ) -> tuple[Path, Path]:
-    """Write report.md, report.html, scores_long.csv and scores_by_version.csv into the run dir."""
+    """Write report.md, report.html, scores_long.csv and scores_by_version.csv into the run dir.
+
+    `reference="paper"` sets the paper's 33 recorded models beside the run's, greyed.
+    """
     rep = gather(run_dir, data=data, options=options, n_boot=n_boot, seed=seed,
-                 bootstrap=bootstrap)
+                 bootstrap=bootstrap, reference=reference)
     rd = RunDir.at(rep.run_dir)
     csv.write_long(rep.analysis, rd.path / CSV_NAME)
     csv.write_versions(rep.analysis, rd.path / CSV_VERSIONS_NAME)

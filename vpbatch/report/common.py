@@ -30,6 +30,12 @@ CSV_VERSIONS_NAME = "scores_by_version.csv"
 
 # What each section means, shared by report.md and report.html so they never disagree.
 NOTES: dict[str, str] = {
+    "overview": (
+        "Every model's centred value profile under the plain prompt, one row each, in one "
+        "picture: red above the model's own average, blue below. Rows that sit together have "
+        "similar profiles (clustered by correlation); click a value to rank the models by it. "
+        "Below, each section opens with its summary; the per-model detail is folded."
+    ),
     "profiles": (
         "Centred scores under the plain (vanilla) prompt, in the layout of the paper's Table 2: "
         "a value's mean rating over its items (those correlating > 0.3 with it under the "

@@ -53,6 +53,8 @@ class ReportData:
     stats: dict[str, ModelStats]
     audit: dict[str, Any]  # model -> ModelAudit from vpbatch.scoring.audit
     n_items: int
+    # Reference rows (`--reference paper`): model -> family -> (D,) vanilla centred scores.
+    reference: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _record(row: dict[str, Any]) -> Record:
@@ -143,8 +145,12 @@ def _config_bits(rd: RunDir) -> tuple[str, dict[str, Prices], dict[str, tuple[st
 
 
 def gather(run_dir: Path, *, data: Path | None = None, options: ScoreOptions | None = None,
-           n_boot: int = 1000, seed: int = 0, bootstrap: str = "cluster") -> ReportData:
-    """Read a run dir and compute everything the report shows."""
+           n_boot: int = 1000, seed: int = 0, bootstrap: str = "cluster",
+           reference: str | None = None) -> ReportData:
+    """Read a run dir and compute everything the report shows.
+
+    `reference="paper"` adds the paper's recorded models as reference rows (cached scores).
+    """
     from vpbatch.benchmark.dataset import load_dataset
     from vpbatch.scoring.cube import cube_from_log
 
@@ -167,4 +173,15 @@ def gather(run_dir: Path, *, data: Path | None = None, options: ScoreOptions | N
         stats=stats,
         audit=audit,
         n_items=int(ds.n_items),
+        reference=_reference(reference, ds, analysis.options),
     )
+
+
+def _reference(name: str | None, ds: Any, options: ScoreOptions) -> dict[str, dict[str, Any]]:
+    if name is None:
+        return {}
+    from vpbatch.scoring.reference import REFERENCES, paper_reference
+
+    if name not in REFERENCES:
+        raise ConfigError(f"unknown reference {name!r}; use one of {', '.join(REFERENCES)}")
+    return dict(paper_reference(ds, options))

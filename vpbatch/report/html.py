@@ -39,6 +39,7 @@ from vpbatch.report.markdown import (
     steering_summary,
     version_rows,
 )
+from vpbatch.report.overview import OVERVIEW_CSS, Row, overview
 from vpbatch.report.svg import (
     bar_chart,
     colour,
@@ -69,7 +70,7 @@ th.text{text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #e5e5e5}
 .swatch{display:inline-block;width:11px;height:11px;margin:0 4px 0 12px;vertical-align:-1px}
 details{margin:8px 0}summary{cursor:pointer;font-weight:bold}
-nav ol{columns:2;max-width:700px}
+nav ol{columns:2;max-width:700px;list-style:none;padding-left:20px}
 """
 
 
@@ -122,11 +123,24 @@ def _profile_section(rep: ReportData, fam: str, charts: bool = True) -> str:
     if charts:
         lo, hi = a.ci_low[fam][:, c], a.ci_high[fam][:, c]
         lim = nice_limit(np.concatenate([sc.ravel(), lo.ravel(), hi.ravel()]))
+        # Folded: with dozens of models the small multiples are detail, not the first view.
+        out.append(f"<details><summary>Per-model charts with 95% intervals "
+                   f"({len(a.models)} models)</summary>")
         out.append(_legend(dims) + '<div class="grid">')
         out += [bar_chart(f"{m}: {FAMILY_TITLES[fam]}", dims, sc[i], lo[i], hi[i],
                           lim=lim) for i, m in enumerate(a.models)]
-        out.append("</div>")
+        out.append("</div></details>")
     return "".join(out)
+
+
+def _overview_section(rep: ReportData) -> str:
+    a = rep.analysis
+    c = profile_index(a)
+    sc = a.scores.score["pvq"][:, c]
+    rows = [Row(m, sc[i]) for i, m in enumerate(a.models) if not np.isnan(sc[i]).all()]
+    rows += [Row(m, np.asarray(v["pvq"], dtype=np.float64), reference=True)
+             for m, v in rep.reference.items()]
+    return overview(rows)
 
 
 def _comparison(model: str, g: GroupComparison) -> str:
@@ -158,7 +172,7 @@ def _persona_section(rep: ReportData) -> str:
         ran = ran_personas(a, m)
         if not ran:
             continue  # this model's grid had no personas
-        out.append(f"<h3>{escape(model)}</h3>")
+        out.append(f"<details><summary>{escape(model)}: {len(ran)} persona(s)</summary>")
         covered: set[str] = set()
         for g in rep.comparisons.get(model, []):
             out.append(_comparison(model, g))
@@ -173,6 +187,7 @@ def _persona_section(rep: ReportData) -> str:
                     for k, c in enumerate(rest)]
             out.append("<h4>Other personas (no human reference): delta [95% interval]</h4>")
             out.append(_table(["persona", *map(label, PVQ)], rows))
+        out.append("</details>")
     return "".join(out)
 
 
@@ -180,12 +195,12 @@ def _steering_section(rep: ReportData) -> str:
     a = rep.analysis
     if not a.steer_conditions():
         return "<p>No steering conditions in this run.</p>"
-    out = ["<h3>Summary</h3>", _table(STEER_HEADER, steering_summary(rep)), '<div class="grid">']
-    for model in a.models:
-        mat = a.steering[model]
-        if not np.isnan(mat).all():
-            out.append(heatmap(f"{model}: steered − vanilla", PVQ, PVQ, mat))
-    return "".join(out) + "</div>"
+    steered = [m for m in a.models if not np.isnan(a.steering[m]).all()]
+    out = ["<h3>Summary</h3>", _table(STEER_HEADER, steering_summary(rep)),
+           f"<details><summary>Steering matrices ({len(steered)} models)</summary>",
+           '<div class="grid">']
+    out += [heatmap(f"{m}: steered − vanilla", PVQ, PVQ, a.steering[m]) for m in steered]
+    return "".join(out) + "</div></details>"
 
 
 def _version_section(rep: ReportData) -> str:
@@ -254,6 +269,7 @@ def _health_section(rep: ReportData) -> str:
     return "".join(out)
 
 
+OVERVIEW = ("overview", "Overview: every model × the 10 values")  # the page's lead, unnumbered
 SECTIONS = (
     ("profiles", "1. Value profiles"),
     ("higher", "2. Higher-order values and Big Five"),
@@ -283,12 +299,13 @@ def render(rep: ReportData) -> str:
         "conditions": _conditions_section(rep),
         "health": _health_section(rep),
     }
-    nav = "".join(f'<li><a href="#{k}">{escape(t)}</a></li>' for k, t in SECTIONS)
+    nav = "".join(f'<li><a href="#{k}">{escape(t)}</a></li>' for k, t in (OVERVIEW, *SECTIONS))
     parts = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         # An empty data: icon stops the browser asking for /favicon.ico.
         '<link rel="icon" href="data:,">',
-        f"<title>Value Portrait report: {escape(rep.title)}</title><style>{_CSS}</style>",
+        f"<title>Value Portrait report: {escape(rep.title)}</title>"
+        f"<style>{_CSS}{OVERVIEW_CSS}</style>",
         "</head><body>",
         f"<h1>Value Portrait report: {escape(rep.title)}</h1>",
         f'<p class="meta">Generated {escape(rep.generated)} from <code>{escape(str(rep.run_dir))}'
@@ -298,6 +315,8 @@ def render(rep: ReportData) -> str:
         f"<code>{escape(a.options.rule)}</code>; bootstrap: {escape(boot_words(a))}. "
         "Data: scores.json, scores_long.csv, scores_by_version.csv.</p>",
         f"<nav><ol>{nav}</ol></nav>",
+        f'<section id="{OVERVIEW[0]}"><h2>{escape(OVERVIEW[1])}</h2>'
+        f'<p class="note lead">{escape(NOTES[OVERVIEW[0]])}</p>{_overview_section(rep)}</section>',
     ]
     for key, title in SECTIONS:
         parts.append(f'<section id="{key}"><h2>{escape(title)}</h2>{_note(key)}{body[key]}'

@@ -354,6 +354,16 @@ def _health(rep: ReportData) -> list[str]:
     return out
 
 
+def _reference(rep: ReportData) -> list[str]:
+    """The paper's recorded models (`--reference paper`), in the same layout."""
+    if not rep.reference:
+        return []
+    rows = [[m, *(fmt(float(x)) for x in v["pvq"])] for m, v in rep.reference.items()]
+    return ["### Reference: the paper's recorded models (vanilla)", "",
+            "Scored from the authors' recorded outputs under the same rule.", "",
+            *table(["model", *map(label, PVQ)], rows), ""]
+
+
 def render(rep: ReportData) -> str:
     """The whole report as Markdown."""
     a = rep.analysis
@@ -367,7 +377,7 @@ def render(rep: ReportData) -> str:
         "scores_long.csv.", "",
         f"## 1. Value profiles ({a.conditions[c]})", "", NOTES["profiles"], "",
     ]
-    body = _profiles(rep, "pvq")
+    body = _profiles(rep, "pvq") + _reference(rep)
     body += [f"## 2. Higher-order values and Big Five ({a.conditions[c]})", "", NOTES["higher"],
              ""]
     body += ["### Higher-order values", ""] + _profiles(rep, "higher_pvq")
