@@ -9,15 +9,36 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vpbatch.benchmark.parser import StrictResult, parse_official, parse_strict
-from vpbatch.log.records import OK, Record
+from vpbatch.log.records import OK
 
-__all__ = ["Example", "ModelAudit", "parse_audit", "DIFFERENT_RATING", "EXAMPLES_PER_KIND"]
+__all__ = ["Example", "ModelAudit", "parse_audit", "Answer", "DIFFERENT_RATING",
+           "EXAMPLES_PER_KIND"]
 
 EXAMPLES_PER_KIND = 3
 # The kind of a disagreement where both parsers scored, but differently.
 DIFFERENT_RATING = "different rating"
+
+
+class Answer(Protocol):
+    """What the audit reads of a log line: a `Record`, or anything with these fields."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def raw(self) -> str | None: ...
+    @property
+    def condition(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def portrait_id(self) -> int: ...
+    @property
+    def option_id(self) -> int: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,7 +84,7 @@ class ModelAudit:
     disagreements: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[Example]] = field(default_factory=dict)
 
-    def add(self, rec: Record, per_kind: int, memo: dict[str, _Parsed] | None = None) -> None:
+    def add(self, rec: Answer, per_kind: int, memo: dict[str, _Parsed] | None = None) -> None:
         """Count one record (`memo` caches parses: most answers repeat verbatim)."""
         if rec.status != OK or rec.raw is None:
             self.n_failed += 1
@@ -102,7 +123,7 @@ def _example_dict(e: Example) -> dict[str, object]:
 
 
 def parse_audit(
-    records: Iterable[Record], *, examples: int = EXAMPLES_PER_KIND
+    records: Iterable[Answer], *, examples: int = EXAMPLES_PER_KIND
 ) -> dict[str, ModelAudit]:
     """Per model (in first-seen order): answers, parsed counts, disagreements with examples."""
     out: dict[str, ModelAudit] = {}
