@@ -119,8 +119,10 @@ def overview(rows: Sequence[Row]) -> str:
         style = ";".join([f"--sim:{ranks['sim'][i]}"]
                          + [f"--o{k}:{ranks[str(k)][i]}" for k in range(len(PVQ))])
         name = r.name + (" (paper)" if r.reference else "")
-        cells = "".join(f'<span style="background:{cell_colour(v, lim)}">{fmt(float(v))}</span>'
-                        for v in r.values)
+        cells = "".join(f'<span style="background:{cell_colour(v, lim)}'
+                        # white digits where the colour is dark enough to drown black ones
+                        + (';color:#fff' if np.isfinite(v) and abs(v) > 0.6 * lim else "")
+                        + f'">{fmt(float(v))}</span>' for v in r.values)
         out.append(f'<div class="ovrow{" ref" if r.reference else ""}" style="{style}">'
                    f'<span title="{escape(name)}">{escape(name)}</span>{cells}</div>')
     out.append("</div></div>")
