@@ -17,6 +17,7 @@ import numpy as np
 
 from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ, VANILLA
 from vpbatch.errors import VPBatchError
+from vpbatch.log.records import Record
 from vpbatch.scoring.analysis import Analysis
 
 if TYPE_CHECKING:  # optional extras: imported by the method that converts, never at import
@@ -201,21 +202,16 @@ ANSWERS: Final = (
 )
 
 
-def answers_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """The answers as columns, from log lines as dicts (one per job id: the line that counts)."""
-    usage = [r.get("usage") or {} for r in rows]
+def answers_table(records: Sequence[Record]) -> Table:
+    """The answers as columns, from the records that count (`read_log`: one per job id)."""
+    usage = [r.usage or {} for r in records]
     cols: dict[str, Any] = {}
     for c in ANSWERS:
         if c.name in ("prompt_tokens", "completion_tokens", "reasoning_tokens"):
             cols[c.name] = [u.get(c.name) for u in usage]
         else:
-            default = _DEFAULTS.get(c.name)
-            cols[c.name] = [r.get(c.name, default) for r in rows]
+            cols[c.name] = [getattr(r, c.name) for r in records]
     return Table("answers", ANSWERS, cols)
-
-
-# What a line that leaves a field out means (Record's defaults): older or imported lines.
-_DEFAULTS: dict[str, Any] = {"repeat": 0, "status": "ok", "attempts": 1}
 
 
 # -- the analysis ------------------------------------------------------------------------------
