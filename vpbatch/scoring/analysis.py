@@ -211,14 +211,18 @@ def _bootstrap(
     return lo, hi, dlo, dhi
 
 
-def _design_effect(x: F64, k: Kernel, counts: dict[str, npt.NDArray[np.float32]]) -> F64:
-    """(M, sum D) cluster-bootstrap width / item-bootstrap width of the profile condition."""
-    widths = {}
-    for kind, c in counts.items():
-        lo, hi, _, _ = _bootstrap(x, None, k, c)
-        widths[kind] = (hi - lo)[:, 0]
+def _design_effect(x: F64, k: Kernel, other: npt.NDArray[np.float32], shown: F64,
+                   kind: str) -> F64:
+    """(M, sum D) cluster-bootstrap width / item-bootstrap width of the profile condition.
+
+    `shown` is the width the main bootstrap (of `kind`) already gave that condition; only the
+    other kind is drawn here, on the profile condition's rows alone.
+    """
+    lo, hi, _, _ = _bootstrap(x, None, k, other)
+    width = (hi - lo)[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(widths[CLUSTER] / widths[ITEM], dtype=np.float64)
+        ratio = shown / width if kind == CLUSTER else width / shown
+    return np.asarray(ratio, dtype=np.float64)
 
 
 def _version_scores(cube: RatingCube, k: Kernel) -> F64:
@@ -290,11 +294,11 @@ def analyse(
     if bootstrap not in BOOTSTRAPS:
         raise ConfigError(f"unknown bootstrap {bootstrap!r}; use one of {', '.join(BOOTSTRAPS)}")
     options = options or ScoreOptions()
-    scores = score_cube(cube, ds, options)
-    k = build_kernel(ds, options)
     # The item means score_cube uses (the authors' dropped items included), so intervals sit
     # around the exact point estimates.
     x = np.asarray(scoring_means(cube, options), dtype=np.float64)  # (M, C, I)
+    scores = score_cube(cube, ds, options, means=x)
+    k = build_kernel(ds, options)
     conditions = list(scores.conditions)
     vanilla = conditions.index(VANILLA) if VANILLA in conditions else None
     shown = vanilla or 0  # the profile condition
@@ -310,7 +314,9 @@ def analyse(
     lo, hi, dlo, dhi = _bootstrap(x, vanilla, k, counts.get(bootstrap))
     deff = np.full((x.shape[0], len(k.dim_cols)), np.nan)
     if counts and conditions:
-        deff = _design_effect(x[:, shown : shown + 1], k, counts)
+        other = counts[ITEM if bootstrap == CLUSTER else CLUSTER]
+        deff = _design_effect(x[:, shown : shown + 1], k, other,
+                              (hi - lo)[:, shown], bootstrap)
     pct, note = _percentiles(x, ds, k, survey)
     vs = _version_scores(cube, k)
     with warnings.catch_warnings():

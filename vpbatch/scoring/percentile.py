@@ -32,12 +32,16 @@ def group_scores(x: F64, k: Kernel, group_items: npt.NDArray[np.bool_]) -> F64:
     n_groups = group_items.shape[0]
     mask = group_items.T[:, :, None].astype(np.float64)  # (I, G, 1)
     w = (k.exact[:, None, :] * mask).reshape(n_items, n_groups * n_cols)
-    present = (~np.isnan(x)).astype(np.float64)
-    num = np.nan_to_num(x) @ w
+    ok = ~np.isnan(x)
+    present = ok.astype(np.float64)
+    num = np.where(ok, x, 0.0) @ w
     neg = np.where(w < 0, -w, 0.0)
     if neg.any():
         num += present @ (_REVERSE * neg)
-    den = present @ np.abs(w)
+    # Rows mostly share one pattern of answered items: count each pattern's denominators once.
+    _, first, which = np.unique(np.packbits(ok, axis=1), axis=0, return_index=True,
+                                return_inverse=True)
+    den = (present[first] @ np.abs(w))[which.ravel()]
     shape = (x.shape[0], n_groups, n_cols)
     return np.asarray(centre(num.reshape(shape), den.reshape(shape), k, axis=-1))
 

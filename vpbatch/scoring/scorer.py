@@ -123,10 +123,16 @@ def scoring_means(cube: RatingCube, options: ScoreOptions = ScoreOptions()) -> n
 
 
 def score_cube(
-    cube: RatingCube, ds: Dataset, options: ScoreOptions = ScoreOptions()
+    cube: RatingCube,
+    ds: Dataset,
+    options: ScoreOptions = ScoreOptions(),
+    means: np.ndarray | None = None,
 ) -> Scores:
-    """Raw and centred scores of every model × condition, for all three families."""
-    means = scoring_means(cube, options)
+    """Raw and centred scores of every model × condition, for all three families.
+
+    `means` is `scoring_means(cube, options)` when the caller has it already.
+    """
+    means = scoring_means(cube, options) if means is None else means
     m, c, n = means.shape
     valid = ~np.isnan(means).reshape(m * c, n)
     x = np.where(valid, means.reshape(m * c, n), 0.0)
