@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "audit": "vpbatch.cli.audit:audit",
     "run": "vpbatch.cli.run:run",
     "plan": "vpbatch.cli.plan:plan",
+    "models": "vpbatch.cli.models:models",
     "status": "vpbatch.cli.status:status",
     "merge": "vpbatch.cli.merge:merge",
     "sim": "vpbatch.cli.sim:sim",

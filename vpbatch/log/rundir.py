@@ -1,20 +1,23 @@
-"""Run directories: the config as run (with its sha256), the log, scores and reports.
+"""Run directories: the config as run (with its digest), the log, scores and reports.
 
-A run dir belongs to one config text: resuming with another is refused (unless forced), since
-mixing two grids in one log makes `status` totals and scores mean nothing.
+A run dir belongs to one config: resuming with another is refused (unless forced), since
+mixing two grids in one log makes `status` totals and scores mean nothing. "One config" is
+what the config means (`config_digest`: expanded and normalised), not its text: the same sweep
+respelled (a model list for 33 tables, comments, key order) resumes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from vpbatch.errors import RunDirError
+from vpbatch.errors import ConfigError, RunDirError
 from vpbatch.log.runlog import LOG_NAME
-from vpbatch.sweep.config import Config, load_config
+from vpbatch.sweep.config import Config, config_meaning, load_config
+from vpbatch.sweep.digest import differences, digest, normal_form
 
 __all__ = [
     "RunDir",
@@ -23,7 +26,6 @@ __all__ = [
     "SOURCE_NAME",
     "SCORES_NAME",
     "RUNS_ROOT",
-    "config_sha256",
     "prepare_run_dir",
     "open_run_dir",
     "write_config",
@@ -34,10 +36,6 @@ HASH_NAME = "config.sha256"
 SOURCE_NAME = "config.source"  # the directory the config came from: its relative paths' base
 SCORES_NAME = "scores.json"
 RUNS_ROOT = Path("runs")
-
-
-def config_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(slots=True)
@@ -56,12 +54,31 @@ class RunDir:
         return cls(p, p / CONFIG_NAME, p / HASH_NAME, p / LOG_NAME, p / SCORES_NAME,
                    p / "report.md", p / "report.html")
 
+    def config_meaning(self) -> dict[str, Any] | None:
+        """What the config as run means (`config_meaning`), or None when there is no config.
+
+        Computed afresh from config.toml, never read from config.sha256: so a run dir made
+        before the digest existed (its config.sha256 hashes the text) compares by meaning too,
+        and so does one whose config a later vpbatch reads with more defaults.
+        """
+        if not self.config_path.exists():
+            return None
+        try:
+            return config_meaning(self.config_path.read_text(encoding="utf-8"),
+                                  source=self.config_path)
+        except (ConfigError, UnicodeDecodeError) as exc:
+            raise RunDirError(
+                f"{self.config_path} no longer reads as a config ({exc}); pass --force to "
+                "replace it with the config you give, or use a new --run-dir"
+            ) from None
+
     def config_hash(self) -> str | None:
-        """The sha256 of the config as run, or None when this dir has no config."""
-        if self.hash_path.exists():
+        """The digest of the config as run, or None when this dir has no config."""
+        meaning = self.config_meaning()
+        if meaning is not None:
+            return digest(meaning)
+        if self.hash_path.exists():  # a hash without its config: comparable, if to nothing
             return self.hash_path.read_text(encoding="ascii").strip()
-        if self.config_path.exists():
-            return config_sha256(self.config_path.read_text(encoding="utf-8"))
         return None
 
     def load_config(
@@ -89,10 +106,10 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_config(rd: RunDir, cfg: Config) -> None:
-    """Copy the config text, its sha256 and the directory it came from into the run dir."""
+    """Copy the config text, its digest and the directory it came from into the run dir."""
     rd.path.mkdir(parents=True, exist_ok=True)
     _atomic_write(rd.config_path, cfg.text)
-    _atomic_write(rd.hash_path, config_sha256(cfg.text) + "\n")
+    _atomic_write(rd.hash_path, digest(_meaning(cfg)) + "\n")
     if cfg.source is not None:
         _atomic_write(rd.path / SOURCE_NAME, str(Path(cfg.source).resolve().parent) + "\n")
 
@@ -102,22 +119,47 @@ def prepare_run_dir(cfg: Config, run_dir: Path | None, *, force: bool = False) -
     rd = RunDir.at(run_dir if run_dir is not None else RUNS_ROOT / cfg.run.name)
     if rd.path.exists() and not rd.path.is_dir():
         raise RunDirError(f"{rd.path} exists and is not a directory; choose another --run-dir")
-    new = config_sha256(cfg.text)
-    old = rd.config_hash()
+    meaning = _meaning(cfg)
+    new = digest(meaning)
+    try:
+        was = rd.config_meaning()
+        old = rd.config_hash()
+    except RunDirError:
+        if not force:
+            raise
+        was, old = None, None  # forced: the unreadable config is replaced
     if old is None and rd.log_path.exists() and not force:
         raise RunDirError(
             f"{rd.path} holds a {LOG_NAME} but no {CONFIG_NAME}, so it cannot be checked "
             "against this config; choose another --run-dir, or pass --force to adopt it"
         )
     if old is not None and old != new and not force:
+        what = "; ".join(differences(was, meaning)) if was is not None else "its config is gone"
         raise RunDirError(
-            f"{rd.path} was created from another config (sha256 {old[:12]} there, {new[:12]} "
-            "now); use a new --run-dir, or pass --force to continue it with this config "
-            "(finished jobs whose requests did not change are still skipped)"
+            f"{rd.path} was created from another config (digest {old[:12]} there, {new[:12]} "
+            f"now; changed: {what}); use a new --run-dir, or pass --force to continue it with "
+            "this config (finished jobs whose requests did not change are still skipped)"
         )
-    if old != new or not rd.config_path.exists():
-        write_config(rd, cfg)
+    if old != new or not _holds(rd, cfg.text, new):
+        write_config(rd, cfg)  # the same sweep respelled: the run dir shows the new spelling
     return rd
+
+
+def _meaning(cfg: Config) -> dict[str, Any]:
+    """The config's meaning as written: read from its text, so that changes made to the loaded
+    dataclasses afterwards (the demo points base_url at its server) do not count."""
+    if cfg.text.strip():
+        return config_meaning(cfg.text, source=cfg.source)
+    return normal_form(cfg)  # built in code, not read from a file
+
+
+def _holds(rd: RunDir, text: str, digest: str) -> bool:
+    """Whether the run dir's config files are already this text and this digest."""
+    try:
+        return (rd.config_path.read_text(encoding="utf-8") == text
+                and rd.hash_path.read_text(encoding="ascii").strip() == digest)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def open_run_dir(path: Path) -> RunDir:

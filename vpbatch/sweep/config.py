@@ -2,6 +2,8 @@
 
 The dataclasses are the contract the grid, scheduler and providers read. `load_config` parses
 and validates a TOML file before any request is made; every error names the field and the fix.
+Compact spellings (model lists, `[providers.<p>]` defaults) are expanded by `sweep.models`
+first, so everything after sees one plain `ModelConfig` per model.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ import math
 import os
 import re
 import tomllib
-import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from typing import Any
 from vpbatch.benchmark import layout
 from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.errors import ConfigError
+from vpbatch.sweep.digest import digest, normal_form
+from vpbatch.sweep.models import LIST_KEYS, Origin, expand_models
+from vpbatch.sweep.tomlvalues import coerce, describe, example, fits, kind
 
 __all__ = [
     "RunConfig",
@@ -33,10 +37,15 @@ __all__ = [
     "DATASET_FILE",
     "load_config",
     "parse_config",
+    "config_digest",
+    "config_meaning",
+    "TOP_KEYS",
+    "RUN_DEFAULTS",
 ]
 
 PROVIDERS = ("openai", "anthropic", "openrouter", "sim")
 MODES = ("online", "batch")
+TOP_KEYS = ("run", "models", "grids", "providers")
 
 # The env var a provider's key is read from when the config names none. Only for the provider's
 # own endpoint: sending OPENAI_API_KEY to a third-party base_url would hand the key to someone
@@ -110,7 +119,9 @@ class Config:
     models: list[ModelConfig]
     grids: GridConfig = field(default_factory=GridConfig)
     source: Path | None = None  # the file it came from
-    text: str = ""  # the TOML as read: copied into the run dir and hashed
+    text: str = ""  # the TOML as read: copied into the run dir
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # [providers.<p>]
+    origins: dict[str, Origin] = field(default_factory=dict)  # model name -> where written
 
 
 # Numeric bounds: (field, lower bound, inclusive?). Zero rpm or concurrency would hang a sweep.
@@ -159,14 +170,38 @@ def parse_config(
     check_data: bool = True,
 ) -> Config:
     """Validate TOML text (see `load_config`); `source` only labels the messages."""
-    label = str(source) if source is not None else "<config>"
+    v = _Validator(str(source) if source is not None else "<config>")
+    cfg = _build(v, text, source)
+    _check_run(v, cfg.run, base_dir, env if check_data else None)
+    _check_models(v, cfg, env, check_env)
+    _check_grids(v, cfg)
+    return cfg
+
+
+def config_meaning(text: str, *, source: Path | None = None) -> dict[str, Any]:
+    """What a config means, as plain data: its expanded models and settings, normalised.
+
+    Spelling, comments, key order, model order and keys set to their default do not change it;
+    neither does where files are (no path is resolved, no environment read).
+    """
+    v = _Validator(str(source) if source is not None else "<config>")
+    return normal_form(_build(v, text, source))
+
+
+def config_digest(text: str, *, source: Path | None = None) -> str:
+    """The sha256 of `config_meaning`: equal for two spellings of one sweep."""
+    return digest(config_meaning(text, source=source))
+
+
+def _build(v: _Validator, text: str, source: Path | None) -> Config:
+    """Parse, expand and type-check into dataclasses; no files or environment are read."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{label}: invalid TOML ({exc}); fix the syntax there") from exc
-    v = _Validator(label)
-    v.keys(doc, ("run", "models", "grids"), "the top level")
-    run = v.build(RunConfig, v.table(doc, "run"), "run")
+        raise ConfigError(f"{v.label}: invalid TOML ({exc}); fix the syntax there") from exc
+    v.keys(doc, TOP_KEYS, "the top level")
+    run_table = v.table(doc, "run")
+    run = v.build(RunConfig, run_table, "run")
     if "models" not in doc:
         v.fail("models", "no [[models]] table", 'add one: [[models]] name = "..." provider = ...')
     raw_models = doc["models"]
@@ -174,13 +209,11 @@ def parse_config(
         v.fail("models", "must be an array of tables", "write each model as a [[models]] table")
     if not raw_models:
         v.fail("models", "is empty", "add at least one [[models]] table")
-    models = [_model(v, t, i) for i, t in enumerate(raw_models)]
+    providers = _providers(v, v.table(doc, "providers"))
+    models, origins = _models(v, raw_models, providers, run_table)
     grids = v.build(GridConfig, v.table(doc, "grids"), "grids")
-    cfg = Config(run=run, models=models, grids=grids, source=source, text=text)
-    _check_run(v, cfg.run, base_dir, env if check_data else None)
-    _check_models(v, cfg, env, check_env)
-    _check_grids(v, cfg)
-    return cfg
+    return Config(run=run, models=models, grids=grids, source=source, text=text,
+                  providers=providers, origins=origins)
 
 
 class _Validator:
@@ -197,7 +230,7 @@ class _Validator:
     def table(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
         t = doc.get(key, {})
         if not isinstance(t, dict):
-            self.fail(key, f"must be a table, got {_kind(t)}", f"write it as [{key}]")
+            self.fail(key, f"must be a table, got {kind(t)}", f"write it as [{key}]")
         return t
 
     def keys(self, table: dict[str, Any], allowed: typing.Iterable[str], where: str) -> None:
@@ -210,28 +243,91 @@ class _Validator:
                 # be echoed into a terminal or CI log.
                 self.fail(f"{where}", f"unknown key {key!r}", f"remove it ({hint})")
 
+    def types(self, hints: dict[str, Any], table: dict[str, Any], where: str) -> None:
+        for key, value in table.items():
+            if not fits(value, hints[key]):
+                self.fail(
+                    f"{where}.{key}",
+                    f"expected {describe(hints[key])}, got {kind(value)}",
+                    f"write e.g. {key} = {example(hints[key])}",
+                )
+
     def build(self, cls: type, table: dict[str, Any], where: str) -> Any:
         hints = typing.get_type_hints(cls)
         self.keys(table, hints, where)
-        for key, value in table.items():
-            if not _fits(value, hints[key]):
-                self.fail(
-                    f"{where}.{key}",
-                    f"expected {_describe(hints[key])}, got {_kind(value)}",
-                    f"write e.g. {key} = {_example(hints[key])}",
-                )
+        self.types(hints, table, where)
         missing = [f.name for f in fields(cls) if _required(f) and f.name not in table]
         if missing:
             self.fail(f"{where}.{missing[0]}", "is required", f"add {missing[0]} = ...")
-        return cls(**{k: _coerce(v, hints[k]) for k, v in table.items()})
+        return cls(**{k: coerce(v, hints[k]) for k, v in table.items()})
 
 
-def _model(v: _Validator, table: dict[str, Any], i: int) -> ModelConfig:
-    name = table.get("name")
-    where = f"models[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+# The keys a model may leave to [run]: the fields both tables have (temperature, max_tokens, ...).
+RUN_DEFAULTS = tuple(f.name for f in fields(ModelConfig) if f.name in
+                     {g.name for g in fields(RunConfig)})
+_IDENTITY = ("name", "provider", "model")  # each model says these itself
+
+
+def _providers(v: _Validator, table: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `[providers.<p>]` tables: defaults for that provider's models, checked as written."""
+    hints = typing.get_type_hints(ModelConfig)
+    shared = [k for k in hints if k not in _IDENTITY]
+    for p, t in table.items():
+        where = f"providers.{p}"
+        if p not in PROVIDERS:
+            near = difflib.get_close_matches(p, PROVIDERS, n=1)
+            hint = f"did you mean [providers.{near[0]}]?" if near else "use one of " + \
+                ", ".join(PROVIDERS)
+            v.fail(where, f"unknown provider {p!r}", hint)
+        if not isinstance(t, dict):
+            v.fail(where, f"must be a table, got {kind(t)}", f"write it as [{where}]")
+        for key in _IDENTITY:
+            if key in t:
+                v.fail(where, f"cannot set {key!r}", f"set {key} in each [[models]] table (a "
+                       "provider table holds the defaults its models share)")
+        v.keys(t, shared, where)
+        v.types(hints, t, where)
+        _check_bounds(v, t, lambda k: f"{where}.{k}")  # noqa: B023 (called right here)
+    return table
+
+
+def _models(
+    v: _Validator, raw: list[dict[str, Any]], providers: dict[str, dict[str, Any]],
+    run_table: dict[str, Any],
+) -> tuple[list[ModelConfig], dict[str, Origin]]:
+    """Expand the [[models]] entries, then build one ModelConfig per model."""
+    hints = typing.get_type_hints(ModelConfig)
+    for i, entry in enumerate(raw):
+        where = _entry_label(i, entry)
+        v.keys(entry, [*hints, *LIST_KEYS], where)
+        v.types(hints, {k: x for k, x in entry.items() if k not in ("model", *LIST_KEYS)},
+                where)
+    models: list[ModelConfig] = []
+    origins: dict[str, Origin] = {}
+    for table, origin in expand_models(raw, providers, v.fail):
+        m = _model(v, table, origin)
+        for key in RUN_DEFAULTS:
+            origin.sources.setdefault(key, "run" if key in run_table else "default")
+        models.append(m)
+        origins[m.name] = origin
+    return models, origins
+
+
+def _entry_label(i: int, entry: dict[str, Any]) -> str:
+    """`models[3] (gpt-4o)`, or `models[3] (a/x and 4 more)` for a list entry."""
+    ids = entry.get("model")
+    if isinstance(ids, list) and ids:
+        first = ids[0].get("id") if isinstance(ids[0], dict) else ids[0]
+        more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+        return f"models[{i}] ({first}{more})"
+    name = entry.get("name", ids)
+    return f"models[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+
+
+def _model(v: _Validator, table: dict[str, Any], origin: Origin) -> ModelConfig:
     if table.get("provider") == "sim" and "model" not in table:
         table = {**table, "model": "sim"}  # the simulated respondent needs no model id
-    m: ModelConfig = v.build(ModelConfig, table, where)
+    m: ModelConfig = v.build(ModelConfig, table, origin.where)
     if m.api_key_env is None and m.base_url is None:
         m.api_key_env = DEFAULT_KEY_ENV.get(m.provider)
     return m
@@ -242,7 +338,7 @@ def _check_run(
 ) -> None:
     if not run.name or "/" in run.name or run.name in (".", ".."):
         v.fail("run.name", f"{run.name!r} cannot name a run dir", 'use e.g. name = "overnight"')
-    _check_bounds(v, run, "run")
+    _check_bounds(v, _values(run), lambda k: f"run.{k}")
     if not run.versions:
         v.fail("run.versions", "is empty", 'list at least one, e.g. versions = ["v1"]')
     for ver in run.versions:
@@ -276,58 +372,56 @@ def _check_dataset(v: _Validator, where: str, root: Path) -> None:
 
 
 def _check_models(v: _Validator, cfg: Config, env: Mapping[str, str], check_env: bool) -> None:
-    seen: set[str] = set()
-    for i, m in enumerate(cfg.models):
-        where = f"models[{i}] ({m.name})"
+    # Names are unique already: the expansion checks them across entries (sweep.models).
+    for m in cfg.models:
+        o = cfg.origins[m.name]
         if not m.name:
-            v.fail(f"models[{i}].name", "is empty", 'give each model a label, e.g. name = "gpt-4o"')
-        if m.name in seen:
-            v.fail(f"{where}.name", f"duplicate model name {m.name!r}",
-                   "give each [[models]] table its own name (it labels logs and scores)")
-        seen.add(m.name)
+            v.fail(o.at("name"), "is empty", 'give each model a label, e.g. name = "gpt-4o"')
         if m.provider not in PROVIDERS:
-            v.fail(f"{where}.provider", f"unknown provider {m.provider!r}",
+            v.fail(o.at("provider"), f"unknown provider {m.provider!r}",
                    "use one of " + ", ".join(PROVIDERS) + " (any OpenAI-compatible server: "
                    'provider = "openai" with base_url)')
         if m.mode not in MODES:
-            v.fail(f"{where}.mode", f"unknown mode {m.mode!r}", 'use "online" or "batch"')
+            v.fail(o.at("mode"), f"unknown mode {m.mode!r}", 'use "online" or "batch"')
         if m.mode == "batch" and m.provider == "openrouter":
-            v.fail(f"{where}.mode", "openrouter has no batch API", 'use mode = "online"')
-        _check_bounds(v, m, where)
-        _check_key_env(v, m, where, env, check_env)
+            v.fail(o.at("mode"), "openrouter has no batch API", 'use mode = "online"')
+        _check_bounds(v, _values(m), o.at)
+        _check_key_env(v, m, o, env, check_env)
 
 
 def _check_key_env(
-    v: _Validator, m: ModelConfig, where: str, env: Mapping[str, str], check_env: bool
+    v: _Validator, m: ModelConfig, o: Origin, env: Mapping[str, str], check_env: bool
 ) -> None:
     name = m.api_key_env
     if name is None:
         return
     if not _ENV_NAME.match(name):
         # Never echo the value: if it is not a variable name it may well be the key itself.
-        v.fail(f"{where}.api_key_env", "is not an environment variable name",
+        v.fail(o.at("api_key_env"), "is not an environment variable name",
                'give the NAME of the variable holding the key, e.g. "OPENAI_API_KEY", '
                "never the key itself")
     if check_env and not env.get(name):
-        v.fail(f"{where}.api_key_env", f"environment variable {name} is not set",
+        v.fail(o.at("api_key_env"), f"environment variable {name} is not set",
                f"export {name}=<your key> (keys live only in the environment), "
                "or use `vpbatch plan`, which needs no key")
 
 
-def _check_bounds(v: _Validator, obj: Any, where: str) -> None:
-    for f in fields(obj):
-        value = getattr(obj, f.name)
+def _values(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _check_bounds(v: _Validator, values: Mapping[str, Any], at: Callable[[str], str]) -> None:
+    """Numbers finite and in range; `at(key)` says where the value was written."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
         if isinstance(value, float) and not math.isfinite(value):
-            v.fail(f"{where}.{f.name}", f"must be a finite number, got {value}",
-                   f"write a number, or remove {f.name} for the default")
-    for key in _POSITIVE:
-        value = getattr(obj, key, None)
-        if value is not None and value <= 0:
-            v.fail(f"{where}.{key}", f"must be positive, got {value}", f"set {key} above 0")
-    for key in _NON_NEGATIVE:
-        value = getattr(obj, key, None)
-        if value is not None and value < 0:
-            v.fail(f"{where}.{key}", f"must not be negative, got {value}", f"set {key} >= 0")
+            v.fail(at(key), f"must be a finite number, got {value}",
+                   f"write a number, or remove {key} for the default")
+        if key in _POSITIVE and value <= 0:
+            v.fail(at(key), f"must be positive, got {value}", f"set {key} above 0")
+        if key in _NON_NEGATIVE and value < 0:
+            v.fail(at(key), f"must not be negative, got {value}", f"set {key} >= 0")
 
 
 def _check_grids(v: _Validator, cfg: Config) -> None:
@@ -335,8 +429,7 @@ def _check_grids(v: _Validator, cfg: Config) -> None:
     from vpbatch.benchmark.conditions import load_conditions
 
     tables: list[tuple[str, Any, Any]] = [("grids", cfg.grids.personas, cfg.grids.steering)]
-    tables += [(f"models[{i}] ({m.name})", m.personas, m.steering) for i, m in
-               enumerate(cfg.models)]
+    tables += [(cfg.origins[m.name].where, m.personas, m.steering) for m in cfg.models]
     if all(not p and not s for _, p, s in tables):
         return  # vanilla only: no need to read the conditions file
     conds = load_conditions(cfg.run.conditions_file)
@@ -368,71 +461,3 @@ def _resolve(path: str, base: Path | None) -> Path:
 
 def _required(f: Any) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a TOML value matches a field's type hint (bool is never a number here)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return False  # TOML has no null: an absent key is how you say "default"
-    if hint is Any:
-        return True
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_fits(x, item) for x in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    return isinstance(value, hint)
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    # TOML writes `rpm = 500` as an int; float fields get a float so arithmetic stays uniform.
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) \
-        else (hint,)
-    if float in args and int not in args and isinstance(value, int):
-        return float(value)
-    return value
-
-
-def _describe(hint: Any) -> str:
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    args = [a for a in (typing.get_args(hint) if union else (hint,)) if a is not type(None)]
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    parts = []
-    for a in args:
-        if typing.get_origin(a) is list:
-            parts.append("a list of strings")
-        elif typing.get_origin(a) is dict:
-            parts.append("a table")
-        else:
-            parts.append(names.get(a, getattr(a, "__name__", str(a))))
-    return " or ".join(parts)
-
-
-def _example(hint: Any) -> str:
-    desc = _describe(hint)
-    for key, ex in (("a list", '["a", "b"]'), ("an integer", "8"), ("a number", "0.5"),
-                    ("true", "true"), ("a string", '"text"'), ("a table", "{ key = 1 }")):
-        if desc.startswith(key):
-            return ex
-    return "..."
-
-
-def _kind(value: Any) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a table"}
-    if isinstance(value, list):
-        odd = next((x for x in value if not isinstance(x, str)), None)
-        if odd is not None:
-            return f"a list holding {_kind(odd)}"
-    return kinds.get(type(value), type(value).__name__)
