@@ -246,6 +246,54 @@ def test_concurrency_cap_cancelled_waiter_leaves_the_queue() -> None:
     anyio.run(main)
 
 
+def test_concurrency_cap_hands_a_freed_slot_to_the_oldest_waiter_not_a_newcomer() -> None:
+    # Pipelines sharing a limit group's cap: a newcomer taking the slot freed for a waiter
+    # would starve the waiting model.
+    async def main() -> None:
+        cap = ConcurrencyCap(1)
+        await cap.acquire()
+        order: list[str] = []
+
+        async def waiter() -> None:
+            await cap.acquire()
+            order.append("waiter")
+            cap.release()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            cap.release()
+            await cap.acquire()  # a newcomer, asking before the waiter has run
+            order.append("newcomer")
+            cap.release()
+        assert order == ["waiter", "newcomer"]
+
+    anyio.run(main)
+
+
+def test_concurrency_cap_passes_on_a_slot_handed_to_a_waiter_cancelled_meanwhile() -> None:
+    async def main() -> None:
+        cap = ConcurrencyCap(1)
+        await cap.acquire()
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def doomed() -> None:
+                with scope:
+                    await cap.acquire()
+                    cap.release()  # not reached: the cancellation wins
+
+            tg.start_soon(doomed)
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()  # the waiter is cancelled...
+            cap.release()  # ...and handed the slot before it runs
+        assert cap.in_use == 0
+        with anyio.fail_after(5):
+            await cap.acquire()
+
+    anyio.run(main)
+
+
 def test_concurrency_cap_rejects_zero() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         ConcurrencyCap(0)

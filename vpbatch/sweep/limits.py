@@ -37,17 +37,26 @@ def rpm_bucket(rpm: float, window: float = WINDOW) -> tuple[float, float]:
 
 
 class RequestRate:
-    """Requests per minute (per `window` seconds), as an aiolimiter leaky bucket."""
+    """Requests per minute (per `window` seconds), as an aiolimiter leaky bucket, served in
+    arrival order.
 
-    __slots__ = ("rpm", "_limiter")
+    aiolimiter lets a newcomer that finds capacity take it ahead of the queue, and re-queues a
+    woken waiter at the back if it lost that race. When pipelines share one rate (a limit
+    group), each feeding it from its own bucket of the same rate, one model's arrivals then win
+    every tick and the other's starve. The lock admits one waiter at a time, oldest first.
+    """
+
+    __slots__ = ("rpm", "_limiter", "_lock")
 
     def __init__(self, rpm: float, window: float = WINDOW) -> None:
         self.rpm = rpm
         burst, rate = rpm_bucket(rpm, window)
         self._limiter = AsyncLimiter(burst, burst / rate)
+        self._lock = anyio.Lock()
 
     async def acquire(self) -> None:
-        await self._limiter.acquire(1)
+        async with self._lock:
+            await self._limiter.acquire(1)
 
 
 class TokenBudget:
@@ -141,32 +150,27 @@ class ConcurrencyCap:
         self._wake()
 
     def _wake(self) -> None:
-        # Hand out every slot that is free now; each woken task re-checks on wake-up.
-        free = self._limit - self.in_use
-        while free > 0 and self._waiters:
+        # Hand each free slot to the oldest waiter, taking it on the waiter's behalf: a newcomer
+        # must not take it first (pipelines sharing a limit group's cap would starve each other).
+        while self.in_use < self._limit and self._waiters:
             self._waiters.popleft().set()
-            free -= 1
+            self.in_use += 1
 
     async def acquire(self) -> None:
         """Take a slot, waiting while `in_use >= limit` (FIFO among waiters)."""
         if self.in_use < self._limit and not self._waiters:
             self.in_use += 1
             return
-        while True:
-            event = anyio.Event()
-            self._waiters.append(event)
-            try:
-                await event.wait()
-            except BaseException:
-                # Cancelled while waiting: leave the queue, and pass on a wake-up we may own.
-                if event in self._waiters:
-                    self._waiters.remove(event)
-                elif event.is_set():
-                    self._wake()
-                raise
-            if self.in_use < self._limit:
-                self.in_use += 1
-                return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self.release()  # handed a slot as we were cancelled: pass it on
+            else:
+                self._waiters.remove(event)
+            raise
 
     def release(self) -> None:
         self.in_use -= 1
