@@ -15,7 +15,7 @@ from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.sweep.config import load_config
 from vpbatch.sweep.explain import explain_json, render_explain
 from vpbatch.sweep.grid import n_items
-from vpbatch.sweep.plan import plan_config, render_plan
+from vpbatch.sweep.plan import plan_config, render_groups, render_plan
 from vpbatch.sweep.shards import describe_limits, resolve_shard, shard_limits
 
 __all__ = ["plan"]
@@ -47,8 +47,9 @@ def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
         doc: dict[str, Any] = {
             "run": cfg.run.name, "shard": where.removeprefix(", shard ") or None,
             "limits_per_shard": cfg.run.limits_per_shard,
-            "models": [{**asdict(p), "rpm": m.rpm, "tpm": m.tpm}
-                       for p, m in zip(plans, cfg.models, strict=True)]}
+            "models": [{**asdict(p), "rpm": m.rpm, "tpm": m.tpm, "limit_group": m.limit_group}
+                       for p, m in zip(plans, cfg.models, strict=True)],
+            "limit_groups": {name: asdict(g) for name, g in cfg.limits.items()}}
         if explain:
             doc["explain"] = explain_json(written)
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
@@ -56,7 +57,7 @@ def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
     click.echo(f"plan for run {cfg.run.name!r} ({config}{where}): "
                f"{len(cfg.run.versions)} versions × {n_items(cfg, ds)} items × "
                f"{cfg.run.repeats} repeat(s) per condition")
-    for line in render_plan(plans):
+    for line in [*render_plan(plans), *render_groups(cfg, plans)]:
         click.echo(line)
     if limits is not None:
         click.echo(limits)

@@ -30,6 +30,7 @@ __all__ = [
     "RunConfig",
     "ModelConfig",
     "GridConfig",
+    "LimitGroup",
     "Config",
     "PROVIDERS",
     "MODES",
@@ -45,7 +46,7 @@ __all__ = [
 
 PROVIDERS = ("openai", "anthropic", "openrouter", "sim")
 MODES = ("online", "batch")
-TOP_KEYS = ("run", "models", "grids", "providers")
+TOP_KEYS = ("run", "models", "grids", "providers", "limits")
 
 # The env var a provider's key is read from when the config names none. Only for the provider's
 # own endpoint: sending OPENAI_API_KEY to a third-party base_url would hand the key to someone
@@ -105,6 +106,16 @@ class ModelConfig:
     sim: dict[str, Any] = field(default_factory=dict)  # simulated respondent settings
     personas: list[str] | str | None = None  # per-model override of [grids]
     steering: list[str] | str | None = None
+    limit_group: str | None = None  # the [limits.NAME] this model shares with others
+
+
+@dataclass(slots=True)
+class LimitGroup:
+    """`[limits.NAME]`: one budget its member models share (one account, one server)."""
+
+    rpm: float | None = None
+    tpm: float | None = None
+    concurrency: int | None = None  # None: the members' concurrency summed (AIMD still shared)
 
 
 @dataclass(slots=True)
@@ -122,6 +133,7 @@ class Config:
     text: str = ""  # the TOML as read: copied into the run dir
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # [providers.<p>]
     origins: dict[str, Origin] = field(default_factory=dict)  # model name -> where written
+    limits: dict[str, LimitGroup] = field(default_factory=dict)  # [limits.NAME]
 
 
 # Numeric bounds: (field, lower bound, inclusive?). Zero rpm or concurrency would hang a sweep.
@@ -212,8 +224,10 @@ def _build(v: _Validator, text: str, source: Path | None) -> Config:
     providers = _providers(v, v.table(doc, "providers"))
     models, origins = _models(v, raw_models, providers, run_table)
     grids = v.build(GridConfig, v.table(doc, "grids"), "grids")
+    limits = _limit_groups(v, v.table(doc, "limits"))
+    _check_groups(v, models, origins, limits)
     return Config(run=run, models=models, grids=grids, source=source, text=text,
-                  providers=providers, origins=origins)
+                  providers=providers, origins=origins, limits=limits)
 
 
 class _Validator:
@@ -289,6 +303,50 @@ def _providers(v: _Validator, table: dict[str, Any]) -> dict[str, dict[str, Any]
         v.types(hints, t, where)
         _check_bounds(v, t, lambda k: f"{where}.{k}")  # noqa: B023 (called right here)
     return table
+
+
+def _limit_groups(v: _Validator, table: dict[str, Any]) -> dict[str, LimitGroup]:
+    """The `[limits.NAME]` tables, each checked as written."""
+    groups = {}
+    for name, t in table.items():
+        where = f"limits.{name}"
+        if not isinstance(t, dict):
+            v.fail(where, f"must be a table, got {kind(t)}",
+                   f"write it as [{where}] with rpm, tpm and/or concurrency")
+        group: LimitGroup = v.build(LimitGroup, t, where)
+        if not t:
+            v.fail(where, "sets no limit", "give it rpm, tpm and/or concurrency")
+        _check_bounds(v, t, lambda k: f"{where}.{k}")  # noqa: B023 (called right here)
+        groups[name] = group
+    return groups
+
+
+def _check_groups(
+    v: _Validator, models: list[ModelConfig], origins: dict[str, Origin],
+    groups: dict[str, LimitGroup],
+) -> None:
+    """Every limit_group names a [limits.NAME] table, and every such table has a member."""
+    used = set()
+    for m in models:
+        name = m.limit_group
+        if name is None:
+            continue
+        at = origins[m.name].at("limit_group")
+        if not name:
+            v.fail(at, "is empty", 'name a [limits.NAME] table, e.g. limit_group = "openrouter"')
+        if name not in groups:
+            near = difflib.get_close_matches(name, list(groups), n=1)
+            hint = f" (or did you mean {near[0]!r}?)" if near else ""
+            v.fail(at, f"names the limit group {name!r}, which has no [limits.{name}] table",
+                   f"add [limits.{name}] with its rpm, tpm and/or concurrency{hint}")
+        used.add(name)
+    # An unused group is an error, not a warning: it is almost always a limit_group misspelt
+    # or forgotten, and then the account's limit goes unenforced until the provider's 429s.
+    for name in groups:
+        if name not in used:
+            v.fail(f"limits.{name}", "is used by no model",
+                   f'set limit_group = "{name}" on the models that share it (in [[models]] or '
+                   f"[providers.<p>]), or remove [limits.{name}]")
 
 
 def _models(

@@ -38,13 +38,16 @@ def _set(obj: Any, keep: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def normal_form(cfg: Any) -> dict[str, Any]:
     """The config's meaning as plain data (a `sweep.config.Config`; typed loosely: no cycle)."""
-    return {
+    form: dict[str, Any] = {
         "format": FORMAT,
         "run": _set(cfg.run),
         "grids": _set(cfg.grids),
         "models": sorted((_set(m, keep=("name", "provider", "model")) for m in cfg.models),
                          key=lambda m: m["name"]),
     }
+    if cfg.limits:  # only when there are groups: a config without them keeps its old digest
+        form["limits"] = {name: _set(g) for name, g in cfg.limits.items()}
+    return form
 
 
 def digest(form: dict[str, Any]) -> str:
@@ -57,6 +60,8 @@ def differences(old: dict[str, Any], new: dict[str, Any], most: int = 4) -> list
     out: list[str] = []
     for table in ("run", "grids"):
         out += [f"{table}.{k}" for k in _changed(old.get(table, {}), new.get(table, {}))]
+    was_g, now_g = old.get("limits", {}), new.get("limits", {})
+    out += [f"limits.{g}" for g in _changed(was_g, now_g)]
     was = {m["name"]: m for m in old.get("models", [])}
     now = {m["name"]: m for m in new.get("models", [])}
     if added := [n for n in now if n not in was]:

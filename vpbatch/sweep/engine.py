@@ -35,7 +35,7 @@ from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
 from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.context import Runner, SweepContext
 from vpbatch.sweep.grid import Job
-from vpbatch.sweep.pipeline import Pipeline, policy_for
+from vpbatch.sweep.pipeline import Limits, Pipeline, group_limits, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.retry import RetryPolicy
 from vpbatch.sweep.shards import shard_limits
@@ -171,12 +171,13 @@ def _start(ctx: SweepContext) -> tuple[list[tuple[Runner, Iterator[Job]]], list[
     """A runner and its job stream per model that can start, and every model's progress."""
     started: list[tuple[Runner, Iterator[Job]]] = []
     bars: list[ModelProgress] = []
+    groups = group_limits(ctx.config)  # built once: every member's pipeline shares its group's
     for m in ctx.config.models:
         bar = ModelProgress(m.name, 0)
         bars.append(bar)
         try:
             bar.total = ctx.count(m)
-            runner = _runner(ctx, m, bar)
+            runner = _runner(ctx, m, bar, groups)
             jobs = _first_built(ctx.jobs(m))
         except VPBatchError as exc:  # a missing key, a request no API takes: this model only
             bar.stopped = str(exc)
@@ -185,12 +186,19 @@ def _start(ctx: SweepContext) -> tuple[list[tuple[Runner, Iterator[Job]]], list[
     return started, bars
 
 
-def _runner(ctx: SweepContext, m: ModelConfig, bar: ModelProgress) -> Runner:
-    """The model's runner: online requests, or its provider's batch API at half the price."""
+def _runner(
+    ctx: SweepContext, m: ModelConfig, bar: ModelProgress, groups: dict[str, Limits]
+) -> Runner:
+    """The model's runner: online requests, or its provider's batch API at half the price.
+
+    A batch runner ignores the model's limit group, as it ignores its rpm/tpm: the provider
+    queues a batch whole, so client-side pacing has nothing to pace.
+    """
     provider = make_provider(m, ctx.session, ctx.env)
     if m.mode != "batch":
-        return Pipeline(m, provider, ctx.log, bar, policy=ctx.policy,
-                        retry_failed=ctx.retry_failed)
+        group = groups.get(m.limit_group) if m.limit_group else None
+        return Pipeline(m, provider, ctx.log, bar, limits=Limits.for_model(m, group),
+                        policy=ctx.policy, retry_failed=ctx.retry_failed)
     api = batch_api_for(provider, ctx.policy or policy_for(m))
     if api is None:
         # Sending online what was asked for as a batch would double its price.

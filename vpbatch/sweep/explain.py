@@ -9,14 +9,15 @@ A setting's source is one of: `model` (its own [[models]] table or inline table)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from vpbatch.sweep.config import RUN_DEFAULTS, Config, ModelConfig
 from vpbatch.sweep.grid import REASONING_MAX_TOKENS, is_reasoning_model, request_params
 from vpbatch.sweep.models import Origin
 
-__all__ = ["Setting", "ModelView", "explain", "render_explain", "explain_json"]
+__all__ = ["Setting", "ModelView", "GroupView", "explain", "limit_groups", "render_explain",
+           "explain_json"]
 
 DEFAULT = "default"
 _ALWAYS = ("provider", "model", *RUN_DEFAULTS)  # shown even when built in: they shape requests
@@ -40,6 +41,33 @@ class ModelView:
         """The settings worth a line: all of them, or those not left at the built-in default."""
         return [s for s in self.settings if every or s.source != DEFAULT or s.key in _ALWAYS
                 or (s.key == "api_key_env" and s.value is not None)]
+
+
+@dataclass(slots=True)
+class GroupView:
+    """A limit group: its shared limits and the models that draw on them."""
+
+    name: str
+    rpm: float | None
+    tpm: float | None
+    concurrency: int  # the shared AIMD cap's ceiling
+    concurrency_source: str  # "limits.<name>", or "members' sum"
+    members: list[str]  # online members: they share the limits
+    batch: list[str]  # batch members: named, but a batch is not paced by client limits
+
+
+def limit_groups(cfg: Config) -> list[GroupView]:
+    """Every [limits.NAME] group with its members (the engine's `group_limits`, described)."""
+    out = []
+    for name, g in cfg.limits.items():
+        members = [m for m in cfg.models if m.limit_group == name]
+        online = [m for m in members if m.mode != "batch"]
+        summed = sum(m.concurrency for m in online)
+        out.append(GroupView(
+            name, g.rpm, g.tpm, g.concurrency or summed,
+            f"limits.{name}" if g.concurrency else "members' sum",
+            [m.name for m in online], [m.name for m in members if m.mode == "batch"]))
+    return out
 
 
 def explain(cfg: Config) -> list[ModelView]:
@@ -111,6 +139,24 @@ def render_explain(cfg: Config, *, every: bool = False) -> list[str]:
         derived = v.settings[0].source != "model"  # fields(ModelConfig) starts with name
         lines += ["", f"{v.name}  ← {v.where}" + ("; named after the id" if derived else "")]
         lines += [f"  {s.key.ljust(kw)}  {_toml(s.value).ljust(vw)}  {s.source}" for s in ss]
+    return lines + _render_groups(limit_groups(cfg))
+
+
+def _render_groups(groups: list[GroupView]) -> list[str]:
+    """A block per limit group: what its members share, on top of their own limits."""
+    if not groups:
+        return []
+    lines = ["", f"{len(groups)} limit group(s): members share these limits, and each keeps "
+             "its own"]
+    for g in groups:
+        rpm = "no rpm" if g.rpm is None else f"rpm {g.rpm:,.6g}"
+        tpm = "no tpm" if g.tpm is None else f"tpm {g.tpm:,.9g}"
+        lines += ["", f"[limits.{g.name}]  {rpm}, {tpm}, concurrency {g.concurrency} "
+                  f"({g.concurrency_source}, adaptive)",
+                  f"  members ({len(g.members)}): " + (", ".join(g.members) or "none online")]
+        if g.batch:
+            lines.append(f"  batch mode, not paced by the group ({len(g.batch)}): "
+                         + ", ".join(g.batch))
     return lines
 
 
@@ -120,4 +166,5 @@ def explain_json(cfg: Config) -> dict[str, Any]:
         "models": [{"name": v.name, "entry": v.entry, "where": v.where,
                     "settings": {s.key: {"value": s.value, "source": s.source}
                                  for s in v.settings}} for v in explain(cfg)],
+        "limit_groups": [asdict(g) for g in limit_groups(cfg)],
     }

@@ -23,33 +23,63 @@ from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.contract import Provider
 from vpbatch.providers.tokens import prompt_tokens
 from vpbatch.sweep import retry
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
 from vpbatch.sweep.outcome import Pending, commit
 from vpbatch.sweep.progress import ModelProgress
 from vpbatch.sweep.retry import RetryPolicy
 
-__all__ = ["Limits", "Pipeline", "policy_for"]
+__all__ = ["Limits", "Pipeline", "policy_for", "group_limits"]
 
 _SKIP_YIELD = 512  # skipped jobs between checkpoints: a long resume scan must not hog the loop
 
 
 @dataclass(slots=True)
 class Limits:
-    """One model's client-side limits; None means "not limited"."""
+    """One model's client-side limits; None means "not limited".
+
+    `group` is the limit group's (shared by every member's pipeline): a request takes the
+    model's own limits first, then the group's, so a wait on its own limits never holds a slot
+    or a token of the shared budget idle.
+    """
 
     cap: ConcurrencyCap
     rate: RequestRate | None = None
     tokens: TokenBudget | None = None
+    group: Limits | None = None
 
     @classmethod
-    def for_model(cls, m: ModelConfig) -> Limits:
+    def for_model(cls, m: ModelConfig, group: Limits | None = None) -> Limits:
         return cls(
             ConcurrencyCap(m.concurrency),
             RequestRate(m.rpm) if m.rpm else None,
             TokenBudget(m.tpm) if m.tpm else None,
+            group,
         )
+
+    @property
+    def layers(self) -> tuple[Limits, ...]:
+        """The limits a request takes, in order: the model's own, then its group's."""
+        return (self,) if self.group is None else (self, self.group)
+
+
+def group_limits(cfg: Config) -> dict[str, Limits]:
+    """One shared `Limits` per limit group, for its members' online pipelines.
+
+    A group without a concurrency of its own is capped at its members' summed concurrency:
+    no tighter than they are alone, but one AIMD cap, so a 429 on the shared account slows
+    every member.
+    """
+    out = {}
+    for name, g in cfg.limits.items():
+        members = [m for m in cfg.models if m.limit_group == name and m.mode != "batch"]
+        if not members:
+            continue  # batch members only: a batch API is not paced by client limits
+        ceiling = g.concurrency or sum(m.concurrency for m in members)
+        out[name] = Limits(ConcurrencyCap(ceiling), RequestRate(g.rpm) if g.rpm else None,
+                           TokenBudget(g.tpm) if g.tpm else None)
+    return out
 
 
 def policy_for(m: ModelConfig) -> RetryPolicy:
@@ -97,7 +127,7 @@ class Pipeline:
 
     async def run(self, jobs: Iterable[Job]) -> None:
         """Send every job the log lacks; returns when all are logged or the pipeline stopped."""
-        cap, log, prog = self.limits.cap, self.log, self.progress
+        log, prog = self.log, self.progress
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
             skipped = 0
@@ -111,7 +141,7 @@ class Pipeline:
                         await anyio.lowlevel.checkpoint()
                     continue
                 try:
-                    await self._wait(cap.acquire)
+                    await self._slot()
                 except _Stopped:
                     break
                 prog.in_flight += 1
@@ -131,6 +161,18 @@ class Pipeline:
         if self._scope is not None:
             self._scope.cancel()
 
+    async def _slot(self) -> None:
+        """A concurrency slot of the model, then of its group (released by `_job`)."""
+        taken: list[ConcurrencyCap] = []
+        try:
+            for layer in self.limits.layers:
+                await self._wait(layer.cap.acquire)
+                taken.append(layer.cap)
+        except _Stopped:
+            for cap in taken:
+                cap.release()
+            raise
+
     # -- one job ---------------------------------------------------------------------------
 
     async def _job(self, job: Job) -> None:
@@ -139,7 +181,8 @@ class Pipeline:
         except _Stopped:
             return
         finally:
-            self.limits.cap.release()
+            for layer in self.limits.layers:
+                layer.cap.release()
             self.progress.in_flight -= 1
         commit(self.log, self.progress, record)
 
@@ -147,17 +190,18 @@ class Pipeline:
         """One job through the retry loop: an answer, or the failure it gave up on."""
         pending = Pending.of(job)
         estimate = prompt_tokens(job.messages) + job.params.max_tokens  # the worst case
-        epoch = 0  # the cap's epoch when the failing attempt was sent (AIMD backs off once)
+        # Each cap's epoch when the failing attempt was sent (AIMD backs off once per round).
+        epochs: list[int] = []
 
         async def attempt(n: int) -> Record:
-            nonlocal epoch
-            limits = self.limits
-            if limits.rate is not None:
-                await self._wait(limits.rate.acquire)
-            if limits.tokens is not None:
-                await self._wait(limits.tokens.acquire, estimate)
+            nonlocal epochs
+            for layer in self.limits.layers:
+                if layer.rate is not None:
+                    await self._wait(layer.rate.acquire)
+                if layer.tokens is not None:
+                    await self._wait(layer.tokens.acquire, estimate)
             self.progress.sent += 1
-            epoch = limits.cap.epoch
+            epochs = [layer.cap.epoch for layer in self.limits.layers]
             t0 = time.perf_counter()
             answer = await self.provider.complete(job.messages, job.params, job.body)
             latency = (time.perf_counter() - t0) * 1000.0
@@ -165,7 +209,7 @@ class Pipeline:
             return pending.answered(answer, attempts=n, latency_ms=round(latency, 2))
 
         def on_failure(exc: ProviderError, n: int) -> None:
-            self._after_failure(exc, epoch, estimate)
+            self._after_failure(exc, epochs, estimate)
 
         try:
             return await retry.retrying(self.policy, attempt, on_failure=on_failure,
@@ -178,23 +222,27 @@ class Pipeline:
             return pending.failed(exc.kind, why, status=exc.status, attempts=attempts)
 
     def _settle(self, answer: Answer, estimate: int) -> None:
-        """An answer's effect on the limits: the cap grows, the tokens used replace the estimate."""
-        limits = self.limits
-        limits.cap.success()
+        """An answer's effect on the limits: the caps grow, the tokens used replace the estimate."""
         used = answer.usage.get("prompt_tokens", 0) + answer.usage.get("completion_tokens", 0)
-        if limits.tokens is not None:
-            limits.tokens.settle(estimate, used or estimate)
+        for layer in self.limits.layers:
+            layer.cap.success()
+            if layer.tokens is not None:
+                layer.tokens.settle(estimate, used or estimate)
 
-    def _after_failure(self, exc: ProviderError, epoch: int, estimate: int) -> None:
+    def _after_failure(self, exc: ProviderError, epochs: list[int], estimate: int) -> None:
         """React to a failed attempt before the loop decides: refund, stop, or back off."""
-        limits = self.limits
-        if limits.tokens is not None:
-            limits.tokens.settle(estimate, 0)  # refused requests use no tokens
+        layers = self.limits.layers
+        for layer in layers:
+            if layer.tokens is not None:
+                layer.tokens.settle(estimate, 0)  # refused requests use no tokens
         if exc.auth:
             self.abort(exc.message)  # the key is wrong for every job of this model
             raise _Stopped
         if exc.kind is FailureKind.RATE_LIMITED:
-            limits.cap.backoff(epoch)
+            # Which limit the provider enforced is not said: the model's own cap and the
+            # shared one both halve (each once per round of pushback).
+            for layer, epoch in zip(layers, epochs, strict=False):
+                layer.cap.backoff(epoch)
 
     async def _backoff(self, delay: float) -> None:
         """The loop's wait before a retry; abandoned if the pipeline stops meanwhile."""

@@ -12,7 +12,7 @@ from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.cost import Prices
 from vpbatch.sweep.grid import count_model_jobs, model_conditions, n_items, request_params
 
-__all__ = ["ModelPlan", "plan_model", "plan_config", "render_plan"]
+__all__ = ["ModelPlan", "plan_model", "plan_config", "render_plan", "render_groups"]
 
 @dataclass(slots=True)
 class ModelPlan:
@@ -26,7 +26,7 @@ class ModelPlan:
     max_completion_tokens: int  # jobs × max_tokens: an upper bound
     max_tokens: int
     cost_usd: float | None  # upper bound at max completion tokens; None without prices
-    minutes_rpm: float | None  # the least time the rpm limit allows
+    minutes_rpm: float | None  # the least time the rpm limit allows (own, or its group's)
     minutes_tpm: float | None  # the least time the tpm limit allows (prompt + max_tokens)
 
 
@@ -56,14 +56,22 @@ def plan_model(
     params = request_params(cfg, m)
     completion = jobs * params.max_tokens
     cost = Prices.of(m).cost(prompt_tokens, completion)
+    # Alone, a limit group's member goes no faster than the group allows either.
+    group = cfg.limits.get(m.limit_group) if m.limit_group else None
+    rpm = _tighter(m.rpm, group.rpm if group else None)
+    tpm = _tighter(m.tpm, group.tpm if group else None)
     return ModelPlan(
         model=m.name, provider=m.provider, mode=m.mode, conditions=len(conditions), jobs=jobs,
         requests=jobs, prompt_tokens=prompt_tokens, max_completion_tokens=completion,
         max_tokens=params.max_tokens, cost_usd=cost,
         # A batch API queues everything at once: the client limits do not pace it.
-        minutes_rpm=jobs / m.rpm if m.rpm and m.mode != "batch" else None,
-        minutes_tpm=(prompt_tokens + completion) / m.tpm if m.tpm and m.mode != "batch" else None,
+        minutes_rpm=jobs / rpm if rpm and m.mode != "batch" else None,
+        minutes_tpm=(prompt_tokens + completion) / tpm if tpm and m.mode != "batch" else None,
     )
+
+
+def _tighter(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def plan_config(
@@ -80,9 +88,14 @@ def _num(x: float) -> str:
 
 
 def _minutes(p: ModelPlan) -> str:
-    limits = [(v, k) for v, k in ((p.minutes_rpm, "rpm"), (p.minutes_tpm, "tpm")) if v]
     if p.mode == "batch":
         return "provider's batch window (<= 24 h)"
+    return _least(p.minutes_rpm, p.minutes_tpm)
+
+
+def _least(minutes_rpm: float | None, minutes_tpm: float | None) -> str:
+    """The longer of the two bounds, and which limit sets it."""
+    limits = [(v, k) for v, k in ((minutes_rpm, "rpm"), (minutes_tpm, "tpm")) if v]
     if not limits:
         return "no limit set"
     v, k = max(limits)
@@ -107,3 +120,18 @@ def render_plan(plans: list[ModelPlan]) -> list[str]:
                  f"{sum(costs):,.2f}" if costs else "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def render_groups(cfg: Config, plans: list[ModelPlan]) -> list[str]:
+    """A line per limit group: its online members' requests together, at the group's limits."""
+    by_name = {p.model: p for p in plans}
+    lines = []
+    for name, g in cfg.limits.items():
+        members = [by_name[m.name] for m in cfg.models
+                   if m.limit_group == name and m.mode != "batch"]
+        requests = sum(p.requests for p in members)
+        tokens = sum(p.prompt_tokens + p.max_completion_tokens for p in members)
+        least = _least(requests / g.rpm if g.rpm else None, tokens / g.tpm if g.tpm else None)
+        lines.append(f"limit group {name!r} ({len(members)} models online): {requests:,} "
+                     f"requests together, time ≥ {least}")
+    return lines

@@ -2,21 +2,25 @@
 
 `--shard K/N` names the part; `--shard auto` reads it from the scheduler that started the
 process: a Slurm job array or a Kubernetes Indexed Job. Each of N shards paces itself at 1/N
-of every model's `rpm` and `tpm`, so N machines together keep to the limits the config states,
-unless `[run] limits_per_shard = true` says each shard has limits of its own (its own key).
+of every model's and every limit group's `rpm` and `tpm`, so N machines together keep to the
+limits the config states, unless `[run] limits_per_shard = true` says each shard has limits of
+its own (its own key).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import TypeVar
 
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.config import Config
+from vpbatch.sweep.config import Config, LimitGroup, ModelConfig
 from vpbatch.sweep.grid import parse_shard
 
 __all__ = ["AUTO", "K8S_COUNT", "resolve_shard", "shard_from_env", "shard_limits",
            "describe_limits"]
+
+_T = TypeVar("_T", ModelConfig, LimitGroup)
 
 AUTO = "auto"
 # Kubernetes sets JOB_COMPLETION_INDEX but no variable for spec.completions: the manifest sets
@@ -98,16 +102,23 @@ def resolve_shard(text: str | None, env: Mapping[str, str]) -> tuple[int, int] |
 
 
 def shard_limits(cfg: Config, shard: tuple[int, int] | None) -> Config:
-    """The config this shard runs: each model's rpm and tpm divided by the shard count.
+    """The config this shard runs: each model's and limit group's rpm and tpm divided by the
+    shard count.
 
     Unchanged when unsharded, or when `[run] limits_per_shard` says the limits are per shard.
     """
     if shard is None or shard[1] == 1 or cfg.run.limits_per_shard:
         return cfg
     n = shard[1]
-    models = [dataclasses.replace(m, rpm=m.rpm / n if m.rpm else m.rpm,
-                                  tpm=m.tpm / n if m.tpm else m.tpm) for m in cfg.models]
-    return dataclasses.replace(cfg, models=models)
+    models = [_share(m, n) for m in cfg.models]
+    groups = {name: _share(g, n) for name, g in cfg.limits.items()}
+    return dataclasses.replace(cfg, models=models, limits=groups)
+
+
+def _share(limited: _T, n: int) -> _T:
+    """A model or limit group at 1/n of its rpm and tpm."""
+    rpm, tpm = limited.rpm, limited.tpm
+    return dataclasses.replace(limited, rpm=rpm / n if rpm else rpm, tpm=tpm / n if tpm else tpm)
 
 
 def describe_limits(cfg: Config, shard: tuple[int, int] | None) -> str | None:
@@ -115,12 +126,13 @@ def describe_limits(cfg: Config, shard: tuple[int, int] | None) -> str | None:
     if shard is None:
         return None
     n = shard[1]
-    limited = [m for m in cfg.models if m.rpm or m.tpm]
+    every: list[ModelConfig | LimitGroup] = [*cfg.models, *cfg.limits.values()]
+    limited = [x for x in every if x.rpm or x.tpm]
     if not limited:
         return f"shard {shard[0] + 1}/{n}: no rpm/tpm limit set, nothing to divide"
     if cfg.run.limits_per_shard or n == 1:
         return (f"shard {shard[0] + 1}/{n}: limits are per shard ([run] limits_per_shard = "
                 "true): each shard uses the full rpm/tpm")
-    return (f"shard {shard[0] + 1}/{n}: each shard paces itself at 1/{n} of every rpm/tpm, so "
-            f"{n} shards together keep to the config's limits (set [run] limits_per_shard = "
-            "true if each shard has its own key and limits)")
+    return (f"shard {shard[0] + 1}/{n}: each shard paces itself at 1/{n} of every rpm/tpm "
+            f"(limit groups' too), so {n} shards together keep to the config's limits (set "
+            "[run] limits_per_shard = true if each shard has its own key and limits)")
