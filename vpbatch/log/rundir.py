@@ -47,6 +47,9 @@ class RunDir:
     scores_path: Path
     report_md_path: Path
     report_html_path: Path
+    # Set by prepare_run_dir: a log is there and the config means what it meant when that log
+    # was written, so the sweep resumes it (and checks its job ids, sweep.idcheck).
+    resumes: bool = False
 
     @classmethod
     def at(cls, path: Path) -> RunDir:
@@ -142,6 +145,7 @@ def prepare_run_dir(cfg: Config, run_dir: Path | None, *, force: bool = False) -
         )
     if old != new or not _holds(rd, cfg.text, new):
         write_config(rd, cfg)  # the same sweep respelled: the run dir shows the new spelling
+    rd.resumes = old == new and rd.log_path.exists()
     return rd
 
 

@@ -35,6 +35,7 @@ from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
 from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.context import Runner, SweepContext
 from vpbatch.sweep.grid import Job
+from vpbatch.sweep.idcheck import check_log_ids
 from vpbatch.sweep.pipeline import Limits, Pipeline, group_limits, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.retry import RetryPolicy
@@ -147,6 +148,8 @@ async def sweep(
     out = (stream or sys.stderr) if progress else None
     ds = load_dataset(config.run.data)
     conds = load_conditions(config.run.conditions_file)
+    if rd.resumes:
+        check_log_ids(config, ds, conds, rd.log_path)  # an older vpbatch's log would mix
     with RunLog(rd.log_path) as log:
         async with client_session(connector=_connector(config)) as session:
             ctx = SweepContext(config, ds, conds, shard, log, session, env, policy, retry_failed)
