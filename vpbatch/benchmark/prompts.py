@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from vpbatch.benchmark import layout
+from vpbatch.benchmark.choice import options_in
 from vpbatch.benchmark.dataset import Dataset
 from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.errors import ConfigError, DataError
@@ -27,6 +28,7 @@ __all__ = [
     "template_path",
     "render_prompt",
     "item_prompt",
+    "item_options",
 ]
 
 KINDS: Final = ("reddit", "sharegpt")
@@ -87,17 +89,23 @@ def _templates(root: Path) -> dict[str, dict[str, str]]:
     return load_templates(root)
 
 
-def item_prompt(ds: Dataset, version: str, i: int) -> str:
-    """The prompt of item row `i` under `version` (templates read once per data root)."""
-    templates = _templates(ds.root)
-    by_kind = templates.get(version)
+def _template(ds: Dataset, version: str, i: int) -> str:
+    """The template item row `i` is asked with under `version` (read once per data root)."""
+    by_kind = _templates(ds.root).get(version)
     if by_kind is None:
         raise ConfigError(
             f"unknown prompt version {version!r}; choose from {', '.join(VERSIONS)}"
         )
+    return by_kind[template_kind(int(ds.portrait_id[i]))]
+
+
+def item_prompt(ds: Dataset, version: str, i: int) -> str:
+    """The prompt of item row `i` under `version` (templates read once per data root)."""
     return render_prompt(
-        by_kind[template_kind(int(ds.portrait_id[i]))],
-        title=ds.title[i],
-        text=ds.text[i],
-        content=ds.output[i],
+        _template(ds, version, i), title=ds.title[i], text=ds.text[i], content=ds.output[i]
     )
+
+
+def item_options(ds: Dataset, version: str, i: int) -> tuple[str, ...]:
+    """The six answer phrases in the order item row `i`'s prompt lists them (choice mode)."""
+    return options_in(_template(ds, version, i))

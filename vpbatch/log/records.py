@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from vpbatch.benchmark.choice import TEXT
+
 __all__ = ["Record", "job_id", "job_ids", "loggable_request", "OK", "FAILED"]
 
 OK = "ok"
@@ -72,6 +74,7 @@ class Record:
     rating: int | None = None  # the official parser's 1..6, None when unparseable
     rating_strict: int | None = None  # the strict parser's 1..6
     strict_reason: str | None = None  # why strict refused to score (refusal, echo, ...)
+    answer_mode: str = TEXT  # what rated it: "text" (the parsers) or "choice" (the JSON enum)
     finish_reason: str | None = None  # "stop", "length" (max_tokens cut-off), ...
     error_kind: str | None = None  # for failures: "permanent" | "transient" | "rate_limited"
     error: str | None = None  # human-readable reason for a failure (never contains a key)

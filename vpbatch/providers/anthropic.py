@@ -1,6 +1,8 @@
 """`provider = "anthropic"`: the Messages API over HTTP (no SDK).
 
 Its own wire: a top-level `system`, `x-api-key`, thinking blocks kept as reasoning, no seed.
+The Messages API has no `response_format`: a choice-mode request forces one tool whose
+`input_schema` is the answer's schema, and the tool call's input is the answer.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
+from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
 from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
 from vpbatch.providers.failures import Failures
 from vpbatch.providers.http import HttpProvider
@@ -22,7 +26,8 @@ ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version; newer features com
 ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"
 _MIN_BUDGET = 1024  # the API's floor for thinking.budget_tokens
 # Their stop reasons under the names the log and the scorer use ("length" = cut off).
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+           "tool_use": "stop"}
 
 
 def thinking_budget(max_tokens: int) -> int | None:
@@ -67,6 +72,14 @@ class AnthropicMessages:
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         elif params.temperature is not None:
             body["temperature"] = params.temperature
+        if params.choice is not None:
+            if params.reasoning:
+                raise ProviderError(
+                    FailureKind.PERMANENT,
+                    "anthropic thinking cannot be combined with a forced tool, its route to a "
+                    'choice answer; set reasoning = false for this model, or answer = "text"',
+                )
+            body.update(_forced_tool(params.choice))
         return merge_extra(body, self.cfg.extra_body)
 
     def headers(self, key: str | None) -> dict[str, str]:
@@ -93,9 +106,20 @@ class AnthropicMessages:
                 thoughts.append(str(block.get("thinking", "")))
             elif kind == "redacted_thinking":
                 thoughts.append("[redacted thinking]")
+            elif kind == "tool_use":  # a choice answer: the forced tool's input, as JSON text
+                text.append(orjson.dumps(block.get("input")).decode())
         finish = _FINISH.get(stop, stop) if isinstance(stop, str) else None
         reasoning = "\n".join(thoughts).strip() or None
         return Answer("".join(text), reasoning, finish, usage_of(payload.get("usage")))
+
+
+def _forced_tool(options: tuple[str, ...]) -> dict[str, Any]:
+    """The tool that carries a choice answer, and the tool_choice that forces one call of it."""
+    # No description: it would be words the paper's prompt does not have.
+    return {
+        "tools": [{"name": SCHEMA_NAME, "input_schema": choice_schema(options)}],
+        "tool_choice": {"type": "tool", "name": SCHEMA_NAME, "disable_parallel_tool_use": True},
+    }
 
 
 def anthropic_provider(

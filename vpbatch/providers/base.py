@@ -48,6 +48,9 @@ class RequestParams:
     max_tokens: int
     seed: int | None
     reasoning: bool = False
+    # Choice mode: the six phrases in the order the prompt lists them (the answer's enum);
+    # None asks for the paper's free text.
+    choice: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)

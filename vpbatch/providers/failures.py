@@ -31,6 +31,8 @@ _KEYLIKE = re.compile(
     + r"""|(x-api-key|api[_-]?key)(["':=\s]+)"""
     + _TOKEN
 )
+# A FastAPI/pydantic validation error of the request body ("'loc': ('body', ...").
+_REJECTED_BODY = re.compile(r"validation error.*'loc': \('body'", re.DOTALL)
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _GO_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -147,6 +149,12 @@ def classify_status(
         return ProviderError(FailureKind.PERMANENT, msg, status=status)
     if status in (429, 529):  # 529: Anthropic overloaded
         return ProviderError(FailureKind.RATE_LIMITED, msg, status=status, retry_after=wait)
+    if status >= 500 and _REJECTED_BODY.search(detail):
+        # llama-cpp-python's server reports a request it cannot validate as a 500: the request
+        # was refused, not the server broken, so re-sending it cannot help.
+        if "response_format" in detail:
+            msg += ' (llama-cpp-python\'s server: set choice_format = "json_object")'
+        return ProviderError(FailureKind.PERMANENT, msg, status=status)
     if status in (408, 409) or status >= 500 or status < 400:
         return ProviderError(FailureKind.TRANSIENT, msg, status=status, retry_after=wait)
     return ProviderError(FailureKind.PERMANENT, msg, status=status)

@@ -2,7 +2,8 @@
 
 `OpenAIChat` builds the body (extra_body merged last) and reads an answer, reasoning kept
 apart. OpenAI, OpenRouter, the simulator and every compatible server (vLLM, Ollama, llama.cpp,
-Together) use it with their own options; nothing here sends or holds a key.
+Together) use it with their own options; nothing here sends or holds a key. A choice-mode
+request carries the answer's JSON schema as `response_format` (`response_format_for`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from typing import Any
 
 import orjson
 
+from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
 from vpbatch.benchmark.parser import split_reasoning
 from vpbatch.providers.base import Answer, RequestParams
 from vpbatch.providers.failures import Failures
 from vpbatch.sweep.config import ModelConfig
 
-__all__ = ["OpenAIChat", "OPENAI_BASE_URL", "merge_extra", "usage_of", "base_url_of"]
+__all__ = ["OpenAIChat", "OPENAI_BASE_URL", "merge_extra", "usage_of", "base_url_of",
+           "response_format_for"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -37,6 +40,16 @@ def merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
         else:
             body[name] = value
     return body
+
+
+def response_format_for(options: tuple[str, ...], form: str = "json_schema") -> dict[str, Any]:
+    """The `response_format` asking for a choice answer, in the server's form (CHOICE_FORMATS)."""
+    schema = choice_schema(options)
+    if form == "json_object":  # llama-cpp-python's server: its type is json_object or text
+        return {"type": "json_object", "schema": schema}
+    # OpenAI's structured outputs; strict makes the server decode only what the schema allows.
+    return {"type": "json_schema",
+            "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}}
 
 
 def _text_of(content: Any) -> str:
@@ -71,7 +84,7 @@ class OpenAIChat:
     """Chat Completions for one model; the options say what a given server does differently."""
 
     __slots__ = ("cfg", "label", "base_url", "url", "completion_tokens", "reasoning_switch",
-                 "extra_headers")
+                 "choice_switch", "extra_headers")
 
     path = "/chat/completions"
 
@@ -83,6 +96,7 @@ class OpenAIChat:
         default_base_url: str = OPENAI_BASE_URL,
         completion_tokens: bool = False,
         reasoning_switch: Mapping[str, Any] | None = None,
+        choice_switch: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -92,6 +106,7 @@ class OpenAIChat:
         # OpenAI's reasoning models refuse max_tokens and any non-default temperature.
         self.completion_tokens = completion_tokens
         self.reasoning_switch = dict(reasoning_switch or {})  # body fields that turn it on
+        self.choice_switch = dict(choice_switch or {})  # fields a choice request also needs
         self.extra_headers = dict(extra_headers or {})
 
     def body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
@@ -106,6 +121,9 @@ class OpenAIChat:
             body["seed"] = params.seed
         if params.reasoning and self.reasoning_switch:
             body.update(self.reasoning_switch)
+        if params.choice is not None:
+            body["response_format"] = response_format_for(params.choice, self.cfg.choice_format)
+            body.update(self.choice_switch)
         return merge_extra(body, self.cfg.extra_body)
 
     def headers(self, key: str | None) -> dict[str, str]:

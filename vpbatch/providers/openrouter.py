@@ -21,8 +21,13 @@ def openrouter_wire(
     headers = {k: v for k, v in (("HTTP-Referer", referer), ("X-Title", title)) if v}
     # OpenRouter normalises every vendor's thinking switch into this one field; the
     # reasoning text comes back in `message.reasoning` (exclude=false is the default).
+    # Without require_parameters OpenRouter may route a choice request to a provider that
+    # drops response_format it cannot honour and answers free text; with it, only providers
+    # that take every parameter sent are used. (A provider table in extra_body merges with it.)
     return OpenAIChat(cfg, label="openrouter", default_base_url=OPENROUTER_BASE_URL,
-                      reasoning_switch={"reasoning": {"enabled": True}}, extra_headers=headers)
+                      reasoning_switch={"reasoning": {"enabled": True}},
+                      choice_switch={"provider": {"require_parameters": True}},
+                      extra_headers=headers)
 
 
 def openrouter_provider(

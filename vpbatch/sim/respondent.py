@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from vpbatch.benchmark.choice import CHOICE_PROPERTY
 from vpbatch.benchmark.conditions import (
     PERSONA_PREFIX,
     STEER_PREFIX,
@@ -320,8 +321,17 @@ class Respondent:
         return float(s["a"]) + float(s["b"]) * float(self._cat.corr_pvq[hit[1]] @ latent)
 
     def answer(self, messages: list[dict[str, str]], params: RequestParams) -> Answer:
-        """The answer to one chat request: a function of (seed, model, messages) only."""
+        """The answer to one chat request: a function of (seed, model, messages) only.
+
+        Asked for a choice (`params.choice`), it answers as a schema-constrained decoder
+        would: the JSON object naming its phrase, never wrapped in words or refused.
+        """
         if self.kind == "replay":
+            if params.choice is not None:
+                raise ProviderError(
+                    FailureKind.PERMANENT,
+                    "replay: the recorded answers are free text and cannot be re-cast as a "
+                    'choice; replay them with answer = "text"', status=400)
             return self._replay(messages)
         # One digest of the whole request drives every random choice (noise, answer style).
         blob = orjson.dumps([self.settings["seed"], self.model, messages],
@@ -334,6 +344,9 @@ class Respondent:
         z = _NORMAL.inv_cdf(u_noise)
         rating = int(min(6, max(1, round(base + float(self.settings["noise"]) * z))))
         text = _PHRASE_OF[rating]
+        if params.choice is not None:
+            text = orjson.dumps({CHOICE_PROPERTY: text}).decode()
+            return Answer(text, None, "stop", _usage(messages, text, None))
         p_refuse = float(self.settings["p_refuse"])
         if u_style < p_refuse:
             text = _REFUSAL

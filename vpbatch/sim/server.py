@@ -1,8 +1,10 @@
 """`vpbatch sim serve`: the simulated respondent behind an OpenAI-compatible HTTP API.
 
 POST /v1/chat/completions answers like OpenAI; the `model` field picks the respondent
-("sim", "sim:<profile>", "replay:<recorded model>"). On top: latency, an RPM limit of its own
-(sliding 60 s window), injected faults and an optional key check. GET /stats reports counts.
+("sim", "sim:<profile>", "replay:<recorded model>"). A `response_format` asking for a choice
+(`sim.formats`) gets the JSON object, as a schema-constrained server would send it. On top:
+latency, an RPM limit of its own (sliding 60 s window), injected faults and an optional key
+check. GET /stats reports counts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.providers.base import Answer, ProviderError, RequestParams
 from vpbatch.sim.faults import FaultPlan, draw_fault, unit_hash
+from vpbatch.sim.formats import forced_tool, requested_choice
 from vpbatch.sim.replay import ReplayBook, replay_root
 from vpbatch.sim.respondent import PROFILES, Respondent
 
@@ -214,11 +217,10 @@ class _Sim:
             await anyio.sleep(delay / 1000.0)
 
     async def _answer(self, body: dict[str, Any], key: str) -> web.Response:
-        params = RequestParams(
-            temperature=body.get("temperature"),
-            max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 64),
-            seed=body.get("seed"),
-        )
+        params = _params("openai", body)
+        if isinstance(params, str):
+            self.stats.errors += 1
+            return _error(400, params, "invalid_request_error")
         got = await self.ask(body["model"], body["messages"], params)
         if isinstance(got, tuple):
             return _error(*got)
@@ -253,6 +255,19 @@ class _Sim:
         data = [{"id": n, "object": "model", "owned_by": "vpbatch"} for n in names]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}),
                             content_type=_JSON)
+
+
+def _params(kind: str, body: dict[str, Any]) -> RequestParams | str:
+    """The respondent's parameters for a request, or what is wrong with its answer format."""
+    choice = requested_choice(kind, body)
+    if isinstance(choice, str):
+        return choice
+    return RequestParams(
+        temperature=body.get("temperature"),
+        max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 64),
+        seed=body.get("seed"),
+        choice=choice,
+    )
 
 
 def _chat_doc(model: str, key: str, ans: Answer) -> dict[str, Any]:
@@ -570,15 +585,16 @@ class _Batches:
             st.errors += 1
             return 400, {"error": {"message": "model and messages are required",
                                    "type": "invalid_request_error"}}
-        params = RequestParams(body.get("temperature"),
-                               int(body.get("max_tokens") or body.get("max_completion_tokens")
-                                   or 64), body.get("seed"))
+        params = _params(kind, body)
+        if isinstance(params, str):
+            st.errors += 1
+            return 400, {"error": {"message": params, "type": "invalid_request_error"}}
         got = await self.sim.ask(body["model"], messages, params)
         if isinstance(got, tuple):
             return got[0], {"error": {"message": got[1], "type": got[2]}}
         if kind == "openai":
             return 200, _chat_doc(body["model"], key, got)
-        return 200, _message_doc(body["model"], key, got)
+        return 200, _message_doc(body["model"], key, got, forced_tool(body))
 
 
 def _page(
@@ -624,13 +640,19 @@ def _messages_of(kind: str, body: dict[str, Any]) -> list[dict[str, str]] | None
     return out
 
 
-def _message_doc(model: str, key: str, ans: Answer) -> dict[str, Any]:
-    """An Anthropic Messages object for one answer (reasoning as a thinking block)."""
+def _message_doc(model: str, key: str, ans: Answer, tool: str | None = None) -> dict[str, Any]:
+    """An Anthropic Messages object for one answer (reasoning as a thinking block; a forced
+    tool's call carrying the choice answer as its input)."""
     blocks: list[dict[str, Any]] = []
     if ans.reasoning:
         blocks.append({"type": "thinking", "thinking": ans.reasoning, "signature": "sim"})
-    blocks.append({"type": "text", "text": ans.text})
     stop = _ANTHROPIC_STOP.get(ans.finish_reason or "stop", ans.finish_reason)
+    if tool is not None:
+        blocks.append({"type": "tool_use", "id": "toolu_" + key[:24], "name": tool,
+                       "input": orjson.loads(ans.text)})
+        stop = "tool_use"
+    else:
+        blocks.append({"type": "text", "text": ans.text})
     return {"id": "msg_" + key[:24], "type": "message", "role": "assistant", "model": model,
             "content": blocks, "stop_reason": stop, "stop_sequence": None,
             "usage": {"input_tokens": ans.usage.get("prompt_tokens", 0),

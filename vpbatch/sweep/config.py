@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vpbatch.benchmark import layout
+from vpbatch.benchmark.choice import ANSWER_MODES
 from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.errors import ConfigError
 from vpbatch.sweep.digest import digest, normal_form
@@ -34,6 +35,7 @@ __all__ = [
     "Config",
     "PROVIDERS",
     "MODES",
+    "CHOICE_FORMATS",
     "DEFAULT_KEY_ENV",
     "DATASET_FILE",
     "load_config",
@@ -47,6 +49,10 @@ __all__ = [
 PROVIDERS = ("openai", "anthropic", "openrouter", "sim")
 MODES = ("online", "batch")
 TOP_KEYS = ("run", "models", "grids", "providers", "limits")
+# How a choice-mode request asks an OpenAI-compatible server for the JSON answer:
+# "json_schema" is OpenAI's structured outputs (OpenAI, OpenRouter, vLLM, Ollama, llama.cpp's
+# llama-server); "json_object" is llama-cpp-python's server ({"type": "json_object", "schema"}).
+CHOICE_FORMATS = ("json_schema", "json_object")
 
 # The env var a provider's key is read from when the config names none. Only for the provider's
 # own endpoint: sending OPENAI_API_KEY to a third-party base_url would hand the key to someone
@@ -77,6 +83,7 @@ class RunConfig:
     # Sharded runs: False = the models' rpm/tpm are for all shards together (each of N shards
     # paces itself at 1/N); True = each shard has limits of its own (its own key).
     limits_per_shard: bool = False
+    answer: str = "text"  # "text" (the paper's free text) | "choice" (JSON, one of six phrases)
 
 
 @dataclass(slots=True)
@@ -102,6 +109,8 @@ class ModelConfig:
     mode: str = "online"  # "online" | "batch"
     batch_size: int | None = None  # requests per provider batch (default: the provider's cap)
     batch_poll_s: float | None = None  # seconds between polls of an open batch (default 60)
+    answer: str | None = None  # "text" | "choice"; None = [run]'s (set when the config loads)
+    choice_format: str = "json_schema"  # openai provider, choice mode: see CHOICE_FORMATS
     extra_body: dict[str, Any] = field(default_factory=dict)  # passed through to the body
     sim: dict[str, Any] = field(default_factory=dict)  # simulated respondent settings
     personas: list[str] | str | None = None  # per-model override of [grids]
@@ -223,6 +232,8 @@ def _build(v: _Validator, text: str, source: Path | None) -> Config:
         v.fail("models", "is empty", "add at least one [[models]] table")
     providers = _providers(v, v.table(doc, "providers"))
     models, origins = _models(v, raw_models, providers, run_table)
+    for m in models:
+        m.answer = run.answer if m.answer is None else m.answer
     grids = v.build(GridConfig, v.table(doc, "grids"), "grids")
     limits = _limit_groups(v, v.table(doc, "limits"))
     _check_groups(v, models, origins, limits)
@@ -404,6 +415,8 @@ def _check_run(
             v.fail("run.versions", f"unknown version {ver!r}", "use some of " + ", ".join(VERSIONS))
     if len(set(run.versions)) != len(run.versions):
         v.fail("run.versions", "lists a version twice", "list each version once")
+    if run.answer not in ANSWER_MODES:
+        v.fail("run.answer", f"unknown answer mode {run.answer!r}", 'use "text" or "choice"')
     if run.conditions_file is not None:
         run.conditions_file = str(_resolve(run.conditions_file, base))
         if not Path(run.conditions_file).is_file():
@@ -443,8 +456,21 @@ def _check_models(v: _Validator, cfg: Config, env: Mapping[str, str], check_env:
             v.fail(o.at("mode"), f"unknown mode {m.mode!r}", 'use "online" or "batch"')
         if m.mode == "batch" and m.provider == "openrouter":
             v.fail(o.at("mode"), "openrouter has no batch API", 'use mode = "online"')
+        _check_answer(v, m, o)
         _check_bounds(v, _values(m), o.at)
         _check_key_env(v, m, o, env, check_env)
+
+
+def _check_answer(v: _Validator, m: ModelConfig, o: Origin) -> None:
+    if m.answer not in ANSWER_MODES:
+        v.fail(o.at("answer"), f"unknown answer mode {m.answer!r}", 'use "text" or "choice"')
+    if m.choice_format not in CHOICE_FORMATS:
+        v.fail(o.at("choice_format"), f"unknown choice format {m.choice_format!r}",
+               "use " + " or ".join(f'"{f}"' for f in CHOICE_FORMATS))
+    if m.choice_format != "json_schema" and m.provider != "openai":
+        v.fail(o.at("choice_format"), f"provider {m.provider!r} takes only json_schema",
+               "remove choice_format (json_object is for llama-cpp-python's server, "
+               'provider = "openai" with base_url)')
 
 
 def _check_key_env(

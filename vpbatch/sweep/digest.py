@@ -42,12 +42,19 @@ def normal_form(cfg: Any) -> dict[str, Any]:
         "format": FORMAT,
         "run": _set(cfg.run),
         "grids": _set(cfg.grids),
-        "models": sorted((_set(m, keep=("name", "provider", "model")) for m in cfg.models),
-                         key=lambda m: m["name"]),
+        "models": sorted((_model(m, cfg.run) for m in cfg.models), key=lambda m: m["name"]),
     }
     if cfg.limits:  # only when there are groups: a config without them keeps its old digest
         form["limits"] = {name: _set(g) for name, g in cfg.limits.items()}
     return form
+
+
+def _model(m: Any, run: Any) -> dict[str, Any]:
+    """A model's set fields, less those that only repeat [run]'s value (`answer` is filled in
+    from [run] when the config loads; a model saying what [run] says means the same)."""
+    inherited = {f.name for f in fields(m)} & {f.name for f in fields(run)}
+    return {k: v for k, v in _set(m, keep=("name", "provider", "model")).items()
+            if not (k in inherited and v == getattr(run, k))}
 
 
 def digest(form: dict[str, Any]) -> str:

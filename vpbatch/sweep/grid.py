@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
 
+from vpbatch.benchmark.choice import CHOICE
 from vpbatch.benchmark.conditions import Conditions, select_conditions, system_message
 from vpbatch.benchmark.dataset import Dataset
 from vpbatch.errors import ConfigError
@@ -114,9 +115,11 @@ def iter_model_jobs(
 ) -> Iterator[Job]:
     """One model's jobs, item-major so the first minutes cover every condition and version."""
     # Imported late: the prompt module reads template files; the grid module stays cheap.
-    from vpbatch.benchmark.prompts import item_prompt
+    from vpbatch.benchmark.prompts import item_options, item_prompt
 
     params = request_params(cfg, m)
+    # Choice mode: each prompt's own phrase order is its answer's enum (reversed versions differ).
+    choice: dict[tuple[str, ...], RequestParams] = {}
     conditions = model_conditions(cfg, m, conds)
     systems = [system_message(c, conds) for c in conditions]
     versions = list(cfg.run.versions)
@@ -125,19 +128,23 @@ def iter_model_jobs(
     for i in range(n_items(cfg, ds)):
         pid, oid = int(ds.portrait_id[i]), int(ds.option_id[i])
         prompts = [item_prompt(ds, v, i) for v in versions]
+        asks = [params] * len(versions)
+        if m.answer == CHOICE:
+            asks = [choice.setdefault(o, replace(params, choice=o))
+                    for o in (item_options(ds, v, i) for v in versions)]
         for cond, system in zip(conditions, systems, strict=True):
             sys_msg = [] if system is None else [{"role": "system", "content": system}]
-            for version, prompt in zip(versions, prompts, strict=True):
+            for version, prompt, ask in zip(versions, prompts, asks, strict=True):
                 messages = [*sys_msg, {"role": "user", "content": prompt}]
                 try:
-                    body = wire.body(messages, params)
+                    body = wire.body(messages, ask)
                 except ProviderError as exc:  # the config asks for a request no API takes
                     raise ConfigError(f"model {m.name!r}: {exc.message}") from None
                 ids = job_ids({**where, "body": body}, cfg.run.repeats)
                 for r, jid in enumerate(ids):
                     if shard is not None and shard_of(jid, shard[1]) != shard[0]:
                         continue
-                    yield Job(jid, m.name, cond, version, i, pid, oid, r, messages, params, body)
+                    yield Job(jid, m.name, cond, version, i, pid, oid, r, messages, ask, body)
 
 
 def count_model_jobs(

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from vpbatch.benchmark.parser import parse_official, parse_strict
+from vpbatch.benchmark.choice import CHOICE, TEXT, rate
 from vpbatch.log.records import FAILED, OK, Record, loggable_request
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.base import Answer, FailureKind
@@ -34,24 +34,26 @@ class Pending:
     option_id: int
     repeat: int
     request: dict[str, Any]  # every parameter sent, the prompt as a digest (no key)
+    answer_mode: str = TEXT  # how the answer was asked for, so how it is read
 
     @classmethod
     def of(cls, job: Job) -> Pending:
+        mode = TEXT if job.params.choice is None else CHOICE
         return cls(job.job_id, job.model, job.condition, job.version, job.portrait_id,
-                   job.option_id, job.repeat, loggable_request(job.body))
+                   job.option_id, job.repeat, loggable_request(job.body), mode)
 
     def answered(
         self, a: Answer, *, attempts: int = 1, latency_ms: float | None = None,
         batch_id: str | None = None,
     ) -> Record:
-        """The record of an answer, its text rated by both parsers."""
-        strict = parse_strict(a.text)
+        """The record of an answer, rated in its answer mode (vpbatch.benchmark.choice.rate)."""
+        r = rate(a.text, self.answer_mode)
         return Record(
             job_id=self.job_id, model=self.model, condition=self.condition,
             version=self.version, portrait_id=self.portrait_id, option_id=self.option_id,
             repeat=self.repeat, status=OK, raw=a.text, reasoning=a.reasoning,
-            rating=parse_official(a.text), rating_strict=strict.rating,
-            strict_reason=strict.reason, finish_reason=a.finish_reason, usage=dict(a.usage),
+            rating=r.rating, rating_strict=r.rating_strict, answer_mode=r.mode,
+            strict_reason=r.strict_reason, finish_reason=a.finish_reason, usage=dict(a.usage),
             latency_ms=latency_ms, attempts=attempts, request=self.request, batch_id=batch_id,
             ts=time.time(),
         )
@@ -64,7 +66,8 @@ class Pending:
         return Record(
             job_id=self.job_id, model=self.model, condition=self.condition,
             version=self.version, portrait_id=self.portrait_id, option_id=self.option_id,
-            repeat=self.repeat, status=FAILED, error_kind=kind.value, error=why,
+            repeat=self.repeat, status=FAILED, answer_mode=self.answer_mode,
+            error_kind=kind.value, error=why,
             attempts=attempts, request=self.request, batch_id=batch_id, ts=time.time(),
             extra={"http_status": status} if status else {},
         )
