@@ -393,3 +393,82 @@ def test_llama_cpp_pythons_500_for_json_schema_is_permanent_and_names_the_fix() 
     with pytest.raises(ProviderError) as other:
         provider.parse(500, {}, b'{"error": {"message": "The server had an error"}}')
     assert other.value.kind.value == "transient"
+
+
+# -- one label, one mode; and every output says which --------------------------------------
+
+
+def run_text_then(tmp_path: Path, second: str) -> tuple[Path, Exception | None]:
+    """A sim model answered in text mode, then the config changed to `second` and forced."""
+    from vpbatch.errors import RunDirError
+
+    first = sweep_config(tmp_path / "a.toml", "", model("m", "text", "sim", extra="", url=""), 2)
+    anyio.run(lambda: sweep(first, tmp_path / "run", handle_signals=False, progress=False))
+    cfg = sweep_config(tmp_path / "b.toml", "", second, 2)
+    try:
+        anyio.run(lambda: sweep(cfg, tmp_path / "run", force=True, handle_signals=False,
+                                progress=False))
+    except RunDirError as exc:
+        return tmp_path / "run", exc
+    return tmp_path / "run", None
+
+
+def test_a_forced_config_cannot_switch_a_logged_models_mode(tmp_path: Path) -> None:
+    run, err = run_text_then(tmp_path, model("m", "choice", "sim", url=""))
+    assert err is not None and 'name = "m-choice"' in str(err) and "text-mode" in str(err)
+    assert 'answer = "text"' in (run / "config.toml").read_text()  # the old config stays
+    assert {r["answer_mode"] for r in iter_log(run / "log.jsonl")} == {"text"}
+
+
+def test_the_choice_mode_under_its_own_label_joins_the_run(tmp_path: Path) -> None:
+    run, err = run_text_then(tmp_path, model("m", "text", "sim", url="")
+                             + model("m-choice", "choice", "sim", url=""))
+    assert err is None
+    modes = {(r["model"], r["answer_mode"]) for r in iter_log(run / "log.jsonl")}
+    assert modes == {("m", "text"), ("m-choice", "choice")}
+
+
+def rows_for(mode_of: dict[str, list[str]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, modes in mode_of.items():
+        for k, mode in enumerate(modes):
+            rows.append({"job_id": f"{name}-{k}", "model": name, "condition": "vanilla",
+                         "version": "v1", "portrait_id": 1003, "option_id": 1 + k,
+                         "status": "ok", "rating": 4, "answer_mode": mode})
+    return rows
+
+
+def test_the_cube_says_which_mode_rated_each_model_and_flags_a_mix(data_dir: Path) -> None:
+    from vpbatch.scoring.cube import cube_from_rows
+
+    cube = cube_from_rows(rows_for({"t": ["text", "text"], "c": ["choice", "choice"],
+                                    "x": ["text", "choice"]}), load_dataset(data_dir))
+    assert cube.answer_modes == {"t": "text", "c": "choice", "x": "mixed"}
+
+
+def test_scores_json_the_table_the_report_and_plan_name_the_mode(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from vpbatch.cli import cli
+
+    cfg = sweep_config(tmp_path / "c.toml", "", model("t", "text", "sim", url="")
+                       + model("c", "choice", "sim", url=""), 4)
+    anyio.run(lambda: sweep(cfg, tmp_path / "run", handle_signals=False, progress=False))
+    runner = CliRunner()
+    scored = runner.invoke(cli, ["score", str(tmp_path / "run")])
+    assert scored.exit_code == 0, scored.output
+    assert "\nc (choice) " in scored.output and "\nt " in scored.output
+    doc = json.loads((tmp_path / "run" / "scores.json").read_text())
+    assert doc["answer_modes"] == {"t": "text", "c": "choice"}
+    assert runner.invoke(cli, ["report", str(tmp_path / "run"), "--boot", "0"]).exit_code == 0
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| c (choice) |" in md and "| t |" in md
+    health = md.split("### Failures, retries, tokens, cost", 1)[1]
+    assert [ln.rsplit("|", 2)[1].strip() for ln in health.splitlines()[4:6]] == ["text", "choice"]
+    assert "c (choice)" in (tmp_path / "run" / "report.html").read_text()
+    plan = runner.invoke(cli, ["plan", str(tmp_path / "c.toml"), "--json"])
+    assert [m["answer"] for m in json.loads(plan.output)["models"]] == ["text", "choice"]
+    table = runner.invoke(cli, ["plan", str(tmp_path / "c.toml")]).output
+    assert "answers" in table and " choice " in table

@@ -73,8 +73,10 @@ class Record:
     reasoning: str | None = None  # reasoning text kept apart, never parsed
     rating: int | None = None  # the official parser's 1..6, None when unparseable
     rating_strict: int | None = None  # the strict parser's 1..6
+    # What rated it: "text" (the parsers) or "choice" (the JSON enum). Right after the ratings,
+    # where the log scanner reads it without a scan of the strings before it.
+    answer_mode: str = TEXT
     strict_reason: str | None = None  # why strict refused to score (refusal, echo, ...)
-    answer_mode: str = TEXT  # what rated it: "text" (the parsers) or "choice" (the JSON enum)
     finish_reason: str | None = None  # "stop", "length" (max_tokens cut-off), ...
     error_kind: str | None = None  # for failures: "permanent" | "transient" | "rate_limited"
     error: str | None = None  # human-readable reason for a failure (never contains a key)

@@ -3,7 +3,8 @@
 A run dir belongs to one config: resuming with another is refused (unless forced), since
 mixing two grids in one log makes `status` totals and scores mean nothing. "One config" is
 what the config means (`config_digest`: expanded and normalised), not its text: the same sweep
-respelled (a model list for 33 tables, comments, key order) resumes.
+respelled (a model list for 33 tables, comments, key order) resumes. Even forced, a model
+label never gets answers in a second answer mode: its scores would average two methods.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vpbatch.errors import ConfigError, RunDirError
-from vpbatch.log.runlog import LOG_NAME
+from vpbatch.log.runlog import LOG_NAME, iter_log
 from vpbatch.sweep.config import Config, config_meaning, load_config
 from vpbatch.sweep.digest import differences, digest, normal_form
 
@@ -143,6 +144,8 @@ def prepare_run_dir(cfg: Config, run_dir: Path | None, *, force: bool = False) -
             f"now; changed: {what}); use a new --run-dir, or pass --force to continue it with "
             "this config (finished jobs whose requests did not change are still skipped)"
         )
+    if old != new and rd.log_path.exists():
+        _check_answer_modes(rd, cfg)  # before the new config replaces the old one
     if old != new or not _holds(rd, cfg.text, new):
         write_config(rd, cfg)  # the same sweep respelled: the run dir shows the new spelling
     rd.resumes = old == new and rd.log_path.exists()
@@ -164,6 +167,21 @@ def _holds(rd: RunDir, text: str, digest: str) -> bool:
                 and rd.hash_path.read_text(encoding="ascii").strip() == digest)
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def _check_answer_modes(rd: RunDir, cfg: Config) -> None:
+    """Refuse a config that asks a logged model for answers in the other mode."""
+    want = {m.name: m.answer or "text" for m in cfg.models}
+    for row in iter_log(rd.log_path):
+        name = row.get("model")
+        had = row.get("answer_mode") or "text"  # lines older than answer modes are text
+        if name in want and had != want[name]:
+            raise RunDirError(
+                f"model {name!r} already has {had}-mode answers in {rd.log_path}, and this "
+                f"config asks it for {want[name]} mode; one label never mixes the two modes: "
+                f'give the {want[name]}-mode model its own name (e.g. name = '
+                f'"{name}-{want[name]}"), or use a new --run-dir'
+            )
 
 
 def open_run_dir(path: Path) -> RunDir:
