@@ -90,14 +90,16 @@ def _block(rng: np.random.Generator, head: str, pids: list[int], oids: list[int]
                    f'"seed":42,"max_tokens":64}},"batch_id":null,"ts":{ts[i]!r},')
         if failed[i]:
             out.append(common + '"status":"failed","raw":null,"reasoning":null,"rating":null,'
-                       '"rating_strict":null,"strict_reason":null,"finish_reason":null,'
+                       '"rating_strict":null,"answer_mode":"text","strict_reason":null,'
+                       '"finish_reason":null,'
                        '"error_kind":"permanent","error":"HTTP 400: the prompt was flagged by '
                        'the content filter","usage":null,"latency_ms":null,"attempts":1,'
                        + request + '"extra":{"http_status":400}}\n')
             continue
         r = ratings[i]
         out.append(common + f'"status":"ok","raw":"{answers[r - 1][style[i]]}",'
-                   f'"reasoning":null,"rating":{r},"rating_strict":{r},"strict_reason":null,'
+                   f'"reasoning":null,"rating":{r},"rating_strict":{r},"answer_mode":"text",'
+                   '"strict_reason":null,'
                    '"finish_reason":"stop","error_kind":null,"error":null,"usage":'
                    f'{{"prompt_tokens":{prompt[i]},"completion_tokens":{done[i]}}},'
                    f'"latency_ms":{latency[i]!r},"attempts":1,' + request + '"extra":{}}\n')

@@ -164,7 +164,8 @@ def synthetic_log(path: Path, ds: Dataset, n_answers: int, seed: int = 0) -> tup
     cells = max(1, n_answers // per_cell)
     n_models = max(1, int(math.sqrt(cells / 3)))
     n_conds = max(1, cells // n_models)
-    tail = (',"strict_reason":null,"finish_reason":"stop","error_kind":null,"error":null,'
+    tail = (',"answer_mode":"text","strict_reason":null,"finish_reason":"stop",'
+            '"error_kind":null,"error":null,'
             '"usage":{"prompt_tokens":412,"completion_tokens":4},"latency_ms":812.5,'
             '"attempts":1,"request":{"temperature":0.0,"seed":42,"max_tokens":64},'
             '"batch_id":null,"ts":1764200000.0,"extra":{}}\n')

@@ -38,7 +38,7 @@ def score(
     doc, scores, cube = score_run(run_dir, options, strict=strict, data=data, n_boot=n_boot,
                                   seed=seed, bootstrap=bootstrap)
     alpha = {k: (math.nan if v is None else v) for k, v in doc["alpha"]["pvq"].items()}
-    click.echo(format_table(scores, alpha))
+    click.echo(format_table(scores, alpha, cube.answer_modes))
     failed = ", ".join(f"{m}: {n}" for m, n in cube.failures.items()) or "none"
     click.echo(f"\n{cube.n_ok} answers scored, {cube.n_failed} failed or unparsed ({failed})")
     note = doc["human_percentile"]["note"]

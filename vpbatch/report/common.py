@@ -43,7 +43,9 @@ NOTES: dict[str, str] = {
         "the scale is rating points (1-6). ⋆ marks each model's highest value, † its lowest. "
         "Whiskers and [brackets] are bootstrap 95% intervals: by default the 104 queries are "
         "resampled with replacement, each with its 5 responses, since those share one scenario "
-        "(`--bootstrap item` resamples the 520 items one by one instead)."
+        "(`--bootstrap item` resamples the 520 items one by one instead). A model marked "
+        "(choice) answered in choice mode: the paper's prompt, a JSON answer constrained to "
+        "the six phrases; unmarked models answered in free text, as in the paper."
     ),
     "higher": (
         "Higher-order values (Schwartz) and Big Five traits (BFI), centred the same way within "
@@ -91,12 +93,15 @@ NOTES: dict[str, str] = {
         "long-form with the human percentiles, are in scores_long.csv."
     ),
     "health": (
-        "Jobs are (model, condition, version, item, repeat) requests. Failed = no answer after "
-        "retries (by reason); unparseable = an answer that matched no scale phrase (left out "
-        "of scoring, never guessed). Retries = extra attempts. Cost uses the config's "
-        "price_in/price_out (USD per 1M tokens). Design effect = the width of a query-cluster "
-        "bootstrap interval over that of an item bootstrap interval (profile condition): above "
-        "1, treating the 520 items as independent would make intervals too narrow."
+        "Jobs are (model, condition, version, item, repeat) requests. Answers = the answer "
+        "mode: text (the paper's free text, read by the parsers) or choice (a JSON answer "
+        "constrained to the six phrases). Failed = no answer after retries (by reason); "
+        "unparseable = an answer that matched no scale phrase, or in choice mode no valid JSON "
+        "member (left out of scoring, never guessed). Retries = extra attempts. Cost uses the "
+        "config's price_in/price_out (USD per 1M tokens). Design effect = the width of a "
+        "query-cluster bootstrap interval over that of an item bootstrap interval (profile "
+        "condition): above 1, treating the 520 items as independent would make intervals too "
+        "narrow."
     ),
 }
 

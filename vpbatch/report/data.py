@@ -55,6 +55,12 @@ class ReportData:
     n_items: int
     # Reference rows (`--reference paper`): model -> family -> (D,) vanilla centred scores.
     reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answer_modes: dict[str, str] = field(default_factory=dict)  # model -> text|choice|mixed
+
+    def label(self, model: str) -> str:
+        """The model's name, marked when its answers were not the paper's free text."""
+        mode = self.answer_modes.get(model, "text")
+        return model if mode == "text" else f"{model} ({mode})"
 
 
 class _Answer:
@@ -182,6 +188,7 @@ def gather(run_dir: Path, *, data: Path | None = None, options: ScoreOptions | N
         audit=audit,
         n_items=int(ds.n_items),
         reference=_reference(reference, ds, analysis.options),
+        answer_modes=dict(cube.answer_modes),
     )
 
 

@@ -117,7 +117,8 @@ def _profile_section(rep: ReportData, fam: str, charts: bool = True) -> str:
     rows, cls = [], []
     for i, m in enumerate(a.models):
         mk = marks(sc[i])
-        rows.append([m, *(fmt(float(v)) + k for v, k in zip(sc[i], mk, strict=True))])
+        cells = (fmt(float(v)) + k for v, k in zip(sc[i], mk, strict=True))
+        rows.append([rep.label(m), *cells])
         cls.append(["max" if k == "⋆" else "min" if k == "†" else "" for k in mk])
     out = [_table(["model", *map(label, dims)], rows, classes=cls)]
     if charts:
@@ -127,7 +128,7 @@ def _profile_section(rep: ReportData, fam: str, charts: bool = True) -> str:
         out.append(f"<details><summary>Per-model charts with 95% intervals "
                    f"({len(a.models)} models)</summary>")
         out.append(_legend(dims) + '<div class="grid">')
-        out += [bar_chart(f"{m}: {FAMILY_TITLES[fam]}", dims, sc[i], lo[i], hi[i],
+        out += [bar_chart(f"{rep.label(m)}: {FAMILY_TITLES[fam]}", dims, sc[i], lo[i], hi[i],
                           lim=lim) for i, m in enumerate(a.models)]
         out.append("</div></details>")
     return "".join(out)

@@ -67,7 +67,8 @@ def _profiles(rep: ReportData, fam: str) -> list[str]:
     a = rep.analysis
     c = profile_index(a)
     dims = FAMILY_DIMS[fam]
-    rows = [[m, *_marked(a.scores.score[fam][i, c])] for i, m in enumerate(a.models)]
+    rows = [[rep.label(m), *_marked(a.scores.score[fam][i, c])]
+            for i, m in enumerate(a.models)]
     return table(["model", *map(label, dims)], rows)
 
 
@@ -308,7 +309,8 @@ def audit_rows(audit: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]
 
 DESIGN_HEADER = ["family", "median", "lowest", "highest", "model × dimension cells"]
 HEALTH_HEADER = ["model", "jobs", "parsed", "unparseable", "failed", "failure reasons",
-                 "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost"]
+                 "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost",
+                 "answers"]
 
 
 def health_rows(rep: ReportData) -> list[list[str]]:
@@ -319,7 +321,8 @@ def health_rows(rep: ReportData) -> list[list[str]]:
         cost = "no price in config" if st.cost_usd is None else f"${st.cost_usd:.2f}"
         rows.append([model, str(st.jobs), str(st.ok), str(st.unparseable), str(st.failed),
                      reasons, str(st.retries), f"{st.prompt_tokens:,}",
-                     f"{st.completion_tokens:,}", f"{st.reasoning_tokens:,}", cost])
+                     f"{st.completion_tokens:,}", f"{st.reasoning_tokens:,}", cost,
+                     rep.answer_modes.get(model, "text")])
     if len(rep.stats) > 1:
         sts = list(rep.stats.values())
 
@@ -332,7 +335,7 @@ def health_rows(rep: ReportData) -> list[list[str]]:
         rows.append(["total", *(str(total(k)) for k in ("jobs", "ok", "unparseable", "failed")),
                      "", str(total("retries")),
                      *(f"{total(k):,}" for k in ("prompt_tokens", "completion_tokens",
-                                                 "reasoning_tokens")), cost])
+                                                 "reasoning_tokens")), cost, ""])
     return rows
 
 

@@ -45,6 +45,9 @@ class RatingCube:
     n_ok: int = 0  # distinct jobs with a parsed rating
     n_failed: int = 0  # distinct jobs that failed or came back unparseable
     failures: dict[str, int] = field(default_factory=dict)  # model -> failed jobs
+    # model -> the answer mode that rated its counted answers: "text", "choice", or "mixed"
+    # (a log that holds both for one label; `vpbatch run` never writes one).
+    answer_modes: dict[str, str] = field(default_factory=dict)
     # (M, C, I) items the authors' averaging would drop: no rating in the first version and
     # no correlation lists on that version's failed record. None = derive from `ratings`.
     authors_dropped: np.ndarray | None = None
@@ -125,6 +128,9 @@ def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
     mark = cols["kept"][failed].astype(bool) & (v == 0)
     kept[m[mark], c[mark], item[failed][mark]] = True
     first_missing = np.isnan(ratings[:, :, 0, :]) if shape[2] else kept
+    model_of = index[0][t] if len(t) else t
+    n_rows = np.bincount(model_of, minlength=shape[0])
+    n_choice = np.bincount(model_of[cols["choice"].astype(bool)], minlength=shape[0])
     return RatingCube(
         models=names_m,
         conditions=names_c,
@@ -135,8 +141,14 @@ def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
         n_ok=int(rated.sum()),
         n_failed=len(failed),
         failures={names_m[i]: int(n) for i, n in enumerate(per_model) if n},
+        answer_modes={name: _mode(int(c), int(n)) for name, c, n in
+                      zip(names_m, n_choice, n_rows, strict=True)},
         authors_dropped=first_missing & ~kept,
     )
+
+
+def _mode(choice_rows: int, rows: int) -> str:
+    return "text" if not choice_rows else "choice" if choice_rows == rows else "mixed"
 
 
 def _mean_ratings(

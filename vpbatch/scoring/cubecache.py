@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CACHE_VERSION", "cache_path", "cache_key", "load_cache", "save_cache"]
 
-CACHE_VERSION = 4  # 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided)
+# 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided); 5: answer modes
+CACHE_VERSION = 5
 # RatingCube fields stored as arrays; the others (names, counts) go in one orjson blob.
 _ARRAYS = ("ratings", "portrait_id", "option_id", "authors_dropped")
-_META = ("models", "conditions", "versions", "n_ok", "n_failed", "failures")
+_META = ("models", "conditions", "versions", "n_ok", "n_failed", "failures", "answer_modes")
 
 
 def cache_path(log_path: Path, strict: bool) -> Path:

@@ -56,6 +56,7 @@ _ZERO_DIGITS = _every_byte(ord("0"))
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the name-column hash
 _NULL = np.uint64(int.from_bytes(_NULL_TEXT, "little"))
 _TEMPLATE_TRUE = f'"{TEMPLATE_KEY}":true'.encode()  # as orjson writes the key, set
+_CHOICE = b',"answer_mode":"choice"'  # a line rated in choice mode (Record.to_json order)
 _HEX_DIGITS = "0123456789abcdef"
 _LOW64 = (1 << 64) - 1
 _NAN = float("nan")
@@ -322,6 +323,7 @@ class _Parsed:
     ok: np.ndarray
     hi: np.ndarray
     lo: np.ndarray
+    choice: np.ndarray
 
 
 def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, np.ndarray]:
@@ -359,13 +361,14 @@ def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, 
     ok &= good1 & sc.match(a, _RATING_STRICT)
     r2, a, good2 = sc.rating(a + len(_RATING_STRICT))
     ok &= good2 & (sc.buf[a] == _COMMA)
+    choice = sc.match(a, _CHOICE)  # answer_mode follows the ratings (text lines: absent/text)
     rating = r2 if strict else r1
     # An unrated row may carry the importer's TEMPLATE_KEY: orjson reads the lines holding it.
     # Unescaped quotes around it only occur as a key, so a line without it has none.
     unsure = ok & ~(st_ok & ~np.isnan(rating)) & ~sc.match(e - len(_NO_EXTRA), _NO_EXTRA)
     idx = np.flatnonzero(unsure)
     ok[idx[sc.holding(_TEMPLATE_TRUE, s[idx], e[idx])]] = False
-    out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok)
+    out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok, choice=choice)
     return out
 
 
@@ -459,7 +462,8 @@ def _parse(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> _Parsed:
     local[used] = np.arange(len(used))
     names = [d for d in (decoded[k] for k in used.tolist()) if d is not None]  # all of them
     return _Parsed(f["ok"], local[span], names, first[used], f["pid"][idx], f["oid"][idx],
-                   f["rating"][idx], f["status_ok"][idx], f["hi"][idx], f["lo"][idx])
+                   f["rating"][idx], f["status_ok"][idx], f["hi"][idx], f["lo"][idx],
+                   f["choice"][idx])
 
 
 def _group(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -508,9 +512,10 @@ def _triple(span: bytes) -> tuple[str, str, str] | None:
 
 # Column -> its dtype: t triple index, pid/oid item, r rating (NaN
 # if none), ok status ok, kept TEMPLATE_KEY set (read on unrated rows only: the only ones it
-# matters for), (kind, hi, lo) job id, line number in the log.
+# matters for), (kind, hi, lo) job id, line number in the log, choice rated in choice mode.
 COLUMNS = {"t": np.int32, "pid": np.int32, "oid": np.int32, "r": np.float32, "ok": bool,
-           "kept": bool, "kind": np.uint8, "hi": np.uint64, "lo": np.uint64, "line": np.int64}
+           "kept": bool, "kind": np.uint8, "hi": np.uint64, "lo": np.uint64, "line": np.int64,
+           "choice": bool}
 
 
 class LogColumns:
@@ -544,7 +549,7 @@ class LogColumns:
         `lines` numbers the rows in the log; by default they follow the rows added so far.
         """
         cols: dict[str, list[Any]] = {k: [] for k in COLUMNS}
-        t, pid, oid, r, ok, kept, kind, hi, lo, line = cols.values()
+        t, pid, oid, r, ok, kept, kind, hi, lo, line, choice = cols.values()
         triples, first, ids, key = self.triples, self.first, self.ids, self.key
         numbers = itertools.count(self.n_lines) if lines is None else lines
         for d, n in zip(rows, numbers, strict=False):  # count() is endless
@@ -559,6 +564,7 @@ class LogColumns:
             ok.append(good)
             r.append(_NAN if rating is None else rating)
             kept.append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
+            choice.append(d.get("answer_mode") == "choice")
             jid = str(d["job_id"])
             if len(jid) == 32 and not jid.strip(_HEX_DIGITS):  # as the vectorised path reads it
                 value = int(jid, 16)
@@ -600,7 +606,7 @@ class LogColumns:
             self.parts.append({
                 "t": local[got.triple], "pid": got.pid, "oid": got.oid, "r": got.rating,
                 "ok": got.ok, "kept": np.zeros(n, bool), "kind": np.zeros(n, np.uint8),
-                "hi": got.hi, "lo": got.lo, "line": lines[got.fast]})
+                "hi": got.hi, "lo": got.lo, "line": lines[got.fast], "choice": got.choice})
         if keep_rows:
             self.add_rows([rows[i] for i in keep_rows],  # type: ignore[misc]
                           lines[slow[keep_rows]].tolist())

@@ -90,6 +90,7 @@ def score_run(
     a = analyse(cube, ds, options, n_boot=n_boot, seed=seed, bootstrap=bootstrap)
     doc = analysis_to_json(a, strict=strict)
     doc["answers"] = {"ok": cube.n_ok, "failed": cube.n_failed, "failed_by_model": cube.failures}
+    doc["answer_modes"] = dict(cube.answer_modes)  # which mode's ratings each model's scores are
     tmp = rd.scores_path.with_name(rd.scores_path.name + ".tmp")
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     os.replace(tmp, rd.scores_path)  # a reader never sees half a scores.json
@@ -100,11 +101,18 @@ def _cell(x: float, width: int, sign: str = "+") -> str:
     return f"{'—' if math.isnan(x) else f'{x:{sign}.2f}':>{width}}"
 
 
-def format_table(scores: Scores, alpha: dict[str, float] | None = None) -> str:
-    """Centred PVQ scores, one row per model × condition, values as columns (Table 2)."""
+def format_table(
+    scores: Scores, alpha: dict[str, float] | None = None, modes: dict[str, str] | None = None
+) -> str:
+    """Centred PVQ scores, one row per model × condition, values as columns (Table 2).
+
+    A model whose answers were not the paper's free text is marked "(choice)" ("(mixed)")."""
     cols = [_SHORT.get(d, d[:5]) for d in FAMILY_DIMS["pvq"]]
+    mode = {m: (modes or {}).get(m, "text") for m in scores.models}
+    names = {m: m if mode[m] == "text" else f"{m} ({mode[m]})" for m in scores.models}
     labels = [
-        m if c == VANILLA else f"{m} [{c}]" for m in scores.models for c in scores.conditions
+        names[m] if c == VANILLA else f"{names[m]} [{c}]"
+        for m in scores.models for c in scores.conditions
     ]
     left = max([len("model"), *map(len, labels)])
     lines = [f"{'model':<{left}} " + " ".join(f"{c:>6}" for c in cols)]
@@ -114,7 +122,7 @@ def format_table(scores: Scores, alpha: dict[str, float] | None = None) -> str:
         for ci, c in enumerate(scores.conditions):
             if not n[mi, ci]:
                 continue  # this model never ran this condition
-            label = m if c == VANILLA else f"{m} [{c}]"
+            label = names[m] if c == VANILLA else f"{names[m]} [{c}]"
             row = " ".join(_cell(float(v), 6) for v in pvq[mi, ci])
             lines.append(f"{label:<{left}} {row}")
     if alpha:

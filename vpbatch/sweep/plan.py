@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import orjson
+
+from vpbatch.benchmark.choice import CHOICE, TEXT, choice_schema
 from vpbatch.benchmark.conditions import Conditions, system_message
 from vpbatch.benchmark.dataset import Dataset
+from vpbatch.benchmark.dims import PHRASES
 from vpbatch.providers.tokens import PER_MESSAGE, PER_REQUEST, text_tokens
 from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.cost import Prices
@@ -19,6 +23,7 @@ class ModelPlan:
     model: str
     provider: str
     mode: str
+    answer: str  # "text" (the paper's free text) or "choice" (a JSON answer, one of six)
     conditions: int
     jobs: int
     requests: int
@@ -50,8 +55,11 @@ def plan_model(
         text = system_message(c, conds)
         system += 0.0 if text is None else text_tokens(text) + PER_MESSAGE
     per_pair = n * len(cfg.run.versions)
+    # A choice request also carries its schema, which a server may show to the model.
+    schema = text_tokens(orjson.dumps(choice_schema(tuple(PHRASES))).decode()) \
+        if m.answer == CHOICE else 0.0
     per_repeat = (user * len(conditions) + system * per_pair
-                  + per_pair * len(conditions) * (PER_MESSAGE + PER_REQUEST))
+                  + per_pair * len(conditions) * (PER_MESSAGE + PER_REQUEST + schema))
     prompt_tokens = math.ceil(per_repeat * cfg.run.repeats * jobs / full) if full else 0
     params = request_params(cfg, m)
     completion = jobs * params.max_tokens
@@ -61,7 +69,8 @@ def plan_model(
     rpm = _tighter(m.rpm, group.rpm if group else None)
     tpm = _tighter(m.tpm, group.tpm if group else None)
     return ModelPlan(
-        model=m.name, provider=m.provider, mode=m.mode, conditions=len(conditions), jobs=jobs,
+        model=m.name, provider=m.provider, mode=m.mode, answer=m.answer or TEXT,
+        conditions=len(conditions), jobs=jobs,
         requests=jobs, prompt_tokens=prompt_tokens, max_completion_tokens=completion,
         max_tokens=params.max_tokens, cost_usd=cost,
         # A batch API queues everything at once: the client limits do not pace it.
@@ -104,16 +113,16 @@ def _least(minutes_rpm: float | None, minutes_tpm: float | None) -> str:
 
 def render_plan(plans: list[ModelPlan]) -> list[str]:
     """The plan as table lines, one per model and a total."""
-    head = ("model", "provider", "conds", "jobs", "requests", "prompt tok", "max out tok",
-            "cost ≤ USD", "time ≥ (limit)")
+    head = ("model", "provider", "answers", "conds", "jobs", "requests", "prompt tok",
+            "max out tok", "cost ≤ USD", "time ≥ (limit)")
     rows = [head]
     for p in plans:
         cost = "no price" if p.cost_usd is None else f"{p.cost_usd:,.2f}"
-        rows.append((p.model, p.provider + (" batch" if p.mode == "batch" else ""),
+        rows.append((p.model, p.provider + (" batch" if p.mode == "batch" else ""), p.answer,
                      str(p.conditions), f"{p.jobs:,}", f"{p.requests:,}", _num(p.prompt_tokens),
                      _num(p.max_completion_tokens), cost, _minutes(p)))
     costs = [p.cost_usd for p in plans if p.cost_usd is not None]
-    rows.append(("total", "", "", f"{sum(p.jobs for p in plans):,}",
+    rows.append(("total", "", "", "", f"{sum(p.jobs for p in plans):,}",
                  f"{sum(p.requests for p in plans):,}",
                  _num(sum(p.prompt_tokens for p in plans)),
                  _num(sum(p.max_completion_tokens for p in plans)),
