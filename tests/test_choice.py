@@ -466,7 +466,7 @@ def test_scores_json_the_table_the_report_and_plan_name_the_mode(tmp_path: Path)
     md = (tmp_path / "run" / "report.md").read_text()
     assert "| c (choice) |" in md and "| t |" in md
     health = md.split("### Failures, retries, tokens, cost", 1)[1]
-    assert [ln.rsplit("|", 2)[1].strip() for ln in health.splitlines()[4:6]] == ["text", "choice"]
+    assert [ln.split("|")[1].strip() for ln in health.splitlines()[4:6]] == ["t", "c (choice)"]
     assert "c (choice)" in (tmp_path / "run" / "report.html").read_text()
     plan = runner.invoke(cli, ["plan", str(tmp_path / "c.toml"), "--json"])
     assert [m["answer"] for m in json.loads(plan.output)["models"]] == ["text", "choice"]

@@ -93,9 +93,9 @@ NOTES: dict[str, str] = {
         "long-form with the human percentiles, are in scores_long.csv."
     ),
     "health": (
-        "Jobs are (model, condition, version, item, repeat) requests. Answers = the answer "
-        "mode: text (the paper's free text, read by the parsers) or choice (a JSON answer "
-        "constrained to the six phrases). Failed = no answer after retries (by reason); "
+        "Jobs are (model, condition, version, item, repeat) requests; a model marked (choice) "
+        "answered in choice mode (a JSON answer constrained to the six phrases), the others "
+        "in the paper's free text. Failed = no answer after retries (by reason); "
         "unparseable = an answer that matched no scale phrase, or in choice mode no valid JSON "
         "member (left out of scoring, never guessed). Retries = extra attempts. Cost uses the "
         "config's price_in/price_out (USD per 1M tokens). Design effect = the width of a "

@@ -309,8 +309,7 @@ def audit_rows(audit: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]
 
 DESIGN_HEADER = ["family", "median", "lowest", "highest", "model × dimension cells"]
 HEALTH_HEADER = ["model", "jobs", "parsed", "unparseable", "failed", "failure reasons",
-                 "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost",
-                 "answers"]
+                 "retries", "prompt tokens", "completion tokens", "reasoning tokens", "cost"]
 
 
 def health_rows(rep: ReportData) -> list[list[str]]:
@@ -319,10 +318,10 @@ def health_rows(rep: ReportData) -> list[list[str]]:
     for model, st in rep.stats.items():
         reasons = ", ".join(f"{k} ×{n}" for k, n in st.failure_reasons.most_common(4)) or "—"
         cost = "no price in config" if st.cost_usd is None else f"${st.cost_usd:.2f}"
-        rows.append([model, str(st.jobs), str(st.ok), str(st.unparseable), str(st.failed),
+        rows.append([rep.label(model), str(st.jobs), str(st.ok), str(st.unparseable),
+                     str(st.failed),
                      reasons, str(st.retries), f"{st.prompt_tokens:,}",
-                     f"{st.completion_tokens:,}", f"{st.reasoning_tokens:,}", cost,
-                     rep.answer_modes.get(model, "text")])
+                     f"{st.completion_tokens:,}", f"{st.reasoning_tokens:,}", cost])
     if len(rep.stats) > 1:
         sts = list(rep.stats.values())
 
@@ -335,7 +334,7 @@ def health_rows(rep: ReportData) -> list[list[str]]:
         rows.append(["total", *(str(total(k)) for k in ("jobs", "ok", "unparseable", "failed")),
                      "", str(total("retries")),
                      *(f"{total(k):,}" for k in ("prompt_tokens", "completion_tokens",
-                                                 "reasoning_tokens")), cost, ""])
+                                                 "reasoning_tokens")), cost])
     return rows
 
 
