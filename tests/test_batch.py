@@ -154,8 +154,9 @@ async def crash_after_submit(cfg: Config, run_dir: Path, srv: RunningServer) -> 
     after it runs, no results are collected)."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, cfg, run_dir)
-        while srv.stats.batch_polls < 3:
-            await anyio.sleep(0.01)
+        with anyio.fail_after(60):
+            while srv.stats.batch_polls < 3:
+                await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
     assert rows(run_dir) == [] and srv.stats.batches_created == 1
 
