@@ -14,7 +14,7 @@ ifneq ($(wildcard $(SHARED_PAPER)/README.md),)
 export VPBATCH_PAPER ?= $(SHARED_PAPER)
 endif
 
-.PHONY: setup llama run run-local test bench lint clean
+.PHONY: setup llama run run-local test test-fast test-min bench lint clean
 
 # The real local model (issue: real models on this machine) lives in its own venv: llama.cpp's
 # server stack is no dependency of vpbatch's. Compiling llama.cpp takes ~11 min on 2 cores.
@@ -64,6 +64,29 @@ test: setup data
 	-@$(MAKE) --no-print-directory llama || echo "WARNING: make llama failed; the real-model test will fail" >&2
 	$(BIN)/python -m pytest -q
 
+# The edit-test loop: the whole suite less what reads all 33 recorded models, runs a whole
+# sweep, needs the real model or needs Chromium (pyproject's markers).
+FAST := not slow and not realmodel and not browser
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m '$(FAST)'
+
+# The declared lower bounds, each pinned in constraints-min.txt, in a venv of their own (built
+# afresh when either file changes); setuptools too, so the build floor is tested with the rest.
+MIN_VENV  := .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed
+
+$(MIN_STAMP): pyproject.toml constraints-min.txt
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/pip install --quiet -c constraints-min.txt setuptools
+	$(MIN_VENV)/bin/pip install --quiet --no-build-isolation -c constraints-min.txt -e '.[dev]'
+	@touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -m pytest -q -m '$(FAST)'
+
 bench: setup
 	$(BIN)/python -m bench
 
@@ -72,4 +95,4 @@ lint: setup
 	$(BIN)/mypy vpbatch
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache .mypy_cache .ruff_cache
