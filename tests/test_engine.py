@@ -8,8 +8,6 @@ import io
 import json
 import math
 import os
-import random
-import selectors
 import signal
 import socket
 import sys
@@ -23,6 +21,7 @@ import anyio
 import orjson
 import pytest
 from aiohttp import web
+from virtual_time import VirtualTimeLoop
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
@@ -120,7 +119,7 @@ def test_every_job_is_logged_once_with_answer_rating_usage_and_request(tmp_path:
             assert_each_job_once(rows, 60)
             r = rows[0]
             assert r["status"] == "ok" and r["raw"] and r["rating"] in range(1, 7)
-            assert r["usage"]["prompt_tokens"] > 0 and r["latency_ms"] >= 0
+            assert r["usage"]["prompt_tokens"] > 0 and r["latency_ms"] > 0
             assert r["request"]["model"] == "sim" and r["request"]["max_tokens"] == 64
             assert r["request"]["temperature"] == 0.0 and r["request"]["seed"] == 42
             assert srv.stats.requests == 60
@@ -321,55 +320,6 @@ def _pipeline(cfg: Config, tmp: Path, limits: Limits | None) -> tuple[Pipeline, 
     return Pipeline(m, make_provider(m, None), log, prog, limits=limits), jobs
 
 
-class _SelectorOnVirtualTime:
-    """The loop's selector: when nothing is ready, the clock jumps to the next timer."""
-
-    def __init__(self, inner: selectors.BaseSelector, loop: _VirtualTimeLoop) -> None:
-        self.inner, self.loop = inner, loop
-
-    def __getattr__(self, name: str) -> Any:  # register, unregister, modify, get_map, close
-        return getattr(self.inner, name)
-
-    def select(self, timeout: float | None = None) -> Any:
-        # Loopback hands the bytes over within the sender's send(): an empty poll means idle.
-        events = self.inner.select(0 if timeout is not None else None)
-        if not events and timeout is not None:
-            self.loop.now += timeout
-        # Each turn takes a nanosecond, as on a real clock: a timer re-armed for "now" (float
-        # residue in a limiter) cannot stop time.
-        self.loop.now += 1e-9
-        self.loop.maybe_stall()
-        return events
-
-
-class _VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock moves only when every task waits for a timer, and by stalls.
-
-    Work takes no time on this clock, so other processes loading the machine cannot bunch
-    requests. Every `every` seconds the loop stalls for up to `longest`, as a descheduled
-    process does: timers fire late and the RPM limiter's bucket drains meanwhile.
-    """
-
-    def __init__(self, *, every: float, longest: float, seed: int) -> None:
-        super().__init__()
-        self.now = 0.0
-        self.every, self.longest = every, longest
-        self.next_stall = every
-        self.stalls: list[float] = []
-        self.rng = random.Random(seed)
-        self._selector = _SelectorOnVirtualTime(self._selector, self)  # type: ignore[assignment]
-
-    def time(self) -> float:
-        return self.now
-
-    def maybe_stall(self) -> None:
-        if self.now >= self.next_stall:
-            stall = self.rng.uniform(0.0, self.longest)
-            self.stalls.append(stall)
-            self.now += stall
-            self.next_stall = self.now + self.every
-
-
 def _swinging_network_delay(longest: float, period: float) -> aiohttp.TraceConfig:
     """Requests reach the server 0..`longest` s after they are sent, swinging over `period` s.
 
@@ -393,12 +343,12 @@ def _swinging_network_delay(longest: float, period: float) -> aiohttp.TraceConfi
 def test_an_rpm_limited_server_sees_no_excess_and_gets_95_percent_of_the_rate(
     tmp_path: Path,
 ) -> None:
-    # Client and server share a virtual clock (_VirtualTimeLoop): three minutes of the
+    # Client and server share a virtual clock (VirtualTimeLoop): three minutes of the
     # provider's time at 600 rpm in a few seconds, the same on an idle or a loaded machine.
     # Requests bunch as they do for real: the loop stalls for up to 0.5 s every 2 s and the
     # network delay swings by 0.4 s. Without the reserve in rpm_bucket the server refuses some.
     rpm, minutes = 600, 3
-    loop = _VirtualTimeLoop(every=2.0, longest=0.5, seed=7)
+    loop = VirtualTimeLoop(stall_every=2.0, longest_stall=0.5, seed=7)
 
     async def main() -> None:
         async with serving(rpm=rpm, clock=loop.time) as srv:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from virtual_time import VirtualTimeLoop
 
 from vpbatch.sweep.limits import WINDOW, ConcurrencyCap, RequestRate, TokenBudget, rpm_bucket
 
@@ -48,14 +49,21 @@ def test_rpm_bucket_rejects_a_non_positive_limit() -> None:
         rpm_bucket(0)
 
 
-def test_request_rate_admits_the_burst_without_waiting() -> None:
-    async def main() -> None:
-        rate = RequestRate(6000)  # burst of 50
-        with anyio.fail_after(5):
-            for _ in range(50):
-                await rate.acquire()
+def test_request_rate_admits_the_burst_at_once_then_paces() -> None:
+    loop = VirtualTimeLoop()  # time passes only while the limiter waits
+    burst, rate = rpm_bucket(6000)  # 50, then 98.3 a second
+    waited: list[float] = []
 
-    anyio.run(main)
+    async def main() -> None:
+        limiter = RequestRate(6000)
+        for _ in range(int(burst) + 2):
+            t0 = loop.time()
+            await limiter.acquire()
+            waited.append(loop.time() - t0)
+
+    anyio.run(main, backend_options={"loop_factory": lambda: loop})
+    assert waited[:50] == [0.0] * 50
+    assert waited[50:] == pytest.approx([1 / rate] * 2, rel=1e-3)
 
 
 def test_token_budget_charges_without_waiting_while_under_the_limit() -> None:

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from vpbatch.benchmark.dims import PHRASES
+from vpbatch.benchmark.parser import parse_official, parse_strict
 from vpbatch.demos.llama_server import LlamaUnavailable, serve_llama
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import LOG_NAME, iter_log, read_log
@@ -104,15 +105,16 @@ def test_choice_mode_rates_at_least_99_percent_of_a_real_models_answers(
     assert all(PHRASES[orjson.loads(r.raw or "")["answer"]] == r.rating for r in rated)
 
 
-def test_the_text_slice_is_rated_by_the_papers_parsers_or_carries_a_reason(
+def test_the_text_slice_is_logged_with_both_parsers_verdicts_on_its_text(
     swept: dict[str, list[Record]],
 ) -> None:
     text = swept["text"]
     assert all(r.answer_mode == "text" for r in text)
     for r in text:
         if r.status == "ok":
-            assert r.raw is not None
-            assert r.rating_strict is not None or r.strict_reason
+            strict = parse_strict(r.raw)
+            assert (r.rating, r.rating_strict, r.strict_reason) == (
+                parse_official(r.raw), strict.rating, strict.reason), r.raw
         else:
             assert r.error
     (model,) = parse_audit(text).values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html as html_text
 import itertools
 import os
 import re
@@ -14,20 +15,29 @@ import numpy as np
 import pytest
 
 from vpbatch.benchmark.dataset import load_dataset
-from vpbatch.benchmark.dims import PHRASES, PVQ, VERSIONS
+from vpbatch.benchmark.dims import FAMILY_DIMS, PHRASES, PVQ, VERSIONS
 from vpbatch.errors import LogError
 from vpbatch.log.records import FAILED, Record, job_id
 from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, write_report
-from vpbatch.report.common import fmt, marks
+from vpbatch.report.common import NOTES, fmt, marks
 from vpbatch.report.data import run_stats
+from vpbatch.report.svg import label
 from vpbatch.scoring.human import load_human_reference
-from vpbatch.scoring.scorer import item_weights
+from vpbatch.scoring.scorer import ScoreOptions, item_weights
+from vpbatch.scoring.scores_file import score_run
 from vpbatch.sweep.cost import Prices
 
 PERSONAS = ("gender=male", "gender=female", "politics=left-wing", "politics=right-wing",
             "religion=atheist")
 PHRASE_OF = {v: k for k, v in PHRASES.items()}
 SECRET = "sk-test-0123456789abcdef"
+MODELS = ("alpha-7b", "beta-chat")
+SECTIONS = {"profiles": "1. Value profiles", "higher": "2. Higher-order values and Big Five",
+            "humans": "3. Among the human raters",
+            "personas": "4. Persona deltas beside the humans", "steering": "5. Value steering",
+            "versions": "6. Prompt-version sensitivity",
+            "reliability": "7. Reliability (Cronbach's alpha)", "conditions": "8. All conditions",
+            "health": "9. Run health"}
 
 
 def make_run(
@@ -107,6 +117,18 @@ def html(run: Path) -> str:
     return (run / "report.html").read_text(encoding="utf-8")
 
 
+def _html_tables(html: str, section: str) -> list[list[list[str]]]:
+    """Body rows (cell texts) of every table in one `<section id=...>` of report.html."""
+    body = html.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
+    tables = re.findall(r"<tbody>(.*?)</tbody>", body)
+    return [[[html_text.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+             for row in re.findall(r"<tr>(.*?)</tr>", t)] for t in tables]
+
+
+def _unmarked(rows: list[list[str]]) -> list[list[str]]:
+    return [[c.rstrip("⋆†") for c in r] for r in rows]
+
+
 def _md_table(md: str, heading: str) -> list[list[str]]:
     """Body rows of the first Markdown table after a heading."""
     lines = md.split(heading, 1)[1].splitlines()
@@ -115,9 +137,19 @@ def _md_table(md: str, heading: str) -> list[list[str]]:
     return [[c.strip() for c in ln.strip("|").split("|")] for ln in block[2:]]
 
 
-def test_report_writes_markdown_html_and_both_csvs(run: Path) -> None:
-    for name in ("report.md", "report.html", CSV_NAME, CSV_VERSIONS_NAME):
-        assert (run / name).stat().st_size > 1000, name
+def test_profile_tables_show_the_scores_that_vpbatch_score_writes(
+    run: Path, md: str, html: str, data_dir: Path
+) -> None:
+    doc, _, _ = score_run(run, ScoreOptions(), data=str(data_dir))  # RUN/scores.json
+    want = {fam: [[m, *(fmt(doc["models"][m]["vanilla"][fam][d]["score"])
+                        for d in FAMILY_DIMS[fam])] for m in MODELS]
+            for fam in ("pvq", "higher_pvq", "bfi")}
+    assert _unmarked(_md_table(md, "## 1. Value profiles")) == want["pvq"]
+    assert _unmarked(_md_table(md, "### Higher-order values")) == want["higher_pvq"]
+    assert _unmarked(_md_table(md, "### Big Five traits")) == want["bfi"]
+    assert [_unmarked(t) for t in _html_tables(html, "profiles")[:1]] == [want["pvq"]]
+    assert [_unmarked(t) for t in _html_tables(html, "higher")[:2]] == [
+        want["higher_pvq"], want["bfi"]]
 
 
 def test_html_needs_no_network(html: str) -> None:
@@ -129,12 +161,13 @@ def test_html_needs_no_network(html: str) -> None:
     assert "@import" not in html
 
 
-def test_every_section_explains_itself(md: str, html: str) -> None:
-    for title in ("1. Value profiles", "3. Among the human raters",
-                  "4. Persona deltas beside the humans", "5. Value steering",
-                  "6. Prompt-version sensitivity", "7. Reliability", "9. Run health"):
-        assert title in md and title in html
-    assert html.count('class="note"') == 9
+def test_every_section_opens_with_what_it_means(md: str, html: str) -> None:
+    for key, title in SECTIONS.items():
+        md_section = md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+        assert NOTES[key] in md_section, title
+        html_section = html.split(f'<section id="{key}">', 1)[1].split("</section>", 1)[0]
+        assert html_section.startswith(f"<h2>{html_text.escape(title)}")
+        assert f'<p class="note">{html_text.escape(NOTES[key])}</p>' in html_section, title
 
 
 def test_profile_table_marks_each_models_max_and_min(md: str) -> None:
@@ -154,10 +187,34 @@ def test_numbers_are_printed_with_two_decimals(md: str) -> None:
     assert fmt(-0.004) == "+0.00" and fmt(float("nan")) == "n/a" and fmt(1.239) == "+1.24"
 
 
-def test_html_draws_a_chart_per_model_and_a_heatmap_with_its_diagonal(html: str) -> None:
-    assert html.count("<svg") >= 2 * 3 + 2  # profiles, higher, BFI per model + 2 heatmaps
-    assert html.count('class="diag"') == 2 * 10
-    assert html.count('class="cell"') == 2 * 100
+def _svg(html: str, title: str) -> str:
+    (svg,) = [s for s in html.split("<svg")[1:] if f"<title>{html_text.escape(title)}</title>" in s]
+    return svg
+
+
+def test_html_draws_each_models_profile_charts(html: str) -> None:
+    for m in MODELS:
+        for family in ("Schwartz values", "Higher-order values", "Big Five traits"):
+            svg = _svg(html, f"{m}: {family}")
+            assert "<rect" in svg  # a bar per dimension, each with its whisker
+
+
+def test_html_heatmap_outlines_the_steered_values_with_the_numbers_of_the_md(
+    md: str, html: str
+) -> None:
+    steering = md.split("## 5. Value steering", 1)[1]
+    for m in MODELS:
+        bold = [next(c for c in r[1:] if c.startswith("**")).strip("*")
+                for r in _md_table(steering, f"### {m}")]
+        svg = _svg(html, f"{m}: steered − vanilla")
+        cells = {(float(x), float(y)): (row, col, v) for x, y, row, col, v in re.findall(
+            r'<rect class="cell" x="([\d.]+)" y="([\d.]+)"[^>]*><title>'
+            r"steered ([^,]+), measured ([^:]+): ([^<]+)</title>", svg)}
+        assert len(cells) == 100
+        outlined = [cells[float(x) - 1.5, float(y) - 1.5] for x, y in
+                    re.findall(r'<rect class="diag" x="([\d.]+)" y="([\d.]+)"', svg)]
+        assert [(row, col) for row, col, _ in outlined] == [(label(d), label(d)) for d in PVQ]
+        assert [v for _, _, v in outlined] == bold
 
 
 def test_persona_deltas_stand_beside_the_human_ones(md: str) -> None:
@@ -231,12 +288,17 @@ def test_health_ends_with_a_total_row(md: str) -> None:
     assert float(total[10].lstrip("$")) == pytest.approx(cost, abs=0.011)
 
 
-def test_parse_audit_is_in_the_report(md: str) -> None:
-    rows = _md_table(md, "### Parse audit")
-    assert {r[0] for r in rows} == {"alpha-7b", "beta-chat"}
+def test_parse_audit_counts_the_answers_each_parser_took(md: str, run: Path) -> None:
+    per_model = (run / "log.jsonl").read_bytes().count(b"\n") // 2
+    failed = sum(1 for n in range(1, per_model + 1) if n % 97 == 0)
+    unparseable = sum(1 for n in range(1, per_model + 1) if n % 89 == 0 and n % 97)
+    (alpha,) = [r for r in _md_table(md, "### Parse audit") if r[0] == "alpha-7b"]
+    parsed = per_model - failed - unparseable  # both parsers take the scale phrases alike
+    assert alpha == ["alpha-7b", str(per_model - failed), str(failed), str(parsed), str(parsed),
+                     "0", f"no option ×{unparseable}", "—"]
 
 
-def test_long_csv_has_one_row_per_model_condition_dimension(run: Path) -> None:
+def test_long_csv_has_one_row_per_model_condition_dimension(run: Path, md: str) -> None:
     with open(run / CSV_NAME, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     n_conditions = 1 + len(PERSONAS) + len(PVQ)
@@ -247,12 +309,21 @@ def test_long_csv_has_one_row_per_model_condition_dimension(run: Path) -> None:
     assert all(r["delta"] == "0.000000" for r in vanilla)
     for r in rows[:50]:
         assert float(r["ci_low"]) <= float(r["score"]) <= float(r["ci_high"])
+    pvq = {(r["model"], r["dimension"]): float(r["score"]) for r in vanilla
+           if r["family"] == "pvq"}
+    assert _unmarked(_md_table(md, "## 1. Value profiles")) == [
+        [m, *(fmt(pvq[m, d]) for d in PVQ)] for m in MODELS]
 
 
-def test_version_csv_scores_each_version(run: Path) -> None:
+def test_version_csv_holds_the_scores_of_each_version_table(run: Path, md: str) -> None:
     with open(run / CSV_VERSIONS_NAME, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert {r["version"] for r in rows} == set(VERSIONS[:3])
+    for m in MODELS:
+        score = {(r["version"], r["dimension"]): float(r["score"]) for r in rows
+                 if (r["model"], r["condition"], r["family"]) == (m, "vanilla", "pvq")}
+        shown = _md_table(md, f"### {m}: each version")[:3]
+        assert shown == [[v, *(fmt(score[v, d]) for d in PVQ)] for v in VERSIONS[:3]]
 
 
 def test_report_command_runs_end_to_end_and_keeps_keys_out(tmp_path: Path,
