@@ -153,6 +153,7 @@ def test_manifest_pins_the_commit_of_the_data_readme(data_dir: Path) -> None:
     assert sum(f.group == OUTPUTS_GROUP for f in m.files) == 33 * 6
 
 
+@pytest.mark.slow
 def test_official_copy_verifies_including_outputs(data_dir: Path) -> None:
     # The shared outputs are .xz of the upstream .json: hashed decompressed.
     assert check(data_dir, with_outputs=True) == 18 + 33 * 6

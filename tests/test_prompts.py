@@ -92,6 +92,7 @@ def test_missing_template_is_named(tmp_path: Path, data_dir: Path) -> None:
         load_templates(tmp_path)
 
 
+@pytest.mark.slow
 def test_render_equals_every_recorded_prompt(ds: Dataset, data_dir: Path) -> None:
     """All 33 models x 6 versions x 520 records: identical, character for character."""
     files = sorted((data_dir / layout.OUTPUTS).glob("*/*_results.json*"))
