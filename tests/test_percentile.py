@@ -97,6 +97,7 @@ def model_cube(ds: Dataset, survey: Survey) -> RatingCube:
                       ratings, np.asarray(ds.portrait_id), np.asarray(ds.option_id))
 
 
+@pytest.mark.slow  # exact fractions for every rater and dimension: 12-24 s each
 @pytest.mark.parametrize("rule", ["paper", "absolute"])
 def test_percentiles_agree_with_a_naive_exact_route(
     ds: Dataset, survey: Survey, data_dir: Path, rule: str
