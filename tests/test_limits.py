@@ -62,7 +62,7 @@ def test_request_rate_admits_the_burst_at_once_then_paces() -> None:
             waited.append(loop.time() - t0)
 
     anyio.run(main, backend_options={"loop_factory": lambda: loop})
-    assert waited[:50] == [0.0] * 50
+    assert waited[:50] == pytest.approx([0.0] * 50, abs=1e-6)  # a checkpoint ticks 1 ns
     assert waited[50:] == pytest.approx([1 / rate] * 2, rel=1e-3)
 
 
