@@ -233,3 +233,43 @@ def test_conditions_file_resolves_beside_the_config(tmp_path: Path) -> None:
     text = text.replace('steering = "all"', "")
     cfg = load_config(write(tmp_path / "conf", text), env=ENV)
     assert cfg.run.conditions_file == str((tmp_path / "conf" / "mine.toml").resolve())
+
+
+LOCAL = GOOD.replace('api_key_env = "OPENAI_API_KEY"', 'base_url = "http://127.0.0.1:8000/v1"')
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://127.0.0.1:/v1", "empty or zero port"),
+    ("http://127.0.0.1:0/v1", "empty or zero port"),
+    ("http://127.0.0.1:99999/v1", "Port out of range"),
+    ("127.0.0.1:8000/v1", "no scheme"),
+    ("localhost:8000", "scheme 'localhost'"),
+    ("ftp://example.org/v1", "scheme 'ftp'"),
+    ("http:///v1", "no host"),
+    ("http://[::1/v1", "not a valid URL"),
+    ("http://127.0.0.1:8000/v1?api-version=1", "a query"),
+])
+def test_a_base_url_without_scheme_host_or_valid_port_is_a_config_error(
+    tmp_path: Path, capsys: Cap, url: str, problem: str
+) -> None:
+    err = cli_error(tmp_path, capsys, LOCAL.replace("http://127.0.0.1:8000/v1", url))
+    assert "models[0] (gpt-4o-mini).base_url" in err and problem in err
+    assert 'e.g. "http://127.0.0.1:8000/v1"' in err or "API root" in err
+
+
+def test_a_base_url_holding_credentials_is_refused_without_echoing_them(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, LOCAL.replace("http://127.0.0.1", "http://me:sk-secret@127.0.0.1"))
+    assert "sk-secret" not in msg and "api_key_env" in msg
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "https://api.together.xyz/v1",
+                                 "http://[::1]:8080/v1", "http://gpu-box/v1/"])
+def test_a_usable_base_url_loads(tmp_path: Path, url: str) -> None:
+    text = GOOD.replace("concurrency = 64", f'concurrency = 64\nbase_url = "{url}"')
+    assert load_config(write(tmp_path, text), env=ENV).models[0].base_url == url
+
+
+def test_max_response_bytes_defaults_to_one_mib_and_must_be_positive(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD), env=ENV).models[0].max_response_bytes == 1 << 20
+    msg = error_of(tmp_path, GOOD.replace("concurrency = 64", "max_response_bytes = 0"))
+    assert "max_response_bytes" in msg and "positive" in msg

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from vpbatch.errors import LogError
-from vpbatch.log.records import FAILED, Record
+from vpbatch.log.records import FAILED, TEXT_CAP, Record
 from vpbatch.log.runlog import RunLog, read_log
+from vpbatch.providers.base import Answer
+from vpbatch.sweep.outcome import Pending
 
 
 def rec(jid: str, status: str = "ok") -> Record:
@@ -75,3 +78,26 @@ def test_the_logged_request_keeps_every_parameter_and_only_a_digest_of_the_promp
     assert "messages" not in logged and len(logged["prompt_sha256"]) == 64
     other = dict(body, messages=[{"role": "user", "content": "q"}])
     assert loggable_request(other)["prompt_sha256"] != logged["prompt_sha256"]
+
+
+def test_a_huge_answer_is_rated_in_full_and_logged_as_a_bounded_prefix(tmp_path: Path) -> None:
+    text = "Not like me at all. " + "blah " * 100_000  # 500 kB: a runaway generation
+    pending = Pending("a" * 32, "m", "vanilla", "v1", 1, 1, 0, {})
+    rec = pending.answered(Answer(text, "r" * 200_000, "stop"))
+    assert rec.rating == 1  # parsed on the full text
+    with RunLog(tmp_path / "log.jsonl") as log:
+        log.append(rec)
+    line = (tmp_path / "log.jsonl").read_bytes()
+    assert len(line) < 3 * TEXT_CAP  # bounded whatever the server sent
+    (back,) = read_log(tmp_path / "log.jsonl")
+    assert back.raw == text[:TEXT_CAP] and back.rating == 1
+    cut = back.extra["truncated"]
+    assert cut["raw"] == {"chars": len(text),
+                          "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert cut["reasoning"]["chars"] == 200_000 and len(back.reasoning or "") == TEXT_CAP
+
+
+def test_a_huge_error_message_is_bounded_too() -> None:
+    rec = Record(job_id="b" * 32, model="m", condition="vanilla", version="v1", portrait_id=1,
+                 option_id=1, status=FAILED, error="x" * 1_000_000, finish_reason="y" * 10_000)
+    assert len(rec.to_json()) < 4_000 and rec.extra["truncated"]["error"]["chars"] == 1_000_000

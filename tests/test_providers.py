@@ -466,14 +466,66 @@ async def test_a_base_url_aiohttp_cannot_use_is_permanent(base_url: str) -> None
     assert err.kind is FailureKind.PERMANENT and "base_url" in err.message
 
 
-async def test_invalid_json_in_a_200_is_transient() -> None:
-    err = await error_from(Reply(200, "{not json"))
-    assert err.kind is FailureKind.TRANSIENT and "invalid JSON" in err.message
+async def test_json_cut_off_in_a_200_is_transient() -> None:
+    err = await error_from(Reply(200, '{"id": "chatcmpl-x", "choices": [{"mes'))
+    assert err.kind is FailureKind.TRANSIENT and "truncated" in err.message
 
 
-async def test_missing_choices_is_transient() -> None:
-    err = await error_from(Reply(200, {"id": "x", "choices": []}))
+async def test_a_chat_completion_with_no_choices_is_transient() -> None:
+    err = await error_from(Reply(200, {"id": "x", "object": "chat.completion", "choices": []}))
     assert err.kind is FailureKind.TRANSIENT
+
+
+HTML = "<!doctype html><html><head><title>Open WebUI</title></head><body>app</body></html>"
+
+
+@pytest.mark.parametrize(("body", "ctype", "what"), [
+    (HTML, "text/html", "not JSON"),
+    ("OK", "text/plain", "not JSON"),
+    ({"status": "ok", "version": "0.6.1"}, "application/json", "without choices"),
+    ([1, 2], "application/json", "JSON list"),
+    ({"object": "text_completion", "choices": [{"text": "like me", "index": 0}]},
+     "application/json", "no message content"),
+])
+async def test_a_2xx_that_is_not_a_chat_completion_is_permanent_and_names_the_url(
+    body: Any, ctype: str, what: str
+) -> None:
+    async with scripted() as srv, aiohttp.ClientSession() as session:
+        srv.reply = Reply(200, body, {"Content-Type": ctype})
+        err = await failure(openai_provider(cfg(base_url=srv.url), session, KEY))
+    assert err.kind is FailureKind.PERMANENT
+    assert what in err.message and f"{srv.url}/chat/completions" in err.message
+    assert f"Content-Type: {ctype}" in err.message and "check base_url" in err.message
+    first = body if isinstance(body, str) else orjson.dumps(body).decode()
+    assert first[:40] in err.message
+
+
+async def test_an_anthropic_2xx_without_content_blocks_is_permanent() -> None:
+    err = await error_from(Reply(200, {"ok": True}), anthropic_provider)
+    assert err.kind is FailureKind.PERMANENT and "/messages" in err.message
+
+
+async def test_an_answer_over_max_response_bytes_fails_unread() -> None:
+    big = chat("like me " * 200_000)  # 1.6 MB of JSON
+    async with scripted() as srv, aiohttp.ClientSession() as session:
+        srv.reply = Reply(body=big)
+        provider = openai_provider(cfg(base_url=srv.url, max_response_bytes=100_000),
+                                   session, KEY)
+        err = await failure(provider)
+        assert err.kind is FailureKind.PERMANENT
+        assert "larger than max_response_bytes = 100,000 bytes" in err.message
+        assert "Content-Length" in err.message
+        srv.reply = Reply(body=chat("like me"))  # the session is still good afterwards
+        assert (await provider.complete(PLAIN, PAPER)).text == "like me"
+
+
+async def test_an_endless_body_without_length_stops_at_the_cap() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+    async with raw_server(head + b"x" * 300_000) as url, aiohttp.ClientSession() as session:
+        err = await failure(openai_provider(cfg(base_url=url, max_response_bytes=50_000),
+                                            session, KEY))
+    assert err.kind is FailureKind.PERMANENT and "max_response_bytes" in err.message
+    assert "Content-Length" not in err.message
 
 
 async def test_a_read_timeout_is_transient() -> None:

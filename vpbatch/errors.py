@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["VPBatchError", "DataError", "ConfigError", "LogError", "RunDirError"]
+__all__ = ["VPBatchError", "DataError", "ConfigError", "LogError", "RunDirError", "RunDirBusy"]
 
 
 class VPBatchError(Exception):
@@ -29,3 +29,7 @@ class RunDirError(VPBatchError):
     """A run dir does not match what was asked of it (another config, missing files)."""
 
     exit_code = 2
+
+
+class RunDirBusy(RunDirError):
+    """Another process holds the run dir's writer lock (names its PID and host)."""

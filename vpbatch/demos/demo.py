@@ -144,7 +144,7 @@ def run_demo(
     from vpbatch.benchmark.ensure import ensure_data
     from vpbatch.scoring.scores_file import score_run
 
-    cfg = load_config(config)
+    cfg = load_config(config, check_urls=False)  # point_at fills in ${SIM_URL}
     # A fresh clone has no data yet: fetch the core files and the recordings the config
     # replays (a missing or unreachable dataset fails here, before a server starts).
     replayed = [m.model.removeprefix("replay:") for m in cfg.models

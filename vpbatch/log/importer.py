@@ -24,6 +24,7 @@ import orjson
 from vpbatch.benchmark.dims import VANILLA, VERSIONS
 from vpbatch.benchmark.parser import parse_official, parse_strict, split_reasoning
 from vpbatch.errors import DataError, LogError
+from vpbatch.log.lock import run_dir_lock
 from vpbatch.log.records import FAILED, OK, Record, job_id
 from vpbatch.log.runlog import LOG_NAME, RunLog
 from vpbatch.scoring.cube import TEMPLATE_KEY
@@ -293,6 +294,13 @@ def import_official(
     outputs_dir: Path, run_dir: Path, *, skip_bad: bool = False, workers: int | None = None
 ) -> ImportSummary:
     """Import every results file under `outputs_dir` into `run_dir`'s log (idempotent)."""
+    with run_dir_lock(Path(run_dir), "import-official"):  # one writer at a time
+        return _import(outputs_dir, run_dir, skip_bad=skip_bad, workers=workers)
+
+
+def _import(
+    outputs_dir: Path, run_dir: Path, *, skip_bad: bool, workers: int | None
+) -> ImportSummary:
     t0 = time.perf_counter()
     outputs_dir, run_dir = Path(outputs_dir), Path(run_dir)
     if not outputs_dir.is_dir():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vpbatch.errors import RunDirError
 from vpbatch.log.counts import Counted
+from vpbatch.log.lock import run_dir_lock
 from vpbatch.log.reader import LogReader
 from vpbatch.log.records import OK
 from vpbatch.log.rundir import CONFIG_NAME, HASH_NAME, SOURCE_NAME, RunDir, open_run_dir
@@ -55,6 +56,11 @@ def _winners(ins: list[RunDir]) -> set[tuple[int, int]]:
 def merge_run_dirs(out_dir: Path, in_dirs: list[Path]) -> MergeResult:
     """Write OUT/log.jsonl (deduplicated by job id, lines byte-identical) and OUT's config."""
     ins = [open_run_dir(p) for p in in_dirs]
+    with run_dir_lock(Path(out_dir), "merge"):  # no sweep or import writes OUT meanwhile
+        return _merge(ins, out_dir)
+
+
+def _merge(ins: list[RunDir], out_dir: Path) -> MergeResult:
     out = RunDir.at(Path(out_dir))
     resolved = {rd.path.resolve() for rd in ins}
     if out.log_path.exists() and out.path.resolve() not in resolved:

@@ -10,7 +10,8 @@ import orjson
 
 from vpbatch.benchmark.choice import TEXT
 
-__all__ = ["Record", "job_id", "job_ids", "loggable_request", "OK", "FAILED"]
+__all__ = ["Record", "job_id", "job_ids", "loggable_request", "OK", "FAILED",
+           "TEXT_CAP"]
 
 OK = "ok"
 FAILED = "failed"
@@ -57,6 +58,21 @@ def loggable_request(body: dict[str, Any]) -> dict[str, Any]:
     return logged
 
 
+# The most characters a log line keeps of each text a server sends. An answer is rated on its
+# full text first (`sweep.outcome.Pending.answered`); a longer text keeps this prefix, and its full length and
+# sha256 go into extra["truncated"][field]. Every real answer fits: 64 tokens are ~300 chars,
+# a 4096-token reasoning budget ~16k.
+TEXT_CAP = 65_536
+_CAPPED = {"raw": TEXT_CAP, "reasoning": TEXT_CAP, "error": 2_000, "finish_reason": 100,
+           "batch_id": 200}
+
+
+def _fingerprint(text: str) -> dict[str, Any]:
+    """What a cut text leaves in the log: its full length and digest."""
+    blob = text.encode("utf-8", "surrogatepass")
+    return {"chars": len(text), "sha256": hashlib.sha256(blob).hexdigest()}
+
+
 @dataclass(slots=True)
 class Record:
     """One JSONL line of `log.jsonl`. `status` is "ok" (an answer came back) or "failed"."""
@@ -87,6 +103,16 @@ class Record:
     batch_id: str | None = None  # provider batch id when run through a batch API
     ts: float = 0.0  # unix time the record was written
     extra: dict[str, Any] = field(default_factory=dict)  # provenance (e.g. import source)
+
+    def __post_init__(self) -> None:
+        # A server's text is bounded here, where every record is made (online, batch,
+        # import, read back): no answer can make one log line unbounded.
+        for name in _CAPPED:
+            text = getattr(self, name)
+            if text is not None and len(text) > _CAPPED[name]:
+                setattr(self, name, text[: _CAPPED[name]])
+                cut = {**self.extra.get("truncated", {}), name: _fingerprint(text)}
+                self.extra = {**self.extra, "truncated": cut}
 
     def to_json(self) -> bytes:
         """One line of the log, newline included."""

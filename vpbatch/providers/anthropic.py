@@ -93,7 +93,8 @@ class AnthropicMessages:
     ) -> Answer:
         blocks = payload.get("content")
         if not isinstance(blocks, list):
-            raise failures.transient("the answer has no content blocks")
+            raise failures.not_an_answer(self.url, headers, orjson.dumps(payload),
+                                         "JSON without content blocks")
         stop = payload.get("stop_reason")
         if stop == "refusal":
             raise failures.permanent("the safety classifier refused the answer")

@@ -21,6 +21,7 @@ from vpbatch.providers.base import FailureKind, ProviderError
 __all__ = ["Failures", "classify_status", "retry_after", "redact"]
 
 _SNIPPET = 300  # characters of an error body kept in a message: enough to name the cause
+_HEAD = 120  # bytes of a body that is not an answer shown in its message: enough to know it
 
 # Key-shaped tokens are masked even when they are not our key: an error body may echo a
 # header we never saw (a proxy's), and a message is shown and logged verbatim.
@@ -185,6 +186,20 @@ class Failures:
     def permanent(self, what: str) -> ProviderError:
         """A failure that re-sending cannot change: a refused answer, an unusable URL."""
         return ProviderError(FailureKind.PERMANENT, self.redact(f"{self.label}: {what}"))
+
+    def not_an_answer(
+        self, url: str, headers: Mapping[str, str], head: bytes, what: str
+    ) -> ProviderError:
+        """A 2xx that is not the API's answer (an HTML page, JSON of another API): permanent.
+
+        The usual cause is a base_url that reaches some other page of the server; every
+        request will get the same page, so it is named (URL, content type, first bytes).
+        """
+        ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+        first = head[:_HEAD].decode("utf-8", "replace")
+        return self.permanent(
+            f"{url} answered {what}, not a chat completion (Content-Type: {ctype or 'none'}; "
+            f"first bytes: {first!r}); check base_url (a missing or doubled /v1?)")
 
     def redact(self, text: str) -> str:
         return redact(text, self.key)

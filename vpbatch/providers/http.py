@@ -60,9 +60,14 @@ class Endpoint:
         self.failures = failures
 
     async def send(
-        self, method: str, url: str, *, read_timeout: float | None = None, **kw: Any
+        self, method: str, url: str, *, read_timeout: float | None = None,
+        limit: int | None = None, **kw: Any,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """One request's status, headers and body; failing to get them is a ProviderError."""
+        """One request's status, headers and body; failing to get them is a ProviderError.
+
+        `limit` caps the body in bytes (a chat answer's `max_response_bytes`): a longer one
+        fails at once, unread, so no server can fill the memory or the log.
+        """
         headers = {**self.headers, **kw.pop("headers", {})}
         read = self.cfg.timeout_read if read_timeout is None else read_timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.cfg.timeout_connect,
@@ -70,8 +75,15 @@ class Endpoint:
         try:
             if self.session is None:
                 async with client_session() as session:
-                    return await _request(session, method, url, headers, timeout, kw)
-            return await _request(self.session, method, url, headers, timeout, kw)
+                    return await _request(session, method, url, headers, timeout, kw, limit)
+            return await _request(self.session, method, url, headers, timeout, kw, limit)
+        except _TooLarge as big:
+            # Permanent: a server that sends this much for one chat answer (a runaway
+            # generation, a proxy streaming a file) will do it again; re-sending pays again.
+            raise self.failures.permanent(
+                f"the answer from {url} is larger than max_response_bytes = {limit:,} bytes"
+                f"{big.declared}; the rest was not read. Lower max_tokens, check the server, "
+                "or raise max_response_bytes if answers this long are expected") from None
         except TimeoutError as exc:
             limits = f"connect {self.cfg.timeout_connect:g}s, read {read:g}s"
             raise self.failures.transient(
@@ -85,12 +97,37 @@ class Endpoint:
                 f"{method} {url}: {type(exc).__name__}: {exc}") from None
 
 
+class _TooLarge(Exception):
+    """A body over the cap; `declared` says what Content-Length announced, if anything."""
+
+    def __init__(self, length: int | None) -> None:
+        super().__init__(length)
+        self.declared = f" (Content-Length {length:,})" if length is not None else ""
+
+
 async def _request(
     session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
-    timeout: aiohttp.ClientTimeout, kw: dict[str, Any],
+    timeout: aiohttp.ClientTimeout, kw: dict[str, Any], limit: int | None,
 ) -> tuple[int, Mapping[str, str], bytes]:
     async with session.request(method, url, headers=headers, timeout=timeout, **kw) as resp:
-        return resp.status, resp.headers, await resp.read()
+        if limit is None:
+            return resp.status, resp.headers, await resp.read()
+        return resp.status, resp.headers, await _read_capped(resp, limit)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body if it holds at most `limit` bytes (decoded); else _TooLarge, the rest unread."""
+    declared = resp.content_length
+    if declared is not None and declared > limit:  # (compressed, it would only be larger)
+        resp.close()  # the connection goes, not the body: nothing more is read
+        raise _TooLarge(declared)
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            resp.close()
+            raise _TooLarge(declared)
+    return bytes(body)
 
 
 def read_answer(
@@ -102,9 +139,16 @@ def read_answer(
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise failures.transient(f"invalid JSON in a {status} answer: {raw[:80]!r}") from None
+        if raw.lstrip()[:1] in (b"", b"{", b"["):
+            # Nothing, or JSON that breaks off: a response cut short (a proxy dropped it).
+            raise failures.transient(
+                f"a truncated or empty {status} answer: {raw[:80]!r}") from None
+        # An HTML page or any other text: the URL reaches something that is not the API.
+        raise failures.not_an_answer(wire.url, headers, raw, f"{status} with a body that "
+                                     "is not JSON") from None
     if not isinstance(payload, dict):
-        raise failures.transient(f"expected a JSON object, got {type(payload).__name__}")
+        raise failures.not_an_answer(wire.url, headers, raw, f"{status} with a JSON "
+                                     f"{type(payload).__name__}, not an object")
     return wire.answer(payload, headers, failures)
 
 
@@ -144,7 +188,8 @@ class HttpProvider:
         if body is None:
             body = self.wire.body(messages, params)
         status, headers, raw = await self.endpoint.send(
-            "POST", self.wire.url, data=orjson.dumps(body), headers=_JSON)
+            "POST", self.wire.url, limit=self.cfg.max_response_bytes, data=orjson.dumps(body),
+            headers=_JSON)
         return self.parse(status, headers, raw)
 
     def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:

@@ -23,6 +23,9 @@ __all__ = ["OpenAIChat", "OPENAI_BASE_URL", "merge_extra", "usage_of", "base_url
            "response_format_for"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+# A chat message carries at least one of these (content may be null beside tool calls or
+# reasoning); a choice whose message has none is not a Chat Completions answer.
+_MESSAGE_FIELDS = frozenset({"content", "reasoning_content", "reasoning", "refusal", "tool_calls"})
 
 
 def base_url_of(cfg: ModelConfig, default: str) -> str:
@@ -141,16 +144,23 @@ class OpenAIChat:
             if isinstance(err, dict) and isinstance(err.get("code"), int):
                 # OpenRouter reports upstream failures inside a 200 body with an HTTP code.
                 raise failures.status(err["code"], headers, orjson.dumps(payload))
-            raise failures.transient("the answer has no choices")
+            if choices == [] and payload.get("object") == "chat.completion":
+                raise failures.transient("the chat completion has no choices")
+            raise failures.not_an_answer(self.url, headers, orjson.dumps(payload),
+                                         "JSON without choices")
         choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict) or not _MESSAGE_FIELDS.intersection(message):
+            # e.g. the legacy /completions answer (choices[0].text): another API entirely.
+            raise failures.not_an_answer(self.url, headers, orjson.dumps(payload),
+                                         "JSON whose first choice has no message content")
         finish = choice.get("finish_reason")
         if finish == "error" or isinstance(choice.get("error"), dict):
             # OpenRouter: the upstream model failed after the response had begun.
             raise failures.transient(f"the upstream model failed: {choice.get('error')}")
         if finish == "content_filter":
             raise failures.permanent("the content filter stopped the answer")
-        message = choice.get("message")
-        text, reasoning = _split(message if isinstance(message, dict) else {})
+        text, reasoning = _split(message)
         return Answer(text, reasoning, finish, usage_of(payload.get("usage")))
 
 

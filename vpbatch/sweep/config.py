@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vpbatch.benchmark import layout
 from vpbatch.benchmark.choice import ANSWER_MODES
@@ -116,6 +117,8 @@ class ModelConfig:
     personas: list[str] | str | None = None  # per-model override of [grids]
     steering: list[str] | str | None = None
     limit_group: str | None = None  # the [limits.NAME] this model shares with others
+    # What a misbehaving server may cost (README "When things go wrong"):
+    max_response_bytes: int = 1 << 20  # a longer answer fails unread ("response too large")
 
 
 @dataclass(slots=True)
@@ -147,7 +150,8 @@ class Config:
 
 # Numeric bounds: (field, lower bound, inclusive?). Zero rpm or concurrency would hang a sweep.
 _POSITIVE = ("rpm", "tpm", "concurrency", "max_tokens", "max_attempts", "repeats", "items",
-             "timeout_connect", "timeout_read", "batch_size", "batch_poll_s")
+             "timeout_connect", "timeout_read", "batch_size", "batch_poll_s",
+             "max_response_bytes")
 _NON_NEGATIVE = ("temperature", "price_in", "price_out", "max_retry_seconds", "seed")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -159,12 +163,14 @@ def load_config(
     check_env: bool = True,
     base_dir: Path | None = None,
     check_data: bool = True,
+    check_urls: bool = True,
 ) -> Config:
     """Read and validate a sweep config; ConfigError (exit 2) names the field and the fix.
 
     `check_env=False` skips the API-key variables (`plan` needs no keys), `check_data=False`
-    the dataset (`status` reads none). Relative paths resolve against `base_dir`, else the
-    config's own directory.
+    the dataset (`status` reads none), `check_urls=False` the base_urls (for callers that
+    send nothing, or fill them in: the demo's "${SIM_URL}"). Relative paths resolve against
+    `base_dir`, else the config's own directory.
     """
     p = Path(path)
     try:
@@ -177,7 +183,7 @@ def load_config(
         raise ConfigError(f"{p}: not UTF-8 text ({exc.reason}); save the config as UTF-8") from exc
     return parse_config(
         text, source=p, env=env, check_env=check_env, base_dir=base_dir or p.parent,
-        check_data=check_data,
+        check_data=check_data, check_urls=check_urls,
     )
 
 
@@ -189,12 +195,13 @@ def parse_config(
     check_env: bool = True,
     base_dir: Path | None = None,
     check_data: bool = True,
+    check_urls: bool = True,
 ) -> Config:
     """Validate TOML text (see `load_config`); `source` only labels the messages."""
     v = _Validator(str(source) if source is not None else "<config>")
     cfg = _build(v, text, source)
     _check_run(v, cfg.run, base_dir, env if check_data else None)
-    _check_models(v, cfg, env, check_env)
+    _check_models(v, cfg, env, check_env, check_urls)
     _check_grids(v, cfg)
     return cfg
 
@@ -442,7 +449,9 @@ def _check_dataset(v: _Validator, where: str, root: Path) -> None:
                "point it at a valueportrait checkout, or run `vpbatch data fetch` and remove it")
 
 
-def _check_models(v: _Validator, cfg: Config, env: Mapping[str, str], check_env: bool) -> None:
+def _check_models(
+    v: _Validator, cfg: Config, env: Mapping[str, str], check_env: bool, check_urls: bool,
+) -> None:
     # Names are unique already: the expansion checks them across entries (sweep.models).
     for m in cfg.models:
         o = cfg.origins[m.name]
@@ -458,6 +467,8 @@ def _check_models(v: _Validator, cfg: Config, env: Mapping[str, str], check_env:
             v.fail(o.at("mode"), "openrouter has no batch API", 'use mode = "online"')
         _check_answer(v, m, o)
         _check_bounds(v, _values(m), o.at)
+        if m.base_url is not None and check_urls:
+            _check_base_url(v, m.base_url, o.at("base_url"))
         _check_key_env(v, m, o, env, check_env)
 
 
@@ -471,6 +482,34 @@ def _check_answer(v: _Validator, m: ModelConfig, o: Origin) -> None:
         v.fail(o.at("choice_format"), f"provider {m.provider!r} takes only json_schema",
                "remove choice_format (json_object is for llama-cpp-python's server, "
                'provider = "openai" with base_url)')
+
+
+def _check_base_url(v: _Validator, url: str, where: str) -> None:
+    """A URL a request can go to: http(s), a host, a port in 1-65535 when one is written.
+
+    Caught here, before the sweep: aiohttp would take "http://127.0.0.1:/v1" and fail each
+    request as a connection error, retried for nothing.
+    """
+    fix = 'write it as http(s)://host[:port]/path, e.g. "http://127.0.0.1:8000/v1"'
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        v.fail(where, f"{url!r} is not a valid URL ({exc})", fix)
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: the part before "@" is a credential, and credentials live in env vars.
+        v.fail(where, "holds a user name or password before '@'",
+               "remove it and give the key through api_key_env (keys never go in the config)")
+    if parts.scheme not in ("http", "https"):
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        v.fail(where, f"{url!r} has {got}", fix)
+    if not parts.hostname:
+        v.fail(where, f"{url!r} has no host", fix)
+    if parts.netloc.endswith(":") or port == 0:
+        v.fail(where, f"{url!r} has an empty or zero port", fix + ", or leave the port out")
+    if parts.query or parts.fragment or any(c.isspace() for c in url):
+        v.fail(where, f"{url!r} has a query, a fragment or a space",
+               "give only the API root; vpbatch appends the endpoint path to it")
 
 
 def _check_key_env(

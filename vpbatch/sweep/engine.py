@@ -27,7 +27,8 @@ from anyio.abc import TaskStatus
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.errors import ConfigError, VPBatchError
-from vpbatch.log.rundir import prepare_run_dir
+from vpbatch.log.lock import run_dir_lock
+from vpbatch.log.rundir import RUNS_ROOT, prepare_run_dir
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.http import client_session
 from vpbatch.providers.registry import make_provider
@@ -142,6 +143,18 @@ async def sweep(
     stream: TextIO | None = None,
 ) -> SweepSummary:
     """Run (or resume) a sweep; returns when every job is logged, or a signal stopped it."""
+    path = run_dir if run_dir is not None else RUNS_ROOT / config.run.name
+    with run_dir_lock(path, "run"):  # one sweep per run dir, until this one ends
+        return await _sweep(config, path, shard=shard, force=force, retry_failed=retry_failed,
+                            progress=progress, env=env, drain=drain,
+                            handle_signals=handle_signals, policy=policy, stream=stream)
+
+
+async def _sweep(
+    config: Config, run_dir: Path, *, shard: tuple[int, int] | None, force: bool,
+    retry_failed: bool, progress: bool, env: Mapping[str, str], drain: float,
+    handle_signals: bool, policy: RetryPolicy | None, stream: TextIO | None,
+) -> SweepSummary:
     t0 = time.monotonic()
     rd = prepare_run_dir(config, run_dir, force=force)
     config = shard_limits(config, shard)  # N shards together keep to the stated limits
