@@ -213,3 +213,16 @@ def test_a_killed_sweep_leaves_no_lock_behind(
     again = run(vpbatch("run", cfg, "--run-dir", run_dir, "--quiet"), env)
     assert again.returncode == 0, again.stderr
     assert len({r["job_id"] for r in rows(run_dir)}) == GRID
+
+
+# -- a config that cannot work ------------------------------------------------------------------
+
+
+def test_an_empty_port_is_a_config_error_before_anything_is_sent(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    cfg = config(tmp_path, model("m", "http://127.0.0.1:/v1"))
+    done = run(vpbatch("run", cfg, "--run-dir", tmp_path / "run"), env)
+    assert done.returncode == 2
+    assert "models[0] (m).base_url: 'http://127.0.0.1:/v1' has an empty or zero port" in done.stderr
+    assert not (tmp_path / "run").exists()
