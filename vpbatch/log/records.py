@@ -59,9 +59,9 @@ def loggable_request(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # The most characters a log line keeps of each text a server sends. An answer is rated on its
-# full text first (`sweep.outcome.Pending.answered`); a longer text keeps this prefix, and its full length and
-# sha256 go into extra["truncated"][field]. Every real answer fits: 64 tokens are ~300 chars,
-# a 4096-token reasoning budget ~16k.
+# full text first (sweep.outcome.Pending.answered); a longer text keeps this prefix, and its
+# full length and sha256 go into extra["truncated"][field]. Every real answer fits: 64 tokens
+# are ~300 chars, a 4096-token reasoning budget ~16k.
 TEXT_CAP = 65_536
 _CAPPED = {"raw": TEXT_CAP, "reasoning": TEXT_CAP, "error": 2_000, "finish_reason": 100,
            "batch_id": 200}
