@@ -22,7 +22,7 @@ __all__ = ["models"]
 def models(config: Path, every: bool, as_json: bool) -> None:
     """Each model CONFIG expands to, its effective settings and where each came from
     (its own table, [providers.<p>], [run] or the default)."""
-    cfg = load_config(config, check_env=False, check_data=False)
+    cfg = load_config(config, check_env=False, check_data=False, check_urls=False)
     if as_json:
         click.echo(orjson.dumps(explain_json(cfg), option=orjson.OPT_INDENT_2).decode())
         return
