@@ -273,3 +273,17 @@ def test_max_response_bytes_defaults_to_one_mib_and_must_be_positive(tmp_path: P
     assert load_config(write(tmp_path, GOOD), env=ENV).models[0].max_response_bytes == 1 << 20
     msg = error_of(tmp_path, GOOD.replace("concurrency = 64", "max_response_bytes = 0"))
     assert "max_response_bytes" in msg and "positive" in msg
+
+
+def test_fail_on_error_is_a_fraction_below_1_or_a_count(tmp_path: Path) -> None:
+    def run_table(line: str) -> str:
+        return GOOD.replace("[run]\n", f"[run]\n{line}\n", 1)
+
+    cfg = load_config(write(tmp_path, GOOD), env=ENV)
+    assert (cfg.run.fail_on_error, cfg.run.stop_after) == (0.05, 20)
+    assert load_config(write(tmp_path, run_table("fail_on_error = 50")),
+                       env=ENV).run.fail_on_error == 50
+    msg = error_of(tmp_path, run_table("fail_on_error = 1.0"))
+    assert "run.fail_on_error: a fraction must be below 1" in msg and "(50)" in msg
+    msg = error_of(tmp_path, GOOD.replace("concurrency = 64", "stop_after = -1"))
+    assert "stop_after: must not be negative" in msg

@@ -2,7 +2,8 @@
 
 One aiohttp server (in a thread of the test process) answers each base_url according to its
 first path segment: /ok answers, /reject gives the same 400 to every request, /html a web page
-with status 200, /hang never answers, /huge 5 MB answers. Each test checks the exit code, how
+with status 200, /hang never answers, /huge 5 MB answers, /flaky* refuses every 25th request;
+a mode in `fixed` answers like /ok (the server was fixed). Each test checks the exit code, how
 many requests the server received (a handful, not the grid), the message, and that the work
 already done is intact.
 """
@@ -26,12 +27,15 @@ import pytest
 from aiohttp import web
 
 from vpbatch.log.lock import LOCK_NAME
+from vpbatch.log.records import Record
 from vpbatch.log.runlog import iter_log
+from vpbatch.sweep.breaker import Breaker, BreakerPolicy
 
 pytestmark = pytest.mark.timeout(180)
 
 ITEMS, VERSIONS = 100, ("v1", "v1_reversed")
 GRID = ITEMS * len(VERSIONS)  # jobs of one model
+STOP_AFTER = 20  # [run] stop_after's default: failures in a row that stop a model
 UNSUPPORTED = {"error": {
     "message": "Unsupported parameter: 'temperature' is not supported with this model.",
     "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}}
@@ -49,6 +53,7 @@ class Misbehaving:
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
+        self.fixed: set[str] = set()  # modes that answer like /ok from now on
         self.gate = threading.Event()  # /ok answers only once this is set (tests that hold)
         self.gate.set()
         self.port = 0
@@ -91,7 +96,10 @@ class Misbehaving:
         mode = request.match_info["mode"]
         await request.read()
         self.requests[mode] += 1
-        if mode == "ok":
+        if mode.startswith("flaky") and self.requests[mode] % 25 == 0:
+            return web.json_response({"error": {"message": "the flaky server said no"}},
+                                     status=400)
+        if mode == "ok" or mode in self.fixed or mode.startswith("flaky"):
             while not self.gate.is_set():
                 await asyncio.sleep(0.01)
             return web.json_response(chat("Somewhat like me."))
@@ -226,3 +234,157 @@ def test_an_empty_port_is_a_config_error_before_anything_is_sent(
     assert done.returncode == 2
     assert "models[0] (m).base_url: 'http://127.0.0.1:/v1' has an empty or zero port" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+# -- a model whose every request fails the same way -------------------------------------------
+
+
+def failed_lines(run_dir: Path, name: str) -> list[dict[str, object]]:
+    return [r for r in rows(run_dir) if r["model"] == name and r["status"] == "failed"]
+
+
+def stop_line(stderr: str, name: str) -> str:
+    """The one closing line that names a stopped model and why."""
+    lines = [ln for ln in stderr.splitlines() if ln.startswith(f"error: model {name} ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def stopped_early(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str], mode: str, extra: str = ""
+) -> tuple[int, str]:
+    """One model against /mode: it must exit 3 after a handful of requests, not the grid.
+
+    Returns the requests the server received and the model's closing error line.
+    """
+    cfg = config(tmp_path, model("m", server.url(mode), extra))
+    done = run(vpbatch("run", cfg, "--run-dir", tmp_path / "run"), env)
+    assert done.returncode == 3, done.stderr
+    sent = server.requests[mode]
+    assert STOP_AFTER <= sent <= STOP_AFTER + 8  # the breaker, plus what was in flight
+    return sent, stop_line(done.stderr, "m")
+
+
+def test_the_same_400_on_every_request_stops_that_model_early_and_the_others_go_on(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    cfg = config(tmp_path, model("good", server.url("ok")), model("o3", server.url("reject")))
+    run_dir = tmp_path / "run"
+    done = run(vpbatch("run", cfg, "--run-dir", run_dir), env)
+    assert done.returncode == 3, done.stderr
+    sent = server.requests["reject"]
+    assert STOP_AFTER <= sent <= STOP_AFTER + 8  # the breaker, plus what was in flight
+    line = stop_line(done.stderr, "o3")
+    assert "jobs in a row failed (all with: openai HTTP 400: Unsupported parameter: " \
+        "'temperature' is not supported with this model.)" in line
+    assert "change what it names in this model's config" in line
+    assert f"{GRID - sent} jobs not sent" in line
+    assert "error: model good" not in done.stderr  # the other model went on, to the end
+    assert len([r for r in rows(run_dir) if r["model"] == "good"]) == GRID
+    assert len(failed_lines(run_dir, "o3")) == sent  # every request sent was logged, once
+
+
+def test_a_resume_after_the_fix_sends_the_pending_jobs_and_retry_failed_the_failed_ones(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    cfg = config(tmp_path, model("o3", server.url("reject")))
+    run_dir = tmp_path / "run"
+    assert run(vpbatch("run", cfg, "--run-dir", run_dir, "--quiet"), env).returncode == 3
+    failed = {r["job_id"] for r in failed_lines(run_dir, "o3")}
+    server.fixed.add("reject")  # the server now takes the request
+    before = server.requests["reject"]
+    resumed = run(vpbatch("run", cfg, "--run-dir", run_dir, "--quiet"), env)
+    assert server.requests["reject"] - before == GRID - len(failed)  # the pending ones only
+    # Every job is in the log now, but more than 5% of them failed: not a success yet.
+    assert resumed.returncode == 3
+    assert f"{len(failed)} of {GRID} jobs failed" in stop_line(resumed.stderr, "o3")
+    assert "--retry-failed" in resumed.stderr
+    before = server.requests["reject"]
+    again = run(vpbatch("run", cfg, "--run-dir", run_dir, "--retry-failed", "--quiet"), env)
+    assert again.returncode == 0, again.stderr
+    assert server.requests["reject"] - before == len(failed)
+    answered = [r["job_id"] for r in rows(run_dir) if r["status"] == "ok"]
+    assert len(answered) == len(set(answered)) == GRID and failed <= set(answered)
+
+
+def test_an_html_page_with_status_200_stops_the_model_after_a_handful_of_requests(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    sent, line = stopped_early(tmp_path, server, env, "html")
+    assert f"{server.url('html')}/chat/completions answered 200 with a body that is not " \
+        "JSON, not a chat completion (Content-Type: text/html" in line
+    assert "check base_url" in line
+    assert len(failed_lines(tmp_path / "run", "m")) == sent  # each once: a page is not retried
+
+
+def test_a_server_that_never_answers_stops_the_model_after_a_handful_of_timeouts(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    _, line = stopped_early(tmp_path, server, env, "hang", "timeout_read = 0.3")
+    assert "requests in a row got no answer (all with: openai: POST " in line
+    assert "timed out" in line and "read 0.3s" in line and "raise timeout_read" in line
+    # No job ran out of retries: each was abandoned unlogged, and a resume sends it again.
+    assert rows(tmp_path / "run") == [] and f"{GRID} jobs not sent" in line
+
+
+def test_five_megabyte_answers_are_refused_unread_and_the_log_stays_small(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    sent, line = stopped_early(tmp_path, server, env, "huge")
+    assert "larger than max_response_bytes = 1,048,576 bytes" in line
+    log = tmp_path / "run" / "log.jsonl"
+    assert len(failed_lines(tmp_path / "run", "m")) == sent
+    assert log.stat().st_size < 2_000 * sent  # not 5 MB a line
+
+
+# -- how many failures a run tolerates -----------------------------------------------------------
+
+
+def test_a_few_failures_within_fail_on_error_exit_0_and_beyond_it_exit_3(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    # /flaky* refuses every 25th request: 8 of the 200 jobs fail, 4%.
+    cfg = config(tmp_path, model("m", server.url("flaky-a")))
+    within = run(vpbatch("run", cfg, "--run-dir", tmp_path / "a"), env)
+    assert within.returncode == 0, within.stderr
+    assert len(failed_lines(tmp_path / "a", "m")) == GRID // 25
+    strict = config(tmp_path, model("m", server.url("flaky-b")), run="fail_on_error = 3",
+                    name="strict.toml")
+    beyond = run(vpbatch("run", strict, "--run-dir", tmp_path / "b"), env)
+    assert beyond.returncode == 3
+    line = stop_line(beyond.stderr, "m")
+    assert f"{GRID // 25} of {GRID} jobs failed, more than fail_on_error = 3 allows" in line
+    assert "openai HTTP 400: the flaky server said no" in line
+    assert len([r for r in rows(tmp_path / "b") if r["status"] == "ok"]) == GRID - GRID // 25
+
+
+# -- the breaker's rule, on its own --------------------------------------------------------------
+
+
+def line(error: str | None) -> Record:
+    """A job's log line: answered when `error` is None, else failed with that error."""
+    if error is None:
+        return Record("j", "m", "vanilla", "v1", 1, 1, raw="Like me.")
+    return Record("j", "m", "vanilla", "v1", 1, 1, status="failed", error_kind="transient",
+                  error=error, extra={"http_status": 503})
+
+
+def test_an_answer_between_failures_starts_the_count_again() -> None:
+    breaker = Breaker(BreakerPolicy(3))
+    assert [breaker.logged(line(e)) for e in ("a", "b", None, "c", "d")] == [None] * 5
+    why = breaker.logged(line("e"))
+    assert why is not None and why.startswith("3 jobs in a row failed (1 of them with: ")
+    assert "check its logs" in why  # the advice for a 5xx
+
+
+def test_one_cause_is_recognised_whatever_the_attempts_and_request_ids() -> None:
+    breaker = Breaker(BreakerPolicy(2))
+    busy = "HTTP 503: busy, request {} (gave up after {} attempts)"
+    breaker.logged(line(busy.format("req_8f3a2b9c0d1e", 8)))
+    why = breaker.logged(line(busy.format("req_77aa00bb11cc", 3)))
+    assert why is not None and "(all with: HTTP 503: busy, request …)" in why
+
+
+def test_stop_after_0_never_stops_a_model() -> None:
+    breaker = Breaker(BreakerPolicy(0))
+    assert all(breaker.logged(line("same")) is None for _ in range(1000))

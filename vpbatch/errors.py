@@ -1,14 +1,32 @@
-"""The exceptions a user sees: each names the problem and the fix."""
+"""The exceptions a user sees (each names the problem and the fix), and the exit codes."""
 
 from __future__ import annotations
 
-__all__ = ["VPBatchError", "DataError", "ConfigError", "LogError", "RunDirError", "RunDirBusy"]
+import enum
+
+__all__ = ["ExitCode", "VPBatchError", "DataError", "ConfigError", "LogError", "RunDirError",
+           "RunDirBusy"]
+
+
+class ExitCode(enum.IntEnum):
+    """What `vpbatch` exits with; the one table (README "Exit status", `vpbatch run --help`).
+
+    An error class names its code in `exit_code`; a sweep's own outcome is judged by
+    `SweepSummary.exit_code`. Scripts and schedulers branch on these, so they never change.
+    """
+
+    OK = 0  # every job answered, or failed within [run] fail_on_error
+    ENVIRONMENT = 1  # stopped by its surroundings: disk full, I/O error, data or log unreadable
+    USAGE = 2  # a config or usage error (nothing was sent for it)
+    MODEL_FAILED = 3  # finished, but a model was stopped or failed beyond fail_on_error
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2; a resume continues
+    TERMINATED = 143  # SIGTERM: 128 + 15; a resume continues
 
 
 class VPBatchError(Exception):
     """Base of every error vpbatch reports to a user; the CLI prints it and exits non-zero."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.ENVIRONMENT
 
 
 class DataError(VPBatchError):
@@ -18,7 +36,7 @@ class DataError(VPBatchError):
 class ConfigError(VPBatchError):
     """A config is invalid (names the field and the fix)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class LogError(VPBatchError):
@@ -28,7 +46,7 @@ class LogError(VPBatchError):
 class RunDirError(VPBatchError):
     """A run dir does not match what was asked of it (another config, missing files)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class RunDirBusy(RunDirError):

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from vpbatch.errors import VPBatchError
+from vpbatch.errors import ExitCode, VPBatchError
 
 __all__ = ["main"]
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

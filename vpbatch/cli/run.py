@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from vpbatch.errors import ExitCode
 from vpbatch.log.rundir import RUNS_ROOT
 from vpbatch.sweep.config import load_config
 from vpbatch.sweep.engine import DRAIN_S, resume_hint, run_sweep
@@ -15,11 +16,16 @@ from vpbatch.sweep.shards import resolve_shard
 
 __all__ = ["run"]
 
-# Shell convention: 128 + the signal number, so scripts can tell "stopped" from "failed".
-_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
-
-@click.command()
+@click.command(epilog="""\b
+Exit status (README "Exit status"):
+  0    every job answered, or failed within [run] fail_on_error (default 0.05
+       of each model's jobs; a fraction, or an integer count)
+  1    stopped by its environment: disk full, I/O error, data unreadable
+  2    config or usage error; nothing was sent for it
+  3    finished, but a model was stopped (its failures were systematic:
+       [run] stop_after in a row; a rejected key) or failed beyond fail_on_error
+  130  interrupted (Ctrl-C); 143 on SIGTERM. Run again to resume.""")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the log and results go (default: runs/<run.name>).")
@@ -50,11 +56,15 @@ def run(
         # nothing is in flight then, so every answer received is already in the log.
         where = run_dir if run_dir is not None else RUNS_ROOT / cfg.run.name
         click.echo(f"\ninterrupted; {resume_hint(cfg, where, part)}", err=True)
-        sys.exit(130)
-    if summary.interrupted:
-        sys.exit(_SIGNAL_EXIT.get(summary.interrupted, 1))
-    stopped = [m for m in summary.models.values() if m.stopped]
-    if stopped:
-        for m in stopped:
-            click.echo(f"error: model {m.name} stopped: {m.stopped}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.INTERRUPTED)
+    if summary.interrupted is None:
+        # One line per failing model, last on stderr: what a cron mail or CI log shows.
+        for m in summary.models.values():
+            if m.stopped is not None:
+                left = m.total - m.done
+                click.echo(f"error: model {m.name} stopped: {m.stopped} ({left} jobs not sent; "
+                           "a resume sends them)", err=True)
+            elif m.problem is not None:
+                click.echo(f"error: model {m.name} failed: {m.problem} (add --retry-failed "
+                           "to a resume to send them again)", err=True)
+    sys.exit(summary.exit_code)

@@ -31,6 +31,7 @@ class ProviderError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         auth: bool = False,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -38,6 +39,7 @@ class ProviderError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.auth = auth  # the key was rejected: the whole model stops, the others go on
+        self.timed_out = timed_out  # no answer within the timeouts (sweep.breaker counts these)
 
 
 @dataclass(slots=True)

@@ -87,7 +87,8 @@ class Endpoint:
         except TimeoutError as exc:
             limits = f"connect {self.cfg.timeout_connect:g}s, read {read:g}s"
             raise self.failures.transient(
-                f"{method} {url} timed out ({type(exc).__name__}; {limits})") from None
+                f"{method} {url} timed out ({type(exc).__name__}; {limits})",
+                timed_out=True) from None
         except _BAD_URL as exc:
             # A malformed base_url fails the same way every time: no retry can help.
             raise self.failures.permanent(f"invalid URL {exc}; fix base_url") from None

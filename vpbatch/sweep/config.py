@@ -85,6 +85,9 @@ class RunConfig:
     # paces itself at 1/N); True = each shard has limits of its own (its own key).
     limits_per_shard: bool = False
     answer: str = "text"  # "text" (the paper's free text) | "choice" (JSON, one of six phrases)
+    # When a run counts as failed (exit 3), per model (README "Exit status"):
+    fail_on_error: float | int = 0.05  # failed jobs tolerated: a fraction in [0, 1), or a count
+    stop_after: int = 20  # failures in a row that stop a model (sweep.breaker); 0 = never
 
 
 @dataclass(slots=True)
@@ -119,6 +122,8 @@ class ModelConfig:
     limit_group: str | None = None  # the [limits.NAME] this model shares with others
     # What a misbehaving server may cost (README "When things go wrong"):
     max_response_bytes: int = 1 << 20  # a longer answer fails unread ("response too large")
+    fail_on_error: float | int | None = None  # overrides run.fail_on_error
+    stop_after: int | None = None  # overrides run.stop_after
 
 
 @dataclass(slots=True)
@@ -152,7 +157,8 @@ class Config:
 _POSITIVE = ("rpm", "tpm", "concurrency", "max_tokens", "max_attempts", "repeats", "items",
              "timeout_connect", "timeout_read", "batch_size", "batch_poll_s",
              "max_response_bytes")
-_NON_NEGATIVE = ("temperature", "price_in", "price_out", "max_retry_seconds", "seed")
+_NON_NEGATIVE = ("temperature", "price_in", "price_out", "max_retry_seconds", "seed",
+                 "fail_on_error", "stop_after")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -545,6 +551,10 @@ def _check_bounds(v: _Validator, values: Mapping[str, Any], at: Callable[[str], 
             v.fail(at(key), f"must be positive, got {value}", f"set {key} above 0")
         if key in _NON_NEGATIVE and value < 0:
             v.fail(at(key), f"must not be negative, got {value}", f"set {key} >= 0")
+        if key == "fail_on_error" and isinstance(value, float) and value >= 1:
+            # 1.0 would read as "all may fail" or "one may fail": make the writer say which.
+            v.fail(at(key), f"a fraction must be below 1, got {value}",
+                   "write a fraction of the jobs (0.05) or a count as an integer (50)")
 
 
 def _check_grids(v: _Validator, cfg: Config) -> None:

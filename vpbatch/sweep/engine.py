@@ -4,7 +4,7 @@ A `SweepContext` holds what the sweep shares (config, data, conditions, shard, l
 each model gets a `Runner` from it: a `Pipeline` online, a `BatchRunner` in batch mode. Each
 model streams its own jobs under its own limits, so a slow or dead model never stalls the
 others. SIGINT/SIGTERM stop issuing, drain what is in flight (bounded), close the log and say
-how to resume; a second signal abandons the drain.
+how to resume; a second signal abandons the drain. The summary judges the run: its exit code.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from anyio.abc import TaskStatus
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
-from vpbatch.errors import ConfigError, VPBatchError
+from vpbatch.errors import ConfigError, ExitCode, VPBatchError
 from vpbatch.log.lock import run_dir_lock
 from vpbatch.log.rundir import RUNS_ROOT, prepare_run_dir
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.http import client_session
 from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
+from vpbatch.sweep.breaker import Breaker, BreakerPolicy
 from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.context import Runner, SweepContext
 from vpbatch.sweep.grid import Job
@@ -41,6 +42,7 @@ from vpbatch.sweep.pipeline import Limits, Pipeline, group_limits, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.retry import RetryPolicy
 from vpbatch.sweep.shards import shard_limits
+from vpbatch.sweep.verdict import beyond_tolerance, fail_on_error
 
 __all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
 
@@ -58,12 +60,28 @@ class ModelSummary:
     retries: int
     sent: int  # requests sent, retries included
     tokens: int
-    stopped: str | None  # why the model stopped early (rejected key, config), else None
+    stopped: str | None  # why the model stopped early (breaker, rejected key, config), else None
+    failed_before: int = 0  # of the skipped, logged as failed by an earlier run
+    fail_on_error: float | int = 0.05  # its tolerance (sweep.verdict)
+    commonest: str | None = None  # this run's commonest failure, as the server put it
 
     @classmethod
-    def of(cls, p: ModelProgress) -> ModelSummary:
+    def of(cls, p: ModelProgress, tolerance: float | int) -> ModelSummary:
+        top = p.reasons.most_common(1)
         return cls(p.name, p.total, p.done, p.ok, p.failed, p.skipped, p.retries, p.sent,
-                   p.tokens, p.stopped)
+                   p.tokens, p.stopped, p.failed_before, tolerance,
+                   f"{top[0][0]} ({top[0][1]} jobs)" if top else None)
+
+    @property
+    def problem(self) -> str | None:
+        """Why this model fails the run (exit 3): it was stopped, or too many jobs failed."""
+        if self.stopped is not None:
+            return self.stopped
+        why = beyond_tolerance(self.failed + self.failed_before, self.total,
+                               self.fail_on_error)
+        if why is not None and self.commonest is not None:
+            why += f"; the commonest this run: {self.commonest}"
+        return why
 
 
 @dataclass(slots=True)
@@ -72,6 +90,15 @@ class SweepSummary:
     models: dict[str, ModelSummary] = field(default_factory=dict)
     interrupted: str | None = None  # "SIGINT" / "SIGTERM" when a signal stopped the sweep
     seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """130/143 if a signal stopped it, 3 if a model has a `problem`, else 0."""
+        if self.interrupted is not None:
+            return ExitCode.TERMINATED if self.interrupted == "SIGTERM" else ExitCode.INTERRUPTED
+        if any(m.problem is not None for m in self.models.values()):
+            return ExitCode.MODEL_FAILED
+        return ExitCode.OK
 
     @property
     def complete(self) -> bool:
@@ -176,8 +203,9 @@ async def _sweep(
                 await _run(started, stop, board, handle_signals)
             except BaseExceptionGroup as group:
                 raise _unwrap(group) from None
-    summary = SweepSummary(rd.path, {b.name: ModelSummary.of(b) for b in bars},
-                           stop.signal, time.monotonic() - t0)
+    judged = {b.name: ModelSummary.of(b, fail_on_error(config.run, m))
+              for b, m in zip(bars, config.models, strict=True)}
+    summary = SweepSummary(rd.path, judged, stop.signal, time.monotonic() - t0)
     if out is not None:
         _report(summary, bars, out, resume_hint(config, rd.path, shard))
     return summary
@@ -213,8 +241,9 @@ def _runner(
     provider = make_provider(m, ctx.session, ctx.env)
     if m.mode != "batch":
         group = groups.get(m.limit_group) if m.limit_group else None
+        breaker = Breaker(BreakerPolicy.for_model(ctx.config.run, m))
         return Pipeline(m, provider, ctx.log, bar, limits=Limits.for_model(m, group),
-                        policy=ctx.policy, retry_failed=ctx.retry_failed)
+                        policy=ctx.policy, retry_failed=ctx.retry_failed, breaker=breaker)
     api = batch_api_for(provider, ctx.policy or policy_for(m))
     if api is None:
         # Sending online what was asked for as a batch would double its price.
@@ -266,10 +295,15 @@ def _unwrap(group: BaseExceptionGroup) -> BaseException:
 def _report(summary: SweepSummary, bars: list[ModelProgress], out: TextIO, hint: str) -> None:
     board = Progress(bars, out, tty=False)
     out.write("\n".join(board.summary()) + "\n")
+    failing = [m for m in summary.models.values() if m.problem is not None]
+    for m in failing:
+        if m.stopped is None:  # a stopped model's reason is in its lines above
+            out.write(f"FAILED {m.name}: {m.problem}\n")
     if summary.interrupted:
         out.write(f"stopped by {summary.interrupted}; {hint}\n")
-    elif not summary.complete:
-        out.write(f"some models did not finish; fix the cause above, then {hint}\n")
+    elif failing:
+        out.write(f"fix the cause, then {hint} (it sends the jobs not sent; add --retry-failed "
+                  "to send the failed ones again)\n")
     out.write(f"log: {summary.run_dir / 'log.jsonl'} ({summary.seconds:.1f} s)\n")
     out.flush()
 

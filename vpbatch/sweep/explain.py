@@ -20,7 +20,8 @@ __all__ = ["Setting", "ModelView", "GroupView", "explain", "limit_groups", "rend
            "explain_json"]
 
 DEFAULT = "default"
-_ALWAYS = ("provider", "model", *RUN_DEFAULTS)  # shown even when built in: they shape requests
+# Shown even when built in: they shape requests, or decide when a model stops or fails.
+_ALWAYS = ("provider", "model", *RUN_DEFAULTS)
 
 
 @dataclass(slots=True)

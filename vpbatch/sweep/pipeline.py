@@ -3,7 +3,8 @@
 A pipeline pulls the next job only when a concurrency slot is free, so memory follows what is
 in flight, not the grid. Each job goes through `retry.retrying`: acquire the RPM and TPM
 limits, call the provider, retry what can be retried; then parse the answer and append one
-Record to the log: the commit point (`outcome.commit`, shared with the batch runner).
+Record to the log: the commit point (`outcome.commit`, shared with the batch runner). A
+`breaker.Breaker` watches the outcomes and stops the model when its failures are systematic.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.contract import Provider
 from vpbatch.providers.tokens import prompt_tokens
 from vpbatch.sweep import retry
-from vpbatch.sweep.config import Config, ModelConfig
+from vpbatch.sweep.breaker import Breaker, BreakerPolicy
+from vpbatch.sweep.config import Config, ModelConfig, RunConfig
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
 from vpbatch.sweep.outcome import Pending, commit
@@ -96,7 +98,7 @@ class Pipeline:
 
     __slots__ = (
         "model", "provider", "log", "progress", "limits", "policy", "retry_failed",
-        "stopping", "_waits", "_scope", "_rng",
+        "breaker", "stopping", "_waits", "_scope", "_rng",
     )
 
     def __init__(
@@ -109,6 +111,7 @@ class Pipeline:
         limits: Limits | None = None,
         policy: RetryPolicy | None = None,
         retry_failed: bool = False,
+        breaker: Breaker | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.model = model
@@ -118,6 +121,7 @@ class Pipeline:
         self.limits = limits if limits is not None else Limits.for_model(model)
         self.policy = policy if policy is not None else policy_for(model)
         self.retry_failed = retry_failed
+        self.breaker = breaker or Breaker(BreakerPolicy.for_model(RunConfig(), model))
         self.stopping = False
         self._waits: set[anyio.CancelScope] = set()
         self._scope: anyio.CancelScope | None = None
@@ -136,6 +140,8 @@ class Pipeline:
                     break
                 if log.is_done(job.job_id, retry_failed=self.retry_failed):
                     prog.skipped += 1
+                    if not log.is_done(job.job_id, retry_failed=True):
+                        prog.failed_before += 1
                     skipped += 1
                     if skipped % _SKIP_YIELD == 0:
                         await anyio.lowlevel.checkpoint()
@@ -152,6 +158,14 @@ class Pipeline:
         self.stopping = True
         for scope in list(self._waits):  # the stream's wait for a slot is one of these
             scope.cancel()
+
+    def trip(self, reason: str | None) -> None:
+        """The breaker's verdict: stop issuing; what is in flight may still finish and log."""
+        if reason is None:
+            return
+        if self.progress.stopped is None:
+            self.progress.stopped = reason
+        self.stop()
 
     def abort(self, reason: str) -> None:
         """Stop this model now, in-flight requests included (its key was rejected)."""
@@ -185,6 +199,7 @@ class Pipeline:
                 layer.cap.release()
             self.progress.in_flight -= 1
         commit(self.log, self.progress, record)
+        self.trip(self.breaker.logged(record))
 
     async def _attempts(self, job: Job) -> Record:
         """One job through the retry loop: an answer, or the failure it gave up on."""
@@ -195,6 +210,8 @@ class Pipeline:
 
         async def attempt(n: int) -> Record:
             nonlocal epochs
+            if self.stopping:  # stopped (breaker, signal) since the job's last wait
+                raise _Stopped
             for layer in self.limits.layers:
                 if layer.rate is not None:
                     await self._wait(layer.rate.acquire)
@@ -238,6 +255,9 @@ class Pipeline:
         if exc.auth:
             self.abort(exc.message)  # the key is wrong for every job of this model
             raise _Stopped
+        if exc.timed_out:
+            # Counted per attempt: a silent server fails no job until its retries run out.
+            self.trip(self.breaker.timed_out(exc))
         if exc.kind is FailureKind.RATE_LIMITED:
             # Which limit the provider enforced is not said: the model's own cap and the
             # shared one both halve (each once per round of pushback).

@@ -22,14 +22,15 @@ class ModelProgress:
     """One model's counters, updated by its pipeline on the hot path (hence plain slots)."""
 
     __slots__ = (
-        "name", "total", "skipped", "ok", "failed", "gave_up", "retries", "tokens", "sent",
-        "in_flight", "started", "stopped", "reasons", "_clock",
+        "name", "total", "skipped", "failed_before", "ok", "failed", "gave_up", "retries",
+        "tokens", "sent", "in_flight", "started", "stopped", "reasons", "_clock",
     )
 
     def __init__(self, name: str, total: int, clock: Callable[[], float] = time.monotonic):
         self.name = name
         self.total = total  # jobs in this model's grid (shard)
         self.skipped = 0  # already in the log when the run started
+        self.failed_before = 0  # of those, logged as failed (fail_on_error counts them)
         self.ok = 0
         self.failed = 0  # logged as failed this run
         self.gave_up = 0  # of those, transient failures that ran out of attempts or time
@@ -38,7 +39,7 @@ class ModelProgress:
         self.sent = 0  # requests sent, retries included
         self.in_flight = 0
         self.started = clock()
-        self.stopped: str | None = None  # why the pipeline stopped early (auth, config)
+        self.stopped: str | None = None  # why the model stopped early (breaker, auth, config)
         self.reasons: Counter[str] = Counter()  # failure reasons, for the final summary
         self._clock = clock
 

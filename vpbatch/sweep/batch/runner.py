@@ -143,6 +143,8 @@ class BatchRunner:
                     continue
                 if only is None and self.log.is_done(jid, retry_failed=self.retry_failed):
                     self.progress.skipped += 1
+                    if not self.log.is_done(jid, retry_failed=True):
+                        self.progress.failed_before += 1
                     continue
                 self._meta[jid] = Pending.of(job)
                 if jid in waiting:

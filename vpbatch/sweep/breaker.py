@@ -1,0 +1,104 @@
+"""The per-model circuit breaker: stop a model whose failures are systematic.
+
+A `Breaker` watches one model's outcomes: each job's log line, and each attempt that timed
+out. It trips when `stop_after` jobs in a row were logged as failed (so also when the model's
+first `stop_after` jobs all failed with one cause), or when `stop_after` attempts in a row
+timed out, with no answer between. A server that accepts connections but never answers fails
+no job for a long time (every job is still retrying), hence the second count. The breaker
+only says why; the runner stops issuing. It never retries: `retry.retrying` is the one loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from vpbatch.log.records import OK, Record
+from vpbatch.providers.base import ProviderError
+from vpbatch.sweep.config import ModelConfig, RunConfig
+
+__all__ = ["BreakerPolicy", "Breaker", "advice", "cause_of"]
+
+# What varies between two failures of one cause: the attempts it took, request ids, times.
+_GAVE_UP = re.compile(r" \(gave up after \d+ (?:attempts|batch rounds)\)$")
+_VOLATILE = re.compile(r"\b(?=[0-9a-zA-Z_-]*\d)[0-9a-zA-Z_-]{12,}\b")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a model is stopped: after `stop_after` failures in a row (0: never)."""
+
+    stop_after: int  # [run] stop_after (default 20), or the model's own
+
+    @classmethod
+    def for_model(cls, run: RunConfig, m: ModelConfig) -> BreakerPolicy:
+        """The model's own `stop_after`, else the run's."""
+        return cls(m.stop_after if m.stop_after is not None else run.stop_after)
+
+
+def cause_of(error: str) -> str:
+    """A failure's cause, for telling "the same error every time" from several errors."""
+    return _VOLATILE.sub("…", _GAVE_UP.sub("", error))
+
+
+class Breaker:
+    """One model's run of failures since its last answer; `tripped` says why it stopped."""
+
+    __slots__ = ("policy", "failed", "silent", "tripped")
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        self.failed: Counter[str] = Counter()  # causes of the jobs failed since the last answer
+        self.silent: Counter[str] = Counter()  # causes of the attempts timed out since then
+        self.tripped: str | None = None
+
+    def logged(self, record: Record) -> str | None:
+        """A job's line was written; returns why to stop the model now, else None."""
+        if record.status == OK:
+            self.failed.clear()
+            self.silent.clear()
+            return None
+        status = (record.extra or {}).get("http_status")
+        self.failed[cause_of(record.error or "failed")] += 1
+        return self._check(self.failed, "jobs in a row failed", status)
+
+    def timed_out(self, exc: ProviderError) -> str | None:
+        """An attempt got no answer within the timeouts; returns why to stop, else None."""
+        self.silent[cause_of(exc.message)] += 1
+        return self._check(self.silent, "requests in a row got no answer", None)
+
+    def _check(self, streak: Counter[str], what: str, status: int | None) -> str | None:
+        n = sum(streak.values())
+        limit = self.policy.stop_after
+        if self.tripped is not None or limit <= 0 or n < limit:
+            return None
+        cause, k = streak.most_common(1)[0]
+        said = f"all with: {cause}" if k == n else f"{k} of them with: {cause}"
+        fix = advice(cause, status)
+        self.tripped = f"{n} {what} ({said}); nothing more of its grid was sent" + (
+            f". {fix}" if fix else "")
+        return self.tripped
+
+
+def advice(cause: str, status: int | None) -> str:
+    """What to change, from the failure's cause; "" when the cause says it already."""
+    if "timed out" in cause:
+        return ("The server accepts connections but does not answer: check that it is up and "
+                "serving this model, or raise timeout_read if its answers are this slow")
+    if "not a chat completion" in cause or "max_response_bytes" in cause:
+        return ""  # those messages name the fix (base_url; max_tokens, max_response_bytes)
+    if status in (400, 422):
+        return ("The server refuses the request itself: change what it names in this model's "
+                "config (temperature, max_tokens, reasoning, extra_body)")
+    if status == 404:
+        return "Check base_url and model: the server has no such route or model"
+    if status == 429:
+        if "quota" in cause:
+            return "Add credit to the account, or use another key"
+        return "The server keeps refusing for rate: lower rpm, tpm or concurrency"
+    if status is not None and status >= 500:
+        return "The server fails: check its logs, or try again later"
+    if "Connect" in cause or "Connection" in cause:
+        return "Nothing answers at base_url: start the server, or fix base_url"
+    return "Fix the cause above"
