@@ -473,7 +473,8 @@ def _check_models(
             v.fail(o.at("mode"), "openrouter has no batch API", 'use mode = "online"')
         _check_answer(v, m, o)
         _check_bounds(v, _values(m), o.at)
-        if m.base_url is not None and check_urls:
+        if m.base_url is not None and check_urls and m.provider != "sim":
+            # (The simulated respondent answers in-process: its base_url is never used.)
             _check_base_url(v, m.base_url, o.at("base_url"))
         _check_key_env(v, m, o, env, check_env)
 
