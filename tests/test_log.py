@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from vpbatch.errors import LogError
+from vpbatch.errors import CorruptLinesWarning
 from vpbatch.log.records import FAILED, TEXT_CAP, Record
+from vpbatch.log.repair import CORRUPT_NAME
 from vpbatch.log.runlog import RunLog, read_log
 from vpbatch.providers.base import Answer
 from vpbatch.sweep.outcome import Pending
@@ -39,18 +40,46 @@ def test_torn_last_line_is_cut_on_open(tmp_path: Path) -> None:
     assert [r.job_id for r in read_log(path)] == ["a", "c"]
 
 
-def test_a_line_that_is_not_json_stops_every_reader_naming_file_and_line(tmp_path: Path) -> None:
+def damaged(path: Path) -> tuple[bytes, bytes]:
+    """A log of jobs a..e whose lines 2 and 4 are corrupt; (the log before, the two lines)."""
+    bad = (b'{"job_id": "b", "mod', b"\0" * 40)
+    with open(path, "wb") as f:
+        f.write(rec("a").to_json() + bad[0] + b"\n" + rec("c").to_json() + bad[1] + b"\n"
+                + rec("e").to_json())
+    return path.read_bytes(), b"".join(x + b"\n" for x in bad)
+
+
+def test_corrupt_lines_are_skipped_with_one_warning_naming_file_lines_and_count(
+    tmp_path: Path
+) -> None:
     path = tmp_path / "log.jsonl"
-    with RunLog(path) as log:
-        log.append(rec("a"))
-    with open(path, "ab") as f:
-        f.write(b'{"job_id": "b", "mod\n' + rec("c").to_json())
-    with pytest.raises(LogError, match=r"log\.jsonl:2 is not valid JSON"):
-        read_log(path)
-    with pytest.raises(LogError, match=r"log\.jsonl:2 is not valid JSON"):
-        RunLog(path)
+    damaged(path)
+    with pytest.warns(CorruptLinesWarning) as seen:
+        assert [r.job_id for r in read_log(path)] == ["a", "c", "e"]
+        assert [r.job_id for r in read_log(path)] == ["a", "c", "e"]  # read again: no repeat
+    assert len(seen) == 1
+    assert f"{path}: skipped 2 corrupt lines (lines 2, 4;" in str(seen[0].message)
 
 
+def test_a_json_line_that_is_no_record_is_corrupt_too(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'[1, 2]\n{"model": "m"}\n' + rec("a").to_json())
+    with pytest.warns(CorruptLinesWarning, match=r"2 corrupt lines \(lines 1, 2;"):
+        assert [r.job_id for r in read_log(path)] == ["a"]
+
+
+def test_opening_for_append_moves_corrupt_lines_aside_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    before, bad = damaged(path)
+    with pytest.warns(CorruptLinesWarning, match=r"moved 2 corrupt lines \(lines 2, 4\) to "):
+        log = RunLog(path)
+    assert not log.is_done("b") and log.is_done("c")
+    log.append(rec("f"))
+    log.close()
+    assert (tmp_path / CORRUPT_NAME).read_bytes() == bad
+    valid = [x + b"\n" for x in before.split(b"\n")[:-1] if x + b"\n" not in bad]
+    assert path.read_bytes() == b"".join(valid) + rec("f").to_json()
+    assert not list(tmp_path.glob("*.tmp"))
 def test_duplicate_job_ids_count_once(tmp_path: Path) -> None:
     with RunLog(tmp_path / "log.jsonl") as log:
         log.append(rec("a"))

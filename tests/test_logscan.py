@@ -12,6 +12,7 @@ import pytest
 import vpbatch.scoring.logscan as logscan
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.errors import CorruptLinesWarning
 from vpbatch.log.records import Record, job_id
 from vpbatch.scoring.logscan import TEMPLATE_KEY, scan_log
 
@@ -64,7 +65,8 @@ def test_record_lines_take_the_vectorised_path(ds: Dataset) -> None:
     mem = bytearray(data + bytes(logscan._PAD))
     ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
     starts = np.r_[0, ends[:-1] + 1]
-    parsed = logscan._parse(logscan._Scan(mem, len(data)), starts, ends, False)
+    parsed = logscan._parse(logscan._Scan(mem, len(data)), starts, ends, False,
+                            np.ones(len(ends), bool))
     assert parsed.fast.all()
     assert parsed.rating.tolist() == [i % 6 + 1 for i in range(600)]
 
@@ -100,3 +102,32 @@ def test_a_torn_last_line_is_left_out(tmp_path: Path, ds: Dataset) -> None:
     data = _lines([_record(ds, 0), _record(ds, 1)])
     (tmp_path / "log.jsonl").write_bytes(data[:-20])
     assert scan_log(tmp_path / "log.jsonl", False).columns()["line"].tolist() == [0]
+
+
+def _damaged(ds: Dataset) -> tuple[bytes, list[int]]:
+    """Record lines, some damaged where the scanner's key walk does not look: a NUL in the
+    usage, a byte that is not UTF-8 in the answer, a whole line of NULs; (log, their lines)."""
+    lines = [r.to_json() for r in (_record(ds, i, i % 6 + 1, raw="like me",
+                                           usage={"prompt_tokens": 400}) for i in range(12))]
+    lines[1] = lines[1].replace(b'"prompt_tokens":400', b'"prompt_tokens":4\x000')
+    lines[4] = lines[4].replace(b"like me", b"like m\xe9")
+    lines[9] = b"\0" * 300 + b"\n"
+    return b"".join(lines), [2, 5, 10]
+
+
+@pytest.mark.parametrize(("workers", "chunk"), [(1, logscan.CHUNK_BYTES), (3, 1 << 10)])
+def test_corrupt_lines_the_key_walk_would_accept_are_skipped_and_named_once(
+    tmp_path: Path, ds: Dataset, workers: int, chunk: int
+) -> None:
+    data, bad = _damaged(ds)
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(data)
+    with pytest.warns(CorruptLinesWarning) as seen:
+        fast = scan_log(log, False, workers=workers, chunk_bytes=chunk)
+        plain = scan_log(log, False, plain=True)  # orjson per line: the reference
+    assert len(seen) == 1 and f"{log}: skipped 3 corrupt lines (lines 2, 5, 10;" in str(
+        seen[0].message)
+    assert fast.corrupt == plain.corrupt == bad
+    rows = _as_table(fast.columns(), list(fast.triples))
+    assert [r[0] for r in rows] == [0, 2, 3, 5, 6, 7, 8, 10, 11]  # lines 2, 5, 10 left out
+    assert [r[2] for r in rows] == [float(i % 6 + 1) for i in (0, 2, 3, 5, 6, 7, 8, 10, 11)]

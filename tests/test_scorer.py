@@ -274,11 +274,12 @@ def test_first_ok_row_wins_across_both_reading_paths(tmp_path: Path) -> None:
     assert cube.ratings[0, 0, 0, 0] == 3.0 and (cube.n_ok, cube.n_failed) == (1, 0)
 
 
-def test_a_corrupt_line_is_named(tmp_path: Path) -> None:
-    from vpbatch.errors import LogError
+def test_a_corrupt_line_is_skipped_and_named(tmp_path: Path) -> None:
+    from vpbatch.errors import CorruptLinesWarning
 
-    with pytest.raises(LogError, match="not valid JSON"):
-        _read_back(tmp_path, [_record_line(ROWS[0]), b'{"job_id": oops}\n'])
+    with pytest.warns(CorruptLinesWarning, match=r"1 corrupt line \(line 2;"):
+        cube = _read_back(tmp_path, [_record_line(ROWS[0]), b'{"job_id": oops}\n'])
+    assert cube.n_ok == 1
 
 
 def test_strict_ratings_are_read_whatever_the_answer_and_reasoning_hold(tmp_path: Path) -> None:

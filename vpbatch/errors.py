@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ExitCode", "VPBatchError", "DataError", "ConfigError", "LogError", "RunDirError",
-           "RunDirBusy"]
+__all__ = ["ExitCode", "VPBatchError", "DataError", "ConfigError", "LogError", "LogWriteError",
+           "RunDirError", "RunDirBusy", "CorruptLinesWarning"]
 
 
 class ExitCode(enum.IntEnum):
@@ -41,6 +41,16 @@ class ConfigError(VPBatchError):
 
 class LogError(VPBatchError):
     """A run log is unreadable beyond a torn last line."""
+
+
+class LogWriteError(LogError):
+    """An append to the log failed (a full disk, an I/O error): the sweep stops; resume later."""
+
+    exit_code = ExitCode.ENVIRONMENT  # not the config's fault, nor the models'
+
+
+class CorruptLinesWarning(UserWarning):
+    """A log holds corrupt lines; every reader skips them and says so once (names the lines)."""
 
 
 class RunDirError(VPBatchError):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Any
+import warnings
+from typing import Any, TextIO
 
 import click
 
-from vpbatch.errors import ExitCode, VPBatchError
+from vpbatch.errors import CorruptLinesWarning, ExitCode, VPBatchError
 
 __all__ = ["main"]
 
@@ -33,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "sim": "vpbatch.cli.sim:sim",
     "report": "vpbatch.cli.report:report",
     "export": "vpbatch.cli.export:export",
+    "log": "vpbatch.cli.log:log",
 }
 
 
@@ -57,8 +59,22 @@ def cli() -> None:
     """Value Portrait sweeps of language models: run, resume, score, report."""
 
 
+_show_python_warning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    """Our warnings as one line a user reads ("warning: ..."), not Python's source excerpt."""
+    if issubclass(category, CorruptLinesWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _show_python_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: user-facing errors become one clear line and an exit code, not a traceback."""
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("always", CorruptLinesWarning)  # the reader says each log once
     try:
         return cli.main(args=argv, prog_name="vpbatch", standalone_mode=False)
     except VPBatchError as exc:

@@ -12,6 +12,7 @@ from vpbatch.log.counts import Counted
 from vpbatch.log.lock import run_dir_lock
 from vpbatch.log.reader import LogReader
 from vpbatch.log.records import OK
+from vpbatch.log.repair import set_aside
 from vpbatch.log.rundir import CONFIG_NAME, HASH_NAME, SOURCE_NAME, RunDir, open_run_dir
 
 __all__ = ["merge_run_dirs", "MergeResult"]
@@ -41,16 +42,20 @@ def _check_same_config(ins: list[RunDir], out: RunDir) -> RunDir | None:
     return first[0] if first[0] is not out else None
 
 
-def _winners(ins: list[RunDir]) -> set[tuple[int, int]]:
-    """(input, byte offset) of each job's counting line, the inputs read one after another."""
+def _winners(ins: list[RunDir]) -> tuple[set[tuple[int, int]], list[list[int]]]:
+    """(input, byte offset) of each job's counting line, the inputs read one after another;
+    and per input, the offsets of its corrupt lines (skipped, named in a warning)."""
     counted: Counted[tuple[int, int]] = Counted()
+    corrupt = []
     for k, rd in enumerate(ins):
         reader = LogReader(rd.log_path)
         for offset, line in reader.lines():
             row = reader.parse(offset, line)
             if row is not None:
                 counted.add(row["job_id"], row.get("status") == OK, (k, offset))
-    return set(counted.lines())
+        reader.warn()
+        corrupt.append(reader.corrupt)
+    return set(counted.lines()), corrupt
 
 
 def merge_run_dirs(out_dir: Path, in_dirs: list[Path]) -> MergeResult:
@@ -67,7 +72,7 @@ def _merge(ins: list[RunDir], out_dir: Path) -> MergeResult:
         raise RunDirError(f"{out.path} already holds a log; choose an empty OUT_DIR, or list "
                           "it among the inputs to merge into it")
     src = _check_same_config(ins, out)
-    keep = _winners(ins)
+    keep, corrupt = _winners(ins)
     out.path.mkdir(parents=True, exist_ok=True)
     tmp = out.log_path.with_name(out.log_path.name + ".tmp")
     rows = 0
@@ -83,5 +88,8 @@ def _merge(ins: list[RunDir], out_dir: Path) -> MergeResult:
         for name in (CONFIG_NAME, HASH_NAME, SOURCE_NAME):
             if (src.path / name).exists() and src.path.resolve() != out.path.resolve():
                 shutil.copyfile(src.path / name, out.path / name)
+    for rd, bad in zip(ins, corrupt, strict=True):
+        if bad and rd.path.resolve() == out.path.resolve():  # OUT's own log is replaced:
+            set_aside(rd.log_path, bad)  # its corrupt lines go aside, as `run` does
     os.replace(tmp, out.log_path)  # last: a crash before it leaves the inputs untouched
     return MergeResult(rows=rows, jobs=len(keep), inputs=len(ins))

@@ -4,36 +4,50 @@ Every reader of a log (resume, status, report, merge, the scorer, the batch jour
 through `LogReader`, so the two questions a log can raise are answered once:
 - A last line without its newline is a write cut short (a crash mid-append). It never
   committed, so it is left out. Writers cut it off (`repair_torn_tail`) before appending.
-- A line that is not JSON is decided by `LogReader.parse` alone, and every caller skips a
-  line it returns None for. Today the log is corrupt and the read stops with a LogError naming
-  the file and the line.
+- A complete line that is not a JSON object holding the reader's key (`job_id` for run logs)
+  is corrupt: a disk that lost a block, a hand edit gone wrong. `LogReader.parse` alone decides
+  that; every caller skips a line it returns None for, and the reader says so once per file
+  and process (`warn_corrupt`: the file, the line numbers, the count). Refusing the whole log
+  for one line would block score, status and resume over one job; `run` moves such lines to
+  log.corrupt.jsonl and sends their jobs again (vpbatch.log.repair).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from vpbatch.errors import LogError
+from vpbatch.errors import CorruptLinesWarning
 
-__all__ = ["LogReader", "repair_torn_tail", "BLOCK_BYTES"]
+__all__ = ["LogReader", "repair_torn_tail", "line_numbers", "warn_corrupt", "describe_lines",
+           "BLOCK_BYTES", "JOB_KEY"]
 
 BLOCK_BYTES = 1 << 22  # 4 MB a read: few calls, and a block's arrays stay in cache
+JOB_KEY = "job_id"  # what every line of a run log holds
+_SHOWN = 10  # line numbers a message lists; the count covers the rest
 
 
 class LogReader:
-    """Bytes [start, stop) of a log, read as whole lines; a missing file reads as empty."""
+    """Bytes [start, stop) of a log, read as whole lines; a missing file reads as empty.
 
-    __slots__ = ("path", "start", "stop")
+    `key` is what a line must hold to count (None: any JSON object, as the batch journal's).
+    """
 
-    def __init__(self, path: Path, start: int = 0, stop: int | None = None) -> None:
+    __slots__ = ("path", "start", "stop", "key", "corrupt")
+
+    def __init__(self, path: Path, start: int = 0, stop: int | None = None,
+                 key: str | None = JOB_KEY) -> None:
         self.path = Path(path)
         self.start = start  # a line start: 0, or just past a newline
         self.stop = stop
+        self.key = key
+        self.corrupt: list[int] = []  # file offsets of the corrupt lines parsed so far
 
     def blocks(self, size: int = BLOCK_BYTES, pad: int = 0) -> Iterator[tuple[bytearray, int, int]]:
         """(buffer, end, offset): buffer[:end] holds whole lines, the first at file `offset`.
@@ -75,47 +89,89 @@ class LogReader:
                     yield pos, line
                 pos += len(line) + 1
 
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Every complete line as a dict, in file order (duplicates of a job included)."""
-        loads = orjson.loads
+    def rows(self, warn: bool = True) -> Iterator[dict[str, Any]]:
+        """Every valid line as a dict, in file order (duplicates of a job included); corrupt
+        lines are skipped, and once read to the end, named in one warning (unless not `warn`)."""
+        loads, key = orjson.loads, self.key
         for buf, end, offset in self.blocks():
             lines = bytes(buf[:end]).split(b"\n")[:-1]
             for i, line in enumerate(lines):
                 try:
                     row = loads(line)
                 except orjson.JSONDecodeError:
+                    row = None
+                if type(row) is not dict or (key is not None and key not in row):
                     if not line.strip():
                         continue  # a blank line carries nothing
                     row = self.parse(offset + sum(len(x) + 1 for x in lines[:i]), line)
                     if row is None:
                         continue
                 yield row
+        if warn:
+            self.warn()
 
     def parse(self, offset: int, line: bytes) -> dict[str, Any] | None:
-        """The line at file `offset` as a dict, or None for a line to skip (none is, today).
+        """The line at file `offset` as a dict, or None for a corrupt line (noted, to skip).
 
-        The one place that decides what a line that is not JSON means, for every reader.
+        The one place that decides what a line that is not a record means, for every reader.
         """
         try:
-            row: dict[str, Any] = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise LogError(
-                f"{self.path}:{self.line_number(offset)} is not valid JSON ({exc}); the log is "
-                "corrupt beyond a torn last line. Move that line aside or restore the file."
-            ) from exc
-        return row
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            row = None
+        if type(row) is dict and (self.key is None or self.key in row):
+            return row
+        self.corrupt.append(offset)
+        return None
 
-    def line_number(self, offset: int) -> int:
-        """The 1-based line number of the line at `offset` (reads the file up to it)."""
-        count, pos = 1, 0
-        with open(self.path, "rb") as f:
-            while pos < offset:
-                chunk = f.read(min(BLOCK_BYTES, offset - pos))
+    def warn(self) -> None:
+        """Name the corrupt lines parsed so far in one warning (once per file and process)."""
+        if self.corrupt:
+            warn_corrupt(self.path, line_numbers(self.path, self.corrupt))
+
+
+def line_numbers(path: Path, offsets: Iterable[int]) -> list[int]:
+    """The 1-based line numbers of the lines starting at `offsets`, sorted; one read of the file."""
+    out: list[int] = []
+    count, pos = 1, 0
+    with open(path, "rb") as f:
+        for target in sorted(set(offsets)):
+            while pos < target:
+                chunk = f.read(min(BLOCK_BYTES, target - pos))
                 if not chunk:
                     break
                 count += chunk.count(b"\n")
                 pos += len(chunk)
-        return count
+            out.append(count)
+    return out
+
+
+def describe_lines(lines: list[int]) -> str:
+    """"line 7", "lines 7, 9" or "lines 7, 9, ... and 40 more": a message names them all or
+    the first few, never a screenful."""
+    shown = ", ".join(map(str, lines[:_SHOWN]))
+    more = f", ... and {len(lines) - _SHOWN:,} more" if len(lines) > _SHOWN else ""
+    return f"line{'s' if len(lines) > 1 else ''} {shown}{more}"
+
+
+_warned: set[tuple[str, tuple[int, ...]]] = set()
+_warned_lock = threading.Lock()  # the scorer reads a log by threads
+
+
+def warn_corrupt(path: Path, lines: list[int]) -> None:
+    """One warning per process for the corrupt `lines` of `path`, however many readers meet
+    them (a command may read a log twice: the user needs to hear it once)."""
+    seen = (str(Path(path).resolve()), tuple(lines))
+    with _warned_lock:
+        if seen in _warned:
+            return
+        _warned.add(seen)
+    n = len(lines)
+    warnings.warn(
+        f"{path}: skipped {n:,} corrupt line{'s' if n > 1 else ''} ({describe_lines(lines)}; "
+        "not a JSON record). `vpbatch run` moves them to log.corrupt.jsonl and sends their "
+        "jobs again; `vpbatch log check RUN_DIR` reports the log's health",
+        CorruptLinesWarning, stacklevel=2)
 
 
 def repair_torn_tail(path: Path) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 
 from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.errors import LogError
+from vpbatch.log.reader import warn_corrupt
 from vpbatch.scoring.cubecache import cache_key, cache_path, load_cache, save_cache
 from vpbatch.scoring.logscan import CHUNK_BYTES, TEMPLATE_KEY, LogColumns, scan_log
 
@@ -51,6 +52,7 @@ class RatingCube:
     # (M, C, I) items the authors' averaging would drop: no rating in the first version and
     # no correlation lists on that version's failed record. None = derive from `ratings`.
     authors_dropped: np.ndarray | None = None
+    corrupt_lines: list[int] = field(default_factory=list)  # the log's, skipped (1-based)
 
 
 def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = False) -> RatingCube:
@@ -144,6 +146,7 @@ def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
         answer_modes={name: _mode(int(c), int(n)) for name, c, n in
                       zip(names_m, n_choice, n_rows, strict=True)},
         authors_dropped=first_missing & ~kept,
+        corrupt_lines=list(acc.corrupt),
     )
 
 
@@ -189,6 +192,8 @@ def cube_from_log(
     if cache:
         hit = load_cache(cpath, key)
         if hit is not None:
+            if hit["corrupt_lines"]:  # skipped when the cube was made: still worth saying
+                warn_corrupt(log_path, hit["corrupt_lines"])
             return RatingCube(**hit)
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if log_path.stat().st_size < PARALLEL_MIN_BYTES:

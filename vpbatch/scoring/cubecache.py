@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 
 __all__ = ["CACHE_VERSION", "cache_path", "cache_key", "load_cache", "save_cache"]
 
-# 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided); 5: answer modes
-CACHE_VERSION = 5
+# 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided); 5: answer modes;
+# 6: corrupt lines
+CACHE_VERSION = 6
 # RatingCube fields stored as arrays; the others (names, counts) go in one orjson blob.
 _ARRAYS = ("ratings", "portrait_id", "option_id", "authors_dropped")
-_META = ("models", "conditions", "versions", "n_ok", "n_failed", "failures", "answer_modes")
+_META = ("models", "conditions", "versions", "n_ok", "n_failed", "failures", "answer_modes",
+         "corrupt_lines")
 
 
 def cache_path(log_path: Path, strict: bool) -> Path:

@@ -3,7 +3,16 @@
 Lines written by Record.to_json (fixed key order) are read column-wise: newlines are found
 once, then each needed field is reached from the line start by 8-byte word scans (SWAR: one
 uint64 holds 8 bytes). Job ids (32 hex) become exact 128-bit pairs and names exact strings;
-any other line goes through orjson. Big logs are read by threads, a byte range each.
+any other line goes through orjson, and the log's one parser (LogReader.parse) decides whether
+it is corrupt: skipped, and named in one warning per log. Big logs are read by threads, a byte
+range each.
+
+The scanner reads a line itself only when every field it reads is well formed, the line ends
+in a brace, holds no control byte (a NUL run from a crash, a raw newline split) and is valid
+UTF-8 (a flipped high bit); the last two are checked a chunk at a time, at almost no cost. Any
+other line goes to orjson. Damage confined to the fields the scanner skips (usage, request,
+...) of an otherwise well-formed line is the one kind it reads through; `run` and
+`vpbatch log check`, which parse every line, find and move such a line.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from vpbatch.log.reader import LogReader
+from vpbatch.log.reader import LogReader, line_numbers, warn_corrupt
 from vpbatch.log.records import OK
 
 __all__ = ["TEMPLATE_KEY", "COLUMNS", "LogColumns", "scan_log"]
@@ -36,6 +45,8 @@ _NAME_WORDS = 16  # names up to 128 bytes take the vectorised path
 _STRIDE = 32  # every _STRIDE-th line's names are scanned; the others compared with those
 _NEWLINE, _QUOTE_BYTE, _BACKSLASH, _COMMA, _CLOSE_BRACE = b'\n"\\,}'
 _NULL_TEXT = b"null"
+_SPACE = 0x20  # bytes below it are control bytes: JSON escapes them all inside strings
+_ASCII_END = 0x80
 
 
 def _every_byte(value: int) -> np.uint64:
@@ -326,14 +337,17 @@ class _Parsed:
     choice: np.ndarray
 
 
-def _fields(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> dict[str, np.ndarray]:
-    """Walk every line [s, e) through the Record key order, clearing `ok` where it deviates.
+def _fields(
+    sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool, clean: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Walk every `clean` line [s, e) through the Record key order, clearing `ok` where it
+    deviates.
 
     `a` is each line's read position: a key is matched there, then `a` moves past the key
     and past the value after it.
     """
     at_id = s + len(_JOB_ID)
-    ok = (e - s >= _MIN_LINE) & sc.match(s, _JOB_ID) & sc.match(at_id + _HEX_ID, _MODEL)
+    ok = clean & (e - s >= _MIN_LINE) & sc.match(s, _JOB_ID) & sc.match(at_id + _HEX_ID, _MODEL)
     ok &= sc.buf[e - 1] == _CLOSE_BRACE
     hi, lo, good = sc.hex128(at_id)
     ok &= good
@@ -447,9 +461,12 @@ def _scan_triples(
     return q, group, idx[reps]
 
 
-def _parse(sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool) -> _Parsed:
-    """Parse the Record-shaped lines among [s, e) of a chunk without a dict per line."""
-    f = _fields(sc, s, e, strict)
+def _parse(
+    sc: _Scan, s: np.ndarray, e: np.ndarray, strict: bool, clean: np.ndarray
+) -> _Parsed:
+    """Parse the Record-shaped lines among the `clean` [s, e) of a chunk without a dict per
+    line."""
+    f = _fields(sc, s, e, strict, clean)
     # A span that is not JSON (a control byte, bad UTF-8) leaves its lines to the log's parser.
     decoded = [_triple(b) for b in f["spans"]]
     f["ok"] &= np.array([d is not None for d in decoded] + [False])[f["span"]]
@@ -525,7 +542,7 @@ class LogColumns:
     kind 0 for 32-hex ids (their exact 128 bits), kind 1 for others (hi = index in `ids`).
     """
 
-    __slots__ = ("key", "triples", "first", "ids", "parts", "n_lines")
+    __slots__ = ("key", "triples", "first", "ids", "parts", "n_lines", "corrupt")
 
     def __init__(self, strict: bool) -> None:
         self.key = "rating_strict" if strict else "rating"
@@ -534,6 +551,9 @@ class LogColumns:
         self.ids: dict[str, int] = {}
         self.parts: list[dict[str, np.ndarray]] = []
         self.n_lines = 0
+        # The corrupt lines skipped: file offsets while reading, line numbers once scan_log
+        # returns (the cube cache keeps them, so a cached read warns too).
+        self.corrupt: list[int] = []
 
     def _triple(self, name: tuple[str, str, str], line: int) -> int:
         t = self.triples.setdefault(name, len(self.triples))
@@ -585,14 +605,20 @@ class LogColumns:
     def add_chunk(self, reader: LogReader, offset: int, sc: _Scan, nl: np.ndarray) -> None:
         """The complete lines of a chunk at file `offset`: Record-shaped ones vectorised,
         others one by one."""
-        ends = np.flatnonzero(np.equal(sc.buf[: sc.size], _NEWLINE, out=nl[: sc.size]))
+        # One pass finds the newlines and any other control byte, which no valid line holds.
+        ctl = np.flatnonzero(np.less(sc.buf[: sc.size], _SPACE, out=nl[: sc.size]))
+        is_nl = sc.buf[ctl] == _NEWLINE
+        ends = ctl[is_nl]
         starts = np.empty_like(ends)
         starts[:1], starts[1:] = 0, ends[:-1] + 1
+        suspect = np.zeros(len(ends), bool)
+        suspect[np.searchsorted(ends, ctl[~is_nl])] = True
+        suspect[np.searchsorted(ends, _bad_utf8(sc))] = True
         keep = ends > starts  # blank lines carry nothing
-        starts, ends = starts[keep], ends[keep]
+        starts, ends, clean = starts[keep], ends[keep], ~suspect[keep]
         lines = np.arange(self.n_lines, self.n_lines + len(starts))
         self.n_lines += len(starts)
-        got = _parse(sc, starts, ends, self.key == "rating_strict")
+        got = _parse(sc, starts, ends, self.key == "rating_strict", clean)
         slow = np.flatnonzero(~got.fast)
         texts = [bytes(sc.data[starts[i] : ends[i]]) for i in slow.tolist()]
         # A line of blanks carries nothing; any other goes through the log's one parser.
@@ -624,6 +650,7 @@ class LogColumns:
             part["line"] = part["line"] + self.n_lines
             self.parts.append(part)
         self.n_lines += other.n_lines
+        self.corrupt += other.corrupt
 
     def columns(self) -> dict[str, np.ndarray]:
         """Every row's COLUMNS as one array each, in the order the rows were added."""
@@ -631,6 +658,23 @@ class LogColumns:
             return {k: np.zeros(0, np.uint64 if k in ("hi", "lo") else np.int64)
                     for k in COLUMNS}
         return {k: np.concatenate([p[k] for p in self.parts]) for k in COLUMNS}
+
+
+def _bad_utf8(sc: _Scan) -> list[int]:
+    """Offsets in the chunk of bytes that are not valid UTF-8 (orjson refuses their lines)."""
+    if not sc.size or int(sc.buf[: sc.size].max()) < _ASCII_END:
+        return []  # all ASCII, as most logs are: valid
+    bad: list[int] = []
+    pos = 0
+    with memoryview(sc.data) as view:
+        while pos < sc.size:
+            try:
+                str(view[pos : sc.size], "utf-8")  # C speed; a str is cheaper than a scan
+                break
+            except UnicodeDecodeError as exc:
+                bad.append(pos + exc.start)
+                pos = sc.data.find(b"\n", pos + exc.start, sc.size) + 1 or sc.size
+    return bad
 
 
 def _read(
@@ -643,6 +687,7 @@ def _read(
         if len(nl) < end:
             nl = np.empty(len(buf), bool)
         rows.add_chunk(reader, offset, _Scan(buf, end), nl)
+    rows.corrupt += reader.corrupt
 
 
 def _split_points(path: Path, parts: int) -> list[int]:
@@ -662,7 +707,9 @@ def _read_part(path: Path, start: int, stop: int | None, strict: bool, chunk_byt
     """Bytes [start, stop) of the log as columns."""
     acc = LogColumns(strict)
     if plain:
-        acc.add_rows(LogReader(path, start, stop).rows())
+        reader = LogReader(path, start, stop)
+        acc.add_rows(reader.rows(warn=False))
+        acc.corrupt += reader.corrupt
     else:
         _read(path, acc, chunk_bytes, start, stop)
     return acc
@@ -686,4 +733,7 @@ def scan_log(path: Path, strict: bool, *, workers: int = 1, chunk_bytes: int = C
         acc = futures[0].result()
         for future in futures[1:]:
             acc.absorb(future.result())
+    if acc.corrupt:  # one warning for all the ranges read; then line numbers, kept
+        acc.corrupt = line_numbers(path, acc.corrupt)
+        warn_corrupt(path, acc.corrupt)
     return acc

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from vpbatch.errors import LogError
+from vpbatch.errors import LogWriteError
 from vpbatch.log.reader import LogReader, repair_torn_tail
 
 __all__ = ["JOURNAL_NAME", "BatchEntry", "BatchJournal"]
@@ -61,9 +61,13 @@ class BatchJournal:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             if os.write(fd, line) != len(line):
-                raise LogError(f"short write to {self.path} (disk full?); free space and resume")
+                raise LogWriteError(f"short write to {self.path} (disk full?); free space, "
+                                    "then run the same command again to resume")
             # A batch the journal forgot would be paid for twice on resume: make it durable.
             os.fsync(fd)
+        except OSError as exc:  # a full disk (ENOSPC) or an I/O error: stop, say what to do
+            raise LogWriteError(f"cannot append to {self.path}: {exc.strerror or exc}; free "
+                                "space, then run the same command again to resume") from exc
         finally:
             os.close(fd)
 
@@ -91,7 +95,7 @@ class BatchJournal:
 
     def rows(self) -> list[dict[str, Any]]:
         """Every complete line, in order (a torn last line, a crash mid-write, left out)."""
-        return list(LogReader(self.path).rows())
+        return list(LogReader(self.path, key=None).rows())
 
     def unconfirmed(self, model: str) -> list[BatchEntry]:
         """The model's intents with neither a batch id nor an abandonment: a crash mid-create."""
