@@ -19,14 +19,14 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from vpbatch.errors import CorruptLinesWarning
 
-__all__ = ["LogReader", "repair_torn_tail", "line_numbers", "warn_corrupt", "describe_lines",
-           "BLOCK_BYTES", "JOB_KEY"]
+__all__ = ["LogReader", "repair_torn_tail", "complete_size", "line_numbers", "warn_corrupt",
+           "describe_lines", "BLOCK_BYTES", "JOB_KEY"]
 
 BLOCK_BYTES = 1 << 22  # 4 MB a read: few calls, and a block's arrays stay in cache
 JOB_KEY = "job_id"  # what every line of a run log holds
@@ -174,6 +174,21 @@ def warn_corrupt(path: Path, lines: list[int]) -> None:
         CorruptLinesWarning, stacklevel=2)
 
 
+def complete_size(f: BinaryIO, size: int) -> int:
+    """Where the last complete line of the first `size` bytes of `f` ends (0 if none does)."""
+    # Walk back in blocks to the last newline; lines are small, so this reads little.
+    pos, block = size, 1 << 16
+    while pos > 0:
+        start = max(0, pos - block)
+        f.seek(start)
+        chunk = f.read(pos - start)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            return start + nl + 1
+        pos = start
+    return 0
+
+
 def repair_torn_tail(path: Path) -> int:
     """Cut a last line that lacks its newline (a torn write); return the bytes removed.
 
@@ -183,21 +198,7 @@ def repair_torn_tail(path: Path) -> int:
         return 0
     with open(path, "rb+") as f:
         size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        # Walk back in blocks to the last newline; lines are small, so this reads little.
-        pos, block = size, 1 << 16
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            nl = chunk.rfind(b"\n")
-            if nl >= 0:
-                keep = start + nl + 1
-                break
-            pos = start
-        else:
-            keep = 0
+        keep = complete_size(f, size)
         if keep < size:
             f.truncate(keep)
         return size - keep

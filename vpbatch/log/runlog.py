@@ -82,8 +82,11 @@ class RunLog:
         line = record.to_json()
         try:
             written = os.write(self._fd, line)
-            if written != len(line):  # a short write on a regular file: the disk is full
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            while written < len(line):  # a short write: the rest fails with the real cause
+                more = os.write(self._fd, line[written:])
+                if not more:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += more
         except OSError as exc:
             raise self._failed(exc) from exc
         self._size += written

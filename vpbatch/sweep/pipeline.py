@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from vpbatch.errors import LogWriteError
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import RunLog
 from vpbatch.providers.base import Answer, FailureKind, ProviderError
@@ -192,13 +193,19 @@ class Pipeline:
     async def _job(self, job: Job) -> None:
         try:
             record = await self._attempts(job)
+            try:
+                commit(self.log, self.progress, record)
+            except LogWriteError:
+                # The disk is full: stop the stream before this job's slot frees, or the
+                # stream would take the slot and send one more request it cannot log.
+                self.stop()
+                raise
         except _Stopped:
             return
         finally:
             for layer in self.limits.layers:
                 layer.cap.release()
             self.progress.in_flight -= 1
-        commit(self.log, self.progress, record)
         self.trip(self.breaker.logged(record))
 
     async def _attempts(self, job: Job) -> Record:
