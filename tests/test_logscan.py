@@ -131,3 +131,20 @@ def test_corrupt_lines_the_key_walk_would_accept_are_skipped_and_named_once(
     rows = _as_table(fast.columns(), list(fast.triples))
     assert [r[0] for r in rows] == [0, 2, 3, 5, 6, 7, 8, 10, 11]  # lines 2, 5, 10 left out
     assert [r[2] for r in rows] == [float(i % 6 + 1) for i in (0, 2, 3, 5, 6, 7, 8, 10, 11)]
+
+
+def test_the_vectorised_utf8_check_agrees_with_python_on_every_kind_of_sequence() -> None:
+    rng = np.random.default_rng(0)
+    samples = [bytes(rng.integers(0x80, 0x100, rng.integers(1, 6))) for _ in range(3000)]
+    samples += ["é".encode(), "’".encode(), "😀".encode(), b"\xed\xa0\x80", b"\xe0\x9f\xbf",
+                b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xc3", b"\xa9"]
+    for tail in samples:
+        data = b'{"raw":"a' + tail + b'b"}'
+        buf = np.frombuffer(data, np.uint8)
+        at = np.flatnonzero(buf >= 0x80)
+        try:
+            data.decode("utf-8")
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        assert logscan._utf8_valid(buf[at], at) == valid, tail

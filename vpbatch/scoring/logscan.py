@@ -47,6 +47,7 @@ _NEWLINE, _QUOTE_BYTE, _BACKSLASH, _COMMA, _CLOSE_BRACE = b'\n"\\,}'
 _NULL_TEXT = b"null"
 _SPACE = 0x20  # bytes below it are control bytes: JSON escapes them all inside strings
 _ASCII_END = 0x80
+_ODD = _ASCII_END - _SPACE  # a byte shifted down by _SPACE is >= this iff control or not ASCII
 
 
 def _every_byte(value: int) -> np.uint64:
@@ -605,15 +606,22 @@ class LogColumns:
     def add_chunk(self, reader: LogReader, offset: int, sc: _Scan, nl: np.ndarray) -> None:
         """The complete lines of a chunk at file `offset`: Record-shaped ones vectorised,
         others one by one."""
-        # One pass finds the newlines and any other control byte, which no valid line holds.
-        ctl = np.flatnonzero(np.less(sc.buf[: sc.size], _SPACE, out=nl[: sc.size]))
-        is_nl = sc.buf[ctl] == _NEWLINE
-        ends = ctl[is_nl]
+        # One pass finds the newlines and every byte a valid line might not hold: another
+        # control byte (never, JSON escapes them) or a byte past ASCII (checked as UTF-8).
+        # Shifted down by 0x20 (wrapping), exactly those bytes are >= 0x60.
+        size = sc.size
+        np.subtract(sc.buf[:size], _SPACE, out=nl[:size].view(np.uint8))
+        odd = np.flatnonzero(np.greater_equal(nl[:size].view(np.uint8), _ODD, out=nl[:size]))
+        byte = sc.buf[odd]
+        is_nl = byte == _NEWLINE
+        ends = odd[is_nl]
         starts = np.empty_like(ends)
         starts[:1], starts[1:] = 0, ends[:-1] + 1
         suspect = np.zeros(len(ends), bool)
-        suspect[np.searchsorted(ends, ctl[~is_nl])] = True
-        suspect[np.searchsorted(ends, _bad_utf8(sc))] = True
+        suspect[np.searchsorted(ends, odd[(byte < _SPACE) & ~is_nl])] = True
+        high = odd[byte >= _ASCII_END]
+        if len(high) and not _utf8_valid(byte[byte >= _ASCII_END], high):
+            suspect[np.searchsorted(ends, _bad_utf8(sc))] = True  # rare: find them exactly
         keep = ends > starts  # blank lines carry nothing
         starts, ends, clean = starts[keep], ends[keep], ~suspect[keep]
         lines = np.arange(self.n_lines, self.n_lines + len(starts))
@@ -660,16 +668,36 @@ class LogColumns:
         return {k: np.concatenate([p[k] for p in self.parts]) for k in COLUMNS}
 
 
+def _utf8_valid(b: np.ndarray, at: np.ndarray) -> bool:
+    """Whether the non-ASCII bytes `b`, at chunk offsets `at` (all of them, in order), form
+    valid UTF-8: each lead byte followed right away by its continuation bytes, and no
+    continuation byte left over, overlong, surrogate or past U+10FFFF (RFC 3629)."""
+    cont = b < 0xC0
+    lead = np.flatnonzero(~cont)
+    first = b[lead]
+    need = 1 + (first >= 0xE0).astype(np.int64) + (first >= 0xF0)
+    if ((first < 0xC2) | (first > 0xF4)).any() or int(need.sum()) != int(cont.sum()):
+        return False
+    for k in (1, 2, 3):
+        has = lead[need >= k]
+        nxt = has + k
+        if len(nxt) and (nxt[-1] >= len(b) or (at[nxt] != at[has] + k).any()
+                         or not cont[nxt].all()):
+            return False
+    # Every lead has its continuations, so every continuation byte belongs to one lead.
+    second = b[lead + 1]
+    return not (((first == 0xE0) & (second < 0xA0)) | ((first == 0xED) & (second > 0x9F))
+                | ((first == 0xF0) & (second < 0x90)) | ((first == 0xF4) & (second > 0x8F))).any()
+
+
 def _bad_utf8(sc: _Scan) -> list[int]:
     """Offsets in the chunk of bytes that are not valid UTF-8 (orjson refuses their lines)."""
-    if not sc.size or int(sc.buf[: sc.size].max()) < _ASCII_END:
-        return []  # all ASCII, as most logs are: valid
     bad: list[int] = []
     pos = 0
     with memoryview(sc.data) as view:
         while pos < sc.size:
             try:
-                str(view[pos : sc.size], "utf-8")  # C speed; a str is cheaper than a scan
+                str(view[pos : sc.size], "utf-8")
                 break
             except UnicodeDecodeError as exc:
                 bad.append(pos + exc.start)
