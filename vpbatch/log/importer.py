@@ -23,7 +23,7 @@ import orjson
 
 from vpbatch.benchmark.dims import VANILLA, VERSIONS
 from vpbatch.benchmark.parser import parse_official, parse_strict, split_reasoning
-from vpbatch.errors import DataError, LogError
+from vpbatch.errors import DataError, LogWriteError
 from vpbatch.log.lock import run_dir_lock
 from vpbatch.log.records import FAILED, OK, Record, job_id
 from vpbatch.log.runlog import LOG_NAME, RunLog
@@ -259,9 +259,13 @@ def _append_bulk(run_dir: Path, results: list[_FileResult]) -> tuple[int, int]:
                     chunk.append(line)
                 blob = b"".join(chunk)
                 if blob and os.write(fd, blob) != len(blob):
-                    raise LogError(f"short write to {log.path} (disk full?); free space and rerun")
+                    raise LogWriteError(f"short write to {log.path} (disk full?); free space "
+                                        "and rerun (what was imported is kept)")
                 written += len(chunk)
             os.fsync(fd)
+        except OSError as exc:  # a full disk: a cut-off last line is cut by the next open
+            raise LogWriteError(f"cannot append to {log.path}: {exc.strerror or exc}; free "
+                                "space and rerun (what was imported is kept)") from exc
         finally:
             os.close(fd)
     finally:
