@@ -233,7 +233,8 @@ def test_a_full_disk_stops_the_sweep_keeping_every_line_and_a_resume_finishes_it
     if disk == "tmpfs" and not _namespaces_work():
         pytest.skip("no user+mount namespaces here (unshare -rm); the file size limit case "
                     "covers the same failure")
-    cfg = config(tmp_path, server.url, model=f"sim-{disk}")
+    # Another simulated respondent per case: requests the server has not seen yet.
+    cfg = config(tmp_path, server.url, model="sim:achiever" if disk == "tmpfs" else "sim:explorer")
     out = tmp_path / "out"
     out.mkdir()
     sent = requests(server)
@@ -255,6 +256,7 @@ def test_a_full_disk_stops_the_sweep_keeping_every_line_and_a_resume_finishes_it
     assert done.read_bytes().startswith(full)  # the lines before the failure, unchanged
     ids = job_ids(out / "done")
     assert len(ids) == len(set(ids)) == N_JOBS  # every job once: none lost, none twice
+    assert {r["status"] for r in iter_log(done)} == {"ok"}
     now = requests(server)
     assert now["distinct_requests"] - sent["distinct_requests"] == N_JOBS
     # Only answers that arrived after the disk filled, never logged, were asked for twice.

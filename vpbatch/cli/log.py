@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
+from vpbatch.errors import ExitCode
 from vpbatch.log.health import check_log, render_health
 from vpbatch.log.rundir import open_run_dir
 
 __all__ = ["log"]
 
-CORRUPT_EXIT = 1  # like fsck and grep: 0 nothing found, 1 something found, 2 usage
+# A damaged log is trouble from the surroundings (a disk, an edit), as errors.ExitCode has it.
+CORRUPT_EXIT = ExitCode.ENVIRONMENT
 
 
 @click.group()
