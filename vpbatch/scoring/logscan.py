@@ -47,7 +47,6 @@ _NEWLINE, _QUOTE_BYTE, _BACKSLASH, _COMMA, _CLOSE_BRACE = b'\n"\\,}'
 _NULL_TEXT = b"null"
 _SPACE = 0x20  # bytes below it are control bytes: JSON escapes them all inside strings
 _ASCII_END = 0x80
-_ODD = _ASCII_END - _SPACE  # a byte shifted down by _SPACE is >= this iff control or not ASCII
 
 
 def _every_byte(value: int) -> np.uint64:
@@ -606,12 +605,10 @@ class LogColumns:
     def add_chunk(self, reader: LogReader, offset: int, sc: _Scan, nl: np.ndarray) -> None:
         """The complete lines of a chunk at file `offset`: Record-shaped ones vectorised,
         others one by one."""
-        # One pass finds the newlines and every byte a valid line might not hold: another
+        # One compare finds the newlines and every byte a valid line might not hold: another
         # control byte (never, JSON escapes them) or a byte past ASCII (checked as UTF-8).
-        # Shifted down by 0x20 (wrapping), exactly those bytes are >= 0x60.
-        size = sc.size
-        np.subtract(sc.buf[:size], _SPACE, out=nl[:size].view(np.uint8))
-        odd = np.flatnonzero(np.greater_equal(nl[:size].view(np.uint8), _ODD, out=nl[:size]))
+        # Read as signed bytes, exactly those are below 0x20 (past ASCII is negative).
+        odd = np.flatnonzero(np.less(sc.buf[: sc.size].view(np.int8), _SPACE, out=nl[: sc.size]))
         byte = sc.buf[odd]
         is_nl = byte == _NEWLINE
         ends = odd[is_nl]
