@@ -29,6 +29,7 @@ from aiohttp import web
 from vpbatch.log.lock import LOCK_NAME
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import iter_log
+from vpbatch.providers.base import FailureKind, ProviderError
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy
 
 pytestmark = pytest.mark.timeout(180)
@@ -327,6 +328,22 @@ def test_a_server_that_never_answers_stops_the_model_after_a_handful_of_timeouts
     assert rows(tmp_path / "run") == [] and f"{GRID} jobs not sent" in line
 
 
+def test_a_base_url_where_nothing_listens_stops_the_model_before_any_job_runs_out_of_retries(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = config(tmp_path, model("m", f"http://127.0.0.1:{port}/v1"))
+    done = run(vpbatch("run", cfg, "--run-dir", tmp_path / "run"), env)
+    assert done.returncode == 3, done.stderr
+    line = stop_line(done.stderr, "m")
+    assert "requests in a row got no answer (all with: openai: POST " in line
+    assert "Cannot connect" in line and "Nothing answers at base_url" in line
+    # Stopped by the refused attempts, not after 20 jobs spent their retries: nothing logged.
+    assert rows(tmp_path / "run") == [] and f"{GRID} jobs not sent" in line
+
+
 def test_five_megabyte_answers_are_refused_unread_and_the_log_stays_small(
     tmp_path: Path, server: Misbehaving, env: dict[str, str]
 ) -> None:
@@ -383,6 +400,24 @@ def test_one_cause_is_recognised_whatever_the_attempts_and_request_ids() -> None
     breaker.logged(line(busy.format("req_8f3a2b9c0d1e", 8)))
     why = breaker.logged(line(busy.format("req_77aa00bb11cc", 3)))
     assert why is not None and "(all with: HTTP 503: busy, request …)" in why
+
+
+def refused() -> ProviderError:
+    return ProviderError(FailureKind.TRANSIENT, "POST http://h/v1: ClientConnectorError: "
+                         "Cannot connect to host h:80", unreachable=True)
+
+
+def test_refused_connections_stop_a_model_that_never_answered() -> None:
+    breaker = Breaker(BreakerPolicy(3))
+    assert [breaker.no_answer(refused()) for _ in range(2)] == [None, None]
+    why = breaker.no_answer(refused())
+    assert why is not None and "Nothing answers at base_url" in why
+
+
+def test_refused_connections_after_an_answer_are_a_restart_and_do_not_count() -> None:
+    breaker = Breaker(BreakerPolicy(3))
+    breaker.logged(line(None))
+    assert all(breaker.no_answer(refused()) is None for _ in range(100))
 
 
 def test_stop_after_0_never_stops_a_model() -> None:

@@ -32,6 +32,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         auth: bool = False,
         timed_out: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -40,6 +41,7 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.auth = auth  # the key was rejected: the whole model stops, the others go on
         self.timed_out = timed_out  # no answer within the timeouts (sweep.breaker counts these)
+        self.unreachable = unreachable  # no connection at all: refused, no such host
 
 
 @dataclass(slots=True)

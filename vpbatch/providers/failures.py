@@ -179,10 +179,12 @@ class Failures:
         return classify_status(status, headers, raw, provider=f"{self.label}{where}",
                                key=self.key, key_env=self.key_env, now=self.clock())
 
-    def transient(self, what: str, *, timed_out: bool = False) -> ProviderError:
+    def transient(
+        self, what: str, *, timed_out: bool = False, unreachable: bool = False
+    ) -> ProviderError:
         """A failure that may pass: a dropped connection, a timeout, a malformed answer."""
         return ProviderError(FailureKind.TRANSIENT, self.redact(f"{self.label}: {what}"),
-                             timed_out=timed_out)
+                             timed_out=timed_out, unreachable=unreachable)
 
     def permanent(self, what: str) -> ProviderError:
         """A failure that re-sending cannot change: a refused answer, an unusable URL."""

@@ -95,7 +95,8 @@ class Endpoint:
         except aiohttp.ClientError as exc:
             # `from None`: aiohttp errors may carry request_info, whose headers hold the key.
             raise self.failures.transient(
-                f"{method} {url}: {type(exc).__name__}: {exc}") from None
+                f"{method} {url}: {type(exc).__name__}: {exc}",
+                unreachable=isinstance(exc, aiohttp.ClientConnectorError)) from None
 
 
 class _TooLarge(Exception):

@@ -1,11 +1,14 @@
 """The per-model circuit breaker: stop a model whose failures are systematic.
 
-A `Breaker` watches one model's outcomes: each job's log line, and each attempt that timed
-out. It trips when `stop_after` jobs in a row were logged as failed (so also when the model's
-first `stop_after` jobs all failed with one cause), or when `stop_after` attempts in a row
-timed out, with no answer between. A server that accepts connections but never answers fails
-no job for a long time (every job is still retrying), hence the second count. The breaker
-only says why; the runner stops issuing. It never retries: `retry.retrying` is the one loop.
+A `Breaker` watches one model's outcomes: each job's log line, and each attempt that got no
+answer. It trips when `stop_after` jobs in a row were logged as failed (so also when the model's
+first `stop_after` jobs all failed with one cause), or when `stop_after` attempts in a row timed
+out or found nothing to connect to, with no answer between. A server that accepts connections
+but never answers, or a base_url where nothing listens, fails no job for a long time (every job
+is still retrying with backoff), hence the second count. Refused connections count only until
+the model's first answer: after that they are a server restarting, which a job's retries ride
+out, not a wrong base_url. The breaker only says why; the runner stops issuing. It never
+retries: `retry.retrying` is the one loop.
 """
 
 from __future__ import annotations
@@ -45,17 +48,19 @@ def cause_of(error: str) -> str:
 class Breaker:
     """One model's run of failures since its last answer; `tripped` says why it stopped."""
 
-    __slots__ = ("policy", "failed", "silent", "tripped")
+    __slots__ = ("policy", "failed", "silent", "tripped", "answered")
 
     def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy
         self.failed: Counter[str] = Counter()  # causes of the jobs failed since the last answer
         self.silent: Counter[str] = Counter()  # causes of the attempts timed out since then
         self.tripped: str | None = None
+        self.answered = False  # has the model answered once in this process?
 
     def logged(self, record: Record) -> str | None:
         """A job's line was written; returns why to stop the model now, else None."""
         if record.status == OK:
+            self.answered = True
             self.failed.clear()
             self.silent.clear()
             return None
@@ -63,8 +68,10 @@ class Breaker:
         self.failed[cause_of(record.error or "failed")] += 1
         return self._check(self.failed, "jobs in a row failed", status)
 
-    def timed_out(self, exc: ProviderError) -> str | None:
-        """An attempt got no answer within the timeouts; returns why to stop, else None."""
+    def no_answer(self, exc: ProviderError) -> str | None:
+        """An attempt timed out or could not connect; returns why to stop, else None."""
+        if exc.unreachable and self.answered:
+            return None  # the server answered before: a restart, which retries ride out
         self.silent[cause_of(exc.message)] += 1
         return self._check(self.silent, "requests in a row got no answer", None)
 

@@ -262,9 +262,9 @@ class Pipeline:
         if exc.auth:
             self.abort(exc.message)  # the key is wrong for every job of this model
             raise _Stopped
-        if exc.timed_out:
+        if exc.timed_out or exc.unreachable:
             # Counted per attempt: a silent server fails no job until its retries run out.
-            self.trip(self.breaker.timed_out(exc))
+            self.trip(self.breaker.no_answer(exc))
         if exc.kind is FailureKind.RATE_LIMITED:
             # Which limit the provider enforced is not said: the model's own cap and the
             # shared one both halve (each once per round of pushback).
