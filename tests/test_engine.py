@@ -267,8 +267,10 @@ def test_retries_stop_at_max_attempts_and_the_failure_is_logged(tmp_path: Path) 
         async with serving() as srv:
             dead = f"http://127.0.0.1:{_closed_port()}/v1"
             models = [
+                # stop_after = 0: the breaker would stop it after 20 refused requests; here
+                # each job's own retry budget is what runs out.
                 {"name": "dead", "provider": "openai", "model": "sim", "base_url": dead,
-                 "max_attempts": 3},
+                 "max_attempts": 3, "stop_after": 0},
                 http_model("alive", srv),
             ]
             cfg = write_config(tmp_path / "c.toml", models, items=2)
