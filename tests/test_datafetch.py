@@ -259,6 +259,20 @@ def test_not_found_fails_at_once_naming_the_file(mirror: Mirror) -> None:
     assert mirror.requests == ["data/nope.json"]
 
 
+def test_many_missing_files_name_the_first_few_and_count_the_rest(mirror: Mirror) -> None:
+    ghosts = [ManifestFile(path=f"data/nope{i}.json", sha256="0" * 64, size=1, group=CORE)
+              for i in range(40)]
+
+    async def go() -> None:
+        await fetch_async(files=ghosts, attempts=1)
+
+    with pytest.raises(DataError) as err:
+        anyio.run(go)
+    msg = str(err.value)
+    assert msg.startswith("40 files failed to download:") and msg.count("HTTP 404") == 5
+    assert "... and 35 more like these" in msg and len(msg.splitlines()) == 7
+
+
 def test_a_good_file_survives_a_failed_refetch(mirror: Mirror) -> None:
     fetch()
     good = (cache_dir() / PROMPT).read_bytes()

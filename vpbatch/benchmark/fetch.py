@@ -327,9 +327,20 @@ async def fetch_async(
         offline = [e for e in errors if isinstance(e, OfflineError)]
         if offline or len(errors) == 1:
             raise (offline or errors)[0]
-        raise DataError(f"{len(errors)} files failed to download:\n  " + "\n  ".join(
-            str(e) for e in errors))
+        raise DataError(_many_failed(errors))
     return result
+
+
+_SHOWN = 5  # failures named one by one; a mirror lacking a whole folder fails hundreds alike
+
+
+def _many_failed(errors: Sequence[Exception]) -> str:
+    """One message for several failed files: the first few whole, the rest counted."""
+    lines = [str(e) for e in errors[:_SHOWN]]
+    if len(errors) > _SHOWN:
+        lines.append(f"... and {len(errors) - _SHOWN} more like these; the files fetched so far "
+                     "are kept, and a rerun fetches only what is missing")
+    return f"{len(errors)} files failed to download:\n  " + "\n  ".join(lines)
 
 
 def fetch(
