@@ -30,7 +30,7 @@ from vpbatch.log.lock import LOCK_NAME
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import iter_log
 from vpbatch.providers.base import FailureKind, ProviderError
-from vpbatch.sweep.breaker import Breaker, BreakerPolicy
+from vpbatch.sweep.breaker import Breaker, BreakerPolicy, advice
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -412,6 +412,14 @@ def test_refused_connections_stop_a_model_that_never_answered() -> None:
     assert [breaker.no_answer(refused()) for _ in range(2)] == [None, None]
     why = breaker.no_answer(refused())
     assert why is not None and "Nothing answers at base_url" in why
+
+
+def test_a_host_that_does_not_resolve_is_told_apart_from_a_server_that_is_down() -> None:
+    dns = ("openai: POST https://api.openai.com/v1/chat/completions: ClientConnectorDNSError: "
+           "Cannot connect to host api.openai.com:443 ssl:default [Name or service not known]")
+    assert "does not resolve" in advice(dns, None)
+    down = "POST http://h: ClientConnectorError: Cannot connect to host h:80"
+    assert "start the server" in advice(down, None)
 
 
 def test_refused_connections_after_an_answer_are_a_restart_and_do_not_count() -> None:

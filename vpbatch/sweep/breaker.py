@@ -106,6 +106,9 @@ def advice(cause: str, status: int | None) -> str:
         return "The server keeps refusing for rate: lower rpm, tpm or concurrency"
     if status is not None and status >= 500:
         return "The server fails: check its logs, or try again later"
+    if "DNSError" in cause or "Name or service not known" in cause:
+        return ("The host name does not resolve: check base_url's host, and this machine's "
+                "network and DNS")
     if "Connect" in cause or "Connection" in cause:
         return "Nothing answers at base_url: start the server, or fix base_url"
     return "Fix the cause above"
