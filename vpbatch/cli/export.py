@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from vpbatch.cli.options import analysis_options
 from vpbatch.report.export import FORMATS
-from vpbatch.scoring.analysis import BOOTSTRAPS, CLUSTER
 from vpbatch.scoring.scorer import RULES
 
 __all__ = ["export"]
@@ -22,18 +22,12 @@ __all__ = ["export"]
 @click.option("--rule", type=click.Choice(RULES), default="paper", show_default=True,
               help="which (item, dimension) pairs count (see `vpbatch score --help`)")
 @click.option("--strict", is_flag=True, help="Score the strict parser's ratings.")
-@click.option("--boot", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="bootstrap resamples for the 95% intervals (0 = none)")
-@click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default=CLUSTER, show_default=True,
-              help="resample whole queries (cluster) or single items")
-@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="dataset dir (default: VPBATCH_DATA or the cache)")
-def export(run_dir: Path, fmt: str, out_dir: Path | None, rule: str, strict: bool, boot: int,
+@analysis_options
+def export(run_dir: Path, fmt: str, out_dir: Path | None, rule: str, strict: bool, n_boot: int,
            bootstrap: str, seed: int, data: Path | None) -> None:
     """Write answers, scores, deltas, steering, versions and alpha tables, and schema.json."""
     from vpbatch.api import export as export_run
 
-    for path in export_run(run_dir, out_dir, format=fmt, rule=rule, strict=strict, boot=boot,
+    for path in export_run(run_dir, out_dir, format=fmt, rule=rule, strict=strict, boot=n_boot,
                            bootstrap=bootstrap, seed=seed, data=data):
         click.echo(f"wrote {path}")

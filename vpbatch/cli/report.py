@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from vpbatch.cli.options import analysis_options
 from vpbatch.report import CSV_NAME, CSV_VERSIONS_NAME, write_report
-from vpbatch.scoring.analysis import BOOTSTRAPS, CLUSTER
 from vpbatch.scoring.reference import REFERENCES
 from vpbatch.scoring.scorer import RULES, ScoreOptions
 
@@ -18,13 +18,7 @@ __all__ = ["report"]
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--rule", type=click.Choice(RULES), default="paper", show_default=True,
               help="which (item, dimension) pairs count (see `vpbatch score --help`)")
-@click.option("--boot", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="bootstrap resamples for the 95% intervals (0 = none)")
-@click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default=CLUSTER, show_default=True,
-              help="cluster: resample whole queries (5 responses each); item: single items")
-@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="dataset dir (default: VPBATCH_DATA or the cache)")
+@analysis_options
 @click.option("--reference", type=click.Choice(REFERENCES), default=None,
               help="add reference rows: paper = the paper's 33 recorded models, greyed (their "
               "scores from the recorded outputs, cached after the first report)")

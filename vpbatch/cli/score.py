@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vpbatch.scoring.analysis import BOOTSTRAPS, CLUSTER
+from vpbatch.cli.options import analysis_options
 from vpbatch.scoring.scorer import RULES, ScoreOptions
 from vpbatch.scoring.scores_file import format_table, score_run
 
@@ -23,15 +23,10 @@ __all__ = ["score"]
 @click.option("--p-max", type=float, default=0.05, show_default=True,
               help="p-value cut (paper and absolute rules); 1 turns it off")
 @click.option("--strict", is_flag=True, help="score the strict parser's ratings")
-@click.option("--boot", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="bootstrap resamples for the 95% intervals in scores.json (0 = none)")
-@click.option("--bootstrap", type=click.Choice(BOOTSTRAPS), default=CLUSTER, show_default=True,
-              help="cluster: resample whole queries (5 responses each); item: single items")
-@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
-@click.option("--data", default=None, help="dataset dir (default: VPBATCH_DATA or the cache)")
+@analysis_options
 def score(
     run_dir: Path, rule: str, threshold: float, p_max: float, strict: bool, n_boot: int,
-    bootstrap: str, seed: int, data: str | None
+    bootstrap: str, seed: int, data: Path | None
 ) -> None:
     """Score RUN_DIR: writes RUN_DIR/scores.json and prints the values table."""
     options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max)

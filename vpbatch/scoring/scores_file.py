@@ -76,7 +76,7 @@ def score_run(
     options: ScoreOptions,
     *,
     strict: bool = False,
-    data: str | None = None,
+    data: str | Path | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     bootstrap: str = CLUSTER,
