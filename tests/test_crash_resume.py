@@ -5,16 +5,13 @@ Real processes only: `vpbatch sim serve` and `vpbatch run` as subprocesses, SIGK
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -41,12 +38,6 @@ def server(tmp_path: Path, data_dir: Path) -> Iterator[SimProcess]:
         srv.stop()
 
 
-def stats(srv: SimProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/stats", timeout=30) as r:
-        doc: dict[str, Any] = json.load(r)
-    return doc
-
-
 def settled_requests(srv: SimProcess) -> int:
     """The server's request count once it has read all that a dead client had sent.
 
@@ -54,10 +45,10 @@ def settled_requests(srv: SimProcess) -> int:
     by the same event loop after them; two equal counts in a row (at most 10 s) make sure.
     """
     deadline = time.monotonic() + 10
-    last, now = -1, stats(srv)["requests"]
+    last, now = -1, srv.stats()["requests"]
     while now != last:
         assert time.monotonic() < deadline, "the server's request count never settled"
-        last, now = now, stats(srv)["requests"]
+        last, now = now, srv.stats()["requests"]
     return int(now)
 
 
@@ -101,7 +92,7 @@ def test_kill_9_at_several_points_then_resume_logs_every_job_once(
     crashed = tmp_path / "crashed"
     in_flight = 0
     for at in (1, 50, 110):
-        before_req, before_lines = stats(server)["requests"], lines(crashed)
+        before_req, before_lines = server.stats()["requests"], lines(crashed)
         run_and_kill(run_cmd(cfg, crashed), crashed, at)
         sent = settled_requests(server) - before_req
         in_flight += sent - (lines(crashed) - before_lines)  # asked for, never logged
@@ -113,7 +104,7 @@ def test_kill_9_at_several_points_then_resume_logs_every_job_once(
     ids = [r["job_id"] for r in rows]
     assert len(ids) == N_JOBS == len(set(ids))  # exactly once, even before dedupe
     assert all(r["status"] == "ok" for r in rows)
-    st = stats(server)
+    st = server.stats()
     assert st["distinct_requests"] == N_JOBS  # the server saw every job
     resent = st["requests"] - st["distinct_requests"]
     print(f"in flight at the kills: {in_flight}; re-sent: {resent}")
@@ -144,7 +135,7 @@ def test_kill_9_during_retries_still_logs_every_job_once(tmp_path: Path, data_di
             run_and_kill(run_cmd(cfg, run_dir), run_dir, at)
         done = subprocess.run(run_cmd(cfg, run_dir), capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        st = stats(srv)
+        st = srv.stats()
     finally:
         srv.stop()
     rows = list(iter_log(run_dir / "log.jsonl"))

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator
         yield srv
     finally:
         srv.stop()
-
-
-def requests(srv: SimProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/stats", timeout=30) as r:
-        doc: dict[str, Any] = json.load(r)
-    return doc
 
 
 def config(where: Path, url: str, model: str = "sim") -> Path:
@@ -119,13 +112,13 @@ def test_two_corrupt_lines_are_skipped_by_every_reader_then_moved_and_only_their
     assert (run_dir / "log.jsonl").read_bytes() == b"".join(  # no reader changed the log
         bad[BAD.index(k + 1)] if k + 1 in BAD else x for k, x in enumerate(before))
 
-    sent = requests(server)["requests"]
+    sent = server.stats()["requests"]
     resumed = vpbatch("run", run_dir / "config.toml", "--run-dir", run_dir, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert warnings_in(resumed.stderr) == [
         f"warning: {run_dir / 'log.jsonl'}: moved 2 corrupt lines (lines {BAD[0]}, {BAD[1]}) to "
         f"{run_dir / 'log.corrupt.jsonl'}; the jobs they held are sent again"]
-    assert requests(server)["requests"] - sent == len(lost) == 2  # those jobs, and no other
+    assert server.stats()["requests"] - sent == len(lost) == 2  # those jobs, and no other
     assert (run_dir / "log.corrupt.jsonl").read_bytes() == b"".join(bad)
     after = (run_dir / "log.jsonl").read_bytes().splitlines(keepends=True)
     kept = [x for k, x in enumerate(before) if k + 1 not in BAD]
@@ -237,7 +230,7 @@ def test_a_full_disk_stops_the_sweep_keeping_every_line_and_a_resume_finishes_it
     cfg = config(tmp_path, server.url, model="sim:achiever" if disk == "tmpfs" else "sim:explorer")
     out = tmp_path / "out"
     out.mkdir()
-    sent = requests(server)
+    sent = server.stats()
     (_on_a_small_tmpfs if disk == "tmpfs" else _under_a_file_size_limit)(cfg, out)
 
     assert (out / "rc1").read_text().strip() == "1"
@@ -257,7 +250,7 @@ def test_a_full_disk_stops_the_sweep_keeping_every_line_and_a_resume_finishes_it
     ids = job_ids(out / "done")
     assert len(ids) == len(set(ids)) == N_JOBS  # every job once: none lost, none twice
     assert {r["status"] for r in iter_log(done)} == {"ok"}
-    now = requests(server)
+    now = server.stats()
     assert now["distinct_requests"] - sent["distinct_requests"] == N_JOBS
     # Only answers that arrived after the disk filled, never logged, were asked for twice.
     assert now["requests"] - sent["requests"] - N_JOBS <= CONCURRENCY
