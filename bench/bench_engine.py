@@ -45,7 +45,7 @@ class Figure:
 
 
 def _config(url: str, concurrency: int, root: Path) -> Any:
-    from vpbatch.sweep.config import load_config
+    from vpbatch.config.schema import load_config
 
     text = ['[run]\nname = "bench"\n']
     for i in range(ENGINE_MODELS):
@@ -78,7 +78,7 @@ def _bodies(n: int) -> list[bytes]:
     """The first n request bodies of the grid, exactly as the engine sends them."""
     from vpbatch.benchmark.conditions import load_conditions
     from vpbatch.benchmark.dataset import load_dataset
-    from vpbatch.sweep.config import ModelConfig
+    from vpbatch.config.schema import ModelConfig
     from vpbatch.sweep.grid import iter_model_jobs
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,17 +23,17 @@ import anyio.from_thread
 import numpy as np
 import pytest
 
+from vpbatch.config.schema import Config, load_config
 from vpbatch.log.runlog import iter_log
 from vpbatch.providers.registry import make_provider
 from vpbatch.scoring.scorer import ScoreOptions
 from vpbatch.scoring.scores_file import score_run
 from vpbatch.sim.faults import FaultPlan
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
-from vpbatch.sweep import retry
 from vpbatch.sweep.batch import JOURNAL_NAME, BatchEntry, BatchJournal, batch_api_for
-from vpbatch.sweep.config import Config, load_config
 from vpbatch.sweep.engine import SweepSummary, sweep
 from vpbatch.sweep.pipeline import policy_for
+from vpbatch.transport import retry
 
 pytestmark = pytest.mark.timeout(120)
 

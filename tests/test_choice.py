@@ -27,17 +27,17 @@ from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.benchmark.dims import PHRASES, VERSIONS
 from vpbatch.benchmark.parser import parse_official, parse_strict
 from vpbatch.benchmark.prompts import KINDS, load_templates
+from vpbatch.config.schema import Config, ModelConfig, load_config, parse_config
 from vpbatch.errors import ConfigError, DataError
 from vpbatch.log.runlog import iter_log
 from vpbatch.providers.anthropic import anthropic_provider
-from vpbatch.providers.base import ProviderError, RequestParams
 from vpbatch.providers.openai import openai_provider
 from vpbatch.providers.openrouter import openrouter_provider
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
-from vpbatch.sweep import retry
-from vpbatch.sweep.config import Config, ModelConfig, load_config, parse_config
 from vpbatch.sweep.engine import sweep
 from vpbatch.sweep.grid import iter_model_jobs
+from vpbatch.transport import retry
+from vpbatch.transport.records import ProviderError, RequestParams
 
 pytestmark = pytest.mark.timeout(120)
 

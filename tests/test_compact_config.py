@@ -15,9 +15,9 @@ import pytest
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.cli import main
+from vpbatch.config.schema import Config, config_digest, load_config
 from vpbatch.errors import ConfigError
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
-from vpbatch.sweep.config import Config, config_digest, load_config
 from vpbatch.sweep.engine import sweep
 from vpbatch.sweep.grid import iter_model_jobs, request_params
 

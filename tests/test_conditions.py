@@ -9,8 +9,8 @@ import pytest
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dims import PVQ
+from vpbatch.config.schema import Config, GridConfig, ModelConfig, RunConfig
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.config import Config, GridConfig, ModelConfig, RunConfig
 from vpbatch.sweep.grid import model_conditions, system_message
 
 GROUPS = {

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from vpbatch.cli import main
+from vpbatch.config.schema import ModelConfig, load_config
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.config import ModelConfig, load_config
 
 GOOD = """
 [run]

@@ -29,12 +29,12 @@ import pytest
 import yaml
 from openrouter.components.chatrequest import ChatRequest
 
+from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.anthropic import anthropic_provider
-from vpbatch.providers.base import Answer, RequestParams
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai import openai_provider, openai_wire
 from vpbatch.providers.openrouter import openrouter_provider
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.transport.records import Answer, RequestParams
 
 Check = Callable[[dict[str, Any]], None]
 

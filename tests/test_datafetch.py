@@ -32,7 +32,7 @@ from vpbatch.benchmark.layout import (
     prompt_template,
 )
 from vpbatch.errors import DataError
-from vpbatch.sweep import retry
+from vpbatch.transport import retry
 
 PROMPT = prompt_template("v2", "reddit")
 REPO = Path(__file__).resolve().parent.parent

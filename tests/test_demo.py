@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from vpbatch.config.schema import parse_config
 from vpbatch.demos.demo import DEFAULT_CONFIG, SHIPPED_TABLE2, SIM_URL, point_at
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.config import parse_config
 
 SMALL = """
 [run]

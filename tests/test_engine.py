@@ -25,18 +25,18 @@ from virtual_time import VirtualTimeLoop
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.config.schema import Config, load_config
 from vpbatch.errors import RunDirError
 from vpbatch.log.runlog import RunLog, iter_log
 from vpbatch.providers.registry import make_provider
 from vpbatch.sim.faults import FaultPlan
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
-from vpbatch.sweep import retry
-from vpbatch.sweep.config import Config, load_config
 from vpbatch.sweep.engine import SweepSummary, sweep
 from vpbatch.sweep.grid import Job, iter_model_jobs
 from vpbatch.sweep.limits import ConcurrencyCap, RequestRate
 from vpbatch.sweep.pipeline import Limits, Pipeline
 from vpbatch.sweep.progress import ModelProgress, Progress
+from vpbatch.transport import retry
 
 pytestmark = pytest.mark.timeout(120)
 

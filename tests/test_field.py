@@ -29,8 +29,8 @@ from aiohttp import web
 from vpbatch.log.lock import LOCK_NAME
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import iter_log
-from vpbatch.providers.base import FailureKind, ProviderError
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy, advice
+from vpbatch.transport.records import FailureKind, ProviderError
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -17,10 +17,10 @@ import pytest
 from vpbatch.benchmark.conditions import Conditions, load_conditions
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.prompts import item_prompt
+from vpbatch.config.schema import Config, load_config
 from vpbatch.errors import ConfigError
 from vpbatch.log.records import job_ids
 from vpbatch.providers.registry import make_provider
-from vpbatch.sweep.config import Config, load_config
 from vpbatch.sweep.grid import (
     REASONING_MAX_TOKENS,
     Job,
@@ -92,7 +92,7 @@ def test_job_ids_are_stable_across_runs(tmp_path: Path, ds: Dataset, conds: Cond
     first = [j.job_id for j in iter_model_jobs(cfg, cfg.models[1], ds, conds)]
     again = [j.job_id for j in iter_model_jobs(config(tmp_path), cfg.models[1], ds, conds)]
     assert first == again
-    code = ("import sys; from vpbatch.sweep.config import load_config; "
+    code = ("import sys; from vpbatch.config.schema import load_config; "
             "from vpbatch.benchmark.dataset import load_dataset; "
             "from vpbatch.benchmark.conditions import load_conditions; "
             "from vpbatch.sweep.grid import iter_model_jobs; "

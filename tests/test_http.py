@@ -9,7 +9,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from vpbatch.providers.http import client_session
+from vpbatch.transport.session import client_session
 
 
 def _sent_by(make_session: Callable[[], aiohttp.ClientSession]) -> list[bytes]:

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from vpbatch.cli import main
+from vpbatch.config.digest import differences
+from vpbatch.config.schema import Config, config_digest, config_meaning, load_config
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.config import Config, config_digest, config_meaning, load_config
-from vpbatch.sweep.digest import differences
 from vpbatch.sweep.pipeline import Limits, group_limits
 from vpbatch.sweep.shards import shard_limits
 

@@ -11,8 +11,8 @@ from vpbatch.errors import CorruptLinesWarning
 from vpbatch.log.records import FAILED, TEXT_CAP, Record
 from vpbatch.log.repair import CORRUPT_NAME
 from vpbatch.log.runlog import RunLog, read_log
-from vpbatch.providers.base import Answer
 from vpbatch.sweep.outcome import Pending
+from vpbatch.transport.records import Answer
 
 
 def rec(jid: str, status: str = "ok") -> Record:

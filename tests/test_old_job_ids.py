@@ -13,9 +13,9 @@ import pytest
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.cli import main
+from vpbatch.config.schema import Config, load_config
 from vpbatch.errors import RunDirError
 from vpbatch.log.records import job_id
-from vpbatch.sweep.config import Config, load_config
 from vpbatch.sweep.engine import SweepSummary, sweep
 from vpbatch.sweep.grid import iter_model_jobs, request_params
 

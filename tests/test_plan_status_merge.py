@@ -14,10 +14,10 @@ import pytest
 from vpbatch.benchmark.conditions import Conditions, load_conditions
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.cli import main
+from vpbatch.config.schema import Config, load_config
 from vpbatch.log.records import FAILED, Record
 from vpbatch.log.rundir import prepare_run_dir
 from vpbatch.log.runlog import RunLog
-from vpbatch.sweep.config import Config, load_config
 from vpbatch.sweep.grid import Job, iter_model_jobs
 
 Cap = pytest.CaptureFixture[str]

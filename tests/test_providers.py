@@ -18,15 +18,15 @@ import orjson
 import pytest
 from aiohttp import web
 
+from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.anthropic import anthropic_provider
-from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
-from vpbatch.providers.failures import redact, retry_after
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai import openai_provider
 from vpbatch.providers.openrouter import openrouter_provider
 from vpbatch.providers.registry import make_provider
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.transport.failures import redact, retry_after
+from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
 
 pytestmark = pytest.mark.anyio
 

@@ -15,9 +15,9 @@ from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.errors import ConfigError
-from vpbatch.providers.base import FailureKind, ProviderError, RequestParams
 from vpbatch.sim.replay import ReplayBook, recorded_failure
 from vpbatch.sim.respondent import Respondent
+from vpbatch.transport.records import FailureKind, ProviderError, RequestParams
 
 PARAMS = RequestParams(temperature=0.0, max_tokens=64, seed=42)
 SAMPLED = [

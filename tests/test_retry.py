@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
-from vpbatch.providers.base import FailureKind, ProviderError
-from vpbatch.sweep import retry
-from vpbatch.sweep.retry import GaveUp, RetryPolicy, retrying
+from vpbatch.transport import retry
+from vpbatch.transport.records import FailureKind, ProviderError
+from vpbatch.transport.retry import GaveUp, RetryPolicy, retrying
 
 
 def test_backoff_without_jitter_doubles_from_base_up_to_cap() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from vpbatch.config.schema import DATASET_FILE, Config, config_digest, load_config
 from vpbatch.errors import RunDirError
 from vpbatch.log.rundir import open_run_dir, prepare_run_dir
 from vpbatch.log.runlog import LOG_NAME
-from vpbatch.sweep.config import DATASET_FILE, Config, config_digest, load_config
 
 TEXT = '[run]\nname = "night"\nversions = ["v1"]\n[[models]]\nname = "s"\nprovider = "sim"\n'
 

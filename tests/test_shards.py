@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from vpbatch.config.schema import parse_config
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.config import parse_config
 from vpbatch.sweep.shards import resolve_shard, shard_from_env, shard_limits
 
 CONFIG = """

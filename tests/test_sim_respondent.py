@@ -16,10 +16,10 @@ from vpbatch.benchmark.dims import PVQ, VANILLA, VERSIONS
 from vpbatch.benchmark.parser import StrictResult, parse_official, parse_strict
 from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.errors import ConfigError
-from vpbatch.providers.base import RequestParams
 from vpbatch.scoring.cube import cube_from_rows
 from vpbatch.scoring.scorer import Scores, score_cube
 from vpbatch.sim.respondent import PERSONA_SHIFTS, PROFILES, Respondent
+from vpbatch.transport.records import RequestParams
 
 PARAMS = RequestParams(temperature=0.0, max_tokens=64, seed=42)
 

@@ -19,12 +19,12 @@ import pytest
 from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.benchmark.parser import parse_official
 from vpbatch.benchmark.prompts import item_prompt
+from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
-from vpbatch.providers.base import FailureKind, ProviderError, RequestParams
 from vpbatch.providers.openai import openai_provider
 from vpbatch.sim.faults import FaultPlan, draw_fault
 from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.transport.records import FailureKind, ProviderError, RequestParams
 
 Reply = tuple[int, dict[str, str], bytes]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vpbatch.config.schema import Config
     from vpbatch.log.rundir import RunDir
     from vpbatch.report.tables import Table
     from vpbatch.scoring.analysis import Analysis
-    from vpbatch.sweep.config import Config
     from vpbatch.sweep.engine import SweepSummary
 
 __all__ = ["run", "run_async", "load", "Run", "export"]
@@ -29,7 +29,7 @@ Shard = str | tuple[int, int] | None
 
 def _prepare(config: str | os.PathLike[str] | Config, shard: Shard,
              env: Mapping[str, str]) -> tuple[Config, tuple[int, int] | None]:
-    from vpbatch.sweep.config import Config, load_config
+    from vpbatch.config.schema import Config, load_config
     from vpbatch.sweep.shards import resolve_shard
 
     cfg = config if isinstance(config, Config) else load_config(Path(config), check_env=False)

@@ -23,9 +23,9 @@ import anyio
 
 from vpbatch.benchmark.layout import CORE, ManifestFile, cache_dir, load_manifest
 from vpbatch.errors import DataError
-from vpbatch.providers.base import FailureKind, ProviderError
-from vpbatch.sweep import retry
-from vpbatch.sweep.retry import RetryPolicy
+from vpbatch.transport import retry
+from vpbatch.transport.records import FailureKind, ProviderError
+from vpbatch.transport.retry import RetryPolicy
 
 if TYPE_CHECKING:  # aiohttp is imported only to download: `data path` and scoring stay fast
     import aiohttp
@@ -192,7 +192,7 @@ _MAX_RETRY_AFTER = 60.0  # a file server asking to wait longer: better failed an
 
 def _http_error(url: URL, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
     """An HTTP failure classified where the providers' are (429/5xx retried, 404 not)."""
-    from vpbatch.providers.failures import classify_status
+    from vpbatch.transport.failures import classify_status
 
     err = classify_status(status, headers, raw, provider=str(url), key=None, key_env=None)
     if err.retry_after is not None:
@@ -292,7 +292,7 @@ async def fetch_async(
     """Download every missing or wrong file into `dest` (default: the cache); skip good ones."""
     import aiohttp
 
-    from vpbatch.providers.http import client_session
+    from vpbatch.transport.session import client_session
 
     dest = Path(dest) if dest is not None else cache_dir()
     todo = list(files) if files is not None else list(load_manifest().select(

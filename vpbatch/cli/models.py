@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
-from vpbatch.sweep.config import load_config
+from vpbatch.config.schema import load_config
 from vpbatch.sweep.explain import explain_json, render_explain
 
 __all__ = ["models"]

@@ -12,7 +12,7 @@ import orjson
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
-from vpbatch.sweep.config import load_config
+from vpbatch.config.schema import load_config
 from vpbatch.sweep.explain import explain_json, render_explain
 from vpbatch.sweep.grid import n_items
 from vpbatch.sweep.plan import plan_config, render_groups, render_plan

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from vpbatch.config.schema import load_config
 from vpbatch.errors import ExitCode
 from vpbatch.log.rundir import RUNS_ROOT
-from vpbatch.sweep.config import load_config
 from vpbatch.sweep.engine import DRAIN_S, resume_hint, run_sweep
 from vpbatch.sweep.shards import resolve_shard
 

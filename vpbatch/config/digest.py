@@ -37,7 +37,7 @@ def _set(obj: Any, keep: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def normal_form(cfg: Any) -> dict[str, Any]:
-    """The config's meaning as plain data (a `sweep.config.Config`; typed loosely: no cycle)."""
+    """The config's meaning as plain data (a `config.schema.Config`; typed loosely: no cycle)."""
     form: dict[str, Any] = {
         "format": FORMAT,
         "run": _set(cfg.run),

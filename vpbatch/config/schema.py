@@ -2,7 +2,7 @@
 
 The dataclasses are the contract the grid, scheduler and providers read. `load_config` parses
 and validates a TOML file before any request is made; every error names the field and the fix.
-Compact spellings (model lists, `[providers.<p>]` defaults) are expanded by `sweep.models`
+Compact spellings (model lists, `[providers.<p>]` defaults) are expanded by `config.models`
 first, so everything after sees one plain `ModelConfig` per model.
 """
 
@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 from vpbatch.benchmark import layout
 from vpbatch.benchmark.choice import ANSWER_MODES
 from vpbatch.benchmark.dims import VERSIONS
+from vpbatch.config.digest import digest, normal_form
+from vpbatch.config.models import LIST_KEYS, Origin, expand_models
+from vpbatch.config.tomlvalues import coerce, describe, example, fits, kind
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.digest import digest, normal_form
-from vpbatch.sweep.models import LIST_KEYS, Origin, expand_models
-from vpbatch.sweep.tomlvalues import coerce, describe, example, fits, kind
 
 __all__ = [
     "RunConfig",
@@ -458,7 +458,7 @@ def _check_dataset(v: _Validator, where: str, root: Path) -> None:
 def _check_models(
     v: _Validator, cfg: Config, env: Mapping[str, str], check_env: bool, check_urls: bool,
 ) -> None:
-    # Names are unique already: the expansion checks them across entries (sweep.models).
+    # Names are unique already: the expansion checks them across entries (config.models).
     for m in cfg.models:
         o = cfg.origins[m.name]
         if not m.name:

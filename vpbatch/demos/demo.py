@@ -25,9 +25,9 @@ from scipy.stats import spearmanr
 
 from vpbatch.benchmark.conditions import PERSONA_PREFIX, steer_condition
 from vpbatch.benchmark.dims import PVQ, VANILLA
+from vpbatch.config.schema import Config, load_config
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.scoring.scorer import ScoreOptions, Scores
-from vpbatch.sweep.config import Config, load_config
 
 __all__ = ["main", "demo", "SIM_URL", "DemoResult", "run_demo", "SimProcess"]
 

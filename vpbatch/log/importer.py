@@ -25,9 +25,8 @@ from vpbatch.benchmark.dims import VANILLA, VERSIONS
 from vpbatch.benchmark.parser import parse_official, parse_strict, split_reasoning
 from vpbatch.errors import DataError, LogWriteError
 from vpbatch.log.lock import run_dir_lock
-from vpbatch.log.records import FAILED, OK, Record, job_id
+from vpbatch.log.records import FAILED, OK, TEMPLATE_KEY, Record, job_id
 from vpbatch.log.runlog import LOG_NAME, RunLog
-from vpbatch.scoring.cube import TEMPLATE_KEY
 
 __all__ = [
     "ImportSummary",

@@ -11,10 +11,13 @@ import orjson
 from vpbatch.benchmark.choice import TEXT
 
 __all__ = ["Record", "job_id", "job_ids", "loggable_request", "OK", "FAILED",
-           "TEXT_CAP"]
+           "TEXT_CAP", "TEMPLATE_KEY"]
 
 OK = "ok"
 FAILED = "failed"
+# Set by the importer on a failed official record that still carried its correlation lists
+# (some of the authors' clients stored them on error rows, some did not).
+TEMPLATE_KEY = "correlations_recorded"
 
 
 def job_id(identity: dict[str, Any]) -> str:

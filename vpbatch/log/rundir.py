@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vpbatch.config.digest import differences, digest, normal_form
+from vpbatch.config.schema import Config, config_meaning, load_config
 from vpbatch.errors import ConfigError, RunDirError
 from vpbatch.log.runlog import LOG_NAME, iter_log
-from vpbatch.sweep.config import Config, config_meaning, load_config
-from vpbatch.sweep.digest import differences, digest, normal_form
 
 __all__ = [
     "RunDir",

@@ -14,11 +14,11 @@ import aiohttp
 import orjson
 
 from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
-from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
-from vpbatch.providers.failures import Failures
+from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai_compat import base_url_of, merge_extra, usage_of
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.transport.failures import Failures
+from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
 
 __all__ = ["AnthropicMessages", "anthropic_provider", "ANTHROPIC_VERSION", "thinking_budget"]
 

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import orjson
 
 from vpbatch.errors import VPBatchError
-from vpbatch.providers.base import FailureKind, ProviderError
 from vpbatch.providers.http import Endpoint
-from vpbatch.sweep import retry
-from vpbatch.sweep.retry import RetryPolicy
+from vpbatch.transport import retry
+from vpbatch.transport.records import FailureKind, ProviderError
+from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["BatchAPI", "BatchCalls", "BatchCallError", "BatchState", "LineResult"]
 

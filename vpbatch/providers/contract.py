@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from vpbatch.providers.base import Answer, HttpRequest, RequestParams
-from vpbatch.providers.failures import Failures
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.config.schema import ModelConfig
+from vpbatch.transport.failures import Failures
+from vpbatch.transport.records import Answer, HttpRequest, RequestParams
 
 __all__ = ["Wire", "Provider"]
 

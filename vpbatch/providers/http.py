@@ -1,4 +1,4 @@
-"""HTTP delivery: the session, the endpoint that sends and classifies, and `HttpProvider`.
+"""HTTP delivery: the endpoint that sends and classifies, and `HttpProvider`.
 
 `Endpoint` is the one place a request goes out over aiohttp and a network failure becomes a
 `ProviderError`; the online providers and the batch APIs both send through it. `HttpProvider`
@@ -13,12 +13,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from vpbatch.providers.base import Answer, HttpRequest, RequestParams
+from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.contract import Wire
-from vpbatch.providers.failures import Failures
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.transport.failures import Failures
+from vpbatch.transport.records import Answer, HttpRequest, RequestParams
+from vpbatch.transport.session import client_session
 
-__all__ = ["client_session", "Endpoint", "HttpProvider", "read_answer"]
+__all__ = ["Endpoint", "HttpProvider", "read_answer"]
 
 _JSON = {"Content-Type": "application/json"}  # a chat request's body is JSON bytes
 
@@ -29,17 +30,6 @@ _BAD_URL: tuple[type[Exception], ...] = tuple(
     for n in ("InvalidURL", "NonHttpUrlClientError")
     if isinstance(c := getattr(aiohttp, n, None), type)
 )
-
-
-def client_session(**kwargs: Any) -> aiohttp.ClientSession:
-    """An aiohttp.ClientSession that never re-sends a request by itself."""
-    session = aiohttp.ClientSession(**kwargs)
-    # aiohttp quietly re-sends an idempotent request (GET: batch polls, downloads, data fetch)
-    # once when a reused keep-alive connection turns out dead. That is a hidden second retry
-    # loop with uncounted attempts; vpbatch.sweep.retry.retrying is the only one. No public switch
-    # exists (aiohttp 3.10-3.14), so the attribute is set directly.
-    session._retry_connection = False
-    return session
 
 
 class Endpoint:

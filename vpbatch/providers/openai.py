@@ -6,9 +6,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai_compat import OPENAI_BASE_URL, OpenAIChat, base_url_of
-from vpbatch.sweep.config import ModelConfig
 
 __all__ = ["openai_wire", "openai_provider"]
 

@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from vpbatch.providers.base import FailureKind
+from vpbatch.providers.batchapi import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
 from vpbatch.providers.http import HttpProvider
-from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
-from vpbatch.sweep.retry import RetryPolicy
+from vpbatch.transport.records import FailureKind
+from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["OpenAIBatchAPI", "ENDPOINT", "WINDOW"]
 

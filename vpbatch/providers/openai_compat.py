@@ -15,9 +15,9 @@ import orjson
 
 from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
 from vpbatch.benchmark.parser import split_reasoning
-from vpbatch.providers.base import Answer, RequestParams
-from vpbatch.providers.failures import Failures
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.config.schema import ModelConfig
+from vpbatch.transport.failures import Failures
+from vpbatch.transport.records import Answer, RequestParams
 
 __all__ = ["OpenAIChat", "OPENAI_BASE_URL", "merge_extra", "usage_of", "base_url_of",
            "response_format_for"]

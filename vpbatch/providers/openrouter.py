@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 
+from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai_compat import OpenAIChat
-from vpbatch.sweep.config import ModelConfig
 
 __all__ = ["openrouter_wire", "openrouter_provider", "OPENROUTER_BASE_URL"]
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from vpbatch.config.schema import DEFAULT_KEY_ENV, ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.anthropic import AnthropicMessages
 from vpbatch.providers.contract import Provider, Wire
@@ -18,7 +19,6 @@ from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai import openai_wire
 from vpbatch.providers.openrouter import openrouter_wire
 from vpbatch.providers.sim import SimProvider, sim_wire
-from vpbatch.sweep.config import DEFAULT_KEY_ENV, ModelConfig
 
 __all__ = ["make_provider", "wire_for", "Provider", "key_env_of", "is_local"]
 

@@ -12,12 +12,12 @@ from typing import Any, Protocol
 import anyio.lowlevel
 
 from vpbatch.benchmark.parser import split_reasoning
+from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
-from vpbatch.providers.base import Answer, HttpRequest, RequestParams
-from vpbatch.providers.failures import Failures
 from vpbatch.providers.http import read_answer
 from vpbatch.providers.openai_compat import OpenAIChat
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.transport.failures import Failures
+from vpbatch.transport.records import Answer, HttpRequest, RequestParams
 
 __all__ = ["SimProvider", "sim_wire", "SIM_BASE_URL"]
 

@@ -28,13 +28,10 @@ import numpy as np
 import orjson
 
 from vpbatch.log.reader import LogReader, line_numbers, warn_corrupt
-from vpbatch.log.records import OK
+from vpbatch.log.records import OK, TEMPLATE_KEY
 
 __all__ = ["TEMPLATE_KEY", "COLUMNS", "LogColumns", "scan_log"]
 
-# Set by the importer on a failed official record that still carried its correlation lists
-# (some of the authors' clients stored them on error rows, some did not).
-TEMPLATE_KEY = "correlations_recorded"
 CHUNK_BYTES = 1 << 22  # 4 MB at a time: per-row arrays stay in cache, calls stay amortised
 
 # --- byte-level primitives (SWAR: one uint64 holds 8 bytes of the line) --------------------

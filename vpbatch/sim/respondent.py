@@ -30,11 +30,11 @@ from vpbatch.benchmark.conditions import (
 )
 from vpbatch.benchmark.dims import PHRASES, PVQ, VERSIONS
 from vpbatch.benchmark.layout import resolve_data_dir
+from vpbatch.benchmark.tokens import prompt_tokens, text_tokens
 from vpbatch.errors import ConfigError
-from vpbatch.providers.base import Answer, FailureKind, ProviderError, RequestParams
-from vpbatch.providers.tokens import prompt_tokens, text_tokens
 from vpbatch.sim.faults import unit_hash
 from vpbatch.sim.replay import ReplayBook, replay_root
+from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
 
 __all__ = [
     "Respondent",
@@ -404,7 +404,7 @@ def _user_text(messages: Sequence[Mapping[str, str]]) -> str:
 def _usage(
     messages: Sequence[Mapping[str, str]], text: str, reasoning: str | None
 ) -> dict[str, int]:
-    # The engine's own estimate (vpbatch.providers.tokens): no tokenizer in the simulator.
+    # The engine's own estimate (vpbatch.benchmark.tokens): no tokenizer in the simulator.
     out = {"prompt_tokens": prompt_tokens(messages),
            "completion_tokens": max(1, int(text_tokens(text)))}
     if reasoning:

@@ -27,11 +27,11 @@ from aiohttp import web
 
 from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError, VPBatchError
-from vpbatch.providers.base import Answer, ProviderError, RequestParams
 from vpbatch.sim.faults import FaultPlan, draw_fault, unit_hash
 from vpbatch.sim.formats import forced_tool, requested_choice
 from vpbatch.sim.replay import ReplayBook, replay_root
 from vpbatch.sim.respondent import PROFILES, Respondent
+from vpbatch.transport.records import Answer, ProviderError, RequestParams
 
 __all__ = [
     "SimServerConfig",

@@ -17,9 +17,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from vpbatch.config.schema import ModelConfig, RunConfig
 from vpbatch.log.records import OK, Record
-from vpbatch.providers.base import ProviderError
-from vpbatch.sweep.config import ModelConfig, RunConfig
+from vpbatch.transport.records import ProviderError
 
 __all__ = ["BreakerPolicy", "Breaker", "advice", "cause_of"]
 

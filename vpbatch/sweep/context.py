@@ -11,11 +11,11 @@ import aiohttp
 
 from vpbatch.benchmark.conditions import Conditions
 from vpbatch.benchmark.dataset import Dataset
+from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.log.runlog import RunLog
-from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.grid import Job, count_model_jobs, iter_model_jobs
 from vpbatch.sweep.progress import ModelProgress
-from vpbatch.sweep.retry import RetryPolicy
+from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["SweepContext", "Runner"]
 

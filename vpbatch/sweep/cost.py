@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vpbatch.sweep.config import ModelConfig
+from vpbatch.config.schema import ModelConfig
 
 __all__ = ["Prices", "BATCH_DISCOUNT"]
 

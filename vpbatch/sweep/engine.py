@@ -26,23 +26,23 @@ from anyio.abc import TaskStatus
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.errors import ConfigError, ExitCode, VPBatchError
 from vpbatch.log.lock import run_dir_lock
 from vpbatch.log.rundir import RUNS_ROOT, prepare_run_dir
 from vpbatch.log.runlog import RunLog
-from vpbatch.providers.http import client_session
 from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy
-from vpbatch.sweep.config import Config, ModelConfig
 from vpbatch.sweep.context import Runner, SweepContext
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.idcheck import check_log_ids
 from vpbatch.sweep.pipeline import Limits, Pipeline, group_limits, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
-from vpbatch.sweep.retry import RetryPolicy
 from vpbatch.sweep.shards import shard_limits
 from vpbatch.sweep.verdict import beyond_tolerance, fail_on_error
+from vpbatch.transport.retry import RetryPolicy
+from vpbatch.transport.session import client_session
 
 __all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
 

@@ -12,9 +12,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from vpbatch.sweep.config import RUN_DEFAULTS, Config, ModelConfig
+from vpbatch.config.models import Origin
+from vpbatch.config.schema import RUN_DEFAULTS, Config, ModelConfig
 from vpbatch.sweep.grid import REASONING_MAX_TOKENS, is_reasoning_model, request_params
-from vpbatch.sweep.models import Origin
 
 __all__ = ["Setting", "ModelView", "GroupView", "explain", "limit_groups", "render_explain",
            "explain_json"]

@@ -18,11 +18,11 @@ import click
 from vpbatch.benchmark.choice import CHOICE
 from vpbatch.benchmark.conditions import Conditions, select_conditions, system_message
 from vpbatch.benchmark.dataset import Dataset
+from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.log.records import job_ids
-from vpbatch.providers.base import ProviderError, RequestParams
 from vpbatch.providers.registry import wire_for
-from vpbatch.sweep.config import Config, ModelConfig
+from vpbatch.transport.records import ProviderError, RequestParams
 
 __all__ = [
     "Job",

@@ -17,8 +17,8 @@ import orjson
 
 from vpbatch.benchmark.conditions import Conditions
 from vpbatch.benchmark.dataset import Dataset
+from vpbatch.config.schema import Config
 from vpbatch.errors import RunDirError
-from vpbatch.sweep.config import Config
 from vpbatch.sweep.grid import iter_model_jobs
 
 __all__ = ["check_log_ids", "sample_rows", "SAMPLE_BYTES"]

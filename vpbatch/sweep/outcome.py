@@ -15,9 +15,9 @@ from typing import Any
 from vpbatch.benchmark.choice import CHOICE, TEXT, rate
 from vpbatch.log.records import FAILED, OK, Record, loggable_request
 from vpbatch.log.runlog import RunLog
-from vpbatch.providers.base import Answer, FailureKind
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.progress import ModelProgress
+from vpbatch.transport.records import Answer, FailureKind
 
 __all__ = ["Pending", "commit"]
 

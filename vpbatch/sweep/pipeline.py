@@ -18,20 +18,20 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from vpbatch.benchmark.tokens import prompt_tokens
+from vpbatch.config.schema import Config, ModelConfig, RunConfig
 from vpbatch.errors import LogWriteError
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import RunLog
-from vpbatch.providers.base import Answer, FailureKind, ProviderError
 from vpbatch.providers.contract import Provider
-from vpbatch.providers.tokens import prompt_tokens
-from vpbatch.sweep import retry
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy
-from vpbatch.sweep.config import Config, ModelConfig, RunConfig
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
 from vpbatch.sweep.outcome import Pending, commit
 from vpbatch.sweep.progress import ModelProgress
-from vpbatch.sweep.retry import RetryPolicy
+from vpbatch.transport import retry
+from vpbatch.transport.records import Answer, FailureKind, ProviderError
+from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["Limits", "Pipeline", "policy_for", "group_limits"]
 

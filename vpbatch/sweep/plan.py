@@ -11,8 +11,8 @@ from vpbatch.benchmark.choice import CHOICE, TEXT, choice_schema
 from vpbatch.benchmark.conditions import Conditions, system_message
 from vpbatch.benchmark.dataset import Dataset
 from vpbatch.benchmark.dims import PHRASES
-from vpbatch.providers.tokens import PER_MESSAGE, PER_REQUEST, text_tokens
-from vpbatch.sweep.config import Config, ModelConfig
+from vpbatch.benchmark.tokens import PER_MESSAGE, PER_REQUEST, text_tokens
+from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.sweep.cost import Prices
 from vpbatch.sweep.grid import count_model_jobs, model_conditions, n_items, request_params
 

@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TypeVar
 
+from vpbatch.config.schema import Config, LimitGroup, ModelConfig
 from vpbatch.errors import ConfigError
-from vpbatch.sweep.config import Config, LimitGroup, ModelConfig
 from vpbatch.sweep.grid import parse_shard
 
 __all__ = ["AUTO", "K8S_COUNT", "resolve_shard", "shard_from_env", "shard_limits",

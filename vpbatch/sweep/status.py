@@ -9,10 +9,10 @@ from pathlib import Path
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import N_ITEMS, load_dataset
+from vpbatch.config.schema import Config
 from vpbatch.log.counts import Counted
 from vpbatch.log.reader import LogReader
 from vpbatch.log.records import OK
-from vpbatch.sweep.config import Config
 from vpbatch.sweep.cost import Prices
 from vpbatch.sweep.grid import iter_model_jobs, model_conditions
 

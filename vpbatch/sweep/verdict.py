@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from vpbatch.sweep.config import ModelConfig, RunConfig
+from vpbatch.config.schema import ModelConfig, RunConfig
 
 __all__ = ["fail_on_error", "allowed_failures", "beyond_tolerance"]
 

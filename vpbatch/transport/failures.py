@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from vpbatch.providers.base import FailureKind, ProviderError
+from vpbatch.transport.records import FailureKind, ProviderError
 
 __all__ = ["Failures", "classify_status", "retry_after", "redact"]
 

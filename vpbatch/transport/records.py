@@ -2,7 +2,7 @@
 
 A provider turns each failure into one of three kinds — permanent, transient, or
 rate-limited with a retry-after — and nothing downstream second-guesses it. It never retries:
-`vpbatch.sweep.retry.retrying` is the one retry loop. The interfaces are in `contract`.
+`vpbatch.transport.retry.retrying` is the one retry loop. The interfaces are in `contract`.
 """
 
 from __future__ import annotations

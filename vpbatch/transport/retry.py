@@ -18,7 +18,7 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
-from vpbatch.providers.base import FailureKind, ProviderError
+from vpbatch.transport.records import FailureKind, ProviderError
 
 __all__ = ["RetryPolicy", "GaveUp", "retrying", "sleep", "now", "testing", "Waits"]
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vpbatch.providers.anthropic_batch import AnthropicBatchAPI
+from vpbatch.providers.batchapi import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
 from vpbatch.providers.contract import Provider
 from vpbatch.providers.http import HttpProvider
-from vpbatch.sweep.batch.anthropic import AnthropicBatchAPI
-from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
+from vpbatch.providers.openai_batch import OpenAIBatchAPI
 from vpbatch.sweep.batch.journal import JOURNAL_NAME, BatchEntry, BatchJournal
-from vpbatch.sweep.batch.openai import OpenAIBatchAPI
 from vpbatch.sweep.batch.runner import BatchOptions, BatchRunner
-from vpbatch.sweep.retry import RetryPolicy
+from vpbatch.transport.retry import RetryPolicy
 
 __all__ = [
     "BatchAPI",

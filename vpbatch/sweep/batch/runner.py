@@ -19,18 +19,18 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import RunLog
-from vpbatch.providers.base import FailureKind, ProviderError
+from vpbatch.providers.batchapi import BatchAPI, BatchCallError, BatchState, LineResult
 from vpbatch.providers.contract import Provider
-from vpbatch.sweep import retry
-from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineResult
 from vpbatch.sweep.batch.journal import BatchEntry, BatchJournal
-from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.outcome import Pending, commit
 from vpbatch.sweep.progress import ModelProgress
+from vpbatch.transport import retry
+from vpbatch.transport.records import FailureKind, ProviderError
 
 __all__ = ["BatchOptions", "BatchRunner", "POLL_ENV", "SIZE_ENV"]
 
