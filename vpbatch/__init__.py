@@ -1,10 +1,12 @@
 """vpbatch: Value Portrait sweeps of language models, and the psychometric scoring of them.
 
-The subpackages follow the data: `benchmark` (items, prompts, parsers, conditions) →
-`sweep` (config, grid of jobs, engine, pipeline, limits, retry) → `providers` (one per API) →
-`log` (records, the append-only log, run dirs) → `scoring` (ratings cube, scores, analysis) →
-`report`. `sim` is the simulated respondent, `cli` the `vpbatch` command, `demos` the make
-targets.
+The subpackages, bottom to top; each imports only those before it (tests/test_layout.py):
+`errors` (the exception types) → `transport` (request/answer records, failure kinds, the one
+retry loop, the session) → `benchmark` (items, prompts, parsers, conditions, token estimates)
+→ `config` (the TOML schema, validated) → `log` (records, the append-only log, run dirs) →
+`sim` (the simulated respondent) → `providers` (one module per API, a registry of them) →
+`scoring` (ratings cube, scores, analysis) → `sweep` (grid of jobs, engine, limits, batch) →
+`report` → `api` (the Python API) → `cli` (the `vpbatch` command) → `demos` (make targets).
 
 `vpbatch.run`, `vpbatch.run_async`, `vpbatch.load` and `vpbatch.export` are the Python API
 (`vpbatch.api`); they are imported on first use, so `import vpbatch` stays cheap.
