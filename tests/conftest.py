@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import vpbatch.providers  # noqa: F401 (registers the builtin providers)
 from vpbatch.benchmark import layout
 from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.scoring.cube import RatingCube, cube_from_log

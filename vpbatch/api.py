@@ -29,6 +29,7 @@ Shard = str | tuple[int, int] | None
 
 def _prepare(config: str | os.PathLike[str] | Config, shard: Shard,
              env: Mapping[str, str]) -> tuple[Config, tuple[int, int] | None]:
+    import vpbatch.providers  # noqa: F401 (registers the builtin providers)
     from vpbatch.config.schema import Config, load_config
     from vpbatch.sweep.shards import resolve_shard
 
@@ -202,6 +203,7 @@ class Run:
 
 
 def _config_data(rd: RunDir) -> Path | None:
+    import vpbatch.providers  # noqa: F401 (registers the builtin providers)
     from vpbatch.errors import ConfigError
 
     try:

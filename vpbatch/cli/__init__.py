@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import click
 
+import vpbatch.providers  # noqa: F401 (registers the builtin providers)
 from vpbatch.errors import CorruptLinesWarning, ExitCode, VPBatchError
 
 __all__ = ["main"]

@@ -25,6 +25,7 @@ from vpbatch.benchmark.choice import ANSWER_MODES
 from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.config.digest import digest, normal_form
 from vpbatch.config.models import LIST_KEYS, Origin, expand_models
+from vpbatch.config.providers import ProviderFacts, facts_of, provider_names
 from vpbatch.config.tomlvalues import coerce, describe, example, fits, kind
 from vpbatch.errors import ConfigError
 
@@ -34,10 +35,8 @@ __all__ = [
     "GridConfig",
     "LimitGroup",
     "Config",
-    "PROVIDERS",
     "MODES",
     "CHOICE_FORMATS",
-    "DEFAULT_KEY_ENV",
     "DATASET_FILE",
     "load_config",
     "parse_config",
@@ -47,22 +46,12 @@ __all__ = [
     "RUN_DEFAULTS",
 ]
 
-PROVIDERS = ("openai", "anthropic", "openrouter", "sim")
 MODES = ("online", "batch")
 TOP_KEYS = ("run", "models", "grids", "providers", "limits")
 # How a choice-mode request asks an OpenAI-compatible server for the JSON answer:
 # "json_schema" is OpenAI's structured outputs (OpenAI, OpenRouter, vLLM, Ollama, llama.cpp's
 # llama-server); "json_object" is llama-cpp-python's server ({"type": "json_object", "schema"}).
 CHOICE_FORMATS = ("json_schema", "json_object")
-
-# The env var a provider's key is read from when the config names none. Only for the provider's
-# own endpoint: sending OPENAI_API_KEY to a third-party base_url would hand the key to someone
-# else, and a local server behind `base_url` (vLLM, Ollama, llama.cpp) usually checks none.
-DEFAULT_KEY_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-}
 
 # The one file every use of a dataset dir reads first; if it is unreadable nothing else works.
 DATASET_FILE = Path(layout.TAGGED)
@@ -93,7 +82,7 @@ class RunConfig:
 @dataclass(slots=True)
 class ModelConfig:
     name: str  # label in logs and scores
-    provider: str  # one of PROVIDERS
+    provider: str  # a registered provider (config.providers.provider_names)
     model: str  # the provider's model id
     base_url: str | None = None
     api_key_env: str | None = None  # NAME of the env var holding the key; never the key
@@ -124,6 +113,9 @@ class ModelConfig:
     max_response_bytes: int = 1 << 20  # a longer answer fails unread ("response too large")
     fail_on_error: float | int | None = None  # overrides run.fail_on_error
     stop_after: int | None = None  # overrides run.stop_after
+    # The provider's own keys (ProviderFacts.settings), defaults filled in: never written as
+    # `settings = ...`, but as top-level keys of the model table (e.g. deployment = "...").
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -312,10 +304,12 @@ def _providers(v: _Validator, table: dict[str, Any]) -> dict[str, dict[str, Any]
     shared = [k for k in hints if k not in _IDENTITY]
     for p, t in table.items():
         where = f"providers.{p}"
-        if p not in PROVIDERS:
-            near = difflib.get_close_matches(p, PROVIDERS, n=1)
+        facts = facts_of(p)
+        if facts is None:
+            names = provider_names()
+            near = difflib.get_close_matches(p, names, n=1)
             hint = f"did you mean [providers.{near[0]}]?" if near else "use one of " + \
-                ", ".join(PROVIDERS)
+                ", ".join(names)
             v.fail(where, f"unknown provider {p!r}", hint)
         if not isinstance(t, dict):
             v.fail(where, f"must be a table, got {kind(t)}", f"write it as [{where}]")
@@ -323,8 +317,9 @@ def _providers(v: _Validator, table: dict[str, Any]) -> dict[str, dict[str, Any]
             if key in t:
                 v.fail(where, f"cannot set {key!r}", f"set {key} in each [[models]] table (a "
                        "provider table holds the defaults its models share)")
-        v.keys(t, shared, where)
-        v.types(hints, t, where)
+        own = {x.name: x.type for x in facts.settings}
+        v.keys(t, [*shared, *own], where)
+        v.types({**hints, **own}, t, where)
         _check_bounds(v, t, lambda k: f"{where}.{k}")  # noqa: B023 (called right here)
     return table
 
@@ -378,12 +373,13 @@ def _models(
     run_table: dict[str, Any],
 ) -> tuple[list[ModelConfig], dict[str, Origin]]:
     """Expand the [[models]] entries, then build one ModelConfig per model."""
-    hints = typing.get_type_hints(ModelConfig)
+    hints = _MODEL_KEYS
     for i, entry in enumerate(raw):
         where = _entry_label(i, entry)
-        v.keys(entry, [*hints, *LIST_KEYS], where)
-        v.types(hints, {k: x for k, x in entry.items() if k not in ("model", *LIST_KEYS)},
-                where)
+        own = _own_keys(entry.get("provider"))
+        v.keys(entry, [*hints, *LIST_KEYS, *own], where)
+        v.types({**hints, **own},
+                {k: x for k, x in entry.items() if k not in ("model", *LIST_KEYS)}, where)
     models: list[ModelConfig] = []
     origins: dict[str, Origin] = {}
     for table, origin in expand_models(raw, providers, v.fail):
@@ -393,6 +389,15 @@ def _models(
         models.append(m)
         origins[m.name] = origin
     return models, origins
+
+
+_MODEL_KEYS = {k: t for k, t in typing.get_type_hints(ModelConfig).items() if k != "settings"}
+
+
+def _own_keys(provider: Any) -> dict[str, Any]:
+    """A provider's extra model keys and their types ({} for an unknown provider)."""
+    facts = facts_of(provider) if isinstance(provider, str) else None
+    return {x.name: x.type for x in facts.settings} if facts else {}
 
 
 def _entry_label(i: int, entry: dict[str, Any]) -> str:
@@ -407,11 +412,17 @@ def _entry_label(i: int, entry: dict[str, Any]) -> str:
 
 
 def _model(v: _Validator, table: dict[str, Any], origin: Origin) -> ModelConfig:
-    if table.get("provider") == "sim" and "model" not in table:
-        table = {**table, "model": "sim"}  # the simulated respondent needs no model id
+    facts = facts_of(table.get("provider", ""))
+    if facts and facts.model_default and "model" not in table:
+        table = {**table, "model": facts.model_default}  # e.g. the simulator needs no id
+    own = {x.name: x for x in facts.settings} if facts else {}
+    settings = {k: x.default for k, x in own.items()}
+    settings.update({k: table[k] for k in own if k in table})
+    table = {k: x for k, x in table.items() if k not in own and k != "settings"}
     m: ModelConfig = v.build(ModelConfig, table, origin.where)
-    if m.api_key_env is None and m.base_url is None:
-        m.api_key_env = DEFAULT_KEY_ENV.get(m.provider)
+    m.settings = settings
+    if m.api_key_env is None and m.base_url is None and facts:
+        m.api_key_env = facts.key_env
     return m
 
 
@@ -463,29 +474,36 @@ def _check_models(
         o = cfg.origins[m.name]
         if not m.name:
             v.fail(o.at("name"), "is empty", 'give each model a label, e.g. name = "gpt-4o"')
-        if m.provider not in PROVIDERS:
-            v.fail(o.at("provider"), f"unknown provider {m.provider!r}",
-                   "use one of " + ", ".join(PROVIDERS) + " (any OpenAI-compatible server: "
-                   'provider = "openai" with base_url)')
+        facts = _facts(v, m, o)
         if m.mode not in MODES:
             v.fail(o.at("mode"), f"unknown mode {m.mode!r}", 'use "online" or "batch"')
-        if m.mode == "batch" and m.provider == "openrouter":
-            v.fail(o.at("mode"), "openrouter has no batch API", 'use mode = "online"')
-        _check_answer(v, m, o)
+        # (The simulator's batch mode is stopped at run time instead, as a test of that stop.)
+        if m.mode == "batch" and not facts.batch and not facts.keyless:
+            v.fail(o.at("mode"), f"{m.provider} has no batch API", 'use mode = "online"')
+        _check_answer(v, m, o, facts)
         _check_bounds(v, _values(m), o.at)
-        if m.base_url is not None and check_urls and m.provider != "sim":
+        if m.base_url is not None and check_urls and not facts.keyless:
             # (The simulated respondent answers in-process: its base_url is never used.)
             _check_base_url(v, m.base_url, o.at("base_url"))
         _check_key_env(v, m, o, env, check_env)
 
 
-def _check_answer(v: _Validator, m: ModelConfig, o: Origin) -> None:
+def _facts(v: _Validator, m: ModelConfig, o: Origin) -> ProviderFacts:
+    facts = facts_of(m.provider)
+    if facts is None:
+        v.fail(o.at("provider"), f"unknown provider {m.provider!r}",
+               "use one of " + ", ".join(provider_names()) + " (any OpenAI-compatible "
+               'server: provider = "openai" with base_url)')
+    return facts
+
+
+def _check_answer(v: _Validator, m: ModelConfig, o: Origin, facts: ProviderFacts) -> None:
     if m.answer not in ANSWER_MODES:
         v.fail(o.at("answer"), f"unknown answer mode {m.answer!r}", 'use "text" or "choice"')
     if m.choice_format not in CHOICE_FORMATS:
         v.fail(o.at("choice_format"), f"unknown choice format {m.choice_format!r}",
                "use " + " or ".join(f'"{f}"' for f in CHOICE_FORMATS))
-    if m.choice_format != "json_schema" and m.provider != "openai":
+    if m.choice_format not in facts.choice_formats:
         v.fail(o.at("choice_format"), f"provider {m.provider!r} takes only json_schema",
                "remove choice_format (json_object is for llama-cpp-python's server, "
                'provider = "openai" with base_url)')

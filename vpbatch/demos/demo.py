@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 from scipy.stats import spearmanr
 
+import vpbatch.providers  # noqa: F401 (registers the builtin providers)
 from vpbatch.benchmark.conditions import PERSONA_PREFIX, steer_condition
 from vpbatch.benchmark.dims import PVQ, VANILLA
 from vpbatch.config.schema import Config, load_config

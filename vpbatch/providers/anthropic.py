@@ -15,12 +15,15 @@ import orjson
 
 from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
 from vpbatch.config.schema import ModelConfig
+from vpbatch.providers.anthropic_batch import AnthropicBatchAPI
 from vpbatch.providers.http import HttpProvider
-from vpbatch.providers.openai_compat import base_url_of, merge_extra, usage_of
+from vpbatch.providers.openai_compat import OPENAI_REASONING, base_url_of, merge_extra, usage_of
+from vpbatch.providers.spec import ProviderSpec, ReasoningRules, register
 from vpbatch.transport.failures import Failures
 from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
 
-__all__ = ["AnthropicMessages", "anthropic_provider", "ANTHROPIC_VERSION", "thinking_budget"]
+__all__ = ["AnthropicMessages", "anthropic_provider", "ANTHROPIC_VERSION", "thinking_budget",
+           "SPEC"]
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version; newer features come as betas
 ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"
@@ -128,3 +131,10 @@ def anthropic_provider(
 ) -> HttpProvider:
     """The anthropic provider: its wire over HTTP with this key."""
     return HttpProvider(cfg, AnthropicMessages(cfg), session, api_key)
+
+
+SPEC = register(ProviderSpec(
+    name="anthropic", wire=lambda cfg, env: AnthropicMessages(cfg), key_env="ANTHROPIC_API_KEY",
+    reasoning=ReasoningRules(guess=OPENAI_REASONING.guess),  # thinking: a budget, not a field
+    batch=AnthropicBatchAPI,
+))

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import aiohttp
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.http import HttpProvider
-from vpbatch.providers.openai_compat import OPENAI_BASE_URL, OpenAIChat, base_url_of
+from vpbatch.providers.openai_batch import OpenAIBatchAPI
+from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
+from vpbatch.providers.spec import ProviderSpec, register
 
-__all__ = ["openai_wire", "openai_provider"]
+__all__ = ["openai_wire", "openai_provider", "SPEC"]
 
 
 def openai_wire(cfg: ModelConfig) -> OpenAIChat:
     """Chat Completions, with what OpenAI's own reasoning (o-series) models require."""
-    # Only OpenAI's endpoint gets max_completion_tokens: vLLM, Ollama and llama.cpp all
-    # take max_tokens for their reasoning models, and some reject the newer name.
-    host = urlsplit(base_url_of(cfg, OPENAI_BASE_URL)).hostname or ""
-    official = host == "api.openai.com" or host.endswith(".openai.com")
-    return OpenAIChat(cfg, label="openai", completion_tokens=official)
+    rules = SPEC.reasoning.completion_tokens
+    return OpenAIChat(cfg, label="openai", completion_tokens=bool(rules and rules(cfg)))
 
 
 def openai_provider(
@@ -27,3 +24,11 @@ def openai_provider(
 ) -> HttpProvider:
     """The openai provider: its wire over HTTP with this key."""
     return HttpProvider(cfg, openai_wire(cfg), session, api_key)
+
+
+SPEC = register(ProviderSpec(
+    name="openai", wire=lambda cfg, env: openai_wire(cfg), key_env="OPENAI_API_KEY",
+    reasoning=OPENAI_REASONING, batch=OpenAIBatchAPI,
+    # json_object: llama-cpp-python's server ({"type": "json_object", "schema"})
+    choice_formats=("json_schema", "json_object"),
+))

@@ -8,14 +8,17 @@ request carries the answer's JSON schema as `response_format` (`response_format_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
 from vpbatch.benchmark.parser import split_reasoning
 from vpbatch.config.schema import ModelConfig
+from vpbatch.providers.spec import ReasoningRules
 from vpbatch.transport.failures import Failures
 from vpbatch.transport.records import Answer, RequestParams
 
@@ -23,6 +26,19 @@ __all__ = ["OpenAIChat", "OPENAI_BASE_URL", "merge_extra", "usage_of", "base_url
            "response_format_for"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+# The reasoning guess from a model id: OpenAI o1/o3/o4, DeepSeek-R1, *thinking*, QwQ.
+_REASONING = re.compile(r"(^|[/:])o[134]($|[-_.])|deepseek-r1|thinking|qwq|(^|[-/])r1($|[-_.:])")
+
+
+def official_openai(cfg: ModelConfig) -> bool:
+    """Only OpenAI's endpoint gets max_completion_tokens: vLLM, Ollama and llama.cpp all
+    take max_tokens for their reasoning models, and some reject the newer name."""
+    host = urlsplit(base_url_of(cfg, OPENAI_BASE_URL)).hostname or ""
+    return host == "api.openai.com" or host.endswith(".openai.com")
+
+
+# The openai family's reasoning rules (every builtin provider declares these today).
+OPENAI_REASONING = ReasoningRules(guess=_REASONING, completion_tokens=official_openai)
 # A chat message carries at least one of these (content may be null beside tool calls or
 # reasoning); a choice whose message has none is not a Chat Completions answer.
 _MESSAGE_FIELDS = frozenset({"content", "reasoning_content", "reasoning", "refusal", "tool_calls"})

@@ -6,9 +6,10 @@ import aiohttp
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.http import HttpProvider
-from vpbatch.providers.openai_compat import OpenAIChat
+from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
+from vpbatch.providers.spec import ProviderSpec, register
 
-__all__ = ["openrouter_wire", "openrouter_provider", "OPENROUTER_BASE_URL"]
+__all__ = ["openrouter_wire", "openrouter_provider", "OPENROUTER_BASE_URL", "SPEC"]
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
@@ -40,3 +41,10 @@ def openrouter_provider(
 ) -> HttpProvider:
     """The openrouter provider: its wire over HTTP with this key."""
     return HttpProvider(cfg, openrouter_wire(cfg, referer=referer, title=title), session, api_key)
+
+
+SPEC = register(ProviderSpec(
+    name="openrouter", key_env="OPENROUTER_API_KEY", reasoning=OPENAI_REASONING,
+    # OpenRouter's optional referer header comes from the environment (never a job's id).
+    wire=lambda cfg, env: openrouter_wire(cfg, referer=env.get("OPENROUTER_HTTP_REFERER") or None),
+))  # no batch API

@@ -1,6 +1,6 @@
 """The config in, a provider out: `wire_for` (keyless, for ids) and `make_provider` (with key).
 
-The only place a provider name is looked up.
+A provider name is looked up only in `spec` (the registered ProviderSpecs).
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from vpbatch.config.schema import DEFAULT_KEY_ENV, ModelConfig
+from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
-from vpbatch.providers.anthropic import AnthropicMessages
 from vpbatch.providers.contract import Provider, Wire
 from vpbatch.providers.http import HttpProvider
-from vpbatch.providers.openai import openai_wire
-from vpbatch.providers.openrouter import openrouter_wire
-from vpbatch.providers.sim import SimProvider, sim_wire
+from vpbatch.providers.sim import SimProvider
+from vpbatch.providers.spec import spec_of
 
 __all__ = ["make_provider", "wire_for", "Provider", "key_env_of", "is_local"]
 
@@ -32,12 +30,13 @@ def is_local(base_url: str | None) -> bool:
 
 def key_env_of(cfg: ModelConfig) -> str | None:
     """The NAME of the variable that holds this model's key, or None if it needs none."""
-    if cfg.provider == "sim":
+    spec = spec_of(cfg)
+    if spec.keyless:
         return None
     if cfg.api_key_env:
         return cfg.api_key_env
     if cfg.base_url is None:  # the default variable goes only to the provider's own endpoint
-        return DEFAULT_KEY_ENV.get(cfg.provider)
+        return spec.key_env
     if is_local(cfg.base_url):
         return None  # a local vLLM/Ollama/llama.cpp server usually checks no key
     raise ConfigError(
@@ -48,19 +47,7 @@ def key_env_of(cfg: ModelConfig) -> str | None:
 
 def wire_for(cfg: ModelConfig, env: Mapping[str, str] | None = None) -> Wire:
     """The model's API format. Needs no key; `env` adds only headers (OpenRouter's referer)."""
-    if cfg.provider == "openai":
-        return openai_wire(cfg)
-    if cfg.provider == "anthropic":
-        return AnthropicMessages(cfg)
-    if cfg.provider == "openrouter":
-        referer = (env or {}).get("OPENROUTER_HTTP_REFERER") or None
-        return openrouter_wire(cfg, referer=referer)
-    if cfg.provider == "sim":
-        return sim_wire(cfg)
-    raise ConfigError(
-        f"model {cfg.name!r}: unknown provider {cfg.provider!r}; "
-        "use one of openai, anthropic, openrouter, sim"
-    )
+    return spec_of(cfg).wire(cfg, env or {})
 
 
 def make_provider(
@@ -70,7 +57,7 @@ def make_provider(
 ) -> Provider:
     """The provider for `cfg`, its key read from `env[cfg.api_key_env]` (never from a file)."""
     wire = wire_for(cfg, env)
-    if cfg.provider == "sim":
+    if spec_of(cfg).keyless:
         return SimProvider(cfg)  # no key: a simulation never needs or holds one
     var = key_env_of(cfg)
     key = env.get(var) if var else None

@@ -15,11 +15,12 @@ from vpbatch.benchmark.parser import split_reasoning
 from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.http import read_answer
-from vpbatch.providers.openai_compat import OpenAIChat
+from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
+from vpbatch.providers.spec import ProviderSpec, ReasoningRules, register
 from vpbatch.transport.failures import Failures
 from vpbatch.transport.records import Answer, HttpRequest, RequestParams
 
-__all__ = ["SimProvider", "sim_wire", "SIM_BASE_URL"]
+__all__ = ["SimProvider", "sim_wire", "SIM_BASE_URL", "SPEC"]
 
 SIM_BASE_URL = "sim://in-process/v1"
 
@@ -80,3 +81,9 @@ def _load_respondent(cfg: ModelConfig) -> _Respondent:
     settings: dict[str, Any] = dict(cfg.sim)
     respondent: _Respondent = Respondent.from_settings(settings, model=cfg.model)
     return respondent
+
+
+SPEC = register(ProviderSpec(
+    name="sim", wire=lambda cfg, env: sim_wire(cfg), keyless=True, model_default="sim",
+    reasoning=ReasoningRules(guess=OPENAI_REASONING.guess),
+))

@@ -96,7 +96,7 @@ def _settings(cfg: Config, m: ModelConfig, o: Origin) -> list[Setting]:
             if key == "max_tokens" and params.reasoning and value == REASONING_MAX_TOKENS:
                 source = f"reasoning model (at least {REASONING_MAX_TOKENS})"
         elif key == "reasoning" and value is None:
-            value = is_reasoning_model(m.model)
+            value = is_reasoning_model(m)
             source = "guessed from the id" if value else DEFAULT
         elif key in ("personas", "steering") and value is None:
             value = getattr(cfg.grids, key)

@@ -22,6 +22,7 @@ from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.log.records import job_ids
 from vpbatch.providers.registry import wire_for
+from vpbatch.providers.spec import spec_of
 from vpbatch.transport.records import ProviderError, RequestParams
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 # The paper's 64 tokens leave a reasoning model no room to answer after it thinks; when the
 # config sets no per-model max_tokens, such a model gets this much instead.
 REASONING_MAX_TOKENS = 4096
-_REASONING = re.compile(r"(^|[/:])o[134]($|[-_.])|deepseek-r1|thinking|qwq|(^|[-/])r1($|[-_.:])")
 
 
 @dataclass(slots=True)
@@ -65,14 +65,14 @@ def model_conditions(cfg: Config, m: ModelConfig, conds: Conditions) -> list[str
     return select_conditions(personas, steering, conds)
 
 
-def is_reasoning_model(model_id: str) -> bool:
-    """A guess from the id: OpenAI o1/o3/o4, DeepSeek-R1, *thinking*, QwQ."""
-    return bool(_REASONING.search(model_id.lower()))
+def is_reasoning_model(m: ModelConfig) -> bool:
+    """Its provider's guess from the id (ProviderSpec.reasoning)."""
+    return spec_of(m).reasoning.is_reasoning(m.model)
 
 
 def request_params(cfg: Config, m: ModelConfig) -> RequestParams:
     """The model's request settings: its own overrides, else the [run] defaults."""
-    reasoning = m.reasoning if m.reasoning is not None else is_reasoning_model(m.model)
+    reasoning = m.reasoning if m.reasoning is not None else is_reasoning_model(m)
     max_tokens = m.max_tokens if m.max_tokens is not None else cfg.run.max_tokens
     if reasoning and m.max_tokens is None:
         max_tokens = max(max_tokens, REASONING_MAX_TOKENS)

@@ -8,13 +8,10 @@ Takes a model's pending jobs, gives log lines. Half the price for overnight swee
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from vpbatch.providers.anthropic_batch import AnthropicBatchAPI
 from vpbatch.providers.batchapi import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
 from vpbatch.providers.contract import Provider
 from vpbatch.providers.http import HttpProvider
-from vpbatch.providers.openai_batch import OpenAIBatchAPI
+from vpbatch.providers.spec import spec_of
 from vpbatch.sweep.batch.journal import JOURNAL_NAME, BatchEntry, BatchJournal
 from vpbatch.sweep.batch.runner import BatchOptions, BatchRunner
 from vpbatch.transport.retry import RetryPolicy
@@ -33,13 +30,9 @@ __all__ = [
     "batch_api_for",
 ]
 
-_APIS: dict[str, Callable[[HttpProvider, RetryPolicy], BatchAPI]] = {
-    "openai": OpenAIBatchAPI, "anthropic": AnthropicBatchAPI}
-
-
 def batch_api_for(provider: Provider, policy: RetryPolicy) -> BatchAPI | None:
     """The batch API of this model's provider (over its endpoint), or None when it has none."""
-    api = _APIS.get(provider.cfg.provider)
+    api = spec_of(provider.cfg).batch
     if api is None or not isinstance(provider, HttpProvider):
         return None
     return api(provider, policy)

@@ -1,0 +1,80 @@
+"""A provider's facts in one declaration (`ProviderSpec`), and the registry of them by name.
+
+A provider module builds one `ProviderSpec` and calls `register(spec)` at import; the package
+`vpbatch.providers` imports every builtin module, so the registry is full once it is imported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vpbatch.config.providers import ProviderFacts, Setting, register_facts
+from vpbatch.config.schema import ModelConfig
+from vpbatch.errors import ConfigError
+from vpbatch.providers.contract import Wire
+
+if TYPE_CHECKING:
+    from vpbatch.providers.batchapi import BatchAPI
+    from vpbatch.providers.http import HttpProvider
+    from vpbatch.transport.retry import RetryPolicy
+
+__all__ = ["ReasoningRules", "ProviderSpec", "register", "spec_of", "specs", "Setting"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningRules:
+    """How a provider treats reasoning models: which ids it guesses are, and their request."""
+
+    guess: re.Pattern[str] | None = None  # model ids taken as reasoning when reasoning unset
+    # True: send max_completion_tokens (and no temperature) for a reasoning model of `cfg`
+    completion_tokens: Callable[[ModelConfig], bool] | None = None
+
+    def is_reasoning(self, model_id: str) -> bool:
+        return bool(self.guess and self.guess.search(model_id.lower()))
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """Everything vpbatch knows of one provider; `provider = name` in a config selects it."""
+
+    name: str
+    wire: Callable[[ModelConfig, Mapping[str, str]], Wire]  # wire format (keyless; env: headers)
+    key_env: str | None = None  # default key variable (only for the provider's own endpoint)
+    settings: tuple[Setting, ...] = ()  # provider-specific model keys, validated by config
+    reasoning: ReasoningRules = ReasoningRules()
+    batch: Callable[[HttpProvider, RetryPolicy], BatchAPI] | None = None  # its BatchAPI class
+    choice_formats: tuple[str, ...] = ("json_schema",)
+    keyless: bool = False  # answers in-process (the simulator): no key, no HTTP
+    model_default: str | None = None
+
+    def facts(self) -> ProviderFacts:
+        return ProviderFacts(self.name, self.key_env, self.settings, self.batch is not None,
+                             self.choice_formats, self.keyless, self.model_default)
+
+
+_SPECS: dict[str, ProviderSpec] = {}
+
+
+def register(spec: ProviderSpec) -> ProviderSpec:
+    """Register `spec` by name (for the config loader too); a second one by that name is a bug."""
+    if spec.name in _SPECS and _SPECS[spec.name] is not spec:
+        raise RuntimeError(f"provider {spec.name!r} is registered twice; rename one")
+    _SPECS[spec.name] = spec
+    register_facts(spec.facts())
+    return spec
+
+
+def spec_of(cfg: ModelConfig) -> ProviderSpec:
+    """The registered spec of `cfg.provider`; ConfigError names the known ones."""
+    spec = _SPECS.get(cfg.provider)
+    if spec is None:
+        raise ConfigError(f"model {cfg.name!r}: unknown provider {cfg.provider!r}; "
+                          "use one of " + ", ".join(_SPECS))
+    return spec
+
+
+def specs() -> tuple[ProviderSpec, ...]:
+    return tuple(_SPECS.values())
