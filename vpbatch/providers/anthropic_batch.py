@@ -10,16 +10,19 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from vpbatch.providers.batchapi import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
-from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.batchapi import (
+    LIST_PAGE,
+    MAX_PAGES,
+    SKEW_S,
+    BatchAPI,
+    BatchCallError,
+    BatchState,
+    LineResult,
+)
 from vpbatch.transport.records import FailureKind
-from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["AnthropicBatchAPI", "ERROR_STATUS"]
 
-_LIST_PAGE = 100
-_MAX_PAGES = 50  # how far back a crash-recovery lookup pages through the batch list
-_SKEW_S = 300.0  # their clock against ours, when matching a batch by its creation time
 
 # An errored result names an error type, not an HTTP status: map it back so the online
 # path's classification (permanent / transient / rate-limited) applies unchanged.
@@ -40,15 +43,11 @@ ERROR_STATUS = {
 class AnthropicBatchAPI(BatchAPI):
     """The Message Batches API of api.anthropic.com (custom_id: at most 64 of [A-Za-z0-9_-])."""
 
-    __slots__ = ("calls", "base")
+    __slots__ = ()
 
     name = "anthropic batch"
     max_requests = 100_000
     max_bytes = 256 * 1024 * 1024
-
-    def __init__(self, provider: HttpProvider, policy: RetryPolicy) -> None:
-        self.calls = BatchCalls(self.name, provider.endpoint, policy)
-        self.base = provider.wire.base_url
 
     def line(self, job_id: str, body: dict[str, Any]) -> bytes:
         return orjson.dumps({"custom_id": job_id, "params": body})
@@ -56,7 +55,7 @@ class AnthropicBatchAPI(BatchAPI):
     async def prepare(self, lines: list[bytes]) -> dict[str, Any]:
         # Nothing to upload. A batch has no client-chosen name, so a lost create is found
         # again by its size and its creation time (after this moment, minus clock skew).
-        return {"requests": len(lines), "since": time.time() - _SKEW_S}
+        return {"requests": len(lines), "since": time.time() - SKEW_S}
 
     async def create(self, lines: list[bytes], extra: dict[str, Any], known: set[str]) -> str:
         payload = b'{"requests":[' + b",".join(lines) + b"]}"
@@ -79,9 +78,9 @@ class AnthropicBatchAPI(BatchAPI):
             return None
         found: list[tuple[float, str]] = []
         after = ""
-        for _ in range(_MAX_PAGES):  # newest first: stop at batches older than the intent
+        for _ in range(MAX_PAGES):  # newest first: stop at batches older than the intent
             doc = await self.calls.call_json(
-                "GET", f"{self.base}/messages/batches?limit={_LIST_PAGE}{after}")
+                "GET", f"{self.base}/messages/batches?limit={LIST_PAGE}{after}")
             page = [b for b in doc.get("data") or [] if isinstance(b, dict)]
             for b in page:
                 created = _unix(b.get("created_at"))

@@ -17,12 +17,13 @@ from typing import Any, ClassVar
 import orjson
 
 from vpbatch.errors import VPBatchError
-from vpbatch.providers.http import Endpoint
+from vpbatch.providers.http import Endpoint, HttpProvider
 from vpbatch.transport import retry
 from vpbatch.transport.records import FailureKind, ProviderError
 from vpbatch.transport.retry import RetryPolicy
 
-__all__ = ["BatchAPI", "BatchCalls", "BatchCallError", "BatchState", "LineResult"]
+__all__ = ["BatchAPI", "BatchCalls", "BatchCallError", "BatchState", "LineResult", "LIST_PAGE",
+           "MAX_PAGES", "SKEW_S"]
 
 _SNIPPET = 200
 _ONCE = RetryPolicy(attempts=1)  # a create is never blindly resent: create_once looks it up
@@ -59,10 +60,20 @@ class LineResult:
     reason: str | None = None
 
 
-class BatchAPI(ABC):
-    """One provider's batch API as the batch runner uses it."""
+# Shared by the vendors' list endpoints (a crash-recovery lookup of a batch we created):
+LIST_PAGE = 100
+MAX_PAGES = 50  # how far back a crash-recovery lookup pages through the batch list
+SKEW_S = 300.0  # their clock against ours, when matching a batch by its creation time
 
-    __slots__ = ()
+
+class BatchAPI(ABC):
+    """One provider's batch API as the batch runner uses it, over that provider's endpoint."""
+
+    __slots__ = ("calls", "base")
+
+    def __init__(self, provider: HttpProvider, policy: RetryPolicy) -> None:
+        self.calls = BatchCalls(self.name, provider.endpoint, policy)
+        self.base = provider.wire.base_url
 
     name: ClassVar[str]  # names the API in messages: "openai batch"
     max_requests: ClassVar[int]  # the provider's caps on one batch

@@ -9,33 +9,32 @@ from typing import Any
 import aiohttp
 import orjson
 
-from vpbatch.providers.batchapi import BatchAPI, BatchCallError, BatchCalls, BatchState, LineResult
-from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.batchapi import (
+    LIST_PAGE,
+    MAX_PAGES,
+    SKEW_S,
+    BatchAPI,
+    BatchCallError,
+    BatchState,
+    LineResult,
+)
 from vpbatch.transport.records import FailureKind
-from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["OpenAIBatchAPI", "ENDPOINT", "WINDOW"]
 
 ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"  # the only completion window OpenAI offers
 _DONE = {"completed", "failed", "expired", "cancelled"}
-_LIST_PAGE = 100
-_MAX_PAGES = 50  # how far back a crash-recovery lookup pages through the batch list
-_SKEW_S = 300.0  # their clock against ours
 
 
 class OpenAIBatchAPI(BatchAPI):
     """The Batch API of api.openai.com (and servers that copy it, such as the simulator)."""
 
-    __slots__ = ("calls", "base")
+    __slots__ = ()
 
     name = "openai batch"
     max_requests = 50_000
     max_bytes = 200 * 1024 * 1024
-
-    def __init__(self, provider: HttpProvider, policy: RetryPolicy) -> None:
-        self.calls = BatchCalls(self.name, provider.endpoint, policy)
-        self.base = provider.wire.base_url
 
     def line(self, job_id: str, body: dict[str, Any]) -> bytes:
         return orjson.dumps({"custom_id": job_id, "method": "POST", "url": ENDPOINT,
@@ -51,7 +50,7 @@ class OpenAIBatchAPI(BatchAPI):
         if not up.get("id"):
             raise BatchCallError(f"{self.name}: the upload answered no file id",
                                  kind=FailureKind.PERMANENT)
-        return {"input_file_id": str(up["id"]), "since": time.time() - _SKEW_S}
+        return {"input_file_id": str(up["id"]), "since": time.time() - SKEW_S}
 
     async def create(self, lines: list[bytes], extra: dict[str, Any], known: set[str]) -> str:
         body = {"input_file_id": extra["input_file_id"], "endpoint": ENDPOINT,
@@ -70,9 +69,9 @@ class OpenAIBatchAPI(BatchAPI):
         if not file_id:
             return None
         after = ""
-        for _ in range(_MAX_PAGES):  # newest first: stop at batches older than the upload
+        for _ in range(MAX_PAGES):  # newest first: stop at batches older than the upload
             doc = await self.calls.call_json(
-                "GET", f"{self.base}/batches?limit={_LIST_PAGE}{after}")
+                "GET", f"{self.base}/batches?limit={LIST_PAGE}{after}")
             page = [b for b in doc.get("data") or [] if isinstance(b, dict)]
             for b in page:
                 if b.get("input_file_id") == file_id:
