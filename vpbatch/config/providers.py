@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Setting", "ProviderFacts", "register_facts", "facts_of", "provider_names"]
+__all__ = ["Setting", "ProviderFacts", "register_facts", "unregister_facts", "facts_of",
+           "provider_names"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,11 @@ _FACTS: dict[str, ProviderFacts] = {}
 def register_facts(facts: ProviderFacts) -> None:
     """Make `provider = facts.name` known to the loader (called by providers.spec.register)."""
     _FACTS[facts.name] = facts
+
+
+def unregister_facts(name: str) -> None:
+    """Forget `provider = name` (a test's provider, once the test is done)."""
+    _FACTS.pop(name, None)
 
 
 def facts_of(name: str) -> ProviderFacts | None:

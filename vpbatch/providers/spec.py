@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vpbatch.config.providers import ProviderFacts, Setting, register_facts
+from vpbatch.config.providers import ProviderFacts, Setting, register_facts, unregister_facts
 from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.contract import Wire
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from vpbatch.providers.http import HttpProvider
     from vpbatch.transport.retry import RetryPolicy
 
-__all__ = ["ReasoningRules", "ProviderSpec", "register", "spec_of", "specs", "Setting"]
+__all__ = ["ReasoningRules", "ProviderSpec", "register", "unregister", "spec_of", "specs",
+           "Setting"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,12 @@ def register(spec: ProviderSpec) -> ProviderSpec:
     _SPECS[spec.name] = spec
     register_facts(spec.facts())
     return spec
+
+
+def unregister(name: str) -> None:
+    """Forget a provider (a test's, once the test is done); the builtins stay registered."""
+    _SPECS.pop(name, None)
+    unregister_facts(name)
 
 
 def spec_of(cfg: ModelConfig) -> ProviderSpec:

@@ -89,6 +89,9 @@ def _settings(cfg: Config, m: ModelConfig, o: Origin) -> list[Setting]:
     for f in fields(m):
         key, value = f.name, getattr(m, f.name)
         source = o.sources.get(key, DEFAULT)
+        if key == "settings":  # the provider's own keys (ProviderSpec.settings), one row each
+            out += [Setting(k, x, o.sources.get(k, DEFAULT)) for k, x in value.items()]
+            continue
         if key == "name" and not o.named:
             source = "derived from the id"
         elif key in RUN_DEFAULTS and value is None:
