@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from vpbatch.sweep.pipeline import Limits, Pipeline, group_limits, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.retry import RetryPolicy
 from vpbatch.sweep.shards import shard_limits
-from vpbatch.sweep.verdict import beyond_tolerance, fail_on_error
+from vpbatch.sweep.verdict import below_min_rated, beyond_tolerance, fail_on_error, min_rated
 
 __all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
 
@@ -64,24 +65,46 @@ class ModelSummary:
     failed_before: int = 0  # of the skipped, logged as failed by an earlier run
     fail_on_error: float | int = 0.05  # its tolerance (sweep.verdict)
     commonest: str | None = None  # this run's commonest failure, as the server put it
+    unrated: int = 0  # answers neither parser can rate, this run's and earlier runs'
+    rated: int = 0  # jobs of the grid with a rated answer, this run's and earlier runs'
+    min_rated: float = 0.95  # the rated share it must reach (sweep.verdict)
 
     @classmethod
-    def of(cls, p: ModelProgress, tolerance: float | int) -> ModelSummary:
-        top = p.reasons.most_common(1)
+    def of(cls, p: ModelProgress, tolerance: float | int, least: float = 0.95) -> ModelSummary:
+        top = (p.reasons + Counter({f"unrated: {c}": n for c, n in p.unrated_reasons.items()})
+               ).most_common(1)
         return cls(p.name, p.total, p.done, p.ok, p.failed, p.skipped, p.retries, p.sent,
                    p.tokens, p.stopped, p.failed_before, tolerance,
-                   f"{top[0][0]} ({top[0][1]} jobs)" if top else None)
+                   f"{top[0][0]} ({top[0][1]} jobs)" if top else None,
+                   p.unrated + p.unrated_before, p.rated(), least)
 
     @property
     def problem(self) -> str | None:
-        """Why this model fails the run (exit 3): it was stopped, or too many jobs failed."""
+        """Why this model fails the run (exit 3): it was stopped, too many jobs failed or came
+        back unrated, or too few of its jobs are rated."""
         if self.stopped is not None:
             return self.stopped
         why = beyond_tolerance(self.failed + self.failed_before, self.total,
-                               self.fail_on_error)
+                               self.fail_on_error, self.unrated)
         if why is not None and self.commonest is not None:
             why += f"; the commonest this run: {self.commonest}"
+        if why is None and self.done >= self.total:
+            why = below_min_rated(self.rated, self.total, self.min_rated)
         return why
+
+    @property
+    def hint(self) -> str:
+        """What a resume can do about `problem` (the CLI's closing line ends with it)."""
+        if self.failed + self.failed_before and not self.unrated:
+            return "add --retry-failed to a resume to send them again"
+        return ("an unrated answer is not asked again for the same request: change what the "
+                "cause names (max_tokens, answer, the model), then run again with --force, "
+                "which sends the changed requests (docs/guides/measurement-failures.md)")
+
+    @property
+    def rated_share(self) -> float | None:
+        """Rated answers ÷ jobs of the grid; None for an empty grid."""
+        return self.rated / self.total if self.total else None
 
 
 @dataclass(slots=True)
@@ -203,7 +226,7 @@ async def _sweep(
                 await _run(started, stop, board, handle_signals)
             except BaseExceptionGroup as group:
                 raise _unwrap(group) from None
-    judged = {b.name: ModelSummary.of(b, fail_on_error(config.run, m))
+    judged = {b.name: ModelSummary.of(b, fail_on_error(config.run, m), min_rated(config.run, m))
               for b, m in zip(bars, config.models, strict=True)}
     summary = SweepSummary(rd.path, judged, stop.signal, time.monotonic() - t0)
     if out is not None:

@@ -23,7 +23,8 @@ class ModelProgress:
 
     __slots__ = (
         "name", "total", "skipped", "failed_before", "ok", "failed", "gave_up", "retries",
-        "tokens", "sent", "in_flight", "started", "stopped", "reasons", "_clock",
+        "tokens", "sent", "in_flight", "started", "stopped", "reasons", "unrated",
+        "unrated_before", "answered_before", "unrated_reasons", "_clock",
     )
 
     def __init__(self, name: str, total: int, clock: Callable[[], float] = time.monotonic):
@@ -41,6 +42,10 @@ class ModelProgress:
         self.started = clock()
         self.stopped: str | None = None  # why the model stopped early (breaker, auth, config)
         self.reasons: Counter[str] = Counter()  # failure reasons, for the final summary
+        self.unrated = 0  # of `ok`, answers neither parser could rate (Record.unrated)
+        self.answered_before = 0  # of the skipped, answered by an earlier run
+        self.unrated_before = 0  # of those, unrated (fail_on_error and min_rated count them)
+        self.unrated_reasons: Counter[str] = Counter()  # unrated causes, this run
         self._clock = clock
 
     @property
@@ -69,6 +74,15 @@ class ModelProgress:
         self.gave_up += transient
         # The first 80 characters: enough to group "HTTP 400: ..." without one line per job.
         self.reasons[reason[:80]] += 1
+
+    def note_unrated(self, cause: str) -> None:
+        """An answer came back that neither parser can rate (it is already counted in `ok`)."""
+        self.unrated += 1
+        self.unrated_reasons[cause] += 1
+
+    def rated(self) -> int:
+        """Jobs of the grid with a rated answer, this run's and earlier runs'."""
+        return self.ok - self.unrated + self.answered_before - self.unrated_before
 
 
 def format_duration(seconds: float | None) -> str:
@@ -152,14 +166,19 @@ class Progress:
         """The closing lines: each model's totals, why it stopped, its commonest failures."""
         out = []
         for p in self.models:
+            unrated = f" ({p.unrated} of them unrated)" if p.unrated else ""
             out.append(
-                f"{p.name}: {p.done}/{p.total} done ({p.ok} answered, {p.failed} failed, "
-                f"{p.skipped} already in the log), {p.retries} retries, {p.tokens} tokens"
+                f"{p.name}: {p.done}/{p.total} done ({p.ok} answered{unrated}, {p.failed} "
+                f"failed, {p.skipped} already in the log), {p.retries} retries, "
+                f"{p.tokens} tokens" + (f", rated share {p.rated() / p.total:.1%}"
+                                        if p.total and p.done >= p.total else "")
             )
             if p.stopped:
                 out.append(f"  stopped: {p.stopped}")
             for reason, n in p.reasons.most_common(3):
                 out.append(f"  {n} x {reason}")
+            for cause, n in p.unrated_reasons.most_common():
+                out.append(f"  {n} x unrated: {cause}")
             if p.gave_up:
                 # A resume skips failed jobs; transient ones deserve another try when asked.
                 out.append(f"  {p.gave_up} failed only for lack of retries; add --retry-failed "

@@ -29,7 +29,7 @@ from vpbatch.sweep.batch.api import BatchAPI, BatchCallError, BatchState, LineRe
 from vpbatch.sweep.batch.journal import BatchEntry, BatchJournal
 from vpbatch.sweep.config import ModelConfig
 from vpbatch.sweep.grid import Job
-from vpbatch.sweep.outcome import Pending, commit
+from vpbatch.sweep.outcome import Pending, commit, skipped
 from vpbatch.sweep.progress import ModelProgress
 
 __all__ = ["BatchOptions", "BatchRunner", "POLL_ENV", "SIZE_ENV"]
@@ -142,9 +142,7 @@ class BatchRunner:
                 if only is not None and jid not in only:
                     continue
                 if only is None and self.log.is_done(jid, retry_failed=self.retry_failed):
-                    self.progress.skipped += 1
-                    if not self.log.is_done(jid, retry_failed=True):
-                        self.progress.failed_before += 1
+                    skipped(self.log, self.progress, jid)
                     continue
                 self._meta[jid] = Pending.of(job)
                 if jid in waiting:
