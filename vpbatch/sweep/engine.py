@@ -324,6 +324,10 @@ def _report(summary: SweepSummary, bars: list[ModelProgress], out: TextIO, hint:
             out.write(f"FAILED {m.name}: {m.problem}\n")
     if summary.interrupted:
         out.write(f"stopped by {summary.interrupted}; {hint}\n")
+    elif any(m.unrated for m in failing):
+        out.write(f"fix the cause, then {hint} (add --force if the fix changed the config: "
+                  "the changed requests are new jobs, and are all sent; an unrated answer "
+                  "is never asked again for the same request)\n")
     elif failing:
         out.write(f"fix the cause, then {hint} (it sends the jobs not sent; add --retry-failed "
                   "to send the failed ones again)\n")

@@ -166,7 +166,7 @@ class Progress:
         """The closing lines: each model's totals, why it stopped, its commonest failures."""
         out = []
         for p in self.models:
-            unrated = f" ({p.unrated} of them unrated)" if p.unrated else ""
+            unrated = f", {p.unrated} of them unrated" if p.unrated else ""
             out.append(
                 f"{p.name}: {p.done}/{p.total} done ({p.ok} answered{unrated}, {p.failed} "
                 f"failed, {p.skipped} already in the log), {p.retries} retries, "
