@@ -104,6 +104,9 @@ def test_answers_that_are_all_digits_stop_the_model_and_suggest_choice_mode(
                      r"\"choice\"", line), line
     assert f"{GRID - sent} jobs not sent" in line
     assert {r["unrated"] for r in rows(tmp_path / "run")} == {"unparseable"}
+    status = vpbatch(env, "status", tmp_path / "run")
+    assert status.returncode == 0, status.stderr
+    assert f"  m: {sent} unrated: text neither parser can rate" in status.stdout
 
 
 def test_answers_cut_off_after_reasoning_stop_the_model_and_say_to_raise_max_tokens(
