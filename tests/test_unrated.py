@@ -19,7 +19,12 @@ from pathlib import Path
 import pytest
 
 from vpbatch.demos.demo import SimProcess
+from vpbatch.log.records import Record
 from vpbatch.log.runlog import iter_log
+from vpbatch.providers.base import Answer
+from vpbatch.sweep.breaker import Breaker, BreakerPolicy
+from vpbatch.sweep.outcome import Pending
+from vpbatch.sweep.unrated import advice_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -208,3 +213,58 @@ def test_a_rated_share_below_min_rated_exits_3_and_the_summary_names_the_model(
     ok = vpbatch(env, "run", per_model, "--run-dir", tmp_path / "own")
     assert ok.returncode == 0, ok.stderr
     assert f"rated share {share}" in ok.stderr
+
+
+# -- the rule on its own ----------------------------------------------------------------------
+
+
+def answered(raw: str | None, *, finish: str = "stop", refusal: bool = False,
+             mode: str = "text", reasoning_tokens: int = 0) -> Record:
+    """The log line of one answer, classified as the sweep classifies it."""
+    job = Pending("j", "m", "vanilla", "v1", 1001, 1, 0, {"max_tokens": 64}, mode)
+    usage = {"reasoning_tokens": reasoning_tokens} if reasoning_tokens else {}
+    return job.answered(Answer(raw or "", None, finish, usage, refusal=refusal))
+
+
+@pytest.mark.parametrize(("raw", "finish", "cause"), [
+    ("Somewhat like me.", "stop", None),
+    ("Like me. Because I value", "length", None),  # cut off, but it named its phrase first
+    ("", "stop", "empty"),
+    ("", "length", "length"),
+    ("Well, considering the", "length", "length"),
+    ("I'm sorry, I can't help with that.", "stop", "refusal"),
+    ("5", "stop", "unparseable"),
+])
+def test_an_answer_is_unrated_when_neither_parser_can_rate_it(
+    raw: str, finish: str, cause: str | None
+) -> None:
+    assert answered(raw, finish=finish).unrated == cause
+
+
+def test_a_refusal_field_is_never_rated_even_when_it_names_a_phrase() -> None:
+    rec = answered("I can't say whether this is like me.", refusal=True)
+    assert (rec.rating, rec.rating_strict, rec.unrated) == (None, None, "refusal")
+
+
+def test_an_unrated_answer_between_failures_continues_the_streak_and_a_rated_one_ends_it() -> None:
+    breaker = Breaker(BreakerPolicy(3))
+    failed = Record("j", "m", "vanilla", "v1", 1, 1, status="failed", error_kind="transient",
+                    error="HTTP 503: busy", extra={"http_status": 503})
+    assert breaker.logged(answered("5")) is None
+    assert breaker.logged(answered("Like me.")) is None  # rated: the count starts again
+    assert [breaker.logged(r) for r in (answered("5"), failed)] == [None, None]
+    why = breaker.logged(answered("4"))
+    assert why is not None and why.startswith(
+        "3 jobs in a row failed or came back unrated (2 of them text neither parser can rate)")
+
+
+def test_choice_mode_answers_that_are_not_the_schema_point_at_the_server() -> None:
+    why = advice_for(answered("Somewhat like me", mode="choice"))
+    assert why.startswith("answers are not a JSON object naming one of the six phrases, "
+                          "e.g. 'Somewhat like me': check that the server honours")
+
+
+def test_an_answer_cut_off_with_text_says_to_raise_max_tokens() -> None:
+    why = advice_for(answered("Well, considering the", finish="length"))
+    assert why == ("answers are cut off at max_tokens (now 64) before they name a phrase, "
+                   "e.g. 'Well, considering the': raise max_tokens")
