@@ -103,7 +103,7 @@ def format_line(p: ModelProgress, width: int = 24) -> str:
     return (
         f"{p.name[:width]:<{width}} {p.done:>7}/{p.total:<7} {pct:5.1f}%  "
         f"{p.rate():7.1f}/s  {state}  retries {p.retries}  failed {p.failed}  "
-        f"tokens {p.tokens}"
+        + (f"unrated {p.unrated}  " if p.unrated else "") + f"tokens {p.tokens}"
     )
 
 
