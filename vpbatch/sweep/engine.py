@@ -43,6 +43,7 @@ from vpbatch.sweep.pipeline import Limits, Pipeline, group_limits, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.retry import RetryPolicy
 from vpbatch.sweep.shards import shard_limits
+from vpbatch.sweep.unrated import UNRATED_PREFIX, advice_for
 from vpbatch.sweep.verdict import below_min_rated, beyond_tolerance, fail_on_error, min_rated
 
 __all__ = ["SweepSummary", "ModelSummary", "sweep", "run_sweep", "resume_hint", "DRAIN_S"]
@@ -71,11 +72,14 @@ class ModelSummary:
 
     @classmethod
     def of(cls, p: ModelProgress, tolerance: float | int, least: float = 0.95) -> ModelSummary:
-        top = (p.reasons + Counter({f"unrated: {c}": n for c, n in p.unrated_reasons.items()})
-               ).most_common(1)
+        unrated = Counter({UNRATED_PREFIX + c: n for c, n in p.unrated_reasons.items()})
+        top = (p.reasons + unrated).most_common(1)
+        commonest = f"{top[0][0]} ({top[0][1]} jobs)" if top else None
+        if commonest is not None and top[0][0] in unrated:  # what the model did, the fix
+            cause = top[0][0].removeprefix(UNRATED_PREFIX)
+            commonest += f": {advice_for(p.unrated_examples[cause])}"
         return cls(p.name, p.total, p.done, p.ok, p.failed, p.skipped, p.retries, p.sent,
-                   p.tokens, p.stopped, p.failed_before, tolerance,
-                   f"{top[0][0]} ({top[0][1]} jobs)" if top else None,
+                   p.tokens, p.stopped, p.failed_before, tolerance, commonest,
                    p.unrated + p.unrated_before, p.rated(), least)
 
     @property
@@ -90,6 +94,8 @@ class ModelSummary:
             why += f"; the commonest this run: {self.commonest}"
         if why is None and self.done >= self.total:
             why = below_min_rated(self.rated, self.total, self.min_rated)
+            if why is not None and self.commonest is not None:
+                why += f"; the commonest this run: {self.commonest}"
         return why
 
     @property

@@ -88,7 +88,7 @@ def commit(log: RunLog, progress: ModelProgress, record: Record) -> None:
         usage = record.usage or {}
         progress.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
         if record.unrated is not None:
-            progress.note_unrated(record.unrated)
+            progress.note_unrated(record)
     else:
         transient = record.error_kind != FailureKind.PERMANENT.value
         progress.note_failure(record.error or "failed", transient=transient)

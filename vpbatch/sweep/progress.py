@@ -15,6 +15,8 @@ from typing import TextIO
 
 import anyio
 
+from vpbatch.log.records import Record
+
 __all__ = ["ModelProgress", "Progress", "format_line", "format_duration"]
 
 
@@ -24,7 +26,7 @@ class ModelProgress:
     __slots__ = (
         "name", "total", "skipped", "failed_before", "ok", "failed", "gave_up", "retries",
         "tokens", "sent", "in_flight", "started", "stopped", "reasons", "unrated",
-        "unrated_before", "answered_before", "unrated_reasons", "_clock",
+        "unrated_before", "answered_before", "unrated_reasons", "unrated_examples", "_clock",
     )
 
     def __init__(self, name: str, total: int, clock: Callable[[], float] = time.monotonic):
@@ -46,6 +48,7 @@ class ModelProgress:
         self.answered_before = 0  # of the skipped, answered by an earlier run
         self.unrated_before = 0  # of those, unrated (fail_on_error and min_rated count them)
         self.unrated_reasons: Counter[str] = Counter()  # unrated causes, this run
+        self.unrated_examples: dict[str, Record] = {}  # per cause, its first answer this run
         self._clock = clock
 
     @property
@@ -75,10 +78,12 @@ class ModelProgress:
         # The first 80 characters: enough to group "HTTP 400: ..." without one line per job.
         self.reasons[reason[:80]] += 1
 
-    def note_unrated(self, cause: str) -> None:
+    def note_unrated(self, record: Record) -> None:
         """An answer came back that neither parser can rate (it is already counted in `ok`)."""
+        cause = record.unrated or "unparseable"
         self.unrated += 1
         self.unrated_reasons[cause] += 1
+        self.unrated_examples.setdefault(cause, record)
 
     def rated(self) -> int:
         """Jobs of the grid with a rated answer, this run's and earlier runs'."""
