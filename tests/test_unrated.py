@@ -190,6 +190,8 @@ def test_unrated_answers_count_toward_fail_on_error(
     assert 10 < unrated < 40  # about a tenth of 200
     assert (f"{unrated} of {GRID} jobs failed or came back unrated (0 failed, {unrated} "
             "unrated), more than fail_on_error = 0.05 allows") in error_line(done.stderr)
+    assert f"the commonest this run: unrated: refusal ({unrated} jobs): the model refuses: " \
+        "'I'm an AI assistant" in error_line(done.stderr)
     tolerant = config(tmp_path, srv.url, run="min_rated = 0\nfail_on_error = 0.5", name="t.toml")
     ok = vpbatch(env, "run", tolerant, "--run-dir", tmp_path / "b")
     assert ok.returncode == 0, ok.stderr

@@ -633,7 +633,11 @@ class _Batches:
         if isinstance(got, tuple):
             return got[0], {"error": {"message": got[1], "type": got[2]}}
         if kind == "openai":
-            return 200, _chat_doc(body["model"], key, got)
+            doc = _chat_doc(body["model"], key, got)
+            if fault in ANSWER_FAULTS:  # counted with the chat path's faults
+                st.faults[fault] = st.faults.get(fault, 0) + 1
+                _misshape(doc, fault, params.max_tokens, cfg.faults.think_tokens)
+            return 200, doc
         return 200, _message_doc(body["model"], key, got, forced_tool(body))
 
 
