@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from vpbatch.demos.demo import SimProcess
+from vpbatch.errors import ConfigError
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import iter_log
 from vpbatch.providers.base import Answer
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy
+from vpbatch.sweep.config import load_config
 from vpbatch.sweep.outcome import Pending
 from vpbatch.sweep.unrated import advice_for
 
@@ -270,3 +272,10 @@ def test_an_answer_cut_off_with_text_says_to_raise_max_tokens() -> None:
     why = advice_for(answered("Well, considering the", finish="length"))
     assert why == ("answers are cut off at max_tokens (now 64) before they name a phrase, "
                    "e.g. 'Well, considering the': raise max_tokens")
+
+
+def test_min_rated_above_one_is_a_config_error_naming_the_fix(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "http://127.0.0.1:9/v1", run="min_rated = 1.5")
+    with pytest.raises(ConfigError, match=r"run\.min_rated: is a share of the jobs, at most 1, "
+                       r"got 1\.5.*0 turns the check off"):
+        load_config(cfg, check_env=False)
