@@ -15,7 +15,7 @@ from vpbatch.errors import RunDirError
 from vpbatch.log.importer import import_official
 from vpbatch.log.records import FAILED, Record
 from vpbatch.log.runlog import LOG_NAME, read_log
-from vpbatch.scoring.audit import DIFFERENT_RATING, parse_audit
+from vpbatch.scoring.audit import DIFFERENT_RATING, number_in, parse_audit
 
 
 def _rec(model: str, raw: str | None, i: int = 0, status: str = "ok") -> Record:
@@ -96,6 +96,32 @@ def test_audit_is_per_model_in_first_seen_order() -> None:
     assert list(audits) == ["b", "a"] and audits["b"].n == 2
 
 
+NUMBER_IN_PROSE = "I would rate this a 4 out of 6 — mostly like me"
+
+
+def test_audit_counts_answers_that_state_a_number_and_what_the_official_parser_made_of_them(
+) -> None:
+    recs = [_rec("m", NUMBER_IN_PROSE, 0), _rec("m", "5", 1), _rec("m", "Rating: 2/6", 2),
+            _rec("m", "Somewhat like me.", 3)]
+    a = parse_audit(recs)["m"]
+    assert (a.n_numbers, a.n_numbers_official) == (3, 1)  # only the first names a phrase too
+    (example,) = a.number_examples
+    assert (example.raw, example.official, example.strict) == (NUMBER_IN_PROSE, 5, None)
+
+
+@pytest.mark.parametrize(("text", "number"), [
+    (NUMBER_IN_PROSE, 4), ("5", 5), ("Rating: 4/6", 4), ("I would give it a 3.", 3),
+    ("Somewhat like me.", None), ("I rate it 10 out of 10", None), ("Like me (5).", None),
+])
+def test_a_number_is_one_that_stands_as_the_rating(text: str, number: int | None) -> None:
+    assert number_in(text) == number
+
+
+def test_the_recorded_models_never_state_a_number(official_run: Path) -> None:
+    audits = parse_audit(read_log(official_run / LOG_NAME))
+    assert len(audits) == 33 and sum(a.n_numbers for a in audits.values()) == 0
+
+
 # -- CLI ------------------------------------------------------------------------------------
 
 
@@ -107,6 +133,19 @@ def test_cli_audit_prints_per_model_counts_and_examples(real_run: Path, tmp_path
     assert "Very little like me." in result.output
     doc = json.loads(out.read_text())
     assert doc["mistral-tiny"]["n_disagree"] == 3
+
+
+def test_cli_audit_shows_the_numbers_in_prose(tmp_path: Path) -> None:
+    log = tmp_path / LOG_NAME
+    log.write_bytes(b"".join(_rec("m", t, i).to_json()
+                             for i, t in enumerate([NUMBER_IN_PROSE, "5", "Like me."])))
+    out = tmp_path / "audit.json"
+    result = CliRunner().invoke(cli, ["audit", str(tmp_path), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert ("m: 2 answers state a rating as a number (e.g. '4 out of 6'); the official parser "
+            "rated 1 of them from a phrase in the prose, the number ignored") in result.output
+    assert f"official=5 strict=None [v1 1001/0] {NUMBER_IN_PROSE!r}" in result.output
+    assert json.loads(out.read_text())["m"]["n_numbers"] == 2
 
 
 def test_cli_audit_refuses_a_dir_without_a_log(tmp_path: Path) -> None:

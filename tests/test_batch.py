@@ -109,6 +109,22 @@ def test_a_batch_model_is_answered_through_one_batch_with_its_id_in_every_record
     assert journal.open_batches("m") == []
 
 
+def test_unrated_batch_answers_fail_the_model_naming_the_cause(tmp_path: Path) -> None:
+    async def main() -> SweepSummary:
+        async with serving(faults=FaultPlan(p_digits=1.0)) as srv:
+            cfg = write_config(tmp_path / "c.toml", srv.url)
+            with retry.testing():
+                return await run(cfg, tmp_path / "run")
+
+    summary = anyio.run(main)
+    m = summary.models["m"]
+    assert summary.exit_code == 3 and (m.ok, m.unrated, m.rated) == (N_JOBS, N_JOBS, 0)
+    assert m.problem is not None and m.problem.startswith(
+        f"{N_JOBS} of {N_JOBS} jobs failed or came back unrated (0 failed, {N_JOBS} unrated)")
+    assert "answers are not one of the six phrases, e.g. '" in m.problem
+    assert all(r["unrated"] == "unparseable" for r in rows(tmp_path / "run"))
+
+
 def test_the_key_reaches_the_batch_api_but_no_file(tmp_path: Path) -> None:
     async def main() -> None:
         async with serving(require_key=KEY) as srv:

@@ -423,8 +423,8 @@ def test_two_models_in_a_limit_group_together_stay_under_its_rpm_and_reach_95_pe
 
 @contextlib.asynccontextmanager
 async def counting_server(latency: float = 0.01) -> AsyncIterator[tuple[str, dict[str, int]]]:
-    """A loopback chat server that answers "3" after `latency` s and records the most requests
-    it held at once: in total ("all") and per model id."""
+    """A loopback chat server that answers "Like me." after `latency` s and records the most
+    requests it held at once: in total ("all") and per model id."""
     now: dict[str, int] = {}
     most: dict[str, int] = {}
 
@@ -438,7 +438,7 @@ async def counting_server(latency: float = 0.01) -> AsyncIterator[tuple[str, dic
         finally:
             for k in ("all", model):
                 now[k] -= 1
-        return web.json_response({"choices": [{"message": {"content": "3"},
+        return web.json_response({"choices": [{"message": {"content": "Like me."},
                                                "finish_reason": "stop"}],
                                   "usage": {"prompt_tokens": 10, "completion_tokens": 1}})
 

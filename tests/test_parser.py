@@ -271,3 +271,11 @@ def test_strict_scores_an_option_standing_as_a_sentence_after_prose() -> None:
 
 def test_strict_does_not_take_an_option_asked_as_a_question_for_the_answer() -> None:
     assert parse_strict("Like me? Not really.").rating is None
+
+
+def test_a_rating_stated_as_a_number_keeps_the_papers_reading_and_strict_refuses_it() -> None:
+    # The paper's rule reads the phrase in the prose and ignores the number (vpbatch audit
+    # counts these); strict scores only an option that stands as the answer.
+    text = "I would rate this a 4 out of 6 — mostly like me"
+    assert parse_official(text) == 5
+    assert parse_strict(text) == StrictResult(None, "option inside prose")

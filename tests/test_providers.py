@@ -336,7 +336,7 @@ async def test_max_tokens_cut_off_is_recorded_as_length() -> None:
 
 async def test_null_content_with_a_refusal_keeps_the_refusal_as_text() -> None:
     answer = await answer_from(chat(None, refusal="I can't help with that."))
-    assert answer.text == "I can't help with that."
+    assert answer.text == "I can't help with that." and answer.refusal  # never rated
 
 
 async def test_content_filter_finish_is_permanent() -> None:

@@ -159,6 +159,47 @@ def test_injected_slow_answer_outlasts_a_short_read_timeout(data_dir: Path, prom
     _serve(_cfg(data_dir, faults=FaultPlan(p_slow=1.0, slow_s=0.5)), test)
 
 
+def _message(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first choice and the usage of a chat.completion body."""
+    doc = orjson.loads(raw)
+    return doc["choices"][0], doc["usage"]
+
+
+def test_injected_digits_answer_the_rating_as_a_number(data_dir: Path, prompt: str) -> None:
+    async def test(server: RunningServer, post: Any) -> None:
+        status, _, raw = await post(_body(prompt))
+        choice, _ = _message(raw)
+        assert status == 200 and choice["message"]["content"] in list("123456")
+
+    _serve(_cfg(data_dir, faults=FaultPlan(p_digits=1.0)), test)
+
+
+def test_injected_length_spends_the_whole_budget_reasoning(data_dir: Path, prompt: str) -> None:
+    async def test(server: RunningServer, post: Any) -> None:
+        short, _, raw = await post(_body(prompt, max_tokens=4096))
+        choice, usage = _message(raw)
+        assert choice["message"]["content"] is None and choice["finish_reason"] == "length"
+        assert usage["completion_tokens_details"] == {"reasoning_tokens": 4096}
+        _, _, raw = await post(_body(prompt, max_tokens=8192))  # room left after thinking
+        choice, usage = _message(raw)
+        assert choice["finish_reason"] == "stop" and choice["message"]["content"]
+        assert usage["completion_tokens_details"] == {"reasoning_tokens": 5000}
+
+    _serve(_cfg(data_dir, faults=FaultPlan(p_length=1.0, think_tokens=5000)), test)
+
+
+def test_injected_refusal_sets_the_refusal_field_and_no_content(
+    data_dir: Path, prompt: str
+) -> None:
+    async def test(server: RunningServer, post: Any) -> None:
+        _, _, raw = await post(_body(prompt))
+        message = _message(raw)[0]["message"]
+        assert message["content"] is None
+        assert message["refusal"] == "I'm sorry, I can't help with that."
+
+    _serve(_cfg(data_dir, faults=FaultPlan(p_refusal=1.0)), test)
+
+
 def test_a_retried_request_eventually_succeeds(data_dir: Path, prompt: str) -> None:
     async def test(server: RunningServer, post: Any) -> None:
         statuses = [(await post(_body(prompt)))[0] for _ in range(4)]

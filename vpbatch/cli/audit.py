@@ -23,10 +23,10 @@ def _excerpt(text: str) -> str:
 
 def _print(audits: dict[str, ModelAudit], show_examples: bool) -> None:
     width = max([len(m) for m in audits] + [5])
-    click.echo(f"{'model':<{width}}  answers  official  strict  disagree  failed")
+    click.echo(f"{'model':<{width}}  answers  official  strict  disagree  failed  numbers")
     for m, a in audits.items():
         click.echo(f"{m:<{width}}  {a.n:>7}  {a.n_official_ok:>8}  {a.n_strict_ok:>6}  "
-                   f"{a.n_disagree:>8}  {a.n_failed:>6}")
+                   f"{a.n_disagree:>8}  {a.n_failed:>6}  {a.n_numbers:>7}")
     for m, a in audits.items():
         if not a.disagreements:
             continue
@@ -37,6 +37,20 @@ def _print(audits: dict[str, ModelAudit], show_examples: bool) -> None:
                 for e in a.examples.get(kind, []):
                     click.echo(f"         official={e.official} strict={e.strict} "
                                f"[{e.version} {e.portrait_id}/{e.option_id}] {_excerpt(e.raw)!r}")
+    for m, a in audits.items():
+        if a.n_numbers:
+            _print_numbers(m, a, show_examples)
+
+
+def _print_numbers(model: str, a: ModelAudit, show_examples: bool) -> None:
+    """The answers that state a rating as a number, and what the official parser made of them."""
+    click.echo(f"\n{model}: {a.n_numbers} answers state a rating as a number (e.g. '4 out of 6'); "
+               f"the official parser rated {a.n_numbers_official} of them from a phrase in the "
+               "prose, the number ignored (the paper's rule, kept in the scores)")
+    if show_examples:
+        for e in a.number_examples:
+            click.echo(f"         official={e.official} strict={e.strict} "
+                       f"[{e.version} {e.portrait_id}/{e.option_id}] {_excerpt(e.raw)!r}")
 
 
 @click.command("audit")

@@ -24,7 +24,9 @@ Exit status (README "Exit status"):
   1    stopped by its environment: disk full, I/O error, data unreadable
   2    config or usage error; nothing was sent for it
   3    finished, but a model was stopped (its failures were systematic:
-       [run] stop_after in a row; a rejected key) or failed beyond fail_on_error
+       [run] stop_after in a row, unrated answers included; a rejected key),
+       failed beyond fail_on_error (unrated answers count), or ended with
+       fewer rated answers than [run] min_rated (default 0.95)
   130  interrupted (Ctrl-C); 143 on SIGTERM. Run again to resume.""")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -65,6 +67,5 @@ def run(
                 click.echo(f"error: model {m.name} stopped: {m.stopped} ({left} jobs not sent; "
                            "a resume sends them)", err=True)
             elif m.problem is not None:
-                click.echo(f"error: model {m.name} failed: {m.problem} (add --retry-failed "
-                           "to a resume to send them again)", err=True)
+                click.echo(f"error: model {m.name} failed: {m.problem} ({m.hint})", err=True)
     sys.exit(summary.exit_code)

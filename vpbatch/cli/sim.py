@@ -39,6 +39,15 @@ def sim() -> None:
 @click.option("--fault-malformed", default=0.0, show_default=True)
 @click.option("--fault-slow", default=0.0, show_default=True)
 @click.option("--slow-s", default=5.0, show_default=True)
+@click.option("--fault-digits", default=0.0, show_default=True,
+              help="Per-attempt probability of an answer that is the rating as a digit.")
+@click.option("--fault-length", default=0.0, show_default=True,
+              help="Per-attempt probability of content null, finish_reason length, the whole "
+              "max_tokens spent on reasoning.")
+@click.option("--fault-refusal", default=0.0, show_default=True,
+              help="Per-attempt probability of content null with OpenAI's refusal field.")
+@click.option("--think-tokens", default=0, show_default=True,
+              help="With --fault-length: a max_tokens above this leaves room to answer.")
 @click.option("--max-faulty-attempts", default=4, show_default=True,
               help="From this attempt of a request on, never inject a fault.")
 @click.option("--seed", default=0, show_default=True, help="Seeds answers, noise and faults.")
@@ -62,7 +71,8 @@ def serve(
     host: str, port: int, port_file: Path | None, latency_ms: float, jitter_ms: float,
     rpm: float | None, fault_429: float, retry_after: float, fault_500: float,
     fault_503: float, fault_drop: float, fault_malformed: float, fault_slow: float,
-    slow_s: float, max_faulty_attempts: int, seed: int, noise: float | None,
+    slow_s: float, fault_digits: float, fault_length: float, fault_refusal: float,
+    think_tokens: int, max_faulty_attempts: int, seed: int, noise: float | None,
     p_refuse: float | None, p_verbose: float | None, data: Path | None,
     replay_dir: Path | None, require_key_env: str | None, batch_delay_s: float,
     batch_expire_after: int | None, batch_p_invalid: float,
@@ -76,7 +86,8 @@ def serve(
     faults = FaultPlan(
         p_429=fault_429, retry_after_s=retry_after, p_500=fault_500, p_503=fault_503,
         p_drop=fault_drop, p_malformed=fault_malformed, p_slow=fault_slow, slow_s=slow_s,
-        max_faulty_attempts=max_faulty_attempts,
+        p_digits=fault_digits, p_length=fault_length, p_refusal=fault_refusal,
+        think_tokens=think_tokens, max_faulty_attempts=max_faulty_attempts,
     )
     data = resolve_data_dir(data)  # no dataset: say so now, not as a 404 on every request
     given = {"noise": noise, "p_refuse": p_refuse, "p_verbose": p_verbose}

@@ -77,6 +77,7 @@ class RunConfig:
     # When a run counts as failed (exit 3), per model (README "Exit status"):
     fail_on_error: float | int = 0.05  # failed jobs tolerated: a fraction in [0, 1), or a count
     stop_after: int = 20  # failures in a row that stop a model (sweep.breaker); 0 = never
+    min_rated: float = 0.95  # the share of a model's jobs that must end with a rated answer
 
 
 @dataclass(slots=True)
@@ -116,6 +117,7 @@ class ModelConfig:
     # The provider's own keys (ProviderFacts.settings), defaults filled in: never written as
     # `settings = ...`, but as top-level keys of the model table (e.g. deployment = "...").
     settings: dict[str, Any] = field(default_factory=dict)
+    min_rated: float | None = None  # overrides run.min_rated
 
 
 @dataclass(slots=True)
@@ -150,7 +152,7 @@ _POSITIVE = ("rpm", "tpm", "concurrency", "max_tokens", "max_attempts", "repeats
              "timeout_connect", "timeout_read", "batch_size", "batch_poll_s",
              "max_response_bytes")
 _NON_NEGATIVE = ("temperature", "price_in", "price_out", "max_retry_seconds", "seed",
-                 "fail_on_error", "stop_after")
+                 "fail_on_error", "stop_after", "min_rated")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -574,6 +576,9 @@ def _check_bounds(v: _Validator, values: Mapping[str, Any], at: Callable[[str], 
             # 1.0 would read as "all may fail" or "one may fail": make the writer say which.
             v.fail(at(key), f"a fraction must be below 1, got {value}",
                    "write a fraction of the jobs (0.05) or a count as an integer (50)")
+        if key == "min_rated" and value > 1:
+            v.fail(at(key), f"is a share of the jobs, at most 1, got {value}",
+                   "write a fraction such as 0.95 (0 turns the check off)")
 
 
 def _check_grids(v: _Validator, cfg: Config) -> None:

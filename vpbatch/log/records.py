@@ -11,13 +11,44 @@ import orjson
 from vpbatch.benchmark.choice import TEXT
 
 __all__ = ["Record", "job_id", "job_ids", "loggable_request", "OK", "FAILED",
-           "TEXT_CAP", "TEMPLATE_KEY"]
+           "TEXT_CAP", "TEMPLATE_KEY", "UNRATED_CAUSES", "unrated_cause", "unrated_of"]
 
 OK = "ok"
 FAILED = "failed"
 # Set by the importer on a failed official record that still carried its correlation lists
 # (some of the authors' clients stored them on error rows, some did not).
 TEMPLATE_KEY = "correlations_recorded"
+
+# Why an answer that came back measured nothing (Record.unrated): no text at all; a refusal
+# (OpenAI's `refusal` field, or text the strict parser reads as one); cut off at max_tokens
+# before any rateable text; text that neither parser can rate.
+EMPTY, REFUSAL, LENGTH, UNPARSEABLE = "empty", "refusal", "length", "unparseable"
+UNRATED_CAUSES = (EMPTY, REFUSAL, LENGTH, UNPARSEABLE)
+
+
+def unrated_cause(
+    text: str | None, rating: int | None, rating_strict: int | None, strict_reason: str | None,
+    finish_reason: str | None,
+) -> str | None:
+    """Why an answer cannot be rated (one of UNRATED_CAUSES), or None when a parser rated it."""
+    if rating is not None or rating_strict is not None:
+        return None
+    if finish_reason == "length":
+        return LENGTH
+    if text is None or not text.strip():
+        return EMPTY
+    return REFUSAL if strict_reason == REFUSAL else UNPARSEABLE
+
+
+def unrated_of(row: dict[str, Any]) -> str | None:
+    """A log row's unrated cause: its own field, else derived (lines older than the field)."""
+    if row.get("status") != OK:
+        return None
+    cause = row.get("unrated")
+    if isinstance(cause, str):
+        return cause
+    return unrated_cause(row.get("raw"), row.get("rating"), row.get("rating_strict"),
+                         row.get("strict_reason"), row.get("finish_reason"))
 
 
 def job_id(identity: dict[str, Any]) -> str:
@@ -97,6 +128,9 @@ class Record:
     answer_mode: str = TEXT
     strict_reason: str | None = None  # why strict refused to score (refusal, echo, ...)
     finish_reason: str | None = None  # "stop", "length" (max_tokens cut-off), ...
+    # An answer that measured nothing (UNRATED_CAUSES): it counts toward the breaker and
+    # fail_on_error as a failure does, yet stays an answer (it was paid for). None = rated.
+    unrated: str | None = None
     error_kind: str | None = None  # for failures: "permanent" | "transient" | "rate_limited"
     error: str | None = None  # human-readable reason for a failure (never contains a key)
     usage: dict[str, int] | None = None  # prompt_tokens, completion_tokens, reasoning_tokens

@@ -22,7 +22,7 @@ from typing import Any
 from vpbatch.errors import LogWriteError
 from vpbatch.log.counts import Counted
 from vpbatch.log.reader import LogReader, repair_torn_tail
-from vpbatch.log.records import OK, Record
+from vpbatch.log.records import OK, Record, unrated_of
 from vpbatch.log.repair import move_corrupt
 
 __all__ = ["RunLog", "iter_log", "read_log", "LOG_NAME"]
@@ -46,7 +46,7 @@ def read_log(path: Path) -> list[Record]:
 class RunLog:
     """An open log: knows which jobs are finished and appends new ones, one write per line."""
 
-    __slots__ = ("path", "_fd", "_jobs", "_size", "_broken")
+    __slots__ = ("path", "_fd", "_jobs", "_unrated", "_size", "_broken")
 
     def __init__(self, path: Path) -> None:
         """Open for appending; the caller holds the run dir's lock (the log may be rewritten)."""
@@ -54,9 +54,12 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(self.path)
         self._jobs: Counted[None] = Counted()
+        self._unrated: set[str] = set()  # answered jobs whose counting answer is unrated
         reader = LogReader(self.path)
         for row in reader.rows(warn=False):  # the move below says what was skipped
-            self._jobs.add(row["job_id"], row.get("status") == OK, None)
+            ok = row.get("status") == OK
+            if self._jobs.add(row["job_id"], ok, None) and ok and unrated_of(row):
+                self._unrated.add(row["job_id"])
         if reader.corrupt:  # their jobs are not in _jobs: they are sent again
             move_corrupt(self.path, reader.corrupt)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -66,6 +69,10 @@ class RunLog:
     def is_done(self, jid: str, *, retry_failed: bool = False) -> bool:
         """True when the job needs no request: answered, or failed for good (unless retried)."""
         return jid in self._jobs.answered or (not retry_failed and jid in self._jobs.failed)
+
+    def is_unrated(self, jid: str) -> bool:
+        """True when the job's answer (the one that counts) is one neither parser can rate."""
+        return jid in self._unrated
 
     @property
     def n_ok(self) -> int:
@@ -90,7 +97,9 @@ class RunLog:
         except OSError as exc:
             raise self._failed(exc) from exc
         self._size += written
-        self._jobs.add(record.job_id, record.status == OK, None)
+        ok = record.status == OK
+        if self._jobs.add(record.job_id, ok, None) and ok and record.unrated is not None:
+            self._unrated.add(record.job_id)
 
     def _failed(self, exc: OSError) -> LogWriteError:
         """Cut off what reached the file of the failed line; the error that stops the sweep."""

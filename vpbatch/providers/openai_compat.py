@@ -176,6 +176,13 @@ class OpenAIChat:
             raise failures.transient(f"the upstream model failed: {choice.get('error')}")
         if finish == "content_filter":
             raise failures.permanent("the content filter stopped the answer")
+        content = _text_of(message.get("content"))
+        refusal = message.get("refusal")
+        if not content.strip() and isinstance(refusal, str) and refusal.strip():
+            # Kept as the answer text (it was paid for, and says why), but never rated: a
+            # refusal that happens to name a phrase ("... like me ...") is not an answer.
+            return Answer(refusal, _split(message)[1], finish,
+                          usage_of(payload.get("usage")), refusal=True)
         text, reasoning = _split(message)
         return Answer(text, reasoning, finish, usage_of(payload.get("usage")))
 
@@ -183,8 +190,6 @@ class OpenAIChat:
 def _split(message: dict[str, Any]) -> tuple[str, str | None]:
     """Answer text apart from reasoning: separate fields first, then `<think>` in content."""
     content = _text_of(message.get("content"))
-    if not content.strip() and isinstance(message.get("refusal"), str):
-        content = message["refusal"]  # kept as the answer so the parser marks it a refusal
     text, inline = split_reasoning(content)
     field = message.get("reasoning_content") or message.get("reasoning")
     parts = [p for p in (field if isinstance(field, str) else None, inline) if p]

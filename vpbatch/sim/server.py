@@ -25,9 +25,11 @@ import anyio.to_thread
 import orjson
 from aiohttp import web
 
+from vpbatch.benchmark.choice import CHOICE_PROPERTY
+from vpbatch.benchmark.dims import PHRASES
 from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError, VPBatchError
-from vpbatch.sim.faults import FaultPlan, draw_fault, unit_hash
+from vpbatch.sim.faults import ANSWER_FAULTS, REFUSAL_TEXT, FaultPlan, draw_fault, unit_hash
 from vpbatch.sim.formats import forced_tool, requested_choice
 from vpbatch.sim.replay import ReplayBook, replay_root
 from vpbatch.sim.respondent import PROFILES, Respondent
@@ -182,11 +184,11 @@ class _Sim:
         fault = draw_fault(self.cfg.faults, key, attempt, self.cfg.seed)
         if fault is not None:
             st.faults[fault] = st.faults.get(fault, 0) + 1
-            early = await self._fault(fault, request)
+            early = None if fault in ANSWER_FAULTS else await self._fault(fault, request)
             if early is not None:
                 return early
         await self._latency(key, attempt)
-        return await self._answer(parsed, key)
+        return await self._answer(parsed, key, fault if fault in ANSWER_FAULTS else None)
 
     async def _fault(self, fault: str, request: web.Request) -> web.StreamResponse | None:
         plan, st = self.cfg.faults, self.stats
@@ -216,7 +218,9 @@ class _Sim:
         if delay > 0:
             await anyio.sleep(delay / 1000.0)
 
-    async def _answer(self, body: dict[str, Any], key: str) -> web.Response:
+    async def _answer(
+        self, body: dict[str, Any], key: str, shape: str | None = None
+    ) -> web.Response:
         params = _params("openai", body)
         if isinstance(params, str):
             self.stats.errors += 1
@@ -224,8 +228,10 @@ class _Sim:
         got = await self.ask(body["model"], body["messages"], params)
         if isinstance(got, tuple):
             return _error(*got)
-        return web.Response(body=orjson.dumps(_chat_doc(body["model"], key, got)),
-                            content_type=_JSON)
+        doc = _chat_doc(body["model"], key, got)
+        if shape is not None:
+            _misshape(doc, shape, params.max_tokens, self.cfg.faults.think_tokens)
+        return web.Response(body=orjson.dumps(doc), content_type=_JSON)
 
     async def ask(
         self, model: str, messages: list[dict[str, str]], params: RequestParams
@@ -288,6 +294,40 @@ def _chat_doc(model: str, key: str, ans: Answer) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "finish_reason": ans.finish_reason}],
         "usage": usage,
     }
+
+
+_THOUGHT = "Let me weigh how much this person is like me, value by value. "
+
+
+def _misshape(doc: dict[str, Any], shape: str, max_tokens: int, think_tokens: int) -> None:
+    """Turn a chat.completion into an answer fault (faults.ANSWER_FAULTS), in place."""
+    choice = doc["choices"][0]
+    message, usage = choice["message"], doc["usage"]
+    if shape == "digits":
+        message["content"] = str(_rating_of(str(message["content"])))
+    elif shape == "refusal":
+        message["content"] = None
+        message["refusal"] = REFUSAL_TEXT
+    elif think_tokens and max_tokens > think_tokens:  # "length", with room left to answer
+        message["reasoning_content"] = _THOUGHT * 4
+        usage["completion_tokens"] += think_tokens
+        usage["completion_tokens_details"] = {"reasoning_tokens": think_tokens}
+    else:  # "length": the whole budget thought through, no answer
+        message["content"] = None
+        message["reasoning_content"] = _THOUGHT * 4
+        choice["finish_reason"] = "length"
+        usage["completion_tokens"] = max_tokens
+        usage["completion_tokens_details"] = {"reasoning_tokens": max_tokens}
+    usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage["completion_tokens"]
+
+
+def _rating_of(text: str) -> int:
+    """The 1..6 rating a respondent's answer names (a phrase, or a choice's JSON object)."""
+    if text in PHRASES:
+        return PHRASES[text]
+    doc = _parse_json(text.encode())
+    phrase = doc.get(CHOICE_PROPERTY) if doc else None
+    return PHRASES.get(str(phrase), 3)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any] | str:
@@ -593,7 +633,11 @@ class _Batches:
         if isinstance(got, tuple):
             return got[0], {"error": {"message": got[1], "type": got[2]}}
         if kind == "openai":
-            return 200, _chat_doc(body["model"], key, got)
+            doc = _chat_doc(body["model"], key, got)
+            if fault in ANSWER_FAULTS:  # counted with the chat path's faults
+                st.faults[fault] = st.faults.get(fault, 0) + 1
+                _misshape(doc, fault, params.max_tokens, cfg.faults.think_tokens)
+            return 200, doc
         return 200, _message_doc(body["model"], key, got, forced_tool(body))
 
 

@@ -7,8 +7,11 @@ out or found nothing to connect to, with no answer between. A server that accept
 but never answers, or a base_url where nothing listens, fails no job for a long time (every job
 is still retrying with backoff), hence the second count. Refused connections count only until
 the model's first answer: after that they are a server restarting, which a job's retries ride
-out, not a wrong base_url. The breaker only says why; the runner stops issuing. It never
-retries: `retry.retrying` is the one loop.
+out, not a wrong base_url. An answer neither parser can rate (`Record.unrated`) counts in the
+first streak as a failed job does: a model whose answers measure nothing is stopped as early
+as one whose requests fail, and the message names what it did and the fix (`sweep.unrated`).
+The breaker only says why; the runner stops issuing. It never retries: `retry.retrying` is
+the one loop.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 
 from vpbatch.config.schema import ModelConfig, RunConfig
 from vpbatch.log.records import OK, Record
+from vpbatch.sweep.unrated import UNRATED_PREFIX, advice_for, describe
 from vpbatch.transport.records import ProviderError
 
 __all__ = ["BreakerPolicy", "Breaker", "advice", "cause_of"]
@@ -48,11 +52,13 @@ def cause_of(error: str) -> str:
 class Breaker:
     """One model's run of failures since its last answer; `tripped` says why it stopped."""
 
-    __slots__ = ("policy", "failed", "silent", "tripped", "answered")
+    __slots__ = ("policy", "failed", "silent", "tripped", "answered", "examples")
 
     def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy
-        self.failed: Counter[str] = Counter()  # causes of the jobs failed since the last answer
+        # Causes of the jobs failed (or answered unrated) since the last rated answer.
+        self.failed: Counter[str] = Counter()
+        self.examples: dict[str, Record] = {}  # per unrated cause, its first answer
         self.silent: Counter[str] = Counter()  # causes of the attempts timed out since then
         self.tripped: str | None = None
         self.answered = False  # has the model answered once in this process?
@@ -61,9 +67,15 @@ class Breaker:
         """A job's line was written; returns why to stop the model now, else None."""
         if record.status == OK:
             self.answered = True
-            self.failed.clear()
             self.silent.clear()
-            return None
+            if record.unrated is None:
+                self.failed.clear()
+                self.examples.clear()
+                return None
+            cause = UNRATED_PREFIX + record.unrated
+            self.examples.setdefault(cause, record)
+            self.failed[cause] += 1
+            return self._check(self.failed, "jobs in a row failed", None)
         status = (record.extra or {}).get("http_status")
         self.failed[cause_of(record.error or "failed")] += 1
         return self._check(self.failed, "jobs in a row failed", status)
@@ -81,11 +93,26 @@ class Breaker:
         if self.tripped is not None or limit <= 0 or n < limit:
             return None
         cause, k = streak.most_common(1)[0]
+        if cause in self.examples:
+            self.tripped = self._unrated(streak, cause, k, n)
+            return self.tripped
         said = f"all with: {cause}" if k == n else f"{k} of them with: {cause}"
         fix = advice(cause, status)
         self.tripped = f"{n} {what} ({said}); nothing more of its grid was sent" + (
             f". {fix}" if fix else "")
         return self.tripped
+
+    def _unrated(self, streak: Counter[str], cause: str, k: int, n: int) -> str:
+        """The stop message of a streak whose commonest cause is an unrated answer."""
+        unrated = sum(c for name, c in streak.items() if name in self.examples)
+        what = describe(cause.removeprefix(UNRATED_PREFIX))
+        if unrated == n:
+            head = f"{n} answers in a row could not be rated"
+        else:
+            head = f"{n} jobs in a row failed or came back unrated"
+        said = f"all {what}" if k == n else f"{k} of them {what}"
+        return (f"{head} ({said}): {advice_for(self.examples[cause])}; nothing more of its "
+                "grid was sent")
 
 
 def advice(cause: str, status: int | None) -> str:

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,8 @@ from vpbatch.sweep.idcheck import check_log_ids
 from vpbatch.sweep.pipeline import Limits, Pipeline, group_limits, policy_for
 from vpbatch.sweep.progress import ModelProgress, Progress
 from vpbatch.sweep.shards import shard_limits
-from vpbatch.sweep.verdict import beyond_tolerance, fail_on_error
+from vpbatch.sweep.unrated import UNRATED_PREFIX, advice_for
+from vpbatch.sweep.verdict import below_min_rated, beyond_tolerance, fail_on_error, min_rated
 from vpbatch.transport.retry import RetryPolicy
 from vpbatch.transport.session import client_session
 
@@ -64,24 +66,51 @@ class ModelSummary:
     failed_before: int = 0  # of the skipped, logged as failed by an earlier run
     fail_on_error: float | int = 0.05  # its tolerance (sweep.verdict)
     commonest: str | None = None  # this run's commonest failure, as the server put it
+    unrated: int = 0  # answers neither parser can rate, this run's and earlier runs'
+    rated: int = 0  # jobs of the grid with a rated answer, this run's and earlier runs'
+    min_rated: float = 0.95  # the rated share it must reach (sweep.verdict)
 
     @classmethod
-    def of(cls, p: ModelProgress, tolerance: float | int) -> ModelSummary:
-        top = p.reasons.most_common(1)
+    def of(cls, p: ModelProgress, tolerance: float | int, least: float = 0.95) -> ModelSummary:
+        unrated = Counter({UNRATED_PREFIX + c: n for c, n in p.unrated_reasons.items()})
+        top = (p.reasons + unrated).most_common(1)
+        commonest = f"{top[0][0]} ({top[0][1]} jobs)" if top else None
+        if commonest is not None and top[0][0] in unrated:  # what the model did, the fix
+            cause = top[0][0].removeprefix(UNRATED_PREFIX)
+            commonest += f": {advice_for(p.unrated_examples[cause])}"
         return cls(p.name, p.total, p.done, p.ok, p.failed, p.skipped, p.retries, p.sent,
-                   p.tokens, p.stopped, p.failed_before, tolerance,
-                   f"{top[0][0]} ({top[0][1]} jobs)" if top else None)
+                   p.tokens, p.stopped, p.failed_before, tolerance, commonest,
+                   p.unrated + p.unrated_before, p.rated(), least)
 
     @property
     def problem(self) -> str | None:
-        """Why this model fails the run (exit 3): it was stopped, or too many jobs failed."""
+        """Why this model fails the run (exit 3): it was stopped, too many jobs failed or came
+        back unrated, or too few of its jobs are rated."""
         if self.stopped is not None:
             return self.stopped
         why = beyond_tolerance(self.failed + self.failed_before, self.total,
-                               self.fail_on_error)
+                               self.fail_on_error, self.unrated)
         if why is not None and self.commonest is not None:
             why += f"; the commonest this run: {self.commonest}"
+        if why is None and self.done >= self.total:
+            why = below_min_rated(self.rated, self.total, self.min_rated)
+            if why is not None and self.commonest is not None:
+                why += f"; the commonest this run: {self.commonest}"
         return why
+
+    @property
+    def hint(self) -> str:
+        """What a resume can do about `problem` (the CLI's closing line ends with it)."""
+        if self.failed + self.failed_before and not self.unrated:
+            return "add --retry-failed to a resume to send them again"
+        return ("an unrated answer is not asked again for the same request: change what the "
+                "cause names (max_tokens, answer, the model), then run again with --force, "
+                "which sends the changed requests (docs/guides/measurement-failures.md)")
+
+    @property
+    def rated_share(self) -> float | None:
+        """Rated answers ÷ jobs of the grid; None for an empty grid."""
+        return self.rated / self.total if self.total else None
 
 
 @dataclass(slots=True)
@@ -203,7 +232,7 @@ async def _sweep(
                 await _run(started, stop, board, handle_signals)
             except BaseExceptionGroup as group:
                 raise _unwrap(group) from None
-    judged = {b.name: ModelSummary.of(b, fail_on_error(config.run, m))
+    judged = {b.name: ModelSummary.of(b, fail_on_error(config.run, m), min_rated(config.run, m))
               for b, m in zip(bars, config.models, strict=True)}
     summary = SweepSummary(rd.path, judged, stop.signal, time.monotonic() - t0)
     if out is not None:
@@ -301,6 +330,10 @@ def _report(summary: SweepSummary, bars: list[ModelProgress], out: TextIO, hint:
             out.write(f"FAILED {m.name}: {m.problem}\n")
     if summary.interrupted:
         out.write(f"stopped by {summary.interrupted}; {hint}\n")
+    elif any(m.unrated for m in failing):
+        out.write(f"fix the cause, then {hint} (add --force if the fix changed the config: "
+                  "the changed requests are new jobs, and are all sent; an unrated answer "
+                  "is never asked again for the same request)\n")
     elif failing:
         out.write(f"fix the cause, then {hint} (it sends the jobs not sent; add --retry-failed "
                   "to send the failed ones again)\n")

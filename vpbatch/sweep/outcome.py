@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from vpbatch.benchmark.choice import CHOICE, TEXT, rate
-from vpbatch.log.records import FAILED, OK, Record, loggable_request
+from vpbatch.benchmark.choice import CHOICE, TEXT, Rating, rate
+from vpbatch.log.records import FAILED, OK, REFUSAL, Record, loggable_request, unrated_cause
 from vpbatch.log.runlog import RunLog
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.progress import ModelProgress
 from vpbatch.transport.records import Answer, FailureKind
 
-__all__ = ["Pending", "commit"]
+__all__ = ["Pending", "commit", "skipped"]
 
 
 @dataclass(slots=True)
@@ -46,14 +46,20 @@ class Pending:
         self, a: Answer, *, attempts: int = 1, latency_ms: float | None = None,
         batch_id: str | None = None,
     ) -> Record:
-        """The record of an answer, rated in its answer mode (vpbatch.benchmark.choice.rate)."""
+        """The record of an answer, rated in its answer mode (vpbatch.benchmark.choice.rate),
+        and classified `unrated` when neither parser rates it."""
         r = rate(a.text, self.answer_mode)
+        if a.refusal:  # OpenAI's refusal field: whatever its words, not an answer to rate
+            r = Rating(None, None, REFUSAL, r.mode)
+        unrated = unrated_cause(a.text, r.rating, r.rating_strict, r.strict_reason,
+                                a.finish_reason)
         return Record(
             job_id=self.job_id, model=self.model, condition=self.condition,
             version=self.version, portrait_id=self.portrait_id, option_id=self.option_id,
             repeat=self.repeat, status=OK, raw=a.text, reasoning=a.reasoning,
             rating=r.rating, rating_strict=r.rating_strict, answer_mode=r.mode,
-            strict_reason=r.strict_reason, finish_reason=a.finish_reason, usage=dict(a.usage),
+            strict_reason=r.strict_reason, finish_reason=a.finish_reason, unrated=unrated,
+            usage=dict(a.usage),
             latency_ms=latency_ms, attempts=attempts, request=self.request, batch_id=batch_id,
             ts=time.time(),
         )
@@ -74,12 +80,25 @@ class Pending:
 
 
 def commit(log: RunLog, progress: ModelProgress, record: Record) -> None:
-    """Append a finished job's line and count it: answered (with its tokens) or failed."""
+    """Append a finished job's line and count it: answered (with its tokens; unrated or not)
+    or failed."""
     log.append(record)
     if record.status == OK:
         progress.ok += 1
         usage = record.usage or {}
         progress.tokens += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        if record.unrated is not None:
+            progress.note_unrated(record)
     else:
         transient = record.error_kind != FailureKind.PERMANENT.value
         progress.note_failure(record.error or "failed", transient=transient)
+
+
+def skipped(log: RunLog, progress: ModelProgress, jid: str) -> None:
+    """Count a job an earlier run finished: failed, answered, or answered unrated."""
+    progress.skipped += 1
+    if not log.is_done(jid, retry_failed=True):
+        progress.failed_before += 1
+    else:
+        progress.answered_before += 1
+        progress.unrated_before += log.is_unrated(jid)

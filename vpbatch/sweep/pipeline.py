@@ -28,6 +28,7 @@ from vpbatch.sweep.breaker import Breaker, BreakerPolicy
 from vpbatch.sweep.grid import Job
 from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
 from vpbatch.sweep.outcome import Pending, commit
+from vpbatch.sweep.outcome import skipped as skip
 from vpbatch.sweep.progress import ModelProgress
 from vpbatch.transport import retry
 from vpbatch.transport.records import Answer, FailureKind, ProviderError
@@ -140,9 +141,7 @@ class Pipeline:
                 if self.stopping:
                     break
                 if log.is_done(job.job_id, retry_failed=self.retry_failed):
-                    prog.skipped += 1
-                    if not log.is_done(job.job_id, retry_failed=True):
-                        prog.failed_before += 1
+                    skip(log, prog, job.job_id)
                     skipped += 1
                     if skipped % _SKIP_YIELD == 0:
                         await anyio.lowlevel.checkpoint()

@@ -15,6 +15,8 @@ from typing import TextIO
 
 import anyio
 
+from vpbatch.log.records import Record
+
 __all__ = ["ModelProgress", "Progress", "format_line", "format_duration"]
 
 
@@ -23,7 +25,8 @@ class ModelProgress:
 
     __slots__ = (
         "name", "total", "skipped", "failed_before", "ok", "failed", "gave_up", "retries",
-        "tokens", "sent", "in_flight", "started", "stopped", "reasons", "_clock",
+        "tokens", "sent", "in_flight", "started", "stopped", "reasons", "unrated",
+        "unrated_before", "answered_before", "unrated_reasons", "unrated_examples", "_clock",
     )
 
     def __init__(self, name: str, total: int, clock: Callable[[], float] = time.monotonic):
@@ -41,6 +44,11 @@ class ModelProgress:
         self.started = clock()
         self.stopped: str | None = None  # why the model stopped early (breaker, auth, config)
         self.reasons: Counter[str] = Counter()  # failure reasons, for the final summary
+        self.unrated = 0  # of `ok`, answers neither parser could rate (Record.unrated)
+        self.answered_before = 0  # of the skipped, answered by an earlier run
+        self.unrated_before = 0  # of those, unrated (fail_on_error and min_rated count them)
+        self.unrated_reasons: Counter[str] = Counter()  # unrated causes, this run
+        self.unrated_examples: dict[str, Record] = {}  # per cause, its first answer this run
         self._clock = clock
 
     @property
@@ -70,6 +78,17 @@ class ModelProgress:
         # The first 80 characters: enough to group "HTTP 400: ..." without one line per job.
         self.reasons[reason[:80]] += 1
 
+    def note_unrated(self, record: Record) -> None:
+        """An answer came back that neither parser can rate (it is already counted in `ok`)."""
+        cause = record.unrated or "unparseable"
+        self.unrated += 1
+        self.unrated_reasons[cause] += 1
+        self.unrated_examples.setdefault(cause, record)
+
+    def rated(self) -> int:
+        """Jobs of the grid with a rated answer, this run's and earlier runs'."""
+        return self.ok - self.unrated + self.answered_before - self.unrated_before
+
 
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
@@ -89,7 +108,7 @@ def format_line(p: ModelProgress, width: int = 24) -> str:
     return (
         f"{p.name[:width]:<{width}} {p.done:>7}/{p.total:<7} {pct:5.1f}%  "
         f"{p.rate():7.1f}/s  {state}  retries {p.retries}  failed {p.failed}  "
-        f"tokens {p.tokens}"
+        + (f"unrated {p.unrated}  " if p.unrated else "") + f"tokens {p.tokens}"
     )
 
 
@@ -152,14 +171,19 @@ class Progress:
         """The closing lines: each model's totals, why it stopped, its commonest failures."""
         out = []
         for p in self.models:
+            unrated = f", {p.unrated} of them unrated" if p.unrated else ""
             out.append(
-                f"{p.name}: {p.done}/{p.total} done ({p.ok} answered, {p.failed} failed, "
-                f"{p.skipped} already in the log), {p.retries} retries, {p.tokens} tokens"
+                f"{p.name}: {p.done}/{p.total} done ({p.ok} answered{unrated}, {p.failed} "
+                f"failed, {p.skipped} already in the log), {p.retries} retries, "
+                f"{p.tokens} tokens" + (f", rated share {p.rated() / p.total:.1%}"
+                                        if p.total and p.done >= p.total else "")
             )
             if p.stopped:
                 out.append(f"  stopped: {p.stopped}")
             for reason, n in p.reasons.most_common(3):
                 out.append(f"  {n} x {reason}")
+            for cause, n in p.unrated_reasons.most_common():
+                out.append(f"  {n} x unrated: {cause}")
             if p.gave_up:
                 # A resume skips failed jobs; transient ones deserve another try when asked.
                 out.append(f"  {p.gave_up} failed only for lack of retries; add --retry-failed "

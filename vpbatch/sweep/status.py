@@ -12,9 +12,10 @@ from vpbatch.benchmark.dataset import N_ITEMS, load_dataset
 from vpbatch.config.schema import Config
 from vpbatch.log.counts import Counted
 from vpbatch.log.reader import LogReader
-from vpbatch.log.records import OK
+from vpbatch.log.records import OK, unrated_of
 from vpbatch.sweep.cost import Prices
 from vpbatch.sweep.grid import iter_model_jobs, model_conditions
+from vpbatch.sweep.unrated import describe
 
 __all__ = ["Cell", "collect_status", "render_status"]
 
@@ -35,6 +36,7 @@ class Cell:
     completion_tokens: int = 0
     cost_usd: float | None = None
     reasons: dict[str, int] = field(default_factory=dict)  # failure reason -> jobs
+    unrated: dict[str, int] = field(default_factory=dict)  # unrated cause -> answered jobs
 
 
 def _totals(
@@ -72,7 +74,7 @@ def collect_status(
         cell.completion_tokens += int(usage.get("completion_tokens") or 0)
         if row.get("status") == OK:
             code = _PARSED if row.get("rating") is not None else _UNPARSED
-            counted.add(row["job_id"], True, (key, code, None))
+            counted.add(row["job_id"], True, (key, code, unrated_of(row)))
         else:
             reason = f"{row.get('error_kind') or 'failed'}: {row.get('error') or '?'}"
             counted.add(row["job_id"], False, (key, _FAILED, reason[:100]))
@@ -84,6 +86,8 @@ def collect_status(
         else:
             cell.done += 1
             cell.parse_failures += code == _UNPARSED
+            if why is not None:  # an answer neither parser can rate, and why
+                cell.unrated[why] = cell.unrated.get(why, 0) + 1
     if cfg is not None:
         _price(cells.values(), cfg)
     return list(cells.values())
@@ -100,6 +104,7 @@ def _sum(cells: list[Cell], model: str, condition: str) -> Cell:
     totals = [c.total for c in cells]
     out = Cell(model, condition, None if None in totals else sum(t or 0 for t in totals))
     reasons: Counter[str] = Counter()
+    unrated: Counter[str] = Counter()
     for c in cells:
         out.done += c.done
         out.failed += c.failed
@@ -109,7 +114,9 @@ def _sum(cells: list[Cell], model: str, condition: str) -> Cell:
         if c.cost_usd is not None:
             out.cost_usd = (out.cost_usd or 0.0) + c.cost_usd
         reasons.update(c.reasons)
+        unrated.update(c.unrated)
     out.reasons = dict(reasons.most_common())
+    out.unrated = dict(unrated.most_common())
     return out
 
 
@@ -127,6 +134,7 @@ def render_status(cells: list[Cell]) -> list[str]:
             "cost USD")
     rows: list[tuple[str, ...]] = [head]
     notes: list[str] = []
+    unrated: list[str] = []
     models = list(dict.fromkeys(c.model for c in cells))
     for model in models:
         mine = [c for c in cells if c.model == model]
@@ -134,11 +142,17 @@ def render_status(cells: list[Cell]) -> list[str]:
             rows.append(_line(c, i == 0))
         if len(mine) > 1:
             rows.append(_line(_sum(mine, model, "(all)"), False))
-        for reason, n in list(_sum(mine, model, "").reasons.items())[:3]:
+        whole = _sum(mine, model, "")
+        for reason, n in list(whole.reasons.items())[:3]:
             notes.append(f"  {model}: {n:,} failed: {reason}")
+        for cause, n in whole.unrated.items():
+            unrated.append(f"  {model}: {n:,} unrated: {describe(cause)}")
     if len(models) > 1:
         rows.append(_line(_sum(cells, "total", ""), True))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
-    return table + (["failures (most common reasons):", *notes] if notes else [])
+    out = table + (["failures (most common reasons):", *notes] if notes else [])
+    # Answered, paid for, and measured nothing: they count as failures for fail_on_error.
+    return out + (["unrated answers (count as failures; see "
+                   "docs/guides/measurement-failures.md):", *unrated] if unrated else [])

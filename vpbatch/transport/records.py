@@ -72,3 +72,5 @@ class Answer:
     reasoning: str | None = None  # separate reasoning field or <think>...</think> text
     finish_reason: str | None = None  # "length" means cut off at max_tokens
     usage: dict[str, int] = field(default_factory=dict)
+    # The text is OpenAI's `refusal` field (the message had no content): never rated.
+    refusal: bool = False

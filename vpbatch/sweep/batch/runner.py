@@ -27,7 +27,7 @@ from vpbatch.providers.batchapi import BatchAPI, BatchCallError, BatchState, Lin
 from vpbatch.providers.contract import Provider
 from vpbatch.sweep.batch.journal import BatchEntry, BatchJournal
 from vpbatch.sweep.grid import Job
-from vpbatch.sweep.outcome import Pending, commit
+from vpbatch.sweep.outcome import Pending, commit, skipped
 from vpbatch.sweep.progress import ModelProgress
 from vpbatch.transport import retry
 from vpbatch.transport.records import FailureKind, ProviderError
@@ -142,9 +142,7 @@ class BatchRunner:
                 if only is not None and jid not in only:
                     continue
                 if only is None and self.log.is_done(jid, retry_failed=self.retry_failed):
-                    self.progress.skipped += 1
-                    if not self.log.is_done(jid, retry_failed=True):
-                        self.progress.failed_before += 1
+                    skipped(self.log, self.progress, jid)
                     continue
                 self._meta[jid] = Pending.of(job)
                 if jid in waiting:
