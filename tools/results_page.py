@@ -15,10 +15,10 @@ Needs no key and no network beyond the data fetch (`make data`).
 from __future__ import annotations
 
 import argparse
-from html import escape
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
