@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:
 from vpbatch.benchmark import layout  # noqa: E402
 from vpbatch.benchmark.dims import FAMILY_DIMS, PVQ, VANILLA  # noqa: E402
 from vpbatch.benchmark.ensure import ensure_data  # noqa: E402
+from vpbatch.errors import VPBatchError  # noqa: E402
 from vpbatch.log.importer import import_official  # noqa: E402
 from vpbatch.report.overview import similarity_order  # noqa: E402
 from vpbatch.report.svg import heatmap, label  # noqa: E402
@@ -275,7 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=None, help="the Value Portrait data root")
     args = p.parse_args(argv)
-    for key, text in build(args.data).items():
+    try:
+        pages = build(args.data)
+    except VPBatchError as exc:  # no data and no network: one line, as the CLI says it
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for key, text in pages.items():
         OUTPUTS[key].parent.mkdir(parents=True, exist_ok=True)
         OUTPUTS[key].write_text(text)
         print(f"wrote {OUTPUTS[key].relative_to(REPO)}")
