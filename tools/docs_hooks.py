@@ -1,5 +1,7 @@
 """MkDocs hook (mkdocs.yml `hooks:`): the config reference, generated from the code at build time.
 
+It also keeps the CLI reference's help texts literal (mkdocs-click passes `<model>` on as HTML).
+
 `reference/config.md` is not a file in docs/: every build writes it from the config dataclasses
 (keys, types, defaults) and `keydocs.KEY_DOCS` (meanings), so it cannot drift from what
 `vpbatch plan` accepts. `python tools/docs_hooks.py` prints the page.
@@ -8,8 +10,10 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import sys
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from vpbatch.sweep.keydocs import KEY_DOCS, TABLE_DOCS  # noqa: E402
 from vpbatch.sweep.models import LIST_KEYS  # noqa: E402
 from vpbatch.sweep.tomlvalues import describe  # noqa: E402
 
-__all__ = ["CONFIG_PAGE", "SCHEMA", "config_reference", "on_files"]
+__all__ = ["CONFIG_PAGE", "SCHEMA", "config_reference", "on_config", "on_files"]
 
 CONFIG_PAGE = "reference/config.md"
 # Each TOML table and the dataclass that holds it; extra keys the loader consumes first.
@@ -84,6 +88,37 @@ def config_reference() -> str:
         out += [f"| `{k}` | {_cell(t)} | {_cell(d)} | {_cell(m)} |" for k, t, d, m in _rows(table)]
         out.append("")
     return "\n".join(out)
+
+
+_UNSET = "`Sentinel.UNSET`"  # click >= 8.2's "no default", which mkdocs-click prints as is
+
+
+def _readable(lines: Iterator[str]) -> Iterator[str]:
+    """mkdocs-click's Markdown with help texts kept literal: `<provider>` is text, not HTML."""
+    fenced = False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced:
+            yield line
+            continue
+        parts = line.replace(_UNSET, "").split("`")
+        yield "`".join(html.escape(x, quote=False) if i % 2 == 0 else x
+                       for i, x in enumerate(parts))
+
+
+def on_config(config: Any) -> Any:
+    import mkdocs_click._extension as ext  # the directive's renderer, wrapped once
+
+    if not getattr(ext.make_command_docs, "vpbatch_readable", False):
+        render = ext.make_command_docs
+
+        def readable(*args: Any, **kwargs: Any) -> Iterator[str]:
+            return _readable(render(*args, **kwargs))
+
+        readable.vpbatch_readable = True  # type: ignore[attr-defined]
+        ext.make_command_docs = readable
+    return config
 
 
 def on_files(files: Any, config: Any) -> Any:
