@@ -91,8 +91,8 @@ bench: setup
 	$(BIN)/python -m bench
 
 lint: setup
-	$(BIN)/ruff check vpbatch tests bench
-	$(BIN)/mypy vpbatch
+	$(BIN)/ruff check vpbatch tests bench tools
+	$(BIN)/mypy vpbatch tools
 
 # The docs site (mkdocs.yml): the `docs` extra goes into .venv without reinstalling vpbatch, then
 # a strict build into site/ (a broken link, anchor or nav entry fails it). The CLI, config and
