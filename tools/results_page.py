@@ -201,8 +201,8 @@ def _collapse(x: Any, path: tuple[str, ...] = ()) -> Any:
             continue  # the trust panel sits beside the families
         merged = v if merged is None else _merge(merged, v)
     out = {name: _collapse(merged, (*path, name))}
-    if path[-1:] == ("<condition>",) and any(TRUST in c for c in x.values()):
-        out[TRUST] = _collapse(next(c[TRUST] for c in x.values() if TRUST in c))
+    if path[-1:] == ("<condition>",) and TRUST in x:
+        out[TRUST] = _collapse(x[TRUST], (*path, TRUST))
     return out
 
 
