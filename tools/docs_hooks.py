@@ -27,7 +27,8 @@ from vpbatch.sweep.keydocs import KEY_DOCS, TABLE_DOCS  # noqa: E402
 from vpbatch.sweep.models import LIST_KEYS  # noqa: E402
 from vpbatch.sweep.tomlvalues import describe  # noqa: E402
 
-__all__ = ["CONFIG_PAGE", "SCHEMA", "config_reference", "on_config", "on_files"]
+__all__ = ["CONFIG_PAGE", "SCHEMA", "KEY_DOCS", "TABLE_DOCS", "config_reference", "on_config",
+           "on_files"]
 
 CONFIG_PAGE = "reference/config.md"
 # Each TOML table and the dataclass that holds it; extra keys the loader consumes first.
