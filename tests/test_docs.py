@@ -105,10 +105,10 @@ def test_the_readme_is_one_screen_of_at_most_12_kb() -> None:
     assert (REPO / "README.md").stat().st_size <= README_LIMIT
 
 
-def test_the_readmes_links_into_the_docs_name_pages_that_exist() -> None:
+def test_the_readmes_links_and_picture_name_files_that_exist() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    links = re.findall(r"\]\((docs/[^)#]+)", readme)
-    assert links
+    links = re.findall(r"(?:\]\(|href=\"|src=\")(docs/[^)\"#]+)", readme)
+    assert "docs/img/overview.svg" in links
     assert [link for link in links if not (REPO / link).exists()] == []
 
 
