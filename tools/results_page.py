@@ -54,7 +54,8 @@ TRUST = "trust"  # models.<m>.<condition>.trust, where the run has the trust pan
 
 def _vanilla(doc: Mapping[str, Any], family: str, field: str) -> tuple[list[str], np.ndarray]:
     """(models, (M, D) array of `field`) for the vanilla condition; NaN where null."""
-    models = [m for m, conds in doc["models"].items() if VANILLA in conds]
+    # A model whose vanilla answers were all unrated has a trust panel there but no scores.
+    models = [m for m, conds in doc["models"].items() if family in conds.get(VANILLA, {})]
     dims = FAMILY_DIMS[family]
     x = np.array([[np.nan if (v := doc["models"][m][VANILLA][family][d].get(field)) is None
                    else v for d in dims] for m in models], dtype=np.float64)
@@ -97,15 +98,26 @@ def _percentile_table(doc: Mapping[str, Any], family: str, trust: bool) -> list[
     return out
 
 
+# The trust panel's headline fields, in the order the table shows them (others: scores.json).
+TRUST_FIELDS = ("order_bias", "order_item_rho", "order_profile_rho", "wording_profile_rho",
+                "straightlining", "rated_share")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
 def _trust_table(doc: Mapping[str, Any]) -> list[str]:
     models = [m for m in doc["models"] if _trust(doc, m)]
-    keys = sorted({k for m in models for k in (_trust(doc, m) or {}) if k != "verdict"})
+    keys = [k for k in TRUST_FIELDS if any(k in (_trust(doc, m) or {}) for m in models)]
     out = ["| model | verdict | " + " | ".join(f"`{k}`" for k in keys) + " |",
            "|" + " --- |" * (len(keys) + 2)]
     for m in models:
         t = _trust(doc, m) or {}
-        vals = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in (t.get(k) for k in keys)]
-        out.append(f"| `{m}` | {t.get('verdict', '')} | " + " | ".join(vals) + " |")
+        out.append(f"| `{m}` | {t.get('verdict', '')} | "
+                   + " | ".join(_cell(t.get(k)) for k in keys) + " |")
     return out
 
 
@@ -150,7 +162,10 @@ def results_page(doc: Mapping[str, Any], agreement: tuple[int, int] | None) -> s
         *_percentile_table(doc, "bfi", False), "",
     ]
     if trust:
-        out += ["## Trust", "", *_trust_table(doc), ""]
+        out += ["## Trust", "",
+                "The trust panel of each model's plain-prompt answers (every field, with its "
+                "intervals: `models.<model>.vanilla.trust` in scores.json).", "",
+                *_trust_table(doc), ""]
     return "\n".join(out)
 
 
