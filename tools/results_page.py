@@ -270,7 +270,7 @@ def _agreement(scores: Scores) -> tuple[int, int] | None:
 
 def build(root: Path | None = None) -> dict[str, str]:
     """Import, score and render: {output key: text}."""
-    from vpbatch.api import load
+    from vpbatch.api import EXPORTED, load
     from vpbatch.report.export import schema_doc
 
     data = ensure_data(root, with_outputs=True)
@@ -280,8 +280,7 @@ def build(root: Path | None = None) -> dict[str, str]:
         doc, scores, _ = score_run(run_dir, ScoreOptions(), data=data, n_boot=N_BOOT, seed=SEED)
         agreement = _agreement(scores)
         run = load(run_dir, boot=0, data=data)
-        tables = {n: getattr(run, n) for n in ("answers", "scores", "deltas", "steering",
-                                                "versions", "alpha")}
+        tables = {n: getattr(run, n) for n in EXPORTED}  # what `vpbatch export` writes
         schema = schema_doc(tables)
     return {"svg": overview_svg(doc), "results": results_page(doc, agreement),
             "scores": scores_reference(doc), "export": export_reference(schema)}
