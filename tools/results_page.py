@@ -243,6 +243,10 @@ def scores_reference(doc: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _doc_cell(text: str) -> str:
+    return escape(text, quote=False).replace("|", "/")  # `<group>` is text; `|` ends a cell
+
+
 def export_reference(schema: Mapping[str, Any]) -> str:
     """docs/reference/export.md: the schema.json `vpbatch export` writes, as tables."""
     out = ["# Export tables", "",
@@ -254,8 +258,7 @@ def export_reference(schema: Mapping[str, Any]) -> str:
            "[The Python API](../guides/python-api.md).", ""]
     for name, cols in schema["tables"].items():
         out += [f"## `{name}`", "", "| column | type | meaning |", "| --- | --- | --- |"]
-        out += [f"| `{c['name']}` | `{c['type']}` | {escape(c['doc']).replace('|', '/')} |"
-                for c in cols]
+        out += [f"| `{c['name']}` | `{c['type']}` | {_doc_cell(c['doc'])} |" for c in cols]
         out.append("")
     return "\n".join(out)
 
