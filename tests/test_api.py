@@ -185,12 +185,12 @@ def test_a_missing_extra_names_the_pip_extra(run_dir: Path, monkeypatch: pytest.
         vpbatch.load(run_dir, boot=0).scores.to_polars()
 
 
-def test_the_readme_example_plots_a_profile_in_five_lines(run_dir: Path, tmp_path: Path,
+def test_the_api_guide_example_plots_a_profile_in_five_lines(run_dir: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "guides" / "python-api.md").read_text()
     block = re.search(r"```python\n(import vpbatch.*?)```", readme, re.S)
     assert block is not None
     code = block.group(1)
@@ -199,7 +199,7 @@ def test_the_readme_example_plots_a_profile_in_five_lines(run_dir: Path, tmp_pat
     code = code.replace('"runs/demo"', repr(str(run_dir))).replace(
         "'gpt-4o-2024-05-13'", "'achiever'")
     namespace: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "python-api.md", "exec"), namespace)
     import matplotlib.pyplot as plt
 
     ax = plt.gca()

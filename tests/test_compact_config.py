@@ -401,10 +401,10 @@ def test_a_sweep_respelled_compactly_resumes_and_sends_nothing_again(
     assert (tmp_path / "run" / "config.toml").read_text() == texts["compact"]
 
 
-def test_the_readme_overnight_example_is_a_dozen_models_in_under_40_lines(
+def test_the_overnight_guide_example_is_a_dozen_models_in_under_40_lines(
     tmp_path: Path,
 ) -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "guides" / "overnight.md").read_text(encoding="utf-8")
     text = readme.split("`overnight.toml`: a dozen models", 1)[1].split("```toml\n", 1)[1]
     text = text.split("```", 1)[0]
     cfg = load_config(write(tmp_path, text), check_env=False, check_data=False)

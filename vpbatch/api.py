@@ -141,7 +141,7 @@ class Run:
 
     @property
     def conditions(self) -> list[str]:
-        """vanilla, persona:<group>=<value> and steer:<Dimension> conditions that ran."""
+        """`vanilla`, `persona:<group>=<value>` and `steer:<Dimension>` conditions that ran."""
         return self.analysis.conditions
 
     def _table(self, name: str) -> Table:

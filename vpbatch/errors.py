@@ -9,7 +9,7 @@ __all__ = ["ExitCode", "VPBatchError", "DataError", "ConfigError", "LogError", "
 
 
 class ExitCode(enum.IntEnum):
-    """What `vpbatch` exits with; the one table (README "Exit status", `vpbatch run --help`).
+    """What `vpbatch` exits with; the one table (docs: Exit status; `vpbatch run --help`).
 
     An error class names its code in `exit_code`; a sweep's own outcome is judged by
     `SweepSummary.exit_code`. Scripts and schedulers branch on these, so they never change.

@@ -18,7 +18,7 @@ __all__ = ["run"]
 
 
 @click.command(epilog="""\b
-Exit status (README "Exit status"):
+Exit status (docs/guides/overnight.md "Exit status"):
   0    every job answered, or failed within [run] fail_on_error (default 0.05
        of each model's jobs; a fraction, or an integer count)
   1    stopped by its environment: disk full, I/O error, data unreadable

@@ -283,7 +283,7 @@ def summary(result: DemoResult, table2: Path | None) -> list[str]:
                   "to the printed 2 decimals" + (f"; off: {'; '.join(off)}" if off else "")]
         if any("(documented)" in o for o in off):
             lines.append("  (documented: the authors' averaging dropped item (2011, 1), whose "
-                         "v1 answer failed; see README, 'Reproducing the paper')")
+                         "v1 answer failed; see docs/guides/scoring.md, 'Reproducing the paper')")
     for name, c in result.checks.items():
         lines += ["", f"Simulated respondent {name}: known profile recovered with Spearman "
                   f"{c['spearman']:.3f} (needs >= 0.9)"]

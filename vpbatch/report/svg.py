@@ -177,9 +177,14 @@ def heatmap(
     row_caption: str = "steered value",
     col_caption: str = "measured value",
     mark_diagonal: bool = True,
+    left: float = 128,
+    tip: str = "steered {row}, measured {col}",
 ) -> str:
-    """A diverging heatmap with the numbers in the cells and the diagonal outlined in black."""
-    cell, left, top = 42, 128, 118  # two heatmaps side by side in a 1400 px window
+    """A diverging heatmap with the numbers in the cells and the diagonal outlined in black.
+
+    `left` is the room for the row labels (long model names need more); `tip` each cell's
+    tooltip, with {row} and {col}."""
+    cell, top = 42, 118  # two heatmaps side by side in a 1400 px window
     n_r, n_c = len(rows), len(cols)
     lim = nice_limit(matrix)
     width = left + cell * n_c + 90
@@ -200,11 +205,11 @@ def heatmap(
             v = float(matrix[i, j])
             x = left + j * cell
             fill = diverging(v, lim)
-            tip = f"steered {label(r)}, measured {label(c)}: " + ("n/a" if math.isnan(v)
-                                                                  else fmt(v))
+            where = tip.format(row=label(r), col=label(c))
+            text = f"{where}: " + ("n/a" if math.isnan(v) else fmt(v))
             out.append(f'<rect class="cell" x="{_f(x)}" y="{_f(y)}" width="{cell}" '
                        f'height="{cell}" fill="{fill}" stroke="#ffffff" stroke-width="1">'
-                       f'<title>{escape(tip)}</title></rect>')
+                       f'<title>{escape(text)}</title></rect>')
             ink = "#ffffff" if not math.isnan(v) and abs(v) > 0.55 * lim else "#222"
             out.append(_text(x + cell / 2, y + cell / 2 + 4, "" if math.isnan(v) else fmt(v),
                              anchor="middle", size=11, fill=ink))
