@@ -22,15 +22,18 @@ if str(REPO) not in sys.path:  # mkdocs loads this file by path, not as a packag
     sys.path.insert(0, str(REPO))
 
 # The ONE place the config schema is imported from (the schema may move; fix the path here).
-from vpbatch.sweep.config import GridConfig, LimitGroup, ModelConfig, RunConfig  # noqa: E402
-from vpbatch.sweep.keydocs import KEY_DOCS, TABLE_DOCS  # noqa: E402
-from vpbatch.sweep.models import LIST_KEYS  # noqa: E402
-from vpbatch.sweep.tomlvalues import describe  # noqa: E402
+from vpbatch.config.keydocs import KEY_DOCS, TABLE_DOCS  # noqa: E402
+from vpbatch.config.models import LIST_KEYS  # noqa: E402
+from vpbatch.config.schema import GridConfig, LimitGroup, ModelConfig, RunConfig  # noqa: E402
+from vpbatch.config.tomlvalues import describe  # noqa: E402
+from vpbatch.providers.spec import specs  # noqa: E402  (registers the builtin providers)
 
 __all__ = ["CONFIG_PAGE", "SCHEMA", "KEY_DOCS", "TABLE_DOCS", "config_reference", "on_config",
            "on_files"]
 
 CONFIG_PAGE = "reference/config.md"
+# Filled from the provider's own declared keys (ProviderSpec.settings), never written itself.
+INTERNAL = frozenset({"settings"})
 # Each TOML table and the dataclass that holds it; extra keys the loader consumes first.
 SCHEMA: dict[str, tuple[type, tuple[str, ...]]] = {
     "run": (RunConfig, ()),
@@ -62,6 +65,8 @@ def _rows(table: str) -> list[tuple[str, str, str, str]]:
     docs = KEY_DOCS[table]
     rows = []
     for f in dataclasses.fields(cls):
+        if f.name in INTERNAL:
+            continue
         d = docs[f.name]
         rows.append((f.name, describe(hints[f.name]), d.default or _default(f), d.meaning))
     for key in extra:
@@ -88,7 +93,24 @@ def config_reference() -> str:
                 "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
         out += [f"| `{k}` | {_cell(t)} | {_cell(d)} | {_cell(m)} |" for k, t, d, m in _rows(table)]
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out + _provider_settings())
+
+
+def _provider_settings() -> list[str]:
+    """Each provider's own keys, as its module declares them (ProviderSpec.settings)."""
+    out = ["## Provider settings", "",
+           "Keys of a `[[models]]` or `[providers.<p>]` table that only one provider takes; "
+           "each provider module declares them with its default key variable.", ""]
+    for spec in sorted(specs(), key=lambda x: x.name):
+        key = f"`{spec.key_env}`" if spec.key_env else "none"
+        out += [f"### `{spec.name}`", "", f"Default key variable: {key}.", ""]
+        if spec.settings:
+            out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+            out += [f"| `{x.name}` | {_cell(describe(x.type))} | "
+                    f"{_cell('none' if x.default is None else repr(x.default))} | "
+                    f"{_cell(x.meaning)} |" for x in spec.settings]
+            out.append("")
+    return out
 
 
 _UNSET = "`Sentinel.UNSET`"  # click >= 8.2's "no default", which mkdocs-click prints as is

@@ -1,8 +1,8 @@
 """What each config key means: the one table the config reference (docs) is generated from.
 
-The keys and their types and defaults are the config dataclasses' own (`sweep.config`); this
+The keys and their types and defaults are the config dataclasses' own (`config.schema`); this
 module adds only what code cannot say: the meaning, and a default's wording where the field's
-value (None, a factory) would not tell a reader. tests/test_keydocs.py keeps the two in step:
+value (None, a factory) would not tell a reader. tests/test_docs.py keeps the two in step:
 every field has a meaning here and every meaning a field.
 """
 
@@ -61,6 +61,9 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                              "this many of its requests in a row time out (or find nothing "
                              "listening, before its first answer), with no answer between; "
                              "`0`: never"),
+        "min_rated": KeyDoc("share of a model's jobs that must end with a rated answer for "
+                            "the run to exit 0 (unrated answers: empty, refused, cut off, or "
+                            "not one of the six phrases); `0` turns the check off"),
     },
     "models": {
         "name": KeyDoc("label in the log, scores and report; unique",
@@ -120,6 +123,7 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                                      "memory or the log", "1048576 (1 MiB)"),
         "fail_on_error": KeyDoc("overrides `[run]`'s", "`[run]`'s"),
         "stop_after": KeyDoc("overrides `[run]`'s", "`[run]`'s"),
+        "min_rated": KeyDoc("overrides `[run]`'s", "`[run]`'s"),
     },
     "limits": {
         "rpm": KeyDoc("requests per minute for the group's members together, paced like a "
