@@ -29,6 +29,7 @@ from vpbatch.scoring.resample import boot_rows as _boot_rows
 from vpbatch.scoring.resample import draw_counts as _draw_counts
 from vpbatch.scoring.resample import nan_percentile, query_clusters
 from vpbatch.scoring.scorer import ScoreOptions, Scores, score_cube, scoring_means
+from vpbatch.scoring.trust import Trust, trust_panel
 
 __all__ = [
     "BOOTSTRAPS",
@@ -71,6 +72,7 @@ class Analysis:
     human_percentile: dict[str, F64] = field(default_factory=dict)  # family -> (M, C, D)
     human_note: str | None = None  # why every percentile is NaN (no survey files), if so
     alpha_rule: dict[str, F64] = field(default_factory=dict)  # alpha over the rule's items
+    trust: Trust | None = None  # does each profile replicate across order and wording?
 
     @property
     def models(self) -> list[str]:
@@ -283,6 +285,7 @@ def analyse(
         human_percentile=split(pct, k),
         human_note=note,
         alpha_rule=_alphas(cube, ds, cond, options),
+        trust=trust_panel(cube, ds, options, n_boot=n_boot, seed=seed),
     )
 
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from scipy.stats import rankdata
 
 from vpbatch.benchmark.dataset import Dataset
+from vpbatch.benchmark.dims import VANILLA
 from vpbatch.scoring.cube import RatingCube
 from vpbatch.scoring.kernel import Kernel, build_kernel, score_rows
 from vpbatch.scoring.resample import boot_rows, draw_counts, nan_percentile, query_clusters
@@ -41,11 +42,15 @@ __all__ = [
     "NOT_REPLICATING",
     "NOT_MEASURED",
     "BIAS_FLAG",
+    "FIELD_DOCS",
     "Trust",
     "spearman",
     "trust_panel",
     "verdicts",
     "trust_to_json",
+    "format_trust",
+    "verdict_counts",
+    "trust_of",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -58,6 +63,24 @@ INTERVAL_FIELDS = ("order_profile_rho", "wording_profile_rho")
 REPLICATES, WEAK, NOT_REPLICATING, NOT_MEASURED = (
     "replicates", "weak", "does not replicate", "not measured")
 VERDICTS = (REPLICATES, WEAK, NOT_REPLICATING, NOT_MEASURED)
+# Each field in a line, as the export's schema.json and the report's table explain it.
+FIELD_DOCS = {
+    "order_bias": "mean (v_k - v_k_reversed) rating / 5 over items and wordings: +1 always the "
+                  "phrase listed first, -1 always the last",
+    "order_item_rho": "mean over wordings of Spearman(item ratings v_k, v_k_reversed)",
+    "order_profile_rho": "mean over wordings of Spearman(PVQ profile from v_k alone, from "
+                         "v_k_reversed alone)",
+    "wording_profile_rho": "mean over wording pairs of Spearman(PVQ profiles, each wording's "
+                           "from both its orders)",
+    "straightlining": "share of rated answers (all versions) equal to the commonest rating",
+    "rated_share": "rated answers / answers requested (logged jobs)",
+    "retest_item_rho": "repeated runs: mean over versions of Spearman(item ratings of repeat 0, "
+                       "of the later repeats)",
+    "retest_profile_rho": "repeated runs: Spearman(PVQ profile of repeat 0, of the later "
+                          "repeats)",
+    "verdict": "replicates (both profile rhos >= replicate_min) | weak | does not replicate "
+               "(either < weak_min or undefined) | not measured (versions missing)",
+}
 BIAS_FLAG = 0.2  # |order_bias| at which `score` names a model: one rating point of shift
 _SCALE = 5.0  # ratings span 1..6: a difference of 5 is the whole scale
 _CHUNK_BYTES = 64 << 20  # bootstrap draws held at once
@@ -283,7 +306,8 @@ def trust_panel(cube: RatingCube, ds: Dataset, options: ScoreOptions | None = No
     bias, item_rho = _item_terms(r, pairs)
     kern = _pvq_kernel(ds, options)
     x, k = _profile_rows(cube, options, pairs)
-    prof = score_rows(x.reshape(-1, x.shape[-1]), kern, exact=True).reshape(*x.shape[:3], -1)
+    n_dims = len(kern.dim_cols)
+    prof = score_rows(x.reshape(-1, x.shape[-1]), kern, exact=True).reshape(*x.shape[:3], n_dims)
     order_rho, wording_rho = _profile_terms(prof, k)
     hist = _hist(cube)
     n_rated = hist.sum(axis=-1)
@@ -311,3 +335,41 @@ def trust_to_json(trust: Trust) -> dict[str, dict[str, dict[str, Any]]]:
     for model, cond in trust.rows():
         out.setdefault(model, {})[cond] = trust.get(model, cond)
     return out
+
+
+def _label(model: str, condition: str) -> str:
+    return model if condition == VANILLA else f"{model} [{condition}]"
+
+
+def trust_of(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """model -> condition -> trust row, read back from a scores.json document."""
+    return {m: {c: cell["trust"] for c, cell in per.items() if "trust" in cell}
+            for m, per in doc.get("models", {}).items()}
+
+
+def verdict_counts(rows: dict[str, dict[str, dict[str, Any]]]) -> dict[str, int]:
+    """Verdict -> how many model x condition rows (trust_to_json's) got it; every class."""
+    got = [row["verdict"] for per in rows.values() for row in per.values()]
+    return {v: got.count(v) for v in VERDICTS}
+
+
+def format_trust(rows: dict[str, dict[str, dict[str, Any]]], weak_min: float = 0.4,
+                 replicate_min: float = 0.7) -> str:
+    """One line per verdict class (naming the weak, non-replicating and unmeasured pairs),
+    then the pairs whose |order_bias| reaches BIAS_FLAG."""
+    by: dict[str, list[str]] = {v: [] for v in VERDICTS}
+    biased = []
+    for m, per in rows.items():
+        for c, row in per.items():
+            by[row["verdict"]].append(_label(m, c))
+            bias = row.get("order_bias")
+            if bias is not None and abs(bias) >= BIAS_FLAG:
+                biased.append(f"{_label(m, c)} ({bias:+.2f})")
+    lines = [f"trust (PVQ profile rho across answer order and wording; replicates: both >= "
+             f"{replicate_min:g}; does not replicate: either < {weak_min:g}):"]
+    for verdict, names in by.items():
+        named = verdict != REPLICATES and names
+        lines.append(f"  {verdict} ({len(names)})" + (f": {', '.join(names)}" if named else ""))
+    lines.append(f"  |order_bias| >= {BIAS_FLAG:g} (a rating point toward the phrase listed "
+                 f"first or last): " + (", ".join(biased) if biased else "none"))
+    return "\n".join(lines)
