@@ -42,12 +42,12 @@ def query_clusters(ds: Dataset) -> npt.NDArray[np.intp]:
     return np.unique(np.asarray(ds.portrait_id), return_inverse=True)[1].astype(np.intp)
 
 
-def boot_rows(x: F64, counts: npt.NDArray[np.float32], k: Kernel) -> npt.NDArray[Any]:
+def boot_rows(x: F64, counts: npt.NDArray[Any], k: Kernel) -> npt.NDArray[Any]:
     """(N, I) item means -> (N, sum D, B) centred scores of every resample."""
     n_rows, n_items = x.shape
     g, n_boot = k.signed.shape[1], counts.shape[1]
     present = ~np.isnan(x)
-    x0 = np.nan_to_num(x).astype(np.float32)
+    x0 = np.nan_to_num(x).astype(k.signed.dtype)  # float32 kernels (fast) or float64 (exact)
     # Y[n, g, i]: item i's share of row n's column g; one GEMM then sums every resample.
     y = x0[:, None, :] * k.signed.T[None, :, :]
     if k.neg7 is not None:

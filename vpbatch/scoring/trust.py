@@ -84,6 +84,7 @@ FIELD_DOCS = {
 BIAS_FLAG = 0.2  # |order_bias| at which `score` names a model: one rating point of shift
 _SCALE = 5.0  # ratings span 1..6: a difference of 5 is the whole scale
 _CHUNK_BYTES = 64 << 20  # bootstrap draws held at once
+_TIE_DECIMALS = 9
 
 
 @dataclass(slots=True)
@@ -165,10 +166,13 @@ def _pvq_kernel(ds: Dataset, options: ScoreOptions) -> Kernel:
     s = k.slices["pvq"]
     cols = np.arange(s.start, s.stop + 1)
     d = s.stop - s.start
-    neg7 = None if k.neg7 is None else k.neg7[:, cols]
-    return Kernel(signed=k.signed[:, cols], neg7=neg7, weight=k.weight[:, cols],
+    # float64 throughout: a profile rho ranks 10 scores, and float32 error would break ties
+    # (every value 0 when a respondent straightlines) at random.
+    exact = k.exact[:, cols]
+    neg7 = np.where(exact < 0, -7.0 * exact, 0.0) if (exact < 0).any() else None
+    return Kernel(signed=exact, neg7=neg7, weight=np.abs(exact),
                   slices={"pvq": slice(0, d)}, dim_cols=np.arange(d, dtype=np.intp),
-                  fam_cols=np.full(d, d, np.intp), exact=k.exact[:, cols])
+                  fam_cols=np.full(d, d, np.intp), exact=exact)
 
 
 def _subset_means(ratings: F64, dropped: npt.NDArray[np.bool_] | None,
@@ -236,7 +240,10 @@ def _profile_rows(cube: RatingCube, options: ScoreOptions,
 
 
 def _profile_terms(p: F64, k: int) -> tuple[F64, F64]:
-    """(order_profile_rho, wording_profile_rho) from profiles (..., S, D[, B]) on axis -1=D."""
+    """(order_profile_rho, wording_profile_rho) from profiles (..., S, D) on axis -1=D."""
+    # Scores are ratios of small integers: distinct ones differ by > 1e-6, equal ones computed
+    # two ways by < 1e-12. Rounding in between makes equal scores tie, as they should.
+    p = np.round(p, _TIE_DECIMALS)
     if k == 0:
         nan = np.full(p.shape[:-2], np.nan)
         return nan, nan.copy()
@@ -250,14 +257,14 @@ def _profile_terms(p: F64, k: int) -> tuple[F64, F64]:
     return order, _nanmean(spearman(wa, wb), axis=-1)
 
 
-def _intervals(x: F64, kern: Kernel, k: int, counts: npt.NDArray[np.float32]
+def _intervals(x: F64, kern: Kernel, k: int, counts: F64
                ) -> tuple[dict[str, F64], dict[str, F64]]:
     """95% cluster-bootstrap intervals of the two profile correlations, chunked over models."""
     n_models, n_conds, n_sub, n_items = x.shape
     n_boot = counts.shape[1]
     lo = {f: np.full((n_models, n_conds), np.nan) for f in INTERVAL_FIELDS}
     hi = {f: np.full((n_models, n_conds), np.nan) for f in INTERVAL_FIELDS}
-    per_model = n_conds * n_sub * kern.signed.shape[1] * max(n_boot, n_items) * 4 * 4
+    per_model = n_conds * n_sub * kern.signed.shape[1] * max(n_boot, n_items) * 8 * 4
     step = max(1, _CHUNK_BYTES // max(per_model, 1))
     for m0 in range(0, n_models, step):
         part = x[m0 : m0 + step]
@@ -324,7 +331,7 @@ def trust_panel(cube: RatingCube, ds: Dataset, options: ScoreOptions | None = No
                   present=asked.sum(axis=-1) > 0, weak_min=options.weak_min,
                   replicate_min=options.replicate_min)
     if n_boot > 0 and k:
-        counts = draw_counts(ds.n_items, n_boot, seed, query_clusters(ds))
+        counts = draw_counts(ds.n_items, n_boot, seed, query_clusters(ds)).astype(np.float64)
         trust.ci_low, trust.ci_high = _intervals(x, kern, k, counts)
     return trust
 
