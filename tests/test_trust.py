@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import lzma
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,7 @@ def sim_trust(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[
     result = CliRunner().invoke(cli, ["score", str(run_dir), "--boot", "50"])
     assert result.exit_code == 0, result.output
     doc = orjson.loads((run_dir / "scores.json").read_bytes())
-    return {"models": doc["models"], "output": result.output}
+    return {"models": doc["models"], "output": result.output, "run_dir": run_dir}
 
 
 def test_a_clean_simulated_respondent_replicates_without_order_bias(
@@ -272,3 +273,46 @@ def test_score_prints_the_verdicts_of_the_simulated_run(sim_trust: dict[str, Any
     out = sim_trust["output"]
     assert "replicates (" in out and "does not replicate (" in out
     assert "primacy (+0.8" in out or "primacy (+0.9" in out  # named among the order-biased
+
+
+# --- where people see it: the report ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim_report(sim_trust: dict[str, Any], data_dir: Path) -> tuple[str, str]:
+    from vpbatch.report import write_report
+
+    md, html = write_report(sim_trust["run_dir"], data=data_dir, n_boot=50)
+    return md.read_text(), html.read_text()
+
+
+def test_every_overview_row_carries_its_verdict_badge(sim_report: tuple[str, str]) -> None:
+    html = sim_report[1]
+    overview = html.split('<section id="overview">', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<div class="ovrow[^"]*"[^>]*><span[^>]*>([^<]+)(<b class="vb"[^>]*>'
+                      r"([^<]+)</b>)?", overview)
+    assert {name: verdict for name, _, verdict in rows} == {
+        "clean": "replicates", "primacy": "weak", "straightline": "does not replicate"}
+
+
+def test_the_trust_section_has_the_table_and_the_scatter_with_its_thresholds(
+    sim_report: tuple[str, str]
+) -> None:
+    md, html = sim_report
+    section = html.split('<section id="trust">', 1)[1].split("</section>", 1)[0]
+    assert section.startswith("<h2>Can these profiles be trusted?</h2>")
+    assert section.count('<div class="ttrow"') == 3
+    assert 'href="#tts-4"' in section  # a heading sorts by order_profile_rho
+    assert section.count("<circle") == 3
+    assert "replicate_min = 0.7" in section and "weak_min = 0.4" in section
+    table = md.split("## Can these profiles be trusted?", 1)[1].split("\n## ", 1)[0]
+    assert "| straightline | does not replicate |" in table
+
+
+def test_a_profile_chart_says_when_its_profile_does_not_replicate(
+    sim_report: tuple[str, str]
+) -> None:
+    html = sim_report[1]
+    titles = re.findall(r"<title>([^<]*: Schwartz[^<]*)</title>", html)
+    flagged = [t for t in titles if "does not replicate" in t]
+    assert flagged and all(t.startswith("straightline") for t in flagged)
