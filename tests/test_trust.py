@@ -161,10 +161,16 @@ def test_spearman_is_undefined_below_three_pairs_or_on_a_constant_side() -> None
 def test_verdicts_follow_the_two_thresholds_and_an_undefined_rho_fails() -> None:
     order = np.array([0.8, 0.8, 0.5, 0.3, math.nan, 0.9])
     wording = np.array([0.9, 0.6, 0.9, 0.9, 0.9, 0.9])
-    measured = np.array([True] * 5 + [False])
-    assert verdicts(order, wording, measured).tolist() == [
+    asked = np.array([True] * 5 + [False])
+    assert verdicts(order, wording, asked, asked).tolist() == [
         REPLICATES, WEAK, WEAK, NOT_REPLICATING, NOT_REPLICATING, NOT_MEASURED]
-    assert verdicts(order, wording, measured, 0.2, 0.5).tolist()[3] == WEAK
+    assert verdicts(order, wording, asked, asked, 0.2, 0.5).tolist()[3] == WEAK
+
+
+def test_a_failed_order_test_fails_even_when_the_wordings_were_not_asked() -> None:
+    order, nan = np.array([0.1, 0.9]), np.array([math.nan, math.nan])
+    asked, not_asked = np.array([True, True]), np.array([False, False])
+    assert verdicts(order, nan, asked, not_asked).tolist() == [NOT_REPLICATING, NOT_MEASURED]
 
 
 def test_thresholds_out_of_order_are_a_config_error() -> None:
@@ -316,3 +322,33 @@ def test_a_profile_chart_says_when_its_profile_does_not_replicate(
     titles = re.findall(r"<title>([^<]*: Schwartz[^<]*)</title>", html)
     flagged = [t for t in titles if "does not replicate" in t]
     assert flagged and all(t.startswith("straightline") for t in flagged)
+
+
+LOCAL_LIKE = """
+[run]
+name = "local-like"
+versions = ["v1", "v1_reversed"]
+
+[[models]]
+name = "noise"
+provider = "sim"
+sim = {b = 0.0, seed = 2}  # no latent profile at all: every answer is noise, the worst case
+"""
+
+
+def test_the_local_demo_reads_its_verdict_from_the_panel(tmp_path: Path) -> None:
+    from vpbatch.demos.local_demo import trust_verdict
+
+    cfg = tmp_path / "local.toml"
+    cfg.write_text(LOCAL_LIKE)
+    vpbatch.run(cfg, tmp_path / "run", progress=False)
+    result = CliRunner().invoke(cli, ["score", str(tmp_path / "run"), "--boot", "20"])
+    assert result.exit_code == 0, result.output
+    line = trust_verdict(tmp_path / "run", "noise")
+    row = orjson.loads((tmp_path / "run" / "scores.json").read_bytes())[
+        "models"]["noise"]["vanilla"]["trust"]
+    assert line.startswith(f"trust: {row['verdict']} (profile rho across answer order "
+                           f"{row['order_profile_rho']:+.2f} [")
+    assert row["verdict"] == NOT_REPLICATING  # one wording in both orders is enough to fail
+    assert "across wordings n/a" in line
+    assert "rated 100%" in line and f"order bias {row['order_bias']:+.2f}" in line

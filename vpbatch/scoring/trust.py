@@ -79,7 +79,8 @@ FIELD_DOCS = {
     "retest_profile_rho": "repeated runs: Spearman(PVQ profile of repeat 0, of the later "
                           "repeats)",
     "verdict": "replicates (both profile rhos >= replicate_min) | weak | does not replicate "
-               "(either < weak_min or undefined) | not measured (versions missing)",
+               "(either < weak_min or undefined) | not measured (the versions a test needs "
+               "are missing, and no test failed)",
 }
 BIAS_FLAG = 0.2  # |order_bias| at which `score` names a model: one rating point of shift
 _SCALE = 5.0  # ratings span 1..6: a difference of 5 is the whole scale
@@ -290,13 +291,17 @@ def _retest(cube: RatingCube, kern: Kernel, options: ScoreOptions) -> dict[str, 
     return {RETEST_FIELDS[0]: item, RETEST_FIELDS[1]: profile}
 
 
-def verdicts(order: F64, wording: F64, measured: npt.NDArray[np.bool_],
-             weak_min: float = 0.4, replicate_min: float = 0.7) -> npt.NDArray[np.str_]:
-    """The verdict of each cell: NaN compares False, so an undefined rho fails."""
-    low = ~(order >= weak_min) | ~(wording >= weak_min)
+def verdicts(order: F64, wording: F64, order_asked: npt.NDArray[np.bool_],
+             wording_asked: npt.NDArray[np.bool_], weak_min: float = 0.4,
+             replicate_min: float = 0.7) -> npt.NDArray[np.str_]:
+    """The verdict of each cell. A test whose versions were asked fails below weak_min or when
+    undefined (NaN compares False); one failed test is enough, whatever the other's versions.
+    Otherwise a test whose versions are missing leaves the cell "not measured"."""
+    fail = (order_asked & ~(order >= weak_min)) | (wording_asked & ~(wording >= weak_min))
     good = (order >= replicate_min) & (wording >= replicate_min)
-    out = np.where(low, NOT_REPLICATING, np.where(good, REPLICATES, WEAK))
-    return np.asarray(np.where(measured, out, NOT_MEASURED), dtype=np.str_)
+    out = np.where(good, REPLICATES, WEAK)
+    out = np.where(order_asked & wording_asked, out, NOT_MEASURED)
+    return np.asarray(np.where(fail, NOT_REPLICATING, out), dtype=np.str_)
 
 
 def trust_panel(cube: RatingCube, ds: Dataset, options: ScoreOptions | None = None, *,
@@ -309,7 +314,9 @@ def trust_panel(cube: RatingCube, ds: Dataset, options: ScoreOptions | None = No
     done = asked > 0  # (M, C, V) the version was asked
     complete = np.stack([done[:, :, a] & done[:, :, b] for a, b in pairs], axis=-1) \
         if pairs else np.zeros((*r.shape[:2], 0), bool)
-    measured = complete.any(axis=-1) & (complete.sum(axis=-1) >= 2)
+    # The order test needs one wording in both orders; the wording test two such wordings.
+    order_asked = np.asarray(complete.any(axis=-1), dtype=bool)
+    wording_asked = np.asarray(complete.sum(axis=-1) >= 2, dtype=bool)
     bias, item_rho = _item_terms(r, pairs)
     kern = _pvq_kernel(ds, options)
     x, k = _profile_rows(cube, options, pairs)
@@ -326,7 +333,7 @@ def trust_panel(cube: RatingCube, ds: Dataset, options: ScoreOptions | None = No
                       strict=True))
     values.update(_retest(cube, kern, options))
     trust = Trust(list(cube.models), list(cube.conditions), values,
-                  verdicts(order_rho, wording_rho, measured, options.weak_min,
+                  verdicts(order_rho, wording_rho, order_asked, wording_asked, options.weak_min,
                            options.replicate_min),
                   present=asked.sum(axis=-1) > 0, weak_min=options.weak_min,
                   replicate_min=options.replicate_min)
