@@ -352,3 +352,35 @@ def test_the_local_demo_reads_its_verdict_from_the_panel(tmp_path: Path) -> None
     assert row["verdict"] == NOT_REPLICATING  # one wording in both orders is enough to fail
     assert "across wordings n/a" in line
     assert "rated 100%" in line and f"order bias {row['order_bias']:+.2f}" in line
+
+
+REPEATED = """
+[run]
+name = "repeated"
+versions = ["v1", "v1_reversed", "v2", "v2_reversed"]
+repeats = 2
+
+[[models]]
+name = "clean"
+provider = "sim"
+"""
+
+
+def test_repeated_jobs_add_the_retest_fields(tmp_path: Path, data_dir: Path) -> None:
+    from vpbatch.scoring.cube import cube_from_log
+
+    cfg = tmp_path / "rep.toml"
+    cfg.write_text(REPEATED)
+    vpbatch.run(cfg, tmp_path / "run", progress=False)
+    ds = load_dataset(data_dir)
+    log = tmp_path / "run" / "log.jsonl"
+    cube_from_log(log, ds)  # fills the cache; the panel below reads the cached cube
+    row = trust_panel(cube_from_log(log, ds), ds, n_boot=0).get("clean", "vanilla")
+    # The simulator answers a request the same way every time: a perfect retest.
+    assert row["retest_item_rho"] == pytest.approx(1.0)
+    assert row["retest_profile_rho"] == pytest.approx(1.0)
+    assert row["rated_share"] == 1.0
+
+
+def test_a_run_without_repeats_has_no_retest_fields(sim_trust: dict[str, Any]) -> None:
+    assert "retest_item_rho" not in sim_trust["models"]["clean"]["vanilla"]["trust"]

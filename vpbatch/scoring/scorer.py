@@ -62,7 +62,8 @@ class ScoreOptions:
         if not -1.0 <= self.weak_min <= self.replicate_min <= 1.0:
             raise ConfigError(
                 f"trust thresholds weak_min {self.weak_min} and replicate_min "
-                f"{self.replicate_min} must satisfy -1 <= weak_min <= replicate_min <= 1")
+                f"{self.replicate_min} must satisfy -1 <= weak_min <= replicate_min <= 1; "
+                "lower --weak-min or raise --replicate-min")
 
 
 @dataclass(slots=True)
