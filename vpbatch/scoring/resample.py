@@ -14,7 +14,7 @@ import numpy.typing as npt
 from vpbatch.benchmark.dataset import Dataset
 from vpbatch.scoring.kernel import Kernel, centre
 
-__all__ = ["draw_counts", "query_clusters", "boot_rows", "nan_percentile"]
+__all__ = ["draw_counts", "query_clusters", "boot_rows", "boot_sums", "nan_percentile"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -42,12 +42,21 @@ def query_clusters(ds: Dataset) -> npt.NDArray[np.intp]:
     return np.unique(np.asarray(ds.portrait_id), return_inverse=True)[1].astype(np.intp)
 
 
-def boot_rows(x: F64, counts: npt.NDArray[Any], k: Kernel) -> npt.NDArray[Any]:
+def boot_rows(x: F64, counts: npt.NDArray[np.float32], k: Kernel) -> npt.NDArray[Any]:
     """(N, I) item means -> (N, sum D, B) centred scores of every resample."""
+    return centre(*boot_sums(x, counts, k), k, axis=1)
+
+
+def boot_sums(x: F64, counts: npt.NDArray[np.float32], k: Kernel
+              ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """(N, I) item means -> the (N, G, B) numerators and denominators of every resample.
+
+    float32 products; exact while the means are halves and the sums stay below 2**24.
+    """
     n_rows, n_items = x.shape
     g, n_boot = k.signed.shape[1], counts.shape[1]
     present = ~np.isnan(x)
-    x0 = np.nan_to_num(x).astype(k.signed.dtype)  # float32 kernels (fast) or float64 (exact)
+    x0 = np.nan_to_num(x).astype(np.float32)
     # Y[n, g, i]: item i's share of row n's column g; one GEMM then sums every resample.
     y = x0[:, None, :] * k.signed.T[None, :, :]
     if k.neg7 is not None:
@@ -59,7 +68,7 @@ def boot_rows(x: F64, counts: npt.NDArray[Any], k: Kernel) -> npt.NDArray[Any]:
     z = present[first][:, None, :] * k.weight.T[None, :, :]
     den = (z.reshape(-1, n_items) @ counts).reshape(len(first), g, n_boot)
     den = den if len(first) == 1 else den[which.ravel()]
-    return centre(num, den, k, axis=1)
+    return num, den
 
 
 def nan_percentile(draws: npt.NDArray[np.floating], q: Sequence[float]) -> list[F64]:
