@@ -278,7 +278,8 @@ def _profile_terms(p: F64, k: int) -> tuple[F64, F64]:
     else:  # the usual case: rank each profile once, not once per pair it is in
         # float32 keeps every distinct rounded score distinct (they differ by > 1e-6) and
         # halves what the sorts move.
-        r = _complete_ranks(np.ascontiguousarray(p, dtype=np.float32)) - (p.shape[-1] + 1) / 2.0
+        r = _complete_ranks(np.ascontiguousarray(p, dtype=np.float32)).astype(np.float64)
+        r -= (p.shape[-1] + 1) / 2.0  # exact: ranks are halves
         order, wording = (_rank_rho(r, a, b) for a, b in (order_pairs, wording_pairs))
     if not pairs:
         return _nanmean(order, axis=-1), np.full(order.shape[:-1], np.nan)
