@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 import vpbatch
 from vpbatch.benchmark import layout
 from vpbatch.benchmark.dataset import Dataset, load_dataset
+from vpbatch.benchmark.prompts import item_prompt
 from vpbatch.cli import cli
 from vpbatch.errors import ConfigError
 from vpbatch.scoring.cube import RatingCube
@@ -36,6 +37,7 @@ from vpbatch.scoring.trust import (
     verdicts,
 )
 from vpbatch.sim.respondent import Respondent
+from vpbatch.transport.records import RequestParams
 
 VERSIONS = ("v1", "v1_reversed", "v2", "v2_reversed", "v3", "v3_reversed")
 CHECKED = ("gpt-3.5-turbo", "gpt-4o-mini-2024-07-18", "claude-3-5-haiku-20241022",
@@ -245,9 +247,6 @@ def test_a_straightlining_respondent_does_not_replicate(sim_trust: dict[str, Any
 
 
 def test_recency_picks_the_phrase_listed_last(data_dir: Path) -> None:
-    from vpbatch.benchmark.prompts import item_prompt
-    from vpbatch.providers.base import RequestParams
-
     ds = load_dataset(data_dir)
     sim = Respondent.from_settings({"recency": 1.0}, model="sim", data=data_dir)
     params = RequestParams(temperature=None, max_tokens=16, seed=None)
@@ -257,9 +256,6 @@ def test_recency_picks_the_phrase_listed_last(data_dir: Path) -> None:
 
 
 def test_biases_at_zero_leave_every_answer_as_it_was(data_dir: Path) -> None:
-    from vpbatch.benchmark.prompts import item_prompt
-    from vpbatch.providers.base import RequestParams
-
     ds = load_dataset(data_dir)
     plain = Respondent.from_settings({}, model="sim", data=data_dir)
     zero = Respondent.from_settings({"primacy": 0.0, "recency": 0.0, "straightline": 0.0},
