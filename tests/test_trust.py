@@ -380,3 +380,25 @@ def test_repeated_jobs_add_the_retest_fields(tmp_path: Path, data_dir: Path) -> 
 
 def test_a_run_without_repeats_has_no_retest_fields(sim_trust: dict[str, Any]) -> None:
     assert "retest_item_rho" not in sim_trust["models"]["clean"]["vanilla"]["trust"]
+
+
+def test_sim_serve_takes_the_biases_as_options(tmp_path: Path, data_dir: Path) -> None:
+    import urllib.request
+
+    from vpbatch.demos.demo import SimProcess
+
+    ds = load_dataset(data_dir)
+    server = SimProcess.start(["--straightline", "1", "--data", str(data_dir)],
+                              tmp_path / "port")
+    try:
+        answers = set()
+        for version, i in (("v1", 0), ("v1_reversed", 1), ("v3", 7)):
+            body = orjson.dumps({"model": "sim", "messages": [
+                {"role": "user", "content": item_prompt(ds, version, i)}]})
+            req = urllib.request.Request(f"{server.url}/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                answers.add(orjson.loads(r.read())["choices"][0]["message"]["content"])
+    finally:
+        server.stop()
+    assert len(answers) == 1  # one fixed phrase, whatever the item and the order
