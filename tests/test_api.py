@@ -17,7 +17,7 @@ import pytest
 
 import vpbatch
 from vpbatch.benchmark.dims import PVQ
-from vpbatch.report.tables import ANSWERS, SCORES
+from vpbatch.report.tables import ANSWERS, SCORES, TRUST
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -147,7 +147,7 @@ def test_export_parquet_keeps_the_documented_schema(run_dir: Path, tmp_path: Pat
     written = vpbatch.export(run_dir, tmp_path / "out", format="parquet", boot=0)
     names = sorted(p.name for p in written)
     assert names == ["alpha.parquet", "answers.parquet", "deltas.parquet", "schema.json",
-                     "scores.parquet", "steering.parquet", "versions.parquet"]
+                     "scores.parquet", "steering.parquet", "trust.parquet", "versions.parquet"]
     scores = pq.read_table(tmp_path / "out" / "scores.parquet")
     assert scores.schema.names == [c.name for c in SCORES] + ["human_percentile"]
     assert scores.schema.metadata[b"vpbatch.schema_version"] == b"1"
@@ -158,6 +158,23 @@ def test_export_parquet_keeps_the_documented_schema(run_dir: Path, tmp_path: Pat
     loaded = vpbatch.load(run_dir, boot=0).scores.to_pandas()
     back = scores.to_pandas()
     assert np.allclose(back.score, loaded.score, equal_nan=True)
+
+
+def test_the_trust_table_has_one_row_per_model_and_condition_with_documented_columns(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    run = vpbatch.load(run_dir, boot=0)
+    trust = run.trust
+    assert trust.columns == [c.name for c in TRUST]
+    assert all(c.doc for c in TRUST)
+    pairs = [(r["model"], r["condition"]) for r in trust.rows()]
+    assert len(pairs) == len(set(pairs)) == 3  # universalist x {vanilla, steer:Power}, achiever
+    # Two wordings in both orders would be needed: v1 and v2 alone are not measured.
+    assert set(trust["verdict"].tolist()) == {"not measured"}
+    written = vpbatch.export(run, tmp_path / "out", format="csv")
+    schema = json.loads((tmp_path / "out" / "schema.json").read_text())
+    assert [c["name"] for c in schema["tables"]["trust"]] == trust.columns
+    assert tmp_path / "out" / "trust.csv" in written
 
 
 def test_the_cli_exports_csv_with_nulls_as_empty_cells(run_dir: Path, tmp_path: Path) -> None:

@@ -11,9 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.config.schema import parse_config
-from vpbatch.demos.demo import DEFAULT_CONFIG, SHIPPED_TABLE2, SIM_URL, point_at
+from vpbatch.demos.demo import (
+    DEFAULT_CONFIG,
+    SHIPPED_TABLE2,
+    SIM_URL,
+    DemoResult,
+    point_at,
+    trust_lines,
+)
 from vpbatch.errors import ConfigError
+from vpbatch.scoring.cube import RatingCube
+from vpbatch.scoring.trust import trust_panel, trust_to_json
 
 SMALL = """
 [run]
@@ -65,6 +75,20 @@ def test_demo_recovers_the_simulated_profile_and_resumes_for_free(
     again = _demo(config, run_dir, data_dir)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "answered 0 of 0 requests" in again.stdout  # resumed: nothing asked twice
+
+
+@pytest.mark.slow
+def test_the_demo_prints_the_trust_verdicts_of_the_recorded_models(
+    official_cube: RatingCube, data_dir: Path, tmp_path: Path
+) -> None:
+    trust = trust_to_json(trust_panel(official_cube, load_dataset(data_dir), n_boot=0))
+    result = DemoResult(tmp_path, 0.0, {}, None, trust=trust,  # type: ignore[arg-type]
+                        replayed=list(official_cube.models))
+    text = "\n".join(trust_lines(result))
+    assert ("Of the 33 recorded models' vanilla profiles, 20 replicate across answer order and "
+            "wording, 8 are weak and 5 do not replicate") in text
+    assert "does not replicate (5): claude-3-5-haiku-20241022" in text
+    assert "gpt-4o-mini-2024-07-18 (+0.25)" in text
 
 
 def test_the_demo_config_points_every_model_at_the_simulator(data_dir: Path) -> None:

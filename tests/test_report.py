@@ -469,7 +469,11 @@ def test_score_writes_intervals_and_percentiles_into_scores_json(tmp_path: Path,
     assert "human percentiles are null" not in out.stdout
     doc = json.loads((root / "scores.json").read_text("utf-8"))
     for cond in ("vanilla", "persona:gender=male"):
-        for fam, dims in doc["models"]["solo"][cond].items():
+        cell_of = doc["models"]["solo"][cond]
+        assert cell_of["trust"]["verdict"]  # beside the families: the trust panel
+        for fam, dims in cell_of.items():
+            if fam == "trust":
+                continue
             for dim, cell in dims.items():
                 assert set(cell) == {"score", "raw", "n_items", "ci_low", "ci_high",
                                      "human_percentile"}, (fam, dim)

@@ -30,6 +30,7 @@ from test_report import make_run
 from vpbatch.benchmark.dims import PVQ
 from vpbatch.report import svg, write_report
 from vpbatch.report.svg import VALUE_COLOURS
+from vpbatch.report.trust_view import VERDICT_COLOURS
 
 pytestmark = pytest.mark.browser
 
@@ -127,9 +128,9 @@ JS_FACTS = """(() => {
 JS_FIRST = """(() => {
   const sections = [...document.querySelectorAll('section')];
   const rows = [...document.querySelectorAll('#overview .ovrow')]
-     .map(r => [r.getBoundingClientRect().top, r.firstElementChild.textContent,
-                r.classList.contains('ref')])
-     .sort((a, b) => a[0] - b[0]).map(r => [r[1], r[2]]);
+     .map(r => [r.getBoundingClientRect().top, r.firstElementChild.firstChild.textContent,
+                r.classList.contains('ref'), r.querySelector('b.vb')?.textContent ?? null])
+     .sort((a, b) => a[0] - b[0]).map(r => [r[1], r[2], r[3]]);
   const ov = document.querySelector('#overview').getBoundingClientRect();
   return JSON.stringify({first: sections[0].id, rows, overview_top: ov.top + scrollY,
     folded: [...document.querySelectorAll('details')].filter(d => !d.open).length,
@@ -261,8 +262,8 @@ def decode_png(blob: bytes) -> np.ndarray:
 
 # --- the tests -------------------------------------------------------------------------
 
-SHOTS = {"top": None, "overview": "#overview", "profiles": "#profiles", "humans": "#humans",
-         "personas": "#personas", "steering": "#steering"}
+SHOTS = {"top": None, "overview": "#overview", "trust": "#trust", "profiles": "#profiles",
+         "humans": "#humans", "personas": "#personas", "steering": "#steering"}
 
 
 def _rgb(hex_colour: str) -> np.ndarray:
@@ -303,8 +304,20 @@ def test_page_requests_nothing_but_itself(page: PageResult) -> None:
 def test_the_page_opens_with_the_overview_and_folds_the_detail(page: PageResult) -> None:
     first = page.facts["first"]
     assert first["first"] == "overview" and first["overview_top"] < 400
-    assert sorted(name for name, _ in first["rows"]) == ["alpha-7b", "beta-chat"]
+    assert sorted(row[0] for row in first["rows"]) == ["alpha-7b", "beta-chat"]
     assert first["folded"] >= 4  # bar charts x 3 families, personas per model, steering
+
+
+def test_every_overview_row_shows_a_verdict_badge_in_its_colour(page: PageResult) -> None:
+    assert all(row[2] for row in page.facts["first"]["rows"])  # v1 and v1_reversed: one test
+    img = decode_png(page.shots["overview"])
+    for verdict in {row[2] for row in page.facts["first"]["rows"]}:  # the badge names it
+        assert _share_near(img, VERDICT_COLOURS[verdict]) > 1e-4, verdict
+
+
+def test_the_trust_scatter_is_drawn(page: PageResult) -> None:
+    img = decode_png(page.shots["trust"])
+    assert _share_near(img, "#555555", tol=20) > 1e-4  # the threshold lines
 
 
 def test_every_chart_is_laid_out_with_a_size(page: PageResult) -> None:
@@ -396,9 +409,10 @@ def reference_report(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
 def test_reference_rows_are_greyed_among_the_models(reference_report: Path) -> None:
     res = render_page(reference_report, {"overview": "#overview"}, height=1400)
     rows = res.facts["first"]["rows"]
-    assert sum(ref for _, ref in rows) == 33 and len(rows) == 35
-    assert {"alpha-7b", "beta-chat"} <= {name for name, ref in rows if not ref}
-    assert all(name.endswith(" (paper)") for name, ref in rows if ref)
+    assert sum(ref for _, ref, _ in rows) == 33 and len(rows) == 35
+    assert {"alpha-7b", "beta-chat"} <= {name for name, ref, _ in rows if not ref}
+    assert all(name.endswith(" (paper)") for name, ref, _ in rows if ref)
+    assert all(badge is None for _, ref, badge in rows if ref)  # no panel for reference rows
     keep = os.environ.get("VPBATCH_SCREENSHOTS")
     if keep:
         (Path(keep) / "report-reference.png").write_bytes(res.shots["overview"])
@@ -413,10 +427,10 @@ def test_a_value_heading_sorts_the_rows_by_that_value(reference_report: Path) ->
     html = reference_report.read_text()
     power = PVQ.index("Power")
     res = render_page(reference_report, {}, fragment=f"ovs-{power}")
-    order = [name for name, _ in res.facts["first"]["rows"]]
+    order = [name for name, _, _ in res.facts["first"]["rows"]]
     # Each row's Power cell, read back from the page's own text: highest first.
-    cells = dict(re.findall(r'<span title="([^"]+)">[^<]+</span>((?:<span[^>]*>[^<]*</span>)'
-                            r'{10})', html))
+    cells = dict(re.findall(r'<span title="([^"]+)">[^<]+(?:<b [^>]*>[^<]*</b>)?</span>'
+                            r'((?:<span[^>]*>[^<]*</span>){10})', html))
     values = [float(re.findall(r">([^<]*)</span>", cells[n])[power]) for n in order]
     assert values == sorted(values, reverse=True)
     assert len(order) == 35

@@ -229,9 +229,11 @@ def test_score_command_writes_scores_json_and_prints_the_table(tmp_path: Path) -
                          capture_output=True, text=True, check=True, env=os.environ.copy())
     assert "Univ" in out.stdout and "tiny" in out.stdout and "alpha" in out.stdout
     doc = orjson.loads((tmp_path / "scores.json").read_bytes())
-    assert doc["options"] == {"rule": "paper", "threshold": 0.3, "p_max": 0.05, "strict": False}
+    assert doc["options"] == {"rule": "paper", "threshold": 0.3, "p_max": 0.05, "strict": False,
+                              "weak_min": 0.4, "replicate_min": 0.7}
     assert doc["answers"]["ok"] == 1
-    assert set(doc["models"]["tiny"]["vanilla"]) == {"pvq", "higher_pvq", "bfi"}
+    assert set(doc["models"]["tiny"]["vanilla"]) == {"pvq", "higher_pvq", "bfi", "trust"}
+    assert doc["models"]["tiny"]["vanilla"]["trust"]["verdict"] == "not measured"
 
 
 def _read_back(tmp_path: Path, lines: list[bytes]) -> Any:

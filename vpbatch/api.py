@@ -120,7 +120,7 @@ def _answers(log_path: Path) -> Table:
 class Run:
     """A run read from its run dir: scores, the analysis, and the answers, as tables.
 
-    `scores`, `deltas`, `steering`, `versions` and `alpha` come from the analysis computed at
+    `scores`, `deltas`, `steering`, `versions`, `alpha` and `trust` come from the analysis at
     `load`; `answers` reads the log the first time it is asked for.
     """
 
@@ -181,6 +181,12 @@ class Run:
         return self._table("versions")
 
     @property
+    def trust(self) -> Table:
+        """The trust panel: does each model x condition's profile replicate across answer
+        order and wording (order_bias, ..., verdict; see docs/guides/trust.md)."""
+        return self._table("trust")
+
+    @property
     def alpha(self) -> Table:
         """Cronbach's alpha per dimension over the run's models x versions."""
         return self._table("alpha")
@@ -224,12 +230,15 @@ def load(
     bootstrap: str = "cluster",
     seed: int = 0,
     data: str | os.PathLike[str] | None = None,
+    weak_min: float = 0.4,
+    replicate_min: float = 0.7,
 ) -> Run:
     """Read a run dir into a `Run`, scored as `vpbatch report` scores it (same options).
 
     `strict` scores the strict parser's ratings; `boot` is the number of bootstrap resamples
     behind the intervals (0: none), `bootstrap` "cluster" (whole queries) or "item"; `data`
-    the Value Portrait data root (else as the CLI).
+    the Value Portrait data root (else as the CLI); `weak_min` / `replicate_min` the trust
+    panel's verdict cut-offs.
     """
     from vpbatch.benchmark.dataset import load_dataset
     from vpbatch.benchmark.ensure import ensure_data
@@ -249,7 +258,8 @@ def load(
     cube = cube_from_log(rd.log_path, ds, strict=strict)
     if not cube.models:
         raise LogError(f"{rd.log_path} holds no finished jobs yet; run the sweep first")
-    options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max)
+    options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max, weak_min=weak_min,
+                           replicate_min=replicate_min)
     analysis = analyse(cube, ds, options, n_boot=boot, seed=seed, bootstrap=bootstrap)
     return Run(rd.path, analysis, rd.log_path)
 
@@ -268,4 +278,4 @@ def export(run: str | os.PathLike[str] | Run, out_dir: str | os.PathLike[str] | 
     return write_tables({n: getattr(r, n) for n in EXPORTED}, target, format)
 
 
-EXPORTED = ("answers", "scores", "deltas", "steering", "versions", "alpha")
+EXPORTED = ("answers", "scores", "deltas", "steering", "versions", "alpha", "trust")

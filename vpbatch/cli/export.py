@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vpbatch.cli.options import analysis_options
+from vpbatch.cli.options import analysis_options, trust_options
 from vpbatch.report.export import FORMATS
 from vpbatch.scoring.scorer import RULES
 
@@ -23,11 +23,15 @@ __all__ = ["export"]
               help="which (item, dimension) pairs count (see `vpbatch score --help`)")
 @click.option("--strict", is_flag=True, help="Score the strict parser's ratings.")
 @analysis_options
+@trust_options
 def export(run_dir: Path, fmt: str, out_dir: Path | None, rule: str, strict: bool, n_boot: int,
-           bootstrap: str, seed: int, data: Path | None) -> None:
-    """Write answers, scores, deltas, steering, versions and alpha tables, and schema.json."""
+           bootstrap: str, seed: int, data: Path | None, weak_min: float,
+           replicate_min: float) -> None:
+    """Write answers, scores, deltas, steering, versions, alpha and trust tables, and
+    schema.json."""
     from vpbatch.api import export as export_run
 
     for path in export_run(run_dir, out_dir, format=fmt, rule=rule, strict=strict, boot=n_boot,
-                           bootstrap=bootstrap, seed=seed, data=data):
+                           bootstrap=bootstrap, seed=seed, data=data,
+                           weak_min=weak_min, replicate_min=replicate_min):
         click.echo(f"wrote {path}")

@@ -10,7 +10,7 @@ import click
 
 from vpbatch.scoring.analysis import BOOTSTRAPS, CLUSTER
 
-__all__ = ["analysis_options"]
+__all__ = ["analysis_options", "trust_options"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -27,6 +27,20 @@ def analysis_options(command: F) -> F:
         click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed"),
         click.option("--data", type=click.Path(path_type=Path), default=None,
                      help="dataset dir (default: VPBATCH_DATA or the cache)"),
+    )):
+        command = option(command)
+    return command
+
+
+def trust_options(command: F) -> F:
+    """--weak-min and --replicate-min: the trust verdict's cut-offs (score, report, export)."""
+    for option in reversed((
+        click.option("--weak-min", type=click.FloatRange(-1, 1), default=0.4, show_default=True,
+                     help="trust verdict: a profile rho below this (or undefined) does not "
+                     "replicate"),
+        click.option("--replicate-min", type=click.FloatRange(-1, 1), default=0.7,
+                     show_default=True,
+                     help="trust verdict: both profile rhos at least this replicate; else weak"),
     )):
         command = option(command)
     return command

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from vpbatch.cli.options import analysis_options
+from vpbatch.cli.options import analysis_options, trust_options
 from vpbatch.scoring.scorer import RULES, ScoreOptions
 from vpbatch.scoring.scores_file import format_table, score_run
+from vpbatch.scoring.trust import format_trust, trust_of
 
 __all__ = ["score"]
 
@@ -24,17 +25,21 @@ __all__ = ["score"]
               help="p-value cut (paper and absolute rules); 1 turns it off")
 @click.option("--strict", is_flag=True, help="score the strict parser's ratings")
 @analysis_options
+@trust_options
 def score(
     run_dir: Path, rule: str, threshold: float, p_max: float, strict: bool, n_boot: int,
-    bootstrap: str, seed: int, data: Path | None
+    bootstrap: str, seed: int, data: Path | None, weak_min: float, replicate_min: float
 ) -> None:
-    """Score RUN_DIR: writes RUN_DIR/scores.json and prints the values table."""
-    options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max)
+    """Score RUN_DIR: writes RUN_DIR/scores.json and prints the values table and whether
+    each profile replicates."""
+    options = ScoreOptions(rule=rule, threshold=threshold, p_max=p_max, weak_min=weak_min,
+                           replicate_min=replicate_min)
     doc, scores, cube = score_run(run_dir, options, strict=strict, data=data, n_boot=n_boot,
                                   seed=seed, bootstrap=bootstrap)
     alpha = {k: (math.nan if v is None else v) for k, v in doc["alpha"]["pvq"].items()}
     click.echo(format_table(scores, alpha, cube.answer_modes))
     failed = ", ".join(f"{m}: {n}" for m, n in cube.failures.items()) or "none"
+    click.echo("\n" + format_trust(trust_of(doc), weak_min, replicate_min))
     click.echo(f"\n{cube.n_ok} answers scored, {cube.n_failed} failed or unparsed ({failed})")
     note = doc["human_percentile"]["note"]
     if note:

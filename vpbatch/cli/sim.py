@@ -55,6 +55,12 @@ def sim() -> None:
 @click.option("--p-refuse", type=float, help="Share of simulated answers that are refusals.")
 @click.option("--p-verbose", type=float,
               help="Share of simulated answers wrapped in extra words.")
+@click.option("--primacy", type=click.FloatRange(0, 1),
+              help="Chance an answer is the phrase listed first, whatever the latent rating.")
+@click.option("--recency", type=click.FloatRange(0, 1),
+              help="Chance an answer is the phrase listed last, whatever the latent rating.")
+@click.option("--straightline", type=click.FloatRange(0, 1),
+              help="Chance an answer is the respondent's one fixed phrase.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path),
               help="Dataset root (default: VPBATCH_DATA, else the fetched cache).")
 @click.option("--replay-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -73,7 +79,8 @@ def serve(
     fault_503: float, fault_drop: float, fault_malformed: float, fault_slow: float,
     slow_s: float, fault_digits: float, fault_length: float, fault_refusal: float,
     think_tokens: int, max_faulty_attempts: int, seed: int, noise: float | None,
-    p_refuse: float | None, p_verbose: float | None, data: Path | None,
+    p_refuse: float | None, p_verbose: float | None, primacy: float | None,
+    recency: float | None, straightline: float | None, data: Path | None,
     replay_dir: Path | None, require_key_env: str | None, batch_delay_s: float,
     batch_expire_after: int | None, batch_p_invalid: float,
 ) -> None:
@@ -90,7 +97,8 @@ def serve(
         think_tokens=think_tokens, max_faulty_attempts=max_faulty_attempts,
     )
     data = resolve_data_dir(data)  # no dataset: say so now, not as a 404 on every request
-    given = {"noise": noise, "p_refuse": p_refuse, "p_verbose": p_verbose}
+    given = {"noise": noise, "p_refuse": p_refuse, "p_verbose": p_verbose, "primacy": primacy,
+             "recency": recency, "straightline": straightline}
     cfg = SimServerConfig(latency_ms=latency_ms, jitter_ms=jitter_ms, rpm=rpm, faults=faults,
                           seed=seed, replay_dir=replay_dir, require_key=key, data=data,
                           settings={k: v for k, v in given.items() if v is not None},

@@ -29,6 +29,15 @@ from vpbatch.benchmark.dims import PVQ, VANILLA
 from vpbatch.config.schema import Config, load_config
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.scoring.scorer import ScoreOptions, Scores
+from vpbatch.scoring.trust import (
+    NOT_MEASURED,
+    NOT_REPLICATING,
+    REPLICATES,
+    WEAK,
+    format_trust,
+    trust_of,
+    verdict_counts,
+)
 
 __all__ = ["main", "demo", "SIM_URL", "DemoResult", "run_demo", "SimProcess"]
 
@@ -124,6 +133,8 @@ class DemoResult:
     checks: dict[str, Any] = field(default_factory=dict)
     score_seconds: float = 0.0
     report_seconds: float | None = None  # None: not written (up to date, or switched off)
+    trust: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # scores.json's
+    replayed: list[str] = field(default_factory=list)  # the recorded models, by name
 
 
 def _sweep(cfg: Config, run_dir: Path) -> Any:
@@ -165,8 +176,9 @@ def run_demo(
     finally:
         server.stop()
     t1 = time.perf_counter()
-    _, scores, _ = score_run(run_dir, ScoreOptions(), data=cfg.run.data)
-    result = DemoResult(run_dir, t1 - t0, stats, scores)
+    doc, scores, _ = score_run(run_dir, ScoreOptions(), data=cfg.run.data)
+    result = DemoResult(run_dir, t1 - t0, stats, scores, trust=trust_of(doc),
+                        replayed=[m.name for m in cfg.models if m.model.startswith("replay:")])
     result.checks = sim_checks(cfg, scores)
     result.score_seconds = time.perf_counter() - t1
     if report and not _report_is_current(run_dir):
@@ -284,6 +296,7 @@ def summary(result: DemoResult, table2: Path | None) -> list[str]:
         if any("(documented)" in o for o in off):
             lines.append("  (documented: the authors' averaging dropped item (2011, 1), whose "
                          "v1 answer failed; see docs/guides/scoring.md, 'Reproducing the paper')")
+    lines += trust_lines(result)
     for name, c in result.checks.items():
         lines += ["", f"Simulated respondent {name}: known profile recovered with Spearman "
                   f"{c['spearman']:.3f} (needs >= 0.9)"]
@@ -296,6 +309,23 @@ def summary(result: DemoResult, table2: Path | None) -> list[str]:
     rd = result.run_dir
     lines += ["", f"results: {rd}/  (scores.json, log.jsonl, report.md, report.html)"]
     return lines
+
+
+def trust_lines(result: DemoResult) -> list[str]:
+    """The trust panel's verdict counts on the recorded models, then every vanilla verdict."""
+    vanilla = {m: {VANILLA: per[VANILLA]} for m, per in result.trust.items() if VANILLA in per}
+    if not vanilla:
+        return []
+    lines = [""]
+    recorded = {m: v for m, v in vanilla.items() if m in result.replayed}
+    if recorded:
+        counts = verdict_counts(recorded)
+        lines.append(f"Can these profiles be trusted? Of the {len(recorded)} recorded models' "
+                     f"vanilla profiles, {counts[REPLICATES]} replicate across answer order and "
+                     f"wording, {counts[WEAK]} are weak and {counts[NOT_REPLICATING]} do not "
+                     "replicate" + (f" ({counts[NOT_MEASURED]} not measured)"
+                                    if counts[NOT_MEASURED] else "") + " (docs/guides/trust.md)")
+    return [*lines, format_trust(vanilla)]
 
 
 def _vanilla_only(s: Scores) -> Scores:

@@ -4,23 +4,21 @@ Starts llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct on 127.0.
 in choice mode with configs/local-smollm2.toml (the paper's prompts, the answer constrained to
 one of the six phrases) and a slice of the same prompts in the paper's free text with
 configs/local-smollm2-text.toml, scores and reports; then prints the profile, both modes'
-parse rates side by side, the request rate, the profile's consistency across prompt versions
-and the whole runtime, and stops the server.
+parse rates side by side, the request rate, the trust panel's verdict on the profile (from
+scores.json) and the whole runtime, and stops the server.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import orjson
 
-from vpbatch.benchmark.dims import FAMILY_DIMS, PHRASES, PVQ
+from vpbatch.benchmark.dims import FAMILY_DIMS, PHRASES
 from vpbatch.demos.llama_server import REPO, serve_llama
 from vpbatch.errors import VPBatchError
 from vpbatch.log.records import Record
@@ -96,31 +94,24 @@ def completeness(run_dir: Path, model: str) -> str:
             f"have scored items (fewest: {d}, {n})")
 
 
-def consistency(run_dir: Path) -> list[str]:
-    """How much the profile and the item ratings agree between the two prompt versions."""
-    from scipy.stats import spearmanr
+def trust_verdict(run_dir: Path, model: str, condition: str = "vanilla") -> str:
+    """The model's trust verdict and the fields behind it, from scores.json's panel."""
+    row = orjson.loads((run_dir / "scores.json").read_bytes())["models"][model][condition]["trust"]
 
-    from vpbatch.benchmark.dataset import load_dataset
-    from vpbatch.scoring.cube import cube_from_log
-    from vpbatch.scoring.scorer import score_cube
+    def rho(name: str) -> str:
+        v = row.get(name)
+        if v is None:  # undefined, or its versions were not asked
+            return "n/a"
+        lo, hi = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+        return f"{v:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None
+                              else "")
 
-    ds = load_dataset(None)
-    cube = cube_from_log(run_dir / LOG_NAME, ds)
-    if len(cube.versions) < 2:
-        return []
-    a, b = cube.versions[:2]
-    profiles = [score_cube(dataclasses.replace(cube, versions=[v],
-                                               ratings=cube.ratings[:, :, [k]]), ds)
-                .score["pvq"][0, 0] for k, v in enumerate((a, b))]
-    x, y = cube.ratings[0, 0, 0], cube.ratings[0, 0, 1]
-    both = ~np.isnan(x) & ~np.isnan(y)
-    rho_p = spearmanr(profiles[0], profiles[1]).statistic
-    rho_i = spearmanr(x[both], y[both]).statistic
-    return [
-        f"consistency, {a} vs {b}: Spearman of the two {len(PVQ)}-value profiles "
-        f"{rho_p:+.2f}; of the item ratings {rho_i:+.2f} over {int(both.sum())} items; "
-        f"the same phrase in both on {np.mean(x[both] == y[both]):.0%} of them",
-    ]
+    bias, straight = row.get("order_bias"), row.get("straightlining")
+    return (f"trust: {row['verdict']} (profile rho across answer order {rho('order_profile_rho')}"
+            f", across wordings {rho('wording_profile_rho')}; order bias "
+            f"{'n/a' if bias is None else f'{bias:+.2f}'}; straightlining "
+            f"{'n/a' if straight is None else f'{straight:.0%}'}; rated "
+            f"{row['rated_share']:.0%}; see docs/guides/trust.md)")
 
 
 def main() -> int:
@@ -140,7 +131,7 @@ def main() -> int:
         print("\n".join(parse_rates(choice, text)))
         print(f"  phrases chosen: {phrases_chosen(choice)}")
         print(completeness(RUN_DIR, model))
-        print("\n".join(consistency(RUN_DIR)))
+        print(trust_verdict(RUN_DIR, model))
         print(f"whole run-local: {(time.perf_counter() - t0) / 60:.1f} min")
         print(f"results: {RUN_DIR} (scores.json, report.html), {TEXT_RUN_DIR}")
     except VPBatchError as exc:

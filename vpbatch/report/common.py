@@ -36,6 +36,17 @@ NOTES: dict[str, str] = {
         "similar profiles (clustered by correlation); click a value to rank the models by it. "
         "Below, each section opens with its summary; the per-model detail is folded."
     ),
+    "trust": (
+        "A value profile means something only if it survives a change the model should not "
+        "care about. Each item was asked in three wordings, each with the answer phrases in "
+        "both orders: the profile from one order is compared (Spearman over the 10 values) "
+        "with the profile from the other (order ρ), and each wording's with the others' "
+        "(wording ρ). Both at least replicate_min: replicates; either below weak_min, or "
+        "undefined: does not replicate, and that profile should not be compared with "
+        "anything; otherwise weak. Order bias: the mean rating shift, in fifths of the scale, "
+        "toward the phrase listed first (+) or last (−). Straightlining: the share of answers "
+        "that are the commonest rating. Rated: the share of answers that could be rated."
+    ),
     "profiles": (
         "Centred scores under the plain (vanilla) prompt, in the layout of the paper's Table 2: "
         "a value's mean rating over its items (those correlating > 0.3 with it under the "

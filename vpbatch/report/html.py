@@ -49,7 +49,16 @@ from vpbatch.report.svg import (
     paired_bars,
     percentile_grid,
 )
+from vpbatch.report.trust_view import (
+    TRUST_CSS,
+    TRUST_TITLE,
+    badge,
+    trust_scatter,
+    trust_table,
+    verdict_of,
+)
 from vpbatch.scoring.analysis import GroupComparison
+from vpbatch.scoring.trust import NOT_REPLICATING
 
 __all__ = ["render"]
 
@@ -128,8 +137,11 @@ def _profile_section(rep: ReportData, fam: str, charts: bool = True) -> str:
         out.append(f"<details><summary>Per-model charts with 95% intervals "
                    f"({len(a.models)} models)</summary>")
         out.append(_legend(dims) + '<div class="grid">')
-        out += [bar_chart(f"{rep.label(m)}: {FAMILY_TITLES[fam]}", dims, sc[i], lo[i], hi[i],
-                          lim=lim) for i, m in enumerate(a.models)]
+        cond = a.conditions[c]
+        out += [bar_chart(f"{rep.label(m)}: {FAMILY_TITLES[fam]}"
+                          + (" (does not replicate: see the trust section)"
+                             if verdict_of(a.trust, m, cond) == NOT_REPLICATING else ""),
+                          dims, sc[i], lo[i], hi[i], lim=lim) for i, m in enumerate(a.models)]
         out.append("</div></details>")
     return "".join(out)
 
@@ -138,10 +150,29 @@ def _overview_section(rep: ReportData) -> str:
     a = rep.analysis
     c = profile_index(a)
     sc = a.scores.score["pvq"][:, c]
-    rows = [Row(m, sc[i]) for i, m in enumerate(a.models) if not np.isnan(sc[i]).all()]
+    cond = a.conditions[c]
+    rows = [Row(m, sc[i], badge=_badge(verdict_of(a.trust, m, cond)))
+            for i, m in enumerate(a.models) if not np.isnan(sc[i]).all()]
     rows += [Row(m, np.asarray(v["pvq"], dtype=np.float64), reference=True)
              for m, v in rep.reference.items()]
     return overview(rows)
+
+
+def _badge(verdict: str | None) -> str:
+    return badge(verdict) if verdict else ""
+
+
+def _trust_section(rep: ReportData) -> str:
+    t = rep.analysis.trust
+    if t is None or not t.rows():
+        return "<p>No model x condition was run.</p>"
+    return (trust_table(t) + '<p class="meta">Click a heading to sort by it (most doubtful '
+            "first); the first heading restores the run's order. [Brackets]: cluster-bootstrap "
+            "95% intervals, which sit low when the signal is weak (resampling adds noise to "
+            "both profiles).</p>" + trust_scatter(t)
+            + f'<p class="meta">Solid lines: replicate_min = {t.replicate_min:g}; dashed: '
+            f"weak_min = {t.weak_min:g}. Top right replicates; left of or below the dashed "
+            "lines does not.</p>")
 
 
 def _comparison(model: str, g: GroupComparison) -> str:
@@ -271,6 +302,7 @@ def _health_section(rep: ReportData) -> str:
 
 
 OVERVIEW = ("overview", "Overview: every model × the 10 values")  # the page's lead, unnumbered
+TRUST = ("trust", TRUST_TITLE)  # unnumbered too: read before comparing any profile
 SECTIONS = (
     ("profiles", "1. Value profiles"),
     ("higher", "2. Higher-order values and Big Five"),
@@ -300,13 +332,14 @@ def render(rep: ReportData) -> str:
         "conditions": _conditions_section(rep),
         "health": _health_section(rep),
     }
-    nav = "".join(f'<li><a href="#{k}">{escape(t)}</a></li>' for k, t in (OVERVIEW, *SECTIONS))
+    nav = "".join(f'<li><a href="#{k}">{escape(t)}</a></li>'
+                  for k, t in (OVERVIEW, TRUST, *SECTIONS))
     parts = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         # An empty data: icon stops the browser asking for /favicon.ico.
         '<link rel="icon" href="data:,">',
         f"<title>Value Portrait report: {escape(rep.title)}</title>"
-        f"<style>{_CSS}{OVERVIEW_CSS}</style>",
+        f"<style>{_CSS}{OVERVIEW_CSS}{TRUST_CSS}</style>",
         "</head><body>",
         f"<h1>Value Portrait report: {escape(rep.title)}</h1>",
         f'<p class="meta">Generated {escape(rep.generated)} from <code>{escape(str(rep.run_dir))}'
@@ -318,6 +351,8 @@ def render(rep: ReportData) -> str:
         f"<nav><ol>{nav}</ol></nav>",
         f'<section id="{OVERVIEW[0]}"><h2>{escape(OVERVIEW[1])}</h2>'
         f'<p class="note lead">{escape(NOTES[OVERVIEW[0]])}</p>{_overview_section(rep)}</section>',
+        f'<section id="{TRUST[0]}"><h2>{escape(TRUST[1])}</h2>{_note(TRUST[0])}'
+        f"{_trust_section(rep)}</section>",
     ]
     for key, title in SECTIONS:
         parts.append(f'<section id="{key}"><h2>{escape(title)}</h2>{_note(key)}{body[key]}'

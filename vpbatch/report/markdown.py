@@ -22,6 +22,7 @@ from vpbatch.report.common import (
 )
 from vpbatch.report.data import ReportData
 from vpbatch.report.svg import label
+from vpbatch.report.trust_view import TRUST_TITLE, trust_header, trust_rows
 from vpbatch.scoring.analysis import GroupComparison
 from vpbatch.scoring.reliability import describe_items
 
@@ -366,6 +367,16 @@ def _reference(rep: ReportData) -> list[str]:
             *table(["model", *map(label, PVQ)], rows), ""]
 
 
+def _trust(rep: ReportData) -> list[str]:
+    t = rep.analysis.trust
+    out = [f"## {TRUST_TITLE}", "", NOTES["trust"], ""]
+    if t is None or not t.rows():
+        return [*out, "No model x condition was run.", ""]
+    out += [f"Thresholds: replicate_min = {t.replicate_min:g}, weak_min = {t.weak_min:g}; "
+            "[brackets]: cluster-bootstrap 95% intervals. The scatter is in report.html.", ""]
+    return out + table(trust_header(t), trust_rows(t))
+
+
 def render(rep: ReportData) -> str:
     """The whole report as Markdown."""
     a = rep.analysis
@@ -376,7 +387,7 @@ def render(rep: ReportData) -> str:
         f"{len(a.conditions)} condition(s), {len(a.versions)} prompt version(s), "
         f"{rep.n_items} items. Scoring rule: `{a.options.rule}`; bootstrap: {boot_words(a)}. "
         "Charts: report.html. Long table: "
-        "scores_long.csv.", "",
+        "scores_long.csv.", "", *_trust(rep),
         f"## 1. Value profiles ({a.conditions[c]})", "", NOTES["profiles"], "",
     ]
     body = _profiles(rep, "pvq") + _reference(rep)

@@ -33,6 +33,7 @@ class Row:
     name: str
     values: F64  # (10,) centred PVQ scores, NaN where not scored
     reference: bool = False
+    badge: str = ""  # HTML after the name: the trust verdict's badge
 
 
 def similarity_order(profiles: F64) -> list[int]:
@@ -124,7 +125,7 @@ def overview(rows: Sequence[Row]) -> str:
                         + (';color:#fff' if np.isfinite(v) and abs(v) > 0.6 * lim else "")
                         + f'">{fmt(float(v))}</span>' for v in r.values)
         out.append(f'<div class="ovrow{" ref" if r.reference else ""}" style="{style}">'
-                   f'<span title="{escape(name)}">{escape(name)}</span>{cells}</div>')
+                   f'<span title="{escape(name)}">{escape(name)}{r.badge}</span>{cells}</div>')
     out.append("</div></div>")
     ref = any(r.reference for r in rows)
     out.append(f'<p class="meta">Colour: centred score from −{lim:.1f} (blue) to +{lim:.1f} '

@@ -19,6 +19,7 @@ from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS, PVQ, VANILLA
 from vpbatch.errors import VPBatchError
 from vpbatch.log.records import Record
 from vpbatch.scoring.analysis import Analysis
+from vpbatch.scoring.trust import FIELD_DOCS, FIELDS, INTERVAL_FIELDS, RETEST_FIELDS
 
 if TYPE_CHECKING:  # optional extras: imported by the method that converts, never at import
     import pandas
@@ -43,6 +44,8 @@ __all__ = [
     "steering_table",
     "versions_table",
     "alpha_table",
+    "TRUST",
+    "trust_table",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -252,6 +255,22 @@ ALPHA: Final = (
 )
 
 
+
+def _trust_columns() -> tuple[Column, ...]:
+    cols = []
+    for name in (*FIELDS, *RETEST_FIELDS):
+        cols.append(Column(name, FLOAT64_NULL, FIELD_DOCS[name]))
+        if name in INTERVAL_FIELDS:
+            cols += [Column(f"{name}_{end}", FLOAT64_NULL,
+                            f"cluster-bootstrap 95% interval of {name}, {side} end")
+                     for end, side in (("ci_low", "lower"), ("ci_high", "upper"))]
+    return (*_KEY[:2], *cols, Column("verdict", STRING, FIELD_DOCS["verdict"]))
+
+
+# The trust panel, one row per model x condition (scores.json's models.<m>.<c>.trust).
+TRUST: Final = _trust_columns()
+
+
 Cells = list[tuple[int, int]]  # the (model, condition) pairs a table has rows for
 
 
@@ -358,3 +377,17 @@ def alpha_table(a: Analysis) -> Table:
             cols["dimension"].append(d)
             cols["alpha"].append(float(x))
     return Table("alpha", ALPHA, cols)
+
+
+def trust_table(a: Analysis) -> Table:
+    """The trust panel: one row per model x condition that ran (retest columns null unless
+    jobs were repeated)."""
+    cols: dict[str, list[Any]] = {c.name: [] for c in TRUST}
+    if a.trust is not None:
+        for model, cond in a.trust.rows():
+            row = a.trust.get(model, cond)
+            row.update(model=model, condition=cond)
+            for c in TRUST:
+                v = row.get(c.name)
+                cols[c.name].append(np.nan if v is None and c.type == FLOAT64_NULL else v)
+    return Table("trust", TRUST, cols)

@@ -10,9 +10,7 @@ queries (each with its 5 responses, which share a scenario); single items are th
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +22,14 @@ from vpbatch.benchmark.survey import Survey, SurveyMissing, load_survey
 from vpbatch.errors import ConfigError
 from vpbatch.scoring.cube import RatingCube
 from vpbatch.scoring.human import HumanGroup, load_human_reference, match_persona
-from vpbatch.scoring.kernel import Kernel, build_kernel, centre, score_rows, split
+from vpbatch.scoring.kernel import Kernel, build_kernel, score_rows, split
 from vpbatch.scoring.percentile import human_percentiles
 from vpbatch.scoring.reliability import alpha_by_dimension
+from vpbatch.scoring.resample import boot_rows as _boot_rows
+from vpbatch.scoring.resample import draw_counts as _draw_counts
+from vpbatch.scoring.resample import nan_percentile, query_clusters
 from vpbatch.scoring.scorer import ScoreOptions, Scores, score_cube, scoring_means
+from vpbatch.scoring.trust import Trust, trust_panel
 
 __all__ = [
     "BOOTSTRAPS",
@@ -70,6 +72,7 @@ class Analysis:
     human_percentile: dict[str, F64] = field(default_factory=dict)  # family -> (M, C, D)
     human_note: str | None = None  # why every percentile is NaN (no survey files), if so
     alpha_rule: dict[str, F64] = field(default_factory=dict)  # alpha over the rule's items
+    trust: Trust | None = None  # does each profile replicate across order and wording?
 
     @property
     def models(self) -> list[str]:
@@ -115,68 +118,6 @@ class GroupComparison:
     model_gap: F64 | None  # (10,) first - second member; None when either is missing
     human_gap: F64 | None
     exaggeration: float  # mean |model gap| / mean |human gap|; NaN without a gap
-
-
-# --- the bootstrap ----------------------------------------------------------------------
-
-
-def _draw_counts(
-    n_items: int, n_boot: int, seed: int, clusters: npt.NDArray[np.intp] | None = None
-) -> npt.NDArray[np.float32]:
-    """(I, B) how often each item appears in each resample, from one vectorised draw.
-
-    With `clusters` (each item's cluster index) whole clusters are drawn with replacement and
-    every item of a drawn cluster comes with it: the 5 responses of a query share a scenario.
-    """
-    rng = np.random.default_rng(seed)
-    n_units = n_items if clusters is None else int(clusters.max()) + 1
-    idx = rng.integers(0, n_units, size=(n_boot, n_units))
-    idx += np.arange(n_boot)[:, None] * n_units
-    counts = np.bincount(idx.ravel(), minlength=n_boot * n_units).reshape(n_boot, n_units)
-    if clusters is not None:
-        counts = counts[:, clusters]
-    return np.ascontiguousarray(counts.T, dtype=np.float32)
-
-
-def query_clusters(ds: Dataset) -> npt.NDArray[np.intp]:
-    """(I,) each item's query: the resampling unit of the cluster bootstrap."""
-    return np.unique(np.asarray(ds.portrait_id), return_inverse=True)[1].astype(np.intp)
-
-
-def _boot_rows(x: F64, counts: npt.NDArray[np.float32], k: Kernel) -> npt.NDArray[Any]:
-    """(N, I) item means -> (N, sum D, B) centred scores of every resample."""
-    n_rows, n_items = x.shape
-    g, n_boot = k.signed.shape[1], counts.shape[1]
-    present = ~np.isnan(x)
-    x0 = np.nan_to_num(x).astype(np.float32)
-    # Y[n, g, i]: item i's share of row n's column g; one GEMM then sums every resample.
-    y = x0[:, None, :] * k.signed.T[None, :, :]
-    if k.neg7 is not None:
-        y += present[:, None, :] * k.neg7.T[None, :, :]
-    num = (y.reshape(n_rows * g, n_items) @ counts).reshape(n_rows, g, n_boot)
-    # Rows usually share one missingness pattern (none missing): count denominators once each.
-    packed = np.packbits(present, axis=1)
-    _, first, which = np.unique(packed, axis=0, return_index=True, return_inverse=True)
-    z = present[first][:, None, :] * k.weight.T[None, :, :]
-    den = (z.reshape(-1, n_items) @ counts).reshape(len(first), g, n_boot)
-    den = den if len(first) == 1 else den[which.ravel()]
-    return centre(num, den, k, axis=1)
-
-
-def nan_percentile(draws: npt.NDArray[np.floating], q: Sequence[float]) -> list[F64]:
-    """Linear-interpolated percentiles along the last axis, ignoring NaN (fast nanpercentile)."""
-    srt = np.sort(draws, axis=-1)  # NaN sorts last
-    n = (~np.isnan(srt)).sum(axis=-1)
-    top = np.maximum(n - 1, 0)
-    out = []
-    for p in q:
-        pos = (p / 100.0) * top
-        lo = np.floor(pos).astype(np.intp)
-        hi = np.minimum(lo + 1, top)
-        a = np.take_along_axis(srt, lo[..., None], axis=-1)[..., 0].astype(np.float64)
-        b = np.take_along_axis(srt, hi[..., None], axis=-1)[..., 0].astype(np.float64)
-        out.append(np.where(n > 0, a + (b - a) * (pos - lo), np.nan))
-    return out
 
 
 # --- the pass --------------------------------------------------------------------------
@@ -344,6 +285,7 @@ def analyse(
         human_percentile=split(pct, k),
         human_note=note,
         alpha_rule=_alphas(cube, ds, cond, options),
+        trust=trust_panel(cube, ds, options, n_boot=n_boot, seed=seed),
     )
 
 

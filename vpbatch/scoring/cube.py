@@ -53,6 +53,12 @@ class RatingCube:
     # no correlation lists on that version's failed record. None = derive from `ratings`.
     authors_dropped: np.ndarray | None = None
     corrupt_lines: list[int] = field(default_factory=list)  # the log's, skipped (1-based)
+    # For the trust panel: (M, C, V) jobs counted (rated or not, repeats included); (M, C, 6)
+    # rated jobs per rating 1..6; (2, M, C, V, I) ratings of repeat 0 and the mean of the later
+    # repeats, None when no job was repeated. None on a cube built by hand: derived from ratings.
+    asked: np.ndarray | None = None
+    hist: np.ndarray | None = None
+    retest: np.ndarray | None = None
 
 
 def cube_from_rows(rows: list[dict[str, Any]], ds: Dataset, *, strict: bool = False) -> RatingCube:
@@ -133,6 +139,7 @@ def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
     model_of = index[0][t] if len(t) else t
     n_rows = np.bincount(model_of, minlength=shape[0])
     n_choice = np.bincount(model_of[cols["choice"].astype(bool)], minlength=shape[0])
+    asked, hist, retest = _trust_counts(shape, index, cols, item, rated)
     return RatingCube(
         models=names_m,
         conditions=names_c,
@@ -147,7 +154,33 @@ def _build(acc: LogColumns, ds: Dataset) -> RatingCube:
                       zip(names_m, n_choice, n_rows, strict=True)},
         authors_dropped=first_missing & ~kept,
         corrupt_lines=list(acc.corrupt),
+        asked=asked,
+        hist=hist,
+        retest=retest,
     )
+
+
+def _trust_counts(
+    shape: tuple[int, int, int, int], index: np.ndarray, cols: dict[str, np.ndarray],
+    item: np.ndarray, rated: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The trust panel's counts: jobs per (M, C, V), ratings 1..6 per (M, C), and the
+    (2, M, C, V, I) first-repeat / later-repeats ratings (None when nothing was repeated)."""
+    t = cols["t"]
+    m, c, v = (axis[t] for axis in index) if len(t) else (t, t, t)
+    mc = shape[0] * shape[1]
+    asked = np.bincount((m * shape[1] + c) * shape[2] + v, minlength=mc * shape[2])
+    r = np.clip(np.rint(cols["r"][rated]).astype(np.int64), 1, 6) - 1
+    hist = np.bincount((m[rated] * shape[1] + c[rated]) * 6 + r, minlength=mc * 6)
+    rep = cols["rep"]
+    retest = None
+    if len(rep) and rep.max() > 0:
+        later = rated & (rep > 0)
+        first = rated & (rep == 0)
+        retest = np.stack([
+            _mean_ratings(shape, index, t[sel], item[sel], cols["r"][sel])
+            for sel in (first, later)])
+    return asked.reshape(shape[:3]), hist.reshape(*shape[:2], 6), retest
 
 
 def _mode(choice_rows: int, rows: int) -> str:
@@ -174,6 +207,8 @@ def _cache_fields(cube: RatingCube) -> dict[str, Any]:
     out = {f.name: getattr(cube, f.name) for f in fields(cube)}
     if cube.authors_dropped is None:
         out["authors_dropped"] = np.isnan(cube.ratings[:, :, 0, :])
+    if cube.retest is None:
+        out["retest"] = np.zeros(0)
     return out
 
 
@@ -194,6 +229,8 @@ def cube_from_log(
         if hit is not None:
             if hit["corrupt_lines"]:  # skipped when the cube was made: still worth saying
                 warn_corrupt(log_path, hit["corrupt_lines"])
+            if hit["retest"].size == 0:  # stored as an empty array: nothing was repeated
+                hit["retest"] = None
             return RatingCube(**hit)
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     if log_path.stat().st_size < PARALLEL_MIN_BYTES:

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_VERSION", "cache_path", "cache_key", "load_cache", "save_cache"]
 
 # 4: exact job ids and names (3 merged jobs whose 64-bit hashes collided); 5: answer modes;
-# 6: corrupt lines
-CACHE_VERSION = 6
+# 6: corrupt lines; 7: the trust panel's job counts, rating histogram and repeats
+CACHE_VERSION = 7
 # RatingCube fields stored as arrays; the others (names, counts) go in one orjson blob.
-_ARRAYS = ("ratings", "portrait_id", "option_id", "authors_dropped")
+_ARRAYS = ("ratings", "portrait_id", "option_id", "authors_dropped", "asked", "hist", "retest")
 _META = ("models", "conditions", "versions", "n_ok", "n_failed", "failures", "answer_modes",
          "corrupt_lines")
 

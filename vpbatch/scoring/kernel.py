@@ -28,9 +28,10 @@ _MAX_RATING = 7.0  # reverse scoring is 7 - x on the 1..6 scale
 class Kernel:
     """All families' dimensions as columns; each family ends with its 'family mean' column."""
 
-    signed: npt.NDArray[np.float32]  # (I, G): +w on x, -w on reverse-scored items
-    neg7: npt.NDArray[np.float32] | None  # (I, G): 7*w on reverse-scored items; None if none
-    weight: npt.NDArray[np.float32]  # (I, G): |w|, the denominator's weights
+    # float32 as built here (fast intervals); float64 in the trust panel's cut (exact ties).
+    signed: npt.NDArray[np.floating[Any]]  # (I, G): +w on x, -w on reverse-scored items
+    neg7: npt.NDArray[np.floating[Any]] | None  # (I, G): 7*w on reverse-scored items, or None
+    weight: npt.NDArray[np.floating[Any]]  # (I, G): |w|, the denominator's weights
     slices: dict[str, slice]  # family -> its D columns; the family-mean column follows
     dim_cols: npt.NDArray[np.intp]  # (sum D,): each dimension's column
     fam_cols: npt.NDArray[np.intp]  # (sum D,): the family-mean column it is centred on

@@ -332,6 +332,7 @@ class _Parsed:
     hi: np.ndarray
     lo: np.ndarray
     choice: np.ndarray
+    rep: np.ndarray
 
 
 def _fields(
@@ -357,7 +358,7 @@ def _fields(
     ok &= good_p & sc.match(a, _OPTION_ID)
     oid, a, good_o = sc.number(a + len(_OPTION_ID))
     ok &= good_o & sc.match(a, _REPEAT)
-    _, a, good_r = sc.number(a + len(_REPEAT))
+    rep, a, good_r = sc.number(a + len(_REPEAT))
     ok &= good_r & sc.match(a, _STATUS)
     a = a + len(_STATUS)
     st_ok, st_failed = sc.match(a, _OK), sc.match(a, _FAILED)
@@ -379,7 +380,7 @@ def _fields(
     unsure = ok & ~(st_ok & ~np.isnan(rating)) & ~sc.match(e - len(_NO_EXTRA), _NO_EXTRA)
     idx = np.flatnonzero(unsure)
     ok[idx[sc.holding(_TEMPLATE_TRUE, s[idx], e[idx])]] = False
-    out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok, choice=choice)
+    out.update(ok=ok, pid=pid, oid=oid, rating=rating, status_ok=st_ok, choice=choice, rep=rep)
     return out
 
 
@@ -477,7 +478,7 @@ def _parse(
     names = [d for d in (decoded[k] for k in used.tolist()) if d is not None]  # all of them
     return _Parsed(f["ok"], local[span], names, first[used], f["pid"][idx], f["oid"][idx],
                    f["rating"][idx], f["status_ok"][idx], f["hi"][idx], f["lo"][idx],
-                   f["choice"][idx])
+                   f["choice"][idx], f["rep"][idx])
 
 
 def _group(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -526,10 +527,11 @@ def _triple(span: bytes) -> tuple[str, str, str] | None:
 
 # Column -> its dtype: t triple index, pid/oid item, r rating (NaN
 # if none), ok status ok, kept TEMPLATE_KEY set (read on unrated rows only: the only ones it
-# matters for), (kind, hi, lo) job id, line number in the log, choice rated in choice mode.
+# matters for), (kind, hi, lo) job id, line number in the log, choice rated in choice mode,
+# rep the job's repeat number (the trust panel's retest compares repeats).
 COLUMNS = {"t": np.int32, "pid": np.int32, "oid": np.int32, "r": np.float32, "ok": bool,
            "kept": bool, "kind": np.uint8, "hi": np.uint64, "lo": np.uint64, "line": np.int64,
-           "choice": bool}
+           "choice": bool, "rep": np.int32}
 
 
 class LogColumns:
@@ -566,7 +568,7 @@ class LogColumns:
         `lines` numbers the rows in the log; by default they follow the rows added so far.
         """
         cols: dict[str, list[Any]] = {k: [] for k in COLUMNS}
-        t, pid, oid, r, ok, kept, kind, hi, lo, line, choice = cols.values()
+        t, pid, oid, r, ok, kept, kind, hi, lo, line, choice, rep = cols.values()
         triples, first, ids, key = self.triples, self.first, self.ids, self.key
         numbers = itertools.count(self.n_lines) if lines is None else lines
         for d, n in zip(rows, numbers, strict=False):  # count() is endless
@@ -582,6 +584,7 @@ class LogColumns:
             r.append(_NAN if rating is None else rating)
             kept.append(bool((d.get("extra") or {}).get(TEMPLATE_KEY, False)))
             choice.append(d.get("answer_mode") == "choice")
+            rep.append(int(d.get("repeat") or 0))
             jid = str(d["job_id"])
             if len(jid) == 32 and not jid.strip(_HEX_DIGITS):  # as the vectorised path reads it
                 value = int(jid, 16)
@@ -634,7 +637,8 @@ class LogColumns:
             self.parts.append({
                 "t": local[got.triple], "pid": got.pid, "oid": got.oid, "r": got.rating,
                 "ok": got.ok, "kept": np.zeros(n, bool), "kind": np.zeros(n, np.uint8),
-                "hi": got.hi, "lo": got.lo, "line": lines[got.fast], "choice": got.choice})
+                "hi": got.hi, "lo": got.lo, "line": lines[got.fast], "choice": got.choice,
+                "rep": got.rep.astype(np.int32)})
         if keep_rows:
             self.add_rows([rows[i] for i in keep_rows],  # type: ignore[misc]
                           lines[slow[keep_rows]].tolist())

@@ -50,12 +50,20 @@ class ScoreOptions:
     rule: str = "paper"  # "paper" (r>0.3 & p<0.05) | "authors" | "absolute"
     threshold: float = 0.3
     p_max: float = 0.05  # ignored by "authors"; >= 1 switches the p-value cut off
+    # The trust panel's verdict cut-offs on the profile correlations (vpbatch.scoring.trust).
+    weak_min: float = 0.4  # below this (or undefined): "does not replicate"
+    replicate_min: float = 0.7  # both at least this: "replicates"; between: "weak"
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ConfigError(f"unknown scoring rule {self.rule!r}; use one of {', '.join(RULES)}")
         if not 0.0 <= self.threshold < 1.0:
             raise ConfigError(f"threshold {self.threshold} must be in [0, 1)")
+        if not -1.0 <= self.weak_min <= self.replicate_min <= 1.0:
+            raise ConfigError(
+                f"trust thresholds weak_min {self.weak_min} and replicate_min "
+                f"{self.replicate_min} must satisfy -1 <= weak_min <= replicate_min <= 1; "
+                "lower --weak-min or raise --replicate-min")
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from vpbatch.scoring.analysis import CLUSTER, Analysis, analyse
 from vpbatch.scoring.cube import RatingCube, cube_from_log
 from vpbatch.scoring.reliability import describe_items
 from vpbatch.scoring.scorer import ScoreOptions, Scores, scores_to_json
+from vpbatch.scoring.trust import trust_to_json
 
 __all__ = ["score_run", "format_table", "analysis_to_json"]
 
@@ -52,12 +53,25 @@ def _median(a: Any) -> float | None:
 
 
 def analysis_to_json(a: Analysis, *, strict: bool = False) -> dict[str, Any]:
-    """scores.json's document: per dimension score, raw, n_items, interval, human percentile."""
+    """scores.json's document: per dimension score, raw, n_items, interval, human percentile;
+    per model x condition the trust panel.
+
+    models.<model>.<condition>.trust holds order_bias, order_item_rho, order_profile_rho (and
+    its _ci_low/_ci_high), wording_profile_rho (and its interval), straightlining, rated_share,
+    retest_item_rho and retest_profile_rho when jobs were repeated, and verdict (one of
+    trust.VERDICTS); null where undefined. options.weak_min / replicate_min are its cut-offs.
+    """
     o = a.options
     doc = scores_to_json(a.scores, {"ci_low": a.ci_low, "ci_high": a.ci_high,
                                     "human_percentile": a.human_percentile})
     doc["options"] = {"rule": o.rule, "threshold": o.threshold, "p_max": o.p_max,
-                      "strict": strict}
+                      "strict": strict, "weak_min": o.weak_min,
+                      "replicate_min": o.replicate_min}
+    if a.trust is not None:
+        for model, per_cond in trust_to_json(a.trust).items():
+            for cond, row in per_cond.items():
+                # A pair whose answers were all unrated has no scores, but has a panel.
+                doc["models"].setdefault(model, {}).setdefault(cond, {})["trust"] = row
     doc["bootstrap"] = {
         "kind": a.bootstrap, "n_boot": a.n_boot, "seed": a.seed,
         # Median over models and dimensions of the profile condition's width ratio.

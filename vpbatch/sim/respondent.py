@@ -127,10 +127,16 @@ DEFAULTS: Final[dict[str, Any]] = {
     "personas": {},  # {persona name: {Dimension: shift}} overriding PERSONA_SHIFTS
     "p_verbose": 0.0,  # share of answers wrapped in extra words (the parser must cope)
     "p_refuse": 0.0,  # share of answers that are refusals (unparseable, never guessed)
+    # Response biases, each the chance an answer ignores the latent rating (0 leaves every
+    # answer as it was): the phrase listed first, the one listed last, or one fixed phrase.
+    "primacy": 0.0,
+    "recency": 0.0,
+    "straightline": 0.0,
     "conditions_file": None,  # personas/steering texts; None = configs/personas.toml
     "replay_dir": None,  # recorded outputs; None = <data>/lm_evaluation/outputs/final
 }
 
+_BIASES: Final = ("straightline", "primacy", "recency")
 _STEER = re.compile(r"You value ([A-Za-z][A-Za-z_\- ]*?)\s*\.")
 _VERBOSE = ("I would say: {}.", "{}", "My answer: {}", "Honestly, {}.")
 _REFUSAL = "I'm an AI assistant, so I don't have personal thoughts to compare with this."
@@ -245,6 +251,11 @@ class Respondent:
                 f"sim settings: unknown key(s) {unknown}; allowed: {', '.join(DEFAULTS)}"
             )
         s = {**DEFAULTS, **settings}
+        for key in _BIASES:
+            if not 0.0 <= float(s[key]) <= 1.0:
+                raise ConfigError(f"sim.{key} = {s[key]} must be a chance in [0, 1]")
+        if sum(float(s[key]) for key in _BIASES) > 1.0:
+            raise ConfigError(f"sim: {' + '.join(_BIASES)} add up to more than 1; lower them")
         kind, name = _parse_model(model, s)
         root = resolve_data_dir(data)
         cat = catalogue(root)
@@ -343,6 +354,7 @@ class Respondent:
         base = float(self.settings["a"]) if mu is None else mu
         z = _NORMAL.inv_cdf(u_noise)
         rating = int(min(6, max(1, round(base + float(self.settings["noise"]) * z))))
+        rating = self._biased(rating, blob, messages)
         text = _PHRASE_OF[rating]
         if params.choice is not None:
             text = orjson.dumps({CHOICE_PROPERTY: text}).decode()
@@ -353,6 +365,26 @@ class Respondent:
         elif u_style < p_refuse + float(self.settings["p_verbose"]):
             text = _VERBOSE[digest[0] % len(_VERBOSE)].format(text)
         return Answer(text, None, "stop", _usage(messages, text, None))
+
+    def _biased(self, rating: int, blob: bytes, messages: Sequence[Mapping[str, str]]) -> int:
+        """The rating after the response biases: the first or last phrase listed, or the
+        respondent's one fixed phrase; unchanged (and no draw made) when all are 0."""
+        s = self.settings
+        straight, first, last = (float(s[k]) for k in _BIASES)
+        hit = self._cat.lookup(_user_text(messages))
+        if not straight + first + last or hit is None:
+            return rating
+        # A draw of its own, so the noise and style draws stay what they always were.
+        u = int.from_bytes(hashlib.blake2b(blob, digest_size=8, person=b"bias").digest(),
+                           "big") / 2.0**64
+        top_first = not hit[0].endswith("_reversed")  # v_k lists "very much like me" first
+        if u < straight:
+            return 1 + int(unit_hash("straightline", s["seed"], self.model) * 6)
+        if u < straight + first:
+            return 6 if top_first else 1
+        if u < straight + first + last:
+            return 1 if top_first else 6
+        return rating
 
     def _replay(self, messages: Sequence[Mapping[str, str]]) -> Answer:
         assert self._book is not None and self._replay_model is not None
