@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,23 @@ def paper_dir() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return p
+
+
+@pytest.fixture(scope="session")
+def recorded_file(data_dir: Path) -> Callable[[str], Path]:
+    """An authors' outputs file by its path under OUTPUTS (`openai/gpt-4o_v1_results.json`).
+
+    In either layout: plain `.json` as upstream and the fetch have it, or `.json.xz` (../shared).
+    """
+
+    def find(rel: str) -> Path:
+        p = data_dir / OFFICIAL_OUTPUTS / rel
+        xz = p.with_name(p.name + ".xz")
+        if not p.is_file() and not xz.is_file():
+            pytest.fail(f"{p} (or its .xz) is missing: `vpbatch data ensure --with-outputs`")
+        return p if p.is_file() else xz
+
+    return find
 
 
 @pytest.fixture(scope="session")
