@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # The official data sits beside the repo in ../shared; point the package at it when present.
+# VPBATCH_NO_SHARED=1 acts as a clone without it (the tests too): the data then comes from
+# the cache, fetched on first use, which is what .ci/run checks.
+ifeq ($(VPBATCH_NO_SHARED),)
 SHARED_DATA := $(abspath ../shared/valueportrait)
 ifneq ($(wildcard $(SHARED_DATA)/README.md),)
 export VPBATCH_DATA ?= $(SHARED_DATA)
@@ -12,6 +15,7 @@ endif
 SHARED_PAPER := $(abspath ../shared/paper)
 ifneq ($(wildcard $(SHARED_PAPER)/README.md),)
 export VPBATCH_PAPER ?= $(SHARED_PAPER)
+endif
 endif
 
 .PHONY: setup llama run run-local test test-fast test-min bench lint clean
