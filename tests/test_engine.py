@@ -624,6 +624,25 @@ def test_a_missing_key_variable_stops_that_model_before_it_sends(tmp_path: Path)
     anyio.run(main)
 
 
+def test_run_with_some_keys_missing_warns_then_runs_the_others(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            write_config(tmp_path / "c.toml", [
+                {"name": "nokey", "provider": "openai", "model": "gpt-4o-mini",
+                 "api_key_env": "VPBATCH_TEST_UNSET_KEY"},
+                http_model("local", srv)], items=1)
+            env = {k: v for k, v in os.environ.items() if k != "VPBATCH_TEST_UNSET_KEY"}
+            res = await anyio.run_process(
+                [sys.executable, "-m", "vpbatch", "run", str(tmp_path / "c.toml"), "--quiet",
+                 "--run-dir", str(tmp_path / "run")], env=env, check=False)
+        err = res.stderr.decode()
+        assert res.returncode == 3  # finished, but a model was stopped
+        assert err.startswith("warning: VPBATCH_TEST_UNSET_KEY not set: model(s) nokey will "
+                              "be stopped at their start and the others run")
+
+    anyio.run(main)
+
+
 def test_a_request_no_api_takes_stops_that_model_before_it_sends(tmp_path: Path) -> None:
     async def main() -> None:
         async with serving() as srv:
