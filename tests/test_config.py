@@ -335,3 +335,18 @@ def test_fail_on_error_is_a_fraction_below_1_or_a_count(tmp_path: Path) -> None:
     assert "run.fail_on_error: a fraction must be below 1" in msg and "(50)" in msg
     msg = error_of(tmp_path, GOOD.replace("concurrency = 64", "stop_after = -1"))
     assert "stop_after: must not be negative" in msg
+
+
+@pytest.mark.parametrize(("key", "value", "where"), [
+    ("base_url", '"http://127.0.0.1:8000/v1"', "put base_url in each [[models]] table, or in "
+     "[providers.<provider>] to share it among that provider's models"),
+    ("api_key_env", '"OPENAI_API_KEY"', "put api_key_env in each [[models]] table"),
+    ("personas", '["gender=male"]', "move personas under [grids]"),
+])
+def test_a_key_misplaced_in_run_says_which_table_it_belongs_in(
+    tmp_path: Path, key: str, value: str, where: str
+) -> None:
+    msg = error_of(tmp_path, GOOD.replace('name = "overnight"\n',
+                                          f'name = "overnight"\n{key} = {value}\n', 1))
+    assert f"run: {key!r} " in msg and where in msg
+    assert value.strip('"[]') not in msg  # the key is named, never its value
