@@ -1,4 +1,7 @@
-# Every target does its own set-up: a fresh clone needs nothing but python3 >= 3.11.
+# Every target does its own set-up. `make run` needs python3 >= 3.11 and, on first use, the
+# network (PyPI, and the data: 264 MB from GitHub, or $VPBATCH_DATA_URL). `make test` also
+# wants headless Chromium (installed with apt-get when it can, see `browser`) and a C/C++
+# compiler for `make llama` (llama.cpp is compiled once and its wheel cached).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
