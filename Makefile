@@ -1,5 +1,5 @@
 # Every target does its own set-up. `make run` needs python3 >= 3.11 and, on first use, the
-# network (PyPI, and the data: 264 MB from GitHub, or $VPBATCH_DATA_URL). `make test` also
+# network (PyPI, and the data: up to 264 MB from GitHub, or $VPBATCH_DATA_URL). `make test` also
 # wants headless Chromium (installed with apt-get when it can, see `browser`) and a C/C++
 # compiler for `make llama` (llama.cpp is compiled once and its wheel cached).
 PYTHON ?= python3
