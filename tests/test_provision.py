@@ -155,3 +155,21 @@ def test_other_build_flags_key_another_wheel(tmp_path: Path) -> None:
     other = _make_llama(tmp_path, "-n", "LLAMA_CMAKE=-DGGML_NATIVE=ON").stdout
     key = ours.split("llama-cpp-python-0.3.36-")[1][:12]
     assert f"llama-cpp-python-0.3.36-{key}" not in other
+
+
+# -- .ci/mirror.py: the loopback mirror .ci/run fetches the data from -----------------------
+
+
+def test_the_ci_mirror_lays_the_data_out_as_upstream(tmp_path: Path) -> None:
+    import lzma
+
+    src = tmp_path / "shared" / "lm_evaluation" / "outputs" / "final" / "openai"
+    src.mkdir(parents=True)
+    (src / "gpt-4o_v1_results.json.xz").write_bytes(lzma.compress(b"[1, 2]"))
+    (tmp_path / "shared" / "README.md").write_text("data\n")
+    subprocess.run([sys.executable, str(REPO / ".ci" / "mirror.py"), str(tmp_path / "shared"),
+                    str(tmp_path / "mirror")], check=True, capture_output=True)
+    out = tmp_path / "mirror" / "lm_evaluation" / "outputs" / "final" / "openai"
+    assert [p.name for p in out.iterdir()] == ["gpt-4o_v1_results.json"]
+    assert (out / "gpt-4o_v1_results.json").read_bytes() == b"[1, 2]"
+    assert (tmp_path / "mirror" / "README.md").read_text() == "data\n"
