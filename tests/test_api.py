@@ -143,6 +143,14 @@ def test_answers_are_the_log_as_typed_columns(run_dir: Path) -> None:
         int(df.rating.isna().sum())
 
 
+def test_table_rows_is_a_list_so_a_first_look_can_slice_it(run_dir: Path) -> None:
+    answers = vpbatch.load(run_dir, boot=0).answers
+    first = answers.rows()[:1]
+    assert isinstance(answers.rows(), list) and len(answers.rows()) == len(answers)
+    assert first == answers.rows(limit=1) and list(first[0]) == answers.columns
+    assert first[0]["job_id"] == answers["job_id"][0]
+
+
 def test_export_parquet_keeps_the_documented_schema(run_dir: Path, tmp_path: Path) -> None:
     written = vpbatch.export(run_dir, tmp_path / "out", format="parquet", boot=0)
     names = sorted(p.name for p in written)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from vpbatch.benchmark import layout
 from vpbatch.benchmark.dims import VERSIONS
 from vpbatch.cli import cli
 from vpbatch.errors import RunDirError
@@ -24,16 +24,17 @@ def _rec(model: str, raw: str | None, i: int = 0, status: str = "ok") -> Record:
 
 
 @pytest.fixture(scope="module")
-def real_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def real_run(
+    recorded_file: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """Two real models' recorded answers (all 6 versions) imported into a run dir."""
-    src = data_dir / layout.OUTPUTS
     tree = tmp_path_factory.mktemp("final")
     for provider, model in [("openrouter", "llama-3.1-8b-instruct"),
                             ("openrouter", "mistral-tiny")]:
         (tree / provider).mkdir(exist_ok=True)
         for v in VERSIONS:
-            name = f"{model}_{v}_results.json.xz"
-            (tree / provider / name).symlink_to(src / provider / name)
+            src = recorded_file(f"{provider}/{model}_{v}_results.json")
+            (tree / provider / src.name).symlink_to(src)
     run = tmp_path_factory.mktemp("run")
     import_official(tree, run)
     return run

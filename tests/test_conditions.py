@@ -76,8 +76,8 @@ def test_steering_message_follows_the_spec_template() -> None:
     assert sd.startswith("**Your Profile**: You value Self-Direction.")
 
 
-def test_steering_definitions_are_verbatim_from_appendix_h2(paper_dir: Path) -> None:
-    paper = squash((paper_dir / "value-portrait-acl2025.txt").read_text(encoding="utf-8"))
+def test_steering_definitions_are_verbatim_from_appendix_h2(paper_text: str) -> None:
+    paper = squash(paper_text)
     conds = load_conditions()
     for dim, text in conds.steering.items():
         bullet = squash(text.split("\n- ", 1)[1])

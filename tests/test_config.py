@@ -128,7 +128,55 @@ def test_missing_api_key_variable_exits_2_from_the_cli(
         main(["plan", "--check-keys", str(write(tmp_path, GOOD))])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "environment variable OPENAI_API_KEY is not set" in err
+    assert "API key variable(s) not set: OPENAI_API_KEY (for gpt-4o-mini)" in err
+    assert "export OPENAI_API_KEY=" in err
+
+
+TWO_KEYS = GOOD + """
+[[models]]
+name = "claude"
+provider = "anthropic"
+model = "claude-3-5-haiku-20241022"
+api_key_env = "ANTHROPIC_API_KEY"
+"""
+
+
+def test_check_keys_names_every_missing_key_at_once(
+    tmp_path: Path, capsys: Cap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--check-keys", str(write(tmp_path, TWO_KEYS))])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "2 API key variable(s) not set: OPENAI_API_KEY (for gpt-4o-mini); " in err
+    assert "ANTHROPIC_API_KEY (for claude)" in err
+
+
+def test_check_keys_says_keys_ok_when_all_are_set(
+    tmp_path: Path, capsys: Cap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
+    main(["plan", "--check-keys", str(write(tmp_path, TWO_KEYS))])
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == (
+        "keys OK: OPENAI_API_KEY, ANTHROPIC_API_KEY set for 2 model(s)")
+    assert "sk-" not in out
+
+
+def test_run_whose_models_all_lack_keys_exits_2_before_making_a_run_dir(
+    tmp_path: Path, capsys: Cap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(write(tmp_path, TWO_KEYS)), "--run-dir", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "OPENAI_API_KEY (for gpt-4o-mini)" in err and "ANTHROPIC_API_KEY (for claude)" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_provider_lists_the_known_ones(
@@ -287,3 +335,18 @@ def test_fail_on_error_is_a_fraction_below_1_or_a_count(tmp_path: Path) -> None:
     assert "run.fail_on_error: a fraction must be below 1" in msg and "(50)" in msg
     msg = error_of(tmp_path, GOOD.replace("concurrency = 64", "stop_after = -1"))
     assert "stop_after: must not be negative" in msg
+
+
+@pytest.mark.parametrize(("key", "value", "where"), [
+    ("base_url", '"http://127.0.0.1:8000/v1"', "put base_url in each [[models]] table, or in "
+     "[providers.<provider>] to share it among that provider's models"),
+    ("api_key_env", '"OPENAI_API_KEY"', "put api_key_env in each [[models]] table"),
+    ("personas", '["gender=male"]', "move personas under [grids]"),
+])
+def test_a_key_misplaced_in_run_says_which_table_it_belongs_in(
+    tmp_path: Path, key: str, value: str, where: str
+) -> None:
+    msg = error_of(tmp_path, GOOD.replace('name = "overnight"\n',
+                                          f'name = "overnight"\n{key} = {value}\n', 1))
+    assert f"run: {key!r} " in msg and where in msg
+    assert value.strip('"[]') not in msg  # the key is named, never its value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lzma
 import shutil
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from vpbatch.benchmark.dataset import (
 from vpbatch.benchmark.dims import FAMILIES, FAMILY_DIMS
 from vpbatch.benchmark.layout import cache_dir
 from vpbatch.errors import DataError
+from vpbatch.log.importer import read_output_rows
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_unknown_dimension_is_named(no_env: Path, data_dir: Path) -> None:
 def test_recorded_outputs_carry_only_abs_r_above_03(ds: Dataset, data_dir: Path) -> None:
     # Documents the finding in vpbatch/dataset.py: records are not a source of correlations.
     path = next((data_dir / layout.OUTPUTS / "openai").glob("gpt-4o-mini*_v1_*"))
-    for rec in orjson.loads(lzma.decompress(path.read_bytes())):
+    for rec in read_output_rows(path):  # .json as fetched, or .json.xz as ../shared has it
         i = ds.index(int(rec["portrait_id"]), int(rec["option_id"]))
         for fam, key in TAGGED_KEYS.items():
             r = ds.corr[fam][i]

@@ -108,3 +108,11 @@ def test_a_config_without_the_placeholder_is_refused() -> None:
 
 def test_the_table2_shipped_for_fresh_clones_is_the_papers(paper_dir: Path) -> None:
     assert SHIPPED_TABLE2.read_bytes() == (paper_dir / "table2_values.json").read_bytes()
+
+
+def test_the_paper_tables_committed_for_fresh_clones_are_the_papers(paper_dir: Path) -> None:
+    committed = Path(__file__).parent / "paper"
+    if paper_dir == committed:
+        pytest.skip("no $VPBATCH_PAPER or ../shared/paper to compare the committed tables with")
+    for table in sorted(committed.glob("*.json")):
+        assert table.read_bytes() == (paper_dir / table.name).read_bytes(), table.name

@@ -624,6 +624,25 @@ def test_a_missing_key_variable_stops_that_model_before_it_sends(tmp_path: Path)
     anyio.run(main)
 
 
+def test_run_with_some_keys_missing_warns_then_runs_the_others(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving() as srv:
+            write_config(tmp_path / "c.toml", [
+                {"name": "nokey", "provider": "openai", "model": "gpt-4o-mini",
+                 "api_key_env": "VPBATCH_TEST_UNSET_KEY"},
+                http_model("local", srv)], items=1)
+            env = {k: v for k, v in os.environ.items() if k != "VPBATCH_TEST_UNSET_KEY"}
+            res = await anyio.run_process(
+                [sys.executable, "-m", "vpbatch", "run", str(tmp_path / "c.toml"), "--quiet",
+                 "--run-dir", str(tmp_path / "run")], env=env, check=False)
+        err = res.stderr.decode()
+        assert res.returncode == 3  # finished, but a model was stopped
+        assert err.startswith("warning: VPBATCH_TEST_UNSET_KEY not set: model(s) nokey will "
+                              "be stopped at their start and the others run")
+
+    anyio.run(main)
+
+
 def test_a_request_no_api_takes_stops_that_model_before_it_sends(tmp_path: Path) -> None:
     async def main() -> None:
         async with serving() as srv:
@@ -781,3 +800,33 @@ def test_a_batch_mode_model_goes_through_one_batch_not_online(tmp_path: Path) ->
             assert srv.stats.batches_created == 1
 
     anyio.run(main)
+
+
+def _terminal(monkeypatch: pytest.MonkeyPatch, columns: int) -> None:
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((columns, 24)))
+
+
+def test_live_table_shows_whole_model_names_that_fit_an_80_column_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _terminal(monkeypatch, 80)
+    names = ["mistral-small-24b-instruct-2501", "claude-3-5-haiku-20241022", "gpt-4o"]
+    out = io.StringIO()
+    Progress([ModelProgress(n, 3120) for n in names], out, tty=True).draw()
+    lines = out.getvalue().replace("\x1b[K", "").splitlines()
+    for name, line in zip(names, lines, strict=True):
+        assert line.startswith(name + " ") and len(line) <= 79
+        assert "0/3120" in line and "eta" in line
+
+
+def test_live_table_cuts_a_name_too_long_in_the_middle_keeping_its_date(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _terminal(monkeypatch, 80)
+    name = "gemini-2.0-flash-thinking-exp-01-21-with-a-long-suffix"
+    out = io.StringIO()
+    Progress([ModelProgress(name, 3120)], out, tty=True).draw()
+    line = out.getvalue().replace("\x1b[K", "")
+    shown = line.split(" ", 1)[0]
+    assert len(shown) == 34 and shown.startswith("gemini-2.0-flash") and "…" in shown
+    assert shown.endswith("long-suffix") and "eta" in line

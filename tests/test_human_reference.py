@@ -43,8 +43,8 @@ def paper_human_rows(text: str) -> dict[str, dict[str, list[float]]]:
 
 
 @pytest.fixture(scope="module")
-def paper_rows(paper_dir: Path) -> dict[str, dict[str, list[float]]]:
-    return paper_human_rows((paper_dir / "value-portrait-acl2025.txt").read_text("utf-8"))
+def paper_rows(paper_text: str) -> dict[str, dict[str, list[float]]]:
+    return paper_human_rows(paper_text)
 
 
 def test_the_paper_text_has_the_four_human_tables(paper_rows: dict[str, dict]) -> None:

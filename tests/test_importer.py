@@ -301,3 +301,13 @@ def test_imported_run_scores_exactly_as_the_authors_score_files(
                 if abs(mine - g["centered_mean"]) > 1e-9:
                     off.append((model, family, dim, mine, g["centered_mean"]))
     assert compared == 33 * 19 and off == []
+
+
+def test_import_official_is_described_in_the_command_list() -> None:
+    from click.testing import CliRunner
+
+    from vpbatch.cli import cli
+
+    out = CliRunner().invoke(cli, ["--help"], terminal_width=80).output
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("import-official"))
+    assert line.split(None, 1)[1] == "Import the authors' recorded answers into a run dir."

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import lzma
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from vpbatch.benchmark import layout
@@ -17,6 +15,7 @@ from vpbatch.benchmark.parser import (
     parse_strict,
     split_reasoning,
 )
+from vpbatch.log.importer import find_output_files, read_output_rows
 
 UNPARSED = "Could not parse valid Likert response from: "
 
@@ -28,9 +27,8 @@ N_ROWS, N_PARSED, N_PARSE_FAILURES, N_API_ERRORS = 102_960, 102_752, 166, 42
 @pytest.fixture(scope="module")
 def recorded(data_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for path in sorted((data_dir / layout.OUTPUTS).rglob("*_results.json.xz")):
-        with lzma.open(path) as f:
-            rows.extend(orjson.loads(f.read()))
+    for path in find_output_files(data_dir / layout.OUTPUTS):  # .json or .json.xz
+        rows.extend(read_output_rows(path))
     return rows
 
 

@@ -247,7 +247,7 @@ def test_run_health_counts_failures_retries_tokens_and_cost(md: str, run: Path) 
     unparseable = sum(1 for n in range(1, per_model + 1) if n % 89 == 0 and n % 97)
     assert alpha[1:5] == [str(per_model), str(per_model - failed - unparseable),
                           str(unparseable), str(failed)]
-    assert alpha[5] == f"permanent ×{failed}"
+    assert alpha[5] == f"HTTP 400 Bad Request: content filter ×{failed}"  # not "permanent"
     assert alpha[6] == str(per_model // 50)
     prompt, completion = 300 * (per_model - failed), 4 * (per_model - failed)
     assert alpha[7:9] == [f"{prompt:,}", f"{completion:,}"]
@@ -410,7 +410,23 @@ def test_a_model_whose_every_job_failed_is_reported_not_dropped(tmp_path: Path,
     md = md_path.read_text(encoding="utf-8")
     assert "| dead | " + " | ".join(["n/a"] * 10) + " |" in md
     (dead,) = [r for r in _md_table(md, "### Failures, retries") if r[0] == "dead"]
-    assert dead[1:6] == ["5", "0", "0", "5", "permanent ×5"]
+    assert dead[1:6] == ["5", "0", "0", "5", "HTTP 401 Unauthorized ×5"]
+
+
+def test_run_health_names_the_reason_a_model_failed_not_just_its_kind(tmp_path: Path) -> None:
+    def failed(i: int, error: str | None) -> bytes:
+        return Record(f"j{i}", "m", "vanilla", "v1", 1001, i, status=FAILED,
+                      error_kind="permanent", error=error).to_json()
+
+    paid = "openrouter HTTP 402: {\"error\": {\"message\": \"Insufficient credits\"}}"
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join([*(failed(i, paid) for i in range(4)),
+                              failed(4, "content filter: the answer was withheld"),
+                              failed(5, None)]))
+    stats, _ = run_stats(log)
+    assert dict(stats["m"].failure_reasons) == {
+        "HTTP 402 Payment Required": 4, "content filter: the answer was withheld": 1,
+        "permanent": 1}
 
 
 def test_version_section_sums_up_each_models_spread(md: str, run: Path) -> None:

@@ -338,3 +338,19 @@ def test_sim_serve_runs_as_a_subprocess_until_sigterm(data_dir: Path, tmp_path: 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def test_sim_serve_ends_with_its_totals_not_an_alarm(data_dir: Path, tmp_path: Path) -> None:
+    # Every sweep against the simulator ends by shutting it down: "stopped: ..." read like
+    # an interrupted sweep.
+    port_file = tmp_path / "port"
+    env = {**os.environ, "VPBATCH_DATA": str(data_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vpbatch", "sim", "serve", "--port-file", str(port_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().startswith("listening on")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert err.strip().splitlines()[-1] == (
+        "simulator shut down; it served 0 requests in all: 0 answered, 0 rate-limited (429)")

@@ -30,6 +30,7 @@ __all__ = [
     "prompt_template",
     "CORE",
     "OUTPUTS_GROUP",
+    "SCORES_GROUP",
     "ManifestFile",
     "Manifest",
     "load_manifest",
@@ -57,6 +58,8 @@ def prompt_template(version: str, kind: str) -> str:
 # -- the pinned manifest ---------------------------------------------------------------------
 CORE: Final = "core"  # what `run` and `score` need
 OUTPUTS_GROUP: Final = "outputs"  # the authors' recorded answers (import-official, sim replay)
+SCORES_GROUP: Final = "scores"  # the authors' scores of those answers (AUTHORS_SCORES), the
+# golden numbers the scorer is checked against; fetched with the outputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class ManifestFile:
     path: str  # as in the upstream repository
     sha256: str  # of the upstream file (for outputs: of the decompressed .json)
     size: int
-    group: str  # CORE | OUTPUTS_GROUP
+    group: str  # CORE | OUTPUTS_GROUP | SCORES_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class Manifest:
     files: tuple[ManifestFile, ...]
 
     def select(self, *, with_outputs: bool = False) -> tuple[ManifestFile, ...]:
+        """The core files; with `with_outputs` also the authors' recordings and their scores."""
         return tuple(f for f in self.files if f.group == CORE or with_outputs)
 
     def outputs_of(self, models: Iterable[str]) -> tuple[ManifestFile, ...]:

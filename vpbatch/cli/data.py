@@ -28,7 +28,8 @@ def data() -> None:
 
 
 @data.command("fetch")
-@click.option("--with-outputs", is_flag=True, help="Also fetch the 33 models' recorded outputs.")
+@click.option("--with-outputs", is_flag=True,
+              help="Also fetch the 33 models' recorded outputs and the authors' scores.")
 @click.option(
     "--dest",
     type=click.Path(file_okay=False, path_type=Path),
@@ -57,7 +58,8 @@ def fetch_cmd(with_outputs: bool, dest: Path | None) -> None:
 
 @data.command("ensure")
 @_DATA_OPTION
-@click.option("--with-outputs", is_flag=True, help="Also the 33 models' recorded outputs.")
+@click.option("--with-outputs", is_flag=True,
+              help="Also the 33 models' recorded outputs and the authors' scores.")
 def ensure_cmd(data_dir: Path | None, with_outputs: bool) -> None:
     """Use the data that is there (--data, $VPBATCH_DATA, the cache); fetch what the cache lacks.
 

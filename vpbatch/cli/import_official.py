@@ -20,7 +20,11 @@ __all__ = ["import_official"]
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes decoding files in parallel (default: min(2, CPUs)).")
 def import_official(outputs_dir: Path, run_dir: Path, skip_bad: bool, workers: int | None) -> None:
-    """Import outputs/final/<provider>/<model>_<version>_results.json[.xz] into RUN_DIR."""
+    """Import the authors' recorded answers into a run dir.
+
+    Reads every <provider>/<model>_<version>_results.json[.xz] under OUTPUTS_DIR (the data's
+    lm_evaluation/outputs/final: 33 models) into RUN_DIR's log, to score or report like a run.
+    """
     s = run_import(outputs_dir, run_dir, skip_bad=skip_bad, workers=workers)
     for path, problem in s.bad:
         click.echo(f"skipped bad file {path}: {problem}", err=True)

@@ -12,6 +12,8 @@ import orjson
 
 from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
+from vpbatch.cli.keys import check_keys as check_keys_set
+from vpbatch.cli.keys import keys_ok
 from vpbatch.config.schema import load_config
 from vpbatch.sweep.explain import explain_json, render_explain
 from vpbatch.sweep.grid import n_items
@@ -35,7 +37,10 @@ __all__ = ["plan"]
 def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
          as_json: bool, explain: bool) -> None:
     """Jobs, requests, estimated tokens, cost and time of a sweep; needs no API key."""
-    cfg = load_config(config, check_env=check_keys)
+    # The keys are checked apart from the config: every missing one is named at once.
+    cfg = load_config(config, check_env=False)
+    if check_keys:
+        check_keys_set(cfg)
     shard_t = resolve_shard(shard, os.environ)
     ds = load_dataset(data or cfg.run.data)
     limits = describe_limits(cfg, shard_t)
@@ -53,6 +58,8 @@ def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
         if explain:
             doc["explain"] = explain_json(written)
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        if check_keys:
+            click.echo(keys_ok(cfg), err=True)  # stdout is the JSON document
         return
     click.echo(f"plan for run {cfg.run.name!r} ({config}{where}): "
                f"{len(cfg.run.versions)} versions × {n_items(cfg, ds)} items × "
@@ -68,3 +75,5 @@ def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
         click.echo("")
         for line in render_explain(written):
             click.echo(line)
+    if check_keys:
+        click.echo(keys_ok(cfg))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from vpbatch.cli.keys import check_keys, missing_keys
 from vpbatch.config.schema import load_config
 from vpbatch.errors import ExitCode
 from vpbatch.log.rundir import RUNS_ROOT
@@ -48,8 +49,17 @@ def run(
 ) -> None:
     """Run or resume the sweep CONFIG: finished jobs are never sent again."""
     # Keys are checked per model when it starts: one missing key stops that model, not all.
+    # With none of the models able to start, it is a usage error, found before the run dir.
     cfg = load_config(config, check_env=False)
     part = resolve_shard(shard, os.environ)
+    missing = missing_keys(cfg)
+    if missing:
+        if all(m.api_key_env in missing for m in cfg.models):
+            check_keys(cfg)  # raises: every key named, exit 2
+        names = [n for ns in missing.values() for n in ns]
+        click.echo(f"warning: {', '.join(missing)} not set: model(s) {', '.join(names)} will "
+                   "be stopped at their start and the others run (exit 3); export the key(s) "
+                   "and run again to resume them", err=True)
     try:
         summary = run_sweep(cfg, run_dir, shard=part, force=force, retry_failed=retry_failed,
                             drain=drain, progress=not quiet)

@@ -125,4 +125,7 @@ async def _serve(cfg: SimServerConfig, host: str, port: int, port_file: Path | N
         finally:
             await server.close()
     st = server.stats
-    click.echo(f"stopped: {st.requests} requests, {st.ok} answered, {st.sent_429} 429s", err=True)
+    # Said when the server is shut down, which is how every sweep against it ends: a totals
+    # line, not an alarm ("stopped: ..." read like an interrupted sweep).
+    click.echo(f"simulator shut down; it served {st.requests} requests in all: {st.ok} "
+               f"answered, {st.sent_429} rate-limited (429)", err=True)

@@ -229,6 +229,7 @@ def _build(v: _Validator, text: str, source: Path | None) -> Config:
         raise ConfigError(f"{v.label}: invalid TOML ({exc}); fix the syntax there") from exc
     v.keys(doc, TOP_KEYS, "the top level")
     run_table = v.table(doc, "run")
+    _misplaced_in_run(v, run_table)
     run = v.build(RunConfig, run_table, "run")
     if "models" not in doc:
         v.fail("models", "no [[models]] table", 'add one: [[models]] name = "..." provider = ...')
@@ -292,6 +293,20 @@ class _Validator:
         if missing:
             self.fail(f"{where}.{missing[0]}", "is required", f"add {missing[0]} = ...")
         return cls(**{k: coerce(v, hints[k]) for k, v in table.items()})
+
+
+def _misplaced_in_run(v: _Validator, run_table: dict[str, Any]) -> None:
+    """A key [run] does not take but another table does: say which (the key, never its value)."""
+    run_keys = {f.name for f in fields(RunConfig)}
+    for key in run_table:
+        if key in run_keys:
+            continue
+        if key in {f.name for f in fields(GridConfig)}:
+            v.fail("run", f"{key!r} belongs in [grids], not [run]", f"move {key} under [grids]")
+        if key in {f.name for f in fields(ModelConfig)}:
+            v.fail("run", f"{key!r} is a model setting, not a [run] one",
+                   f"put {key} in each [[models]] table, or in [providers.<provider>] to share "
+                   "it among that provider's models")
 
 
 # The keys a model may leave to [run]: the fields both tables have (temperature, max_tokens, ...).

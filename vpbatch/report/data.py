@@ -6,10 +6,12 @@ CSV) always agree.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from vpbatch.scoring.analysis import Analysis, GroupComparison, analyse, human_c
 from vpbatch.scoring.scorer import ScoreOptions
 from vpbatch.sweep.cost import Prices
 
-__all__ = ["ModelStats", "ReportData", "gather", "run_stats"]
+__all__ = ["ModelStats", "ReportData", "gather", "run_stats", "failure_reason"]
 
 @dataclass(slots=True)
 class ModelStats:
@@ -119,9 +121,35 @@ class _Pass:
             st = stats[failed["model"]]
             st.jobs += 1
             st.failed += 1
-            why = failed.get("error_kind") or failed.get("error") or "unknown"
-            st.failure_reasons[str(why)] += 1
+            st.failure_reasons[failure_reason(failed)] += 1
             yield _Answer(failed)
+
+
+_HTTP = re.compile(r"\bHTTP (\d{3})\b")
+_REASON_CHARS = 60
+
+
+def failure_reason(row: Mapping[str, Any]) -> str:
+    """Why a job failed, short enough to count alike: "HTTP 402 Payment Required" for an HTTP
+    error, else the error's first line (cut), else its kind ("permanent")."""
+    error = str(row.get("error") or "").strip()
+    m = _HTTP.search(error)
+    if m is not None:
+        code = int(m.group(1))
+        try:
+            out = f"HTTP {code} {HTTPStatus(code).phrase}"
+        except ValueError:
+            out = f"HTTP {code}"
+        # A short plain-text detail says more ("content filter"); a JSON or HTML body would
+        # split one cause into many rows.
+        detail = error[m.end():].lstrip(": ").splitlines()[0] if error[m.end():].strip() else ""
+        if detail and len(detail) <= 40 and detail[0] not in "{[<":
+            out += f": {detail}"
+        return out
+    if error:
+        line = error.splitlines()[0]
+        return line if len(line) <= _REASON_CHARS else line[: _REASON_CHARS - 1] + "…"
+    return str(row.get("error_kind") or "unknown")
 
 
 def run_stats(

@@ -9,7 +9,7 @@ Schema changes are additive: a column is never renamed, retyped or dropped (SCHE
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -105,11 +105,12 @@ class Table:
     def __repr__(self) -> str:
         return f"<Table {self.name}: {len(self)} rows; {', '.join(self.columns)}>"
 
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """The rows as dicts with None for nulls (slow for big tables: for a quick look)."""
+    def rows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The rows (the first `limit`) as dicts with None for nulls; a list, so `rows()[:3]`
+        works (slow for big tables: for a quick look)."""
         cols = [(c.name, self._cols[c.name], c.type.endswith("?")) for c in self.schema]
-        for i in range(len(self)):
-            yield {n: _py(a[i], nullable) for n, a, nullable in cols}
+        n = len(self) if limit is None else min(limit, len(self))
+        return [{name: _py(a[i], nullable) for name, a, nullable in cols} for i in range(n)]
 
     def to_pandas(self) -> pandas.DataFrame:
         """A pandas DataFrame: nullable ints as pandas' Int8/Int64, strings as objects."""

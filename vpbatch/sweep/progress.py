@@ -17,7 +17,7 @@ import anyio
 
 from vpbatch.log.records import Record
 
-__all__ = ["ModelProgress", "Progress", "format_line", "format_duration"]
+__all__ = ["ModelProgress", "Progress", "fit_name", "format_line", "format_duration", "name_width"]
 
 
 class ModelProgress:
@@ -101,15 +101,41 @@ def format_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-def format_line(p: ModelProgress, width: int = 24) -> str:
-    """One model's status line."""
+def fit_name(name: str, width: int) -> str:
+    """`name` padded to `width`, or cut in the middle ("gpt-4o-…-08-06"): the dates and sizes
+    that tell a model's versions apart sit at the end of its name."""
+    if len(name) <= width:
+        return f"{name:<{width}}"
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+
+
+def _status(p: ModelProgress) -> str:
+    """Everything after the name, the figures that matter first (a narrow terminal cuts the end)."""
     pct = 100.0 * p.done / p.total if p.total else 100.0
     state = f"STOPPED: {p.stopped}" if p.stopped else f"eta {format_duration(p.eta())}"
     return (
-        f"{p.name[:width]:<{width}} {p.done:>7}/{p.total:<7} {pct:5.1f}%  "
-        f"{p.rate():7.1f}/s  {state}  retries {p.retries}  failed {p.failed}  "
+        f"{p.done:>7}/{p.total:<7} {pct:5.1f}%  {p.rate():7.1f}/s  {state}  "
+        f"retries {p.retries}  failed {p.failed}  "
         + (f"unrated {p.unrated}  " if p.unrated else "") + f"tokens {p.tokens}"
     )
+
+
+_CORE = 44  # of _status: counts, percentage, rate and eta, kept whole when names are cut
+
+
+def format_line(p: ModelProgress, width: int = 24) -> str:
+    """One model's status line, its name in a column `width` wide."""
+    return f"{fit_name(p.name, width)} {_status(p)}"
+
+
+def name_width(names: list[str], columns: int | None = None) -> int:
+    """The name column: the longest name, narrowed (never below 12) to leave a line of
+    `columns` room for the counts, percentage, rate and eta."""
+    longest = max((len(n) for n in names), default=4)
+    if columns is None:
+        return longest
+    return max(12, min(longest, columns - 1 - 1 - _CORE))
 
 
 class Progress:
@@ -133,7 +159,8 @@ class Progress:
         self._drawn = 0
 
     def render(self) -> list[str]:
-        return [format_line(p) for p in self.models]
+        width = name_width([p.name for p in self.models])
+        return [format_line(p, width) for p in self.models]
 
     def _frame(self) -> list[str]:
         """The lines that fit the terminal: a wrapped or scrolled line would break the
@@ -142,7 +169,8 @@ class Progress:
         room = max(2, size.lines - 2)
         models = sorted(self.models, key=lambda p: p.finished)  # stable: config order kept
         shown = models if len(models) <= room else models[: room - 1]
-        lines = [format_line(p) for p in shown]
+        width = name_width([p.name for p in shown], size.columns)
+        lines = [format_line(p, width) for p in shown]
         if len(shown) < len(models):
             rest = models[len(shown):]
             done = sum(p.finished for p in rest)
