@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from vpbatch.transport.records import FailureKind, ProviderError
+from vpbatch.transport.records import FailureKind, ProviderError, Quota
 
-__all__ = ["Failures", "classify_status", "retry_after", "redact"]
+__all__ = ["Failures", "classify_status", "retry_after", "quota", "redact"]
 
 _SNIPPET = 300  # characters of an error body kept in a message: enough to name the cause
 _HEAD = 120  # bytes of a body that is not an answer shown in its message: enough to know it
@@ -110,6 +110,35 @@ def retry_after(
     exhausted = [s for rem, s in waits.items() if lower.get(rem, "").strip() == "0"]
     pool = exhausted or list(waits.values())
     return max(pool) if pool else None
+
+
+# (remaining, reset) header names per kind: OpenAI's and the gateways' (LiteLLM, Together,
+# Groq), then Anthropic's.
+_QUOTA_HEADERS = {
+    kind: ((f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"),
+           (f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset"))
+    for kind in ("requests", "tokens")
+}
+
+
+def quota(headers: Mapping[str, str], now: float | None = None) -> Quota | None:
+    """What a successful answer's headers say is left of the server's limits, or None."""
+    now = time.time() if now is None else now
+    lower = {k.lower(): v for k, v in headers.items()}
+    found: dict[str, float | None] = {}
+    for kind, names in _QUOTA_HEADERS.items():
+        for remaining, reset in names:
+            if remaining not in lower:
+                continue
+            try:
+                left = float(lower[remaining])
+            except ValueError:
+                continue  # a value we cannot read tells us nothing
+            found[kind] = max(0.0, left)
+            when = lower.get(reset)
+            found[f"{kind}_reset"] = _seconds(when, now) if when is not None else None
+            break
+    return Quota(**found) if found else None
 
 
 def _error_detail(raw: bytes) -> tuple[str, Any]:
