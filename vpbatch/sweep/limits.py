@@ -52,8 +52,8 @@ class RequestRate:
     `success()` adds GROW rpm, up to the configured `ceiling`.
     """
 
-    __slots__ = ("ceiling", "window", "hold", "_rpm", "_burst", "_rate", "_level", "_last", "_clock",
-                 "_sleep", "_lock", "_ok", "_refusals", "changed", "cuts")
+    __slots__ = ("ceiling", "window", "hold", "_rpm", "_burst", "_rate", "_level", "_last",
+                 "_clock", "_sleep", "_lock", "_ok", "_refusals", "changed", "cuts")
 
     DECREASE = 0.8  # of the observed rate: below what the server let through
     GROW = 0.05  # rpm per success: +5% of the rate per window of successes
