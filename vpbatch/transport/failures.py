@@ -34,6 +34,11 @@ _KEYLIKE = re.compile(
 )
 # A FastAPI/pydantic validation error of the request body ("'loc': ('body', ...").
 _REJECTED_BODY = re.compile(r"validation error.*'loc': \('body'", re.DOTALL)
+# An authentication failure a gateway reports as a server error: LiteLLM 1.x answers a missing
+# or wrong proxy key with HTTP 500 ("Authentication Error, No api key passed in.", auth_error).
+_AUTH_IN_5XX = re.compile(
+    r"(?i)authentication ?error|\bauth_error\b|no api key|invalid api[ _-]?key"
+    r"|api[ _-]?key\b.{0,40}\b(?:missing|required|not (?:set|found|provided|passed))")
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _GO_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -179,6 +184,15 @@ def classify_status(
         return ProviderError(FailureKind.PERMANENT, msg, status=status)
     if status in (429, 529):  # 529: Anthropic overloaded
         return ProviderError(FailureKind.RATE_LIMITED, msg, status=status, retry_after=wait)
+    if status >= 500 and _AUTH_IN_5XX.search(raw[:_SNIPPET * 4].decode("utf-8", "replace")):
+        # Re-sending cannot fix a key; LiteLLM's 500 cost 175 retries before this.
+        where = f"the key in ${key_env}" if key_env else "the request, which carried no key"
+        text = redact(f"{provider} HTTP {status}: {detail}", key) + (
+            f" -- an authentication failure reported as a server error ({where}; "
+            "LiteLLM answers so): set api_key_env to the variable holding the gateway's key "
+            "and export it; if the key is the gateway's own for its upstream, fix it in the "
+            "gateway's config")
+        return ProviderError(FailureKind.PERMANENT, text, status=status, auth=True)
     if status >= 500 and _REJECTED_BODY.search(detail):
         # llama-cpp-python's server reports a request it cannot validate as a 500: the request
         # was refused, not the server broken, so re-sending it cannot help.
@@ -229,6 +243,14 @@ class Failures:
         """
         ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
         first = head[:_HEAD].decode("utf-8", "replace")
+        if "event-stream" in (ctype or "") or head.lstrip()[:6] in (b"data: ", b"data:{",
+                                                                      b"event:"):
+            return self.permanent(
+                f"{url} answered a stream of server-sent events (Content-Type: "
+                f"{ctype or 'none'}; first bytes: {first!r}), not one chat completion: the "
+                "server streams although vpbatch asks for one JSON answer. Add extra_body = "
+                "{ stream = false } to the model; if the server streams only, turn on "
+                "non-streaming answers in it (or in the gateway in front of it)")
         return self.permanent(
             f"{url} answered {what}, not a chat completion (Content-Type: {ctype or 'none'}; "
             f"first bytes: {first!r}); check base_url (a missing or doubled /v1?)")
