@@ -8,6 +8,8 @@ of the gateway's time in a second or two, the full 60 s window and the default s
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from vpbatch.sweep import retry
 from vpbatch.sweep.engine import SweepSummary
 from vpbatch.sweep.limits import RequestRate, ServerQuota, rpm_bucket
 from vpbatch.sweep.progress import ModelProgress, rate_limit_lines
+from vpbatch.sweep.status import collect_status, render_status
 from vpbatch.sweep.retry import RetryPolicy, retrying
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,7 +57,8 @@ class Clock:
 
 
 def _gateway_sweep(
-    tmp_path: Path, *, start: float, model: dict[str, Any] | None = None, **server: Any
+    tmp_path: Path, *, start: float, model: dict[str, Any] | None = None,
+    stream: io.StringIO | None = None, **server: Any
 ) -> tuple[SweepSummary, RunningServer, float]:
     """520 jobs against a 300-per-calendar-minute gateway on virtual time, from `start` s
     into a minute; the summary, the server and the virtual seconds the sweep took."""
@@ -70,7 +74,8 @@ def _gateway_sweep(
                                items=JOBS, versions=["v1"])
             srv.stats.accepted.clear()
             t0 = loop.time()
-            summary = await run(cfg, tmp_path / "run")
+            summary = await run(cfg, tmp_path / "run", progress=stream is not None,
+                                stream=stream)
             out.extend([summary, srv, loop.time() - t0])
 
     anyio.run(main, backend_options={"loop_factory": lambda: loop})
@@ -356,7 +361,23 @@ def test_an_answer_without_rate_limit_headers_has_no_quota() -> None:
     assert quota({"content-type": "application/json"}) is None
 
 
-# -- what the summary says ------------------------------------------------------------------
+# -- what the summary and the status say ----------------------------------------------------
+
+
+def test_the_summary_and_the_status_show_the_429s_and_the_learned_rate(tmp_path: Path) -> None:
+    out = io.StringIO()
+    summary, srv, _ = _gateway_sweep(tmp_path, start=0.0, stream=out)
+    n = srv.stats.rpm_rejected
+    text = out.getvalue()
+    assert f"rate limited: {n} x 429, {n} without Retry-After; every one retried" in text
+    # Cut to 240 rpm (0.8 x 300), then grown by 0.05 rpm per answer since.
+    learned = re.search(r"request rate learned from the 429s: (\d+) rpm", text)
+    assert learned is not None and 240 <= int(learned[1]) <= 240 + 0.05 * JOBS
+    cfg = write_config(tmp_path / "again.toml", [{"name": "m", "provider": "sim", "model": "s"}],
+                       items=JOBS, versions=["v1"])
+    table = "\n".join(render_status(collect_status(tmp_path / "run" / "log.jsonl", cfg)))
+    assert f"m: {n:,} requests refused with 429, each retried" in table
+
 
 
 def test_the_summary_names_the_429s_and_the_rate_learned() -> None:

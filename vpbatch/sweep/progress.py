@@ -126,8 +126,8 @@ def rate_limit_lines(p: ModelProgress) -> list[str]:
         plain = f", {p.unsaid} without Retry-After" if p.unsaid else ""
         out.append(f"  rate limited: {p.limited} x 429{plain}; every one retried")
     if p.learned_rpm is not None:
-        out.append(f"  request rate learned from the 429s: {p.learned_rpm:.0f} rpm (the server "
-                   f"allows less than asked; set rpm = {p.learned_rpm:.0f} to start there)")
+        out.append(f"  request rate learned from the 429s: {p.learned_rpm:.0f} rpm at the end "
+                   f"(set rpm = {p.learned_rpm:.0f} to start there next time)")
     if p.quota_wait >= 1.0:
         out.append(f"  paced by the server's x-ratelimit-remaining headers: waited "
                    f"{format_duration(p.quota_wait)} in all")
