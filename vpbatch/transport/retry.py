@@ -38,14 +38,15 @@ class RetryPolicy:
     jitter: bool = True  # full jitter: uniform(0, ceiling) spreads synchronised retries
     # A job refused with 429 is retried, attempts regardless, until refused this long: the
     # window a gateway counts in (LiteLLM: the calendar minute). Its backoff stays under a
-    # quarter of it, so the first try after the window turns comes soon.
+    # quarter of it (a Retry-After may ask for more), so the first try after the window
+    # turns comes soon.
     window: float = 60.0
 
     def backoff(
         self, attempt: int, rng: random.Random | None = None, *, limited: bool = False
     ) -> float:
         """The backoff after failed attempt number `attempt` (1-based), jitter included;
-        `limited`: after a 429 without a wait of its own (a quarter-window ceiling)."""
+        `limited`: after a 429, whose backoff stays under a quarter window."""
         cap = min(self.cap, self.window / 4.0) if limited else self.cap
         ceiling = min(cap, self.base * 2.0 ** min(attempt - 1, 64))
         if not self.jitter:
@@ -69,8 +70,7 @@ class RetryPolicy:
         in_window = refused_for is not None and refused_for < self.window
         if attempt >= self.attempts and not in_window:
             return None
-        limited = refused_for is not None and retry_after is None
-        delay = self.backoff(attempt, rng, limited=limited)
+        delay = self.backoff(attempt, rng, limited=refused_for is not None)
         if retry_after is not None and retry_after > delay:
             delay = retry_after  # the server knows when capacity returns; earlier is a waste
         if elapsed + delay > self.total:
