@@ -28,8 +28,8 @@ from vpbatch.sweep import retry
 from vpbatch.sweep.engine import SweepSummary
 from vpbatch.sweep.limits import RequestRate, ServerQuota, rpm_bucket
 from vpbatch.sweep.progress import ModelProgress, rate_limit_lines
-from vpbatch.sweep.status import collect_status, render_status
 from vpbatch.sweep.retry import RetryPolicy, retrying
+from vpbatch.sweep.status import collect_status, render_status
 
 pytestmark = pytest.mark.timeout(120)
 
