@@ -55,7 +55,7 @@ class RequestRate:
     __slots__ = ("ceiling", "window", "hold", "_rpm", "_burst", "_rate", "_level", "_last",
                  "_clock", "_sleep", "_lock", "_ok", "_refusals", "changed", "cuts")
 
-    DECREASE = 0.8  # of the observed rate: below what the server let through
+    DECREASE = 0.9  # of the observed rate: below what the server let through
     GROW = 0.05  # rpm per success: +5% of the rate per window of successes
     REPEATED = 2  # refusals within a window before the rate is cut
 
