@@ -27,7 +27,7 @@ from vpbatch.sim.server import RunningServer
 from vpbatch.sweep import retry
 from vpbatch.sweep.engine import SweepSummary
 from vpbatch.sweep.limits import RequestRate, ServerQuota, rpm_bucket
-from vpbatch.sweep.progress import ModelProgress, rate_limit_lines
+from vpbatch.sweep.progress import ModelProgress, format_line, rate_limit_lines
 from vpbatch.sweep.retry import RetryPolicy, retrying
 from vpbatch.sweep.status import collect_status, render_status
 
@@ -386,3 +386,10 @@ def test_the_summary_names_the_429s_and_the_rate_learned() -> None:
     lines = "\n".join(rate_limit_lines(p))
     assert "57 x 429, 57 without Retry-After" in lines
     assert "240 rpm" in lines and "set rpm = 240" in lines
+
+
+def test_the_progress_line_shows_a_learned_rate() -> None:
+    p = ModelProgress("m", 10)
+    assert "learned" not in format_line(p)
+    p.learned_rpm = 270.4
+    assert format_line(p).endswith("rpm 270 (learned)")
