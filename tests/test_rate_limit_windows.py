@@ -21,15 +21,15 @@ from test_engine import http_model, log_rows, run, serving, write_config
 from virtual_time import VirtualTimeLoop
 
 from vpbatch.errors import ConfigError
-from vpbatch.providers.base import FailureKind, ProviderError
-from vpbatch.providers.failures import quota
 from vpbatch.sim.server import RunningServer
-from vpbatch.sweep import retry
 from vpbatch.sweep.engine import SweepSummary
 from vpbatch.sweep.limits import RequestRate, ServerQuota, rpm_bucket
 from vpbatch.sweep.progress import ModelProgress, format_line, rate_limit_lines
-from vpbatch.sweep.retry import RetryPolicy, retrying
 from vpbatch.sweep.status import collect_status, render_status
+from vpbatch.transport import retry
+from vpbatch.transport.failures import quota
+from vpbatch.transport.records import FailureKind, ProviderError
+from vpbatch.transport.retry import RetryPolicy, retrying
 
 pytestmark = pytest.mark.timeout(120)
 
