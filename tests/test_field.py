@@ -40,6 +40,9 @@ STOP_AFTER = 20  # [run] stop_after's default: failures in a row that stop a mod
 UNSUPPORTED = {"error": {
     "message": "Unsupported parameter: 'temperature' is not supported with this model.",
     "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}}
+# LiteLLM 1.x, its proxy key missing: an authentication failure as HTTP 500.
+LITELLM_NO_KEY = {"error": {"message": "Authentication Error, No api key passed in.",
+                            "type": "auth_error", "param": "None", "code": "500"}}
 HTML = b"<!doctype html><html><head><title>Open WebUI</title></head><body>app</body></html>"
 
 
@@ -108,6 +111,13 @@ class Misbehaving:
             return web.json_response(UNSUPPORTED, status=400)
         if mode == "html":
             return web.Response(body=HTML, content_type="text/html")
+        if mode == "litellm-nokey":
+            return web.json_response(LITELLM_NO_KEY, status=500)
+        if mode == "stream":  # a streaming-only server: SSE chunks whatever was asked
+            chunk = orjson.dumps({"object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {"content": "Like me."}, "finish_reason": None}]})
+            return web.Response(body=b"data: " + chunk + b"\n\ndata: [DONE]\n\n",
+                                content_type="text/event-stream")
         if mode == "hang":
             assert self._stop is not None
             await self._stop.wait()
@@ -316,6 +326,25 @@ def test_an_html_page_with_status_200_stops_the_model_after_a_handful_of_request
         "JSON, not a chat completion (Content-Type: text/html" in line
     assert "check base_url" in line
     assert len(failed_lines(tmp_path / "run", "m")) == sent  # each once: a page is not retried
+
+
+def test_a_gateway_answering_a_missing_key_with_500_stops_the_model_at_once_naming_api_key_env(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    cfg = config(tmp_path, model("m", server.url("litellm-nokey")))
+    done = run(vpbatch("run", cfg, "--run-dir", tmp_path / "run"), env)
+    assert done.returncode == 3, done.stderr
+    assert server.requests["litellm-nokey"] <= 8  # what was in flight, not 175 retries
+    assert "No api key passed in" in done.stderr and "set api_key_env" in done.stderr
+    assert "check its logs" not in done.stderr
+
+
+def test_a_streaming_only_server_is_told_apart_from_a_wrong_base_url(
+    tmp_path: Path, server: Misbehaving, env: dict[str, str]
+) -> None:
+    _, line = stopped_early(tmp_path, server, env, "stream")
+    assert "a stream of server-sent events" in line and "stream = false" in line
+    assert "doubled /v1" not in line
 
 
 def test_a_server_that_never_answers_stops_the_model_after_a_handful_of_timeouts(

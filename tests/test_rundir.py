@@ -40,6 +40,15 @@ def test_the_same_config_reopens_and_keeps_the_log(tmp_path: Path) -> None:
     assert again.log_path.read_text() == '{"job_id": "x"}\n'
 
 
+def test_a_run_named_like_its_model_gets_a_run_dir_and_reopens(tmp_path: Path) -> None:
+    # [run] name = "m" with a model "m" once lost the model's name from the config's normal
+    # form: KeyError 'name', a traceback, exit 1.
+    text = TEXT.replace('name = "night"', 'name = "m"').replace('name = "s"', 'name = "m"')
+    rd = prepare_run_dir(config(tmp_path, text), tmp_path / "run")
+    again = prepare_run_dir(config(tmp_path, text), tmp_path / "run")
+    assert again.path == rd.path and rd.hash_path.read_text().strip() == config_digest(text)
+
+
 def test_another_config_is_refused_naming_both_digests_what_changed_and_force(
     tmp_path: Path,
 ) -> None:

@@ -23,7 +23,7 @@ from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.openai import openai_provider
 from vpbatch.sim.faults import FaultPlan, draw_fault
-from vpbatch.sim.server import RunningServer, SimServerConfig, start_server
+from vpbatch.sim.server import RunningServer, SimServerConfig, make_app, start_server
 from vpbatch.transport.records import FailureKind, ProviderError, RequestParams
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -237,6 +237,44 @@ def test_rpm_limit_sends_429_with_retry_after_once_the_window_is_full(
         assert server.stats.accepted == [1000.0, 1000.0, 1000.0, 1060.0]
 
     _serve(_cfg(data_dir, rpm=3, clock=lambda: now[0]), test)
+
+
+def test_calendar_rpm_window_admits_rpm_per_wall_minute_and_resets_at_the_boundary(
+    data_dir: Path, prompt: str
+) -> None:
+    wall = [1_000_000 * 60 + 50.0]  # ten seconds before a minute turns
+
+    async def test(server: RunningServer, post: Any) -> None:
+        first = [(await post(_body(prompt, seed=i)))[0] for i in range(4)]
+        status, headers, _ = await post(_body(prompt, seed=9))
+        assert first == [200, 200, 200, 429]
+        assert status == 429 and "Retry-After" not in headers  # as LiteLLM answers
+        wall[0] += 10.0  # the next calendar minute: a fresh count, not a sliding one
+        assert [(await post(_body(prompt, seed=i)))[0] for i in range(4)] == [200] * 3 + [429]
+        assert server.stats.rpm_rejected == 3
+
+    _serve(_cfg(data_dir, rpm=3, rpm_window="calendar", rpm_retry_after=False,
+                wall_clock=lambda: wall[0]), test)
+
+
+def test_ratelimit_headers_say_what_is_left_and_when_it_resets(
+    data_dir: Path, prompt: str
+) -> None:
+    wall = [600.0 + 45.0]
+
+    async def test(server: RunningServer, post: Any) -> None:
+        _, headers, _ = await post(_body(prompt))
+        assert headers["x-ratelimit-limit-requests"] == "3"
+        assert headers["x-ratelimit-remaining-requests"] == "2"
+        assert headers["x-ratelimit-reset-requests"] == "15.000s"
+
+    _serve(_cfg(data_dir, rpm=3, rpm_window="calendar", ratelimit_headers=True,
+                wall_clock=lambda: wall[0]), test)
+
+
+def test_an_unknown_rpm_window_is_refused(data_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="rpm_window"):
+        make_app(_cfg(data_dir, rpm=3, rpm_window="fixed"))
 
 
 def test_stats_count_requests_per_body(data_dir: Path, prompt: str) -> None:

@@ -12,7 +12,7 @@ import click
 from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError, VPBatchError
 from vpbatch.sim.faults import FaultPlan
-from vpbatch.sim.server import LOOPBACK, SimServerConfig, start_server
+from vpbatch.sim.server import LOOPBACK, RPM_WINDOWS, SimServerConfig, start_server
 
 __all__ = ["sim", "serve"]
 
@@ -31,6 +31,15 @@ def sim() -> None:
 @click.option("--latency-ms", default=0.0, show_default=True)
 @click.option("--jitter-ms", default=0.0, show_default=True)
 @click.option("--rpm", type=float, help="Requests per minute before 429 (sliding 60 s window).")
+@click.option("--rpm-window", type=click.Choice(RPM_WINDOWS), default="sliding",
+              show_default=True,
+              help="How --rpm counts: a sliding window, or per calendar minute (LiteLLM).")
+@click.option("--rpm-retry-after/--no-rpm-retry-after", default=True, show_default=True,
+              help="Whether --rpm's 429s carry Retry-After (LiteLLM's do not).")
+@click.option("--ratelimit-headers", is_flag=True,
+              help="Send x-ratelimit-limit/remaining/reset-requests on answers.")
+@click.option("--window-s", default=60.0, show_default=True,
+              help="The --rpm window's length in seconds (shrink it to reproduce quickly).")
 @click.option("--fault-429", default=0.0, show_default=True, help="Per-attempt probability.")
 @click.option("--retry-after", default=1.0, show_default=True, help="Seconds, on injected 429s.")
 @click.option("--fault-500", default=0.0, show_default=True)
@@ -75,7 +84,8 @@ def sim() -> None:
               help="Share of batch requests answered 400 (a permanent error).")
 def serve(
     host: str, port: int, port_file: Path | None, latency_ms: float, jitter_ms: float,
-    rpm: float | None, fault_429: float, retry_after: float, fault_500: float,
+    rpm: float | None, rpm_window: str, rpm_retry_after: bool, ratelimit_headers: bool,
+    window_s: float, fault_429: float, retry_after: float, fault_500: float,
     fault_503: float, fault_drop: float, fault_malformed: float, fault_slow: float,
     slow_s: float, fault_digits: float, fault_length: float, fault_refusal: float,
     think_tokens: int, max_faulty_attempts: int, seed: int, noise: float | None,
@@ -99,7 +109,11 @@ def serve(
     data = resolve_data_dir(data)  # no dataset: say so now, not as a 404 on every request
     given = {"noise": noise, "p_refuse": p_refuse, "p_verbose": p_verbose, "primacy": primacy,
              "recency": recency, "straightline": straightline}
-    cfg = SimServerConfig(latency_ms=latency_ms, jitter_ms=jitter_ms, rpm=rpm, faults=faults,
+    if window_s <= 0:
+        raise ConfigError(f"--window-s must be positive, got {window_s:g}")
+    cfg = SimServerConfig(latency_ms=latency_ms, jitter_ms=jitter_ms, rpm=rpm,
+                          rpm_window=rpm_window, rpm_retry_after=rpm_retry_after,
+                          ratelimit_headers=ratelimit_headers, window_s=window_s, faults=faults,
                           seed=seed, replay_dir=replay_dir, require_key=key, data=data,
                           settings={k: v for k, v in given.items() if v is not None},
                           batch_delay_s=batch_delay_s, batch_expire_after=batch_expire_after,

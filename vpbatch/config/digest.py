@@ -52,8 +52,11 @@ def normal_form(cfg: Any) -> dict[str, Any]:
 def _model(m: Any, run: Any) -> dict[str, Any]:
     """A model's set fields, less those that only repeat [run]'s value (`answer` is filled in
     from [run] when the config loads; a model saying what [run] says means the same)."""
-    inherited = {f.name for f in fields(m)} & {f.name for f in fields(run)}
-    return {k: v for k, v in _set(m, keep=("name", "provider", "model")).items()
+    keep = ("name", "provider", "model")
+    # A model's name is its own, never inherited: a run named like its model ([run] name =
+    # "m", a model "m") would otherwise lose the model's name from its form.
+    inherited = ({f.name for f in fields(m)} & {f.name for f in fields(run)}) - set(keep)
+    return {k: v for k, v in _set(m, keep=keep).items()
             if not (k in inherited and v == getattr(run, k))}
 
 

@@ -95,9 +95,13 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                             "guessed from the id"),
         "timeout_connect": KeyDoc("seconds to connect"),
         "timeout_read": KeyDoc("seconds: the longest silence while waiting for an answer"),
-        "max_attempts": KeyDoc("tries per job, the first included"),
+        "max_attempts": KeyDoc("tries per job, the first included (a 429 job: once refused for "
+                               "rate_limit_window)"),
         "max_retry_seconds": KeyDoc("a job is failed when its next backoff would end past "
                                     "this many seconds"),
+        "rate_limit_window": KeyDoc("seconds a job refused with 429 is retried, attempts "
+                                    "regardless; the window the request rate is learned in "
+                                    "(docs/guides/rate-limits-windows.md)"),
         "price_in": KeyDoc("USD per 1M prompt tokens, for `vpbatch plan`", "none"),
         "price_out": KeyDoc("USD per 1M completion tokens, for `vpbatch plan`", "none"),
         "mode": KeyDoc("`\"online\"`, or `\"batch\"`: the provider's batch API (OpenAI, "

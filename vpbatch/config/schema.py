@@ -98,6 +98,9 @@ class ModelConfig:
     timeout_read: float = 120.0
     max_attempts: int = 8
     max_retry_seconds: float = 600.0
+    # A 429 job is retried, attempts regardless, until refused this long (a gateway's counting
+    # window, e.g. LiteLLM's calendar minute); also the window AIMD on rpm measures in.
+    rate_limit_window: float = 60.0
     price_in: float | None = None  # USD per million prompt tokens, for `plan`
     price_out: float | None = None  # USD per million completion tokens
     mode: str = "online"  # "online" | "batch"
@@ -150,7 +153,7 @@ class Config:
 # Numeric bounds: (field, lower bound, inclusive?). Zero rpm or concurrency would hang a sweep.
 _POSITIVE = ("rpm", "tpm", "concurrency", "max_tokens", "max_attempts", "repeats", "items",
              "timeout_connect", "timeout_read", "batch_size", "batch_poll_s",
-             "max_response_bytes")
+             "max_response_bytes", "rate_limit_window")
 _NON_NEGATIVE = ("temperature", "price_in", "price_out", "max_retry_seconds", "seed",
                  "fail_on_error", "stop_after", "min_rated")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -499,6 +502,10 @@ def _check_models(
             v.fail(o.at("mode"), f"{m.provider} has no batch API", 'use mode = "online"')
         _check_answer(v, m, o, facts)
         _check_bounds(v, _values(m), o.at)
+        if m.rate_limit_window > m.max_retry_seconds:
+            v.fail(o.at("rate_limit_window"), f"{m.rate_limit_window:g} s is longer than "
+                   f"max_retry_seconds = {m.max_retry_seconds:g}",
+                   "raise max_retry_seconds to at least the window, or shorten the window")
         if m.base_url is not None and check_urls and not facts.keyless:
             # (The simulated respondent answers in-process: its base_url is never used.)
             _check_base_url(v, m.base_url, o.at("base_url"))

@@ -15,7 +15,7 @@ import orjson
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.contract import Wire
-from vpbatch.transport.failures import Failures
+from vpbatch.transport.failures import Failures, quota
 from vpbatch.transport.records import Answer, HttpRequest, RequestParams
 from vpbatch.transport.session import client_session
 
@@ -141,7 +141,9 @@ def read_answer(
     if not isinstance(payload, dict):
         raise failures.not_an_answer(wire.url, headers, raw, f"{status} with a JSON "
                                      f"{type(payload).__name__}, not an object")
-    return wire.answer(payload, headers, failures)
+    answer = wire.answer(payload, headers, failures)
+    answer.quota = quota(headers, failures.clock())  # the pipeline paces by it
+    return answer
 
 
 class HttpProvider:

@@ -3,8 +3,9 @@
 POST /v1/chat/completions answers like OpenAI; the `model` field picks the respondent
 ("sim", "sim:<profile>", "replay:<recorded model>"). A `response_format` asking for a choice
 (`sim.formats`) gets the JSON object, as a schema-constrained server would send it. On top:
-latency, an RPM limit of its own (sliding 60 s window), injected faults and an optional key
-check. GET /stats reports counts.
+latency, an RPM limit of its own (a sliding 60 s window, or per calendar minute as LiteLLM
+counts; with or without Retry-After; x-ratelimit-* headers optional), injected faults and an
+optional key check. GET /stats reports counts.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ __all__ = [
     "start_server",
     "LOOPBACK",
     "STATS_KEY",
+    "RPM_WINDOWS",
 ]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-WINDOW_S = 60.0
+RPM_WINDOWS = ("sliding", "calendar")
 _JSON = "application/json"
 
 
@@ -55,6 +57,12 @@ class SimServerConfig:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     rpm: float | None = None
+    # "sliding": no 60 s span holds more than rpm; "calendar": each wall-clock minute (by
+    # `wall_clock`) admits rpm, as LiteLLM's rpm and most gateways count.
+    rpm_window: str = "sliding"
+    rpm_retry_after: bool = True  # False: the RPM limit's 429s say nothing of when (LiteLLM)
+    ratelimit_headers: bool = False  # x-ratelimit-limit/remaining/reset-requests on answers
+    window_s: float = 60.0  # the RPM window's length (tests and demos shrink it)
     faults: FaultPlan = FaultPlan()
     seed: int = 0
     replay_dir: Path | None = None  # recorded outputs; None = <data>/lm_evaluation/outputs/final
@@ -62,6 +70,7 @@ class SimServerConfig:
     data: Path | None = None  # the dataset root; None = VPBATCH_DATA or the fetched cache
     settings: dict[str, Any] = field(default_factory=dict)  # sim settings for every model
     clock: Callable[[], float] = time.monotonic  # tests patch it to drive the RPM window
+    wall_clock: Callable[[], float] = time.time  # the calendar window's (tests patch it too)
     batch_delay_s: float = 0.0  # a batch ends this long (by `clock`) after its creation
     batch_expire_after: int | None = None  # a batch answers this many requests; the rest expire
     batch_p_invalid: float = 0.0  # share of batch requests answered 400 (a permanent error)
@@ -113,12 +122,16 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
 class _Sim:
     """The request handler's state: config, stats, RPM window and the respondents."""
 
-    __slots__ = ("cfg", "stats", "window", "respondents", "lock")
+    __slots__ = ("cfg", "stats", "window", "minute", "respondents", "lock")
 
     def __init__(self, cfg: SimServerConfig) -> None:
+        if cfg.rpm_window not in RPM_WINDOWS:
+            raise ConfigError(f"rpm_window {cfg.rpm_window!r} is unknown; use one of "
+                              + ", ".join(RPM_WINDOWS))
         self.cfg = cfg
         self.stats = ServerStats()
         self.window: deque[float] = deque()
+        self.minute = (-1, 0)  # the calendar window's (index, requests admitted in it)
         self.respondents: dict[str, Respondent] = {}
         self.lock = anyio.Lock()
 
@@ -150,15 +163,41 @@ class _Sim:
 
     def admit(self) -> float | None:
         """None when the RPM window has room (and the request is counted), else seconds to wait."""
-        now = self.cfg.clock()
-        if self.cfg.rpm is not None:
-            while self.window and self.window[0] <= now - WINDOW_S:
+        now, cfg = self.cfg.clock(), self.cfg
+        if cfg.rpm is not None and cfg.rpm_window == "calendar":
+            wall = cfg.wall_clock()
+            index = math.floor(wall / cfg.window_s)
+            count = self.minute[1] if self.minute[0] == index else 0
+            if count >= cfg.rpm:
+                return max(0.0, (index + 1) * cfg.window_s - wall)
+            self.minute = (index, count + 1)
+        elif cfg.rpm is not None:
+            while self.window and self.window[0] <= now - cfg.window_s:
                 self.window.popleft()
-            if len(self.window) >= self.cfg.rpm:
-                return max(0.0, self.window[0] + WINDOW_S - now)
+            if len(self.window) >= cfg.rpm:
+                return max(0.0, self.window[0] + cfg.window_s - now)
             self.window.append(now)
         self.stats.accepted.append(now)
         return None
+
+    def ratelimit_headers(self, wait: float | None = None) -> dict[str, str]:
+        """x-ratelimit-* as OpenAI names them: the limit, what is left, when it resets."""
+        cfg = self.cfg
+        if not cfg.ratelimit_headers or cfg.rpm is None:
+            return {}
+        if cfg.rpm_window == "calendar":
+            wall = cfg.wall_clock()
+            index = math.floor(wall / cfg.window_s)
+            used = self.minute[1] if self.minute[0] == index else 0
+            reset = (index + 1) * cfg.window_s - wall
+        else:
+            now = cfg.clock()
+            used = sum(1 for t in self.window if t > now - cfg.window_s)
+            reset = self.window[0] + cfg.window_s - now if self.window else 0.0
+        reset = max(0.0, wait if wait is not None else reset)
+        return {"x-ratelimit-limit-requests": f"{cfg.rpm:g}",
+                "x-ratelimit-remaining-requests": f"{max(0, int(cfg.rpm) - used)}",
+                "x-ratelimit-reset-requests": f"{reset:.3f}s"}
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         st = self.stats
@@ -179,8 +218,11 @@ class _Sim:
         if wait is not None:
             st.sent_429 += 1
             st.rpm_rejected += 1
+            said = {"Retry-After": str(math.ceil(wait))} if self.cfg.rpm_retry_after else {}
+            if self.cfg.rpm_retry_after:
+                said.update(self.ratelimit_headers(wait))
             return _error(429, f"Rate limit reached: {self.cfg.rpm:g} requests per minute.",
-                          "rate_limit_exceeded", {"Retry-After": str(math.ceil(wait))})
+                          "rate_limit_exceeded", said)
         fault = draw_fault(self.cfg.faults, key, attempt, self.cfg.seed)
         if fault is not None:
             st.faults[fault] = st.faults.get(fault, 0) + 1
@@ -188,7 +230,10 @@ class _Sim:
             if early is not None:
                 return early
         await self._latency(key, attempt)
-        return await self._answer(parsed, key, fault if fault in ANSWER_FAULTS else None)
+        answer = await self._answer(parsed, key, fault if fault in ANSWER_FAULTS else None)
+        if answer.status == 200:
+            answer.headers.update(self.ratelimit_headers())
+        return answer
 
     async def _fault(self, fault: str, request: web.Request) -> web.StreamResponse | None:
         plan, st = self.cfg.faults, self.stats

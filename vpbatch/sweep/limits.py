@@ -3,6 +3,8 @@
 The provider should never have to say 429: the RPM limit paces requests so that no 60-second
 window holds more than `rpm` of them, the TPM budget does the same for estimated tokens, and
 the concurrency cap halves when the provider pushes back anyway, then grows back additively.
+When the server says 429 without saying how long to wait, the RPM limit learns (AIMD) what the
+server allows; `ServerQuota` follows what a server says is left before it refuses at all.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
-from aiolimiter import AsyncLimiter
 
-__all__ = ["RequestRate", "TokenBudget", "ConcurrencyCap", "rpm_bucket"]
+__all__ = ["RequestRate", "ServerQuota", "TokenBudget", "ConcurrencyCap", "rpm_bucket", "WINDOW"]
 
 WINDOW = 60.0  # providers state their limits per minute
 
@@ -37,26 +38,175 @@ def rpm_bucket(rpm: float, window: float = WINDOW) -> tuple[float, float]:
 
 
 class RequestRate:
-    """Requests per minute (per `window` seconds), as an aiolimiter leaky bucket, served in
-    arrival order.
+    """Requests per minute (per `window` seconds) as a leaky bucket, served in arrival order,
+    and resizable: `rpm` is a setter (None = no limit), which the AIMD below drives.
 
-    aiolimiter lets a newcomer that finds capacity take it ahead of the queue, and re-queues a
-    woken waiter at the back if it lost that race. When pipelines share one rate (a limit
-    group), each feeding it from its own bucket of the same rate, one model's arrivals then win
-    every tick and the other's starve. The lock admits one waiter at a time, oldest first.
+    One waiter at a time, oldest first: when pipelines share one rate (a limit group), a
+    newcomer finding capacity must not take it ahead of the queue, or one model's arrivals win
+    every tick and the other's starve.
+
+    AIMD on the rate: `refused()` hears of each 429 that came without a wait of its own. Two
+    within `hold`, for requests sent at least `hold` after the last cut, set the rate to
+    DECREASE times what the server let through in the last `hold` (a window-counting server
+    may refuse for a whole window after the cut, which says nothing new). Each
+    `success()` adds GROW rpm, up to the configured `ceiling`.
     """
 
-    __slots__ = ("rpm", "_limiter", "_lock")
+    __slots__ = ("ceiling", "window", "hold", "_rpm", "_burst", "_rate", "_level", "_last",
+                 "_clock", "_sleep", "_lock", "_ok", "_refusals", "changed", "cuts")
 
-    def __init__(self, rpm: float, window: float = WINDOW) -> None:
+    DECREASE = 0.9  # of the observed rate: below what the server let through
+    GROW = 0.05  # rpm per success: +5% of the rate per window of successes
+    REPEATED = 2  # refusals within a window before the rate is cut
+
+    def __init__(
+        self,
+        rpm: float | None,
+        window: float = WINDOW,
+        *,
+        hold: float | None = None,
+        clock: Callable[[], float] = anyio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.ceiling = rpm  # the configured limit: learning never goes above it
+        self.window = window  # what "per minute" means (tests shrink it)
+        # The server's counting window (rate_limit_window): how far back the observed rate
+        # looks, and how long after a cut refusals say nothing new.
+        self.hold = window if hold is None else hold
+        self._clock = clock
+        self._sleep = sleep
+        self._level = 0.0
+        self._last: float | None = None
+        self._rpm: float | None = None
+        self._burst = self._rate = 0.0
         self.rpm = rpm
-        burst, rate = rpm_bucket(rpm, window)
-        self._limiter = AsyncLimiter(burst, burst / rate)
         self._lock = anyio.Lock()
+        self._ok: deque[float] = deque()  # times of successes within the last window
+        self._refusals: deque[float] = deque()
+        self.changed: float | None = None  # when AIMD last cut the rate
+        self.cuts = 0
+
+    @property
+    def rpm(self) -> float | None:
+        return self._rpm
+
+    @rpm.setter
+    def rpm(self, value: float | None) -> None:
+        if value is not None:
+            if self._last is not None:  # (unused yet: no clock to read outside a loop)
+                self._leak()
+            self._burst, self._rate = rpm_bucket(value, self.window)
+            self._level = min(self._level, self._burst)
+        self._rpm = value
+
+    @property
+    def learned(self) -> bool:
+        """The rate was cut below what the config set (or set one where it set none)."""
+        return self.cuts > 0
+
+    def _leak(self) -> None:
+        now = self._clock()
+        if self._last is not None and self._rpm is not None:
+            self._level = max(0.0, self._level - (now - self._last) * self._rate)
+        self._last = now
 
     async def acquire(self) -> None:
+        if self._rpm is None:
+            return
         async with self._lock:
-            await self._limiter.acquire(1)
+            while self._rpm is not None:
+                self._leak()
+                excess = self._level + 1.0 - self._burst
+                if excess <= 1e-9:
+                    self._level += 1.0
+                    return
+                await self._sleep(excess / self._rate)
+
+    def _prune(self, times: deque[float], now: float) -> int:
+        while times and times[0] <= now - self.hold:
+            times.popleft()
+        return len(times)
+
+    def success(self) -> None:
+        """An answer came back: counted for the observed rate; a learned rate grows."""
+        now = self._clock()
+        self._ok.append(now)
+        self._prune(self._ok, now)
+        if self.cuts and self._rpm is not None:
+            grown = self._rpm + self.GROW
+            self.rpm = grown if self.ceiling is None else min(self.ceiling, grown)
+
+    def refused(self, sent_at: float) -> bool:
+        """A 429 without Retry-After for a request sent at `sent_at`; True if the rate was cut."""
+        if self.changed is not None and sent_at < self.changed + self.hold:
+            return False
+        now = self._clock()
+        self._refusals.append(now)
+        if self._prune(self._refusals, now) < self.REPEATED:
+            return False
+        observed = self._prune(self._ok, now) * self.window / self.hold  # per `window`
+        base = observed if observed > 0 else self._rpm
+        if base is None:
+            return False  # nothing got through and no limit is set: nothing to scale
+        if self._rpm is not None:
+            base = min(base, self._rpm)
+        self.rpm = max(1.0, self.DECREASE * base)
+        self.changed, self.cuts = now, self.cuts + 1
+        self._refusals.clear()
+        return True
+
+
+class ServerQuota:
+    """What the server says is left (`x-ratelimit-remaining-*` on its answers), spread evenly
+    over the time until it resets, so the client slows down before the first 429.
+
+    `observe` takes the newest word; `acquire(cost)` admits a request once its share of the
+    time left has passed (cost 1 for requests, the token estimate for tokens). With nothing
+    left it waits for the reset; past the reset, with no new word, it admits freely.
+    """
+
+    __slots__ = ("window", "_left", "_until", "_next", "_clock", "_sleep", "_lock", "waited")
+
+    def __init__(
+        self,
+        window: float = WINDOW,
+        *,
+        clock: Callable[[], float] = anyio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.window = window  # the reset assumed when a server names none (LiteLLM)
+        self._left = 0.0
+        self._until: float | None = None
+        self._next = 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = anyio.Lock()
+        self.waited = 0.0  # seconds spent waiting on the server's word, for the summary
+
+    def observe(self, left: float, reset: float | None) -> None:
+        now = self._clock()
+        self._left = max(0.0, float(left))
+        self._until = now + (self.window if reset is None else max(0.0, reset))
+        self._next = now
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        async with self._lock:
+            now = self._clock()
+            if self._until is None or now >= self._until:
+                return
+            if self._left < cost:  # spent: the server refuses until its count resets
+                await self._pause(self._until - now)
+                return
+            if self._next > now:
+                await self._pause(self._next - now)
+                now = self._clock()
+            span = max(0.0, self._until - now)
+            self._next = now + span * cost / self._left
+            self._left -= cost
+
+    async def _pause(self, seconds: float) -> None:
+        self.waited += seconds
+        await self._sleep(seconds)
 
 
 class TokenBudget:

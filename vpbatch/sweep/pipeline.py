@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -26,7 +26,7 @@ from vpbatch.log.runlog import RunLog
 from vpbatch.providers.contract import Provider
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy
 from vpbatch.sweep.grid import Job
-from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, TokenBudget
+from vpbatch.sweep.limits import ConcurrencyCap, RequestRate, ServerQuota, TokenBudget
 from vpbatch.sweep.outcome import Pending, commit
 from vpbatch.sweep.outcome import skipped as skip
 from vpbatch.sweep.progress import ModelProgress
@@ -52,14 +52,22 @@ class Limits:
     rate: RequestRate | None = None
     tokens: TokenBudget | None = None
     group: Limits | None = None
+    # What the server says is left (x-ratelimit-remaining-*): read on the outermost layer,
+    # the account the server counts.
+    left_requests: ServerQuota = field(default_factory=ServerQuota)
+    left_tokens: ServerQuota = field(default_factory=ServerQuota)
 
     @classmethod
     def for_model(cls, m: ModelConfig, group: Limits | None = None) -> Limits:
+        # A model's rate exists even without rpm: unlimited, until 429s teach it one.
+        window = m.rate_limit_window
         return cls(
             ConcurrencyCap(m.concurrency),
-            RequestRate(m.rpm) if m.rpm else None,
+            RequestRate(m.rpm, hold=window),
             TokenBudget(m.tpm) if m.tpm else None,
             group,
+            ServerQuota(window),
+            ServerQuota(window),
         )
 
     @property
@@ -81,14 +89,18 @@ def group_limits(cfg: Config) -> dict[str, Limits]:
         if not members:
             continue  # batch members only: a batch API is not paced by client limits
         ceiling = g.concurrency or sum(m.concurrency for m in members)
-        out[name] = Limits(ConcurrencyCap(ceiling), RequestRate(g.rpm) if g.rpm else None,
-                           TokenBudget(g.tpm) if g.tpm else None)
+        window = max(m.rate_limit_window for m in members)
+        out[name] = Limits(ConcurrencyCap(ceiling),
+                           RequestRate(g.rpm, hold=window) if g.rpm else None,
+                           TokenBudget(g.tpm) if g.tpm else None,
+                           left_requests=ServerQuota(window), left_tokens=ServerQuota(window))
     return out
 
 
 def policy_for(m: ModelConfig) -> RetryPolicy:
     """The model's retry bounds from its config; backoff shape stays the policy's default."""
-    return RetryPolicy(attempts=m.max_attempts, total=m.max_retry_seconds)
+    return RetryPolicy(attempts=m.max_attempts, total=m.max_retry_seconds,
+                       window=m.rate_limit_window)
 
 
 class _Stopped(Exception):
@@ -211,11 +223,14 @@ class Pipeline:
         """One job through the retry loop: an answer, or the failure it gave up on."""
         pending = Pending.of(job)
         estimate = prompt_tokens(job.messages) + job.params.max_tokens  # the worst case
-        # Each cap's epoch when the failing attempt was sent (AIMD backs off once per round).
+        # Each cap's epoch when the failing attempt was sent (AIMD backs off once per round),
+        # and when it was sent (the rate's AIMD ignores refusals of what it sent before a cut).
         epochs: list[int] = []
+        sent_at = 0.0
+        refusals = 0  # this job's 429s, kept in its record
 
         async def attempt(n: int) -> Record:
-            nonlocal epochs
+            nonlocal epochs, sent_at
             if self.stopping:  # stopped (breaker, signal) since the job's last wait
                 raise _Stopped
             for layer in self.limits.layers:
@@ -223,8 +238,12 @@ class Pipeline:
                     await self._wait(layer.rate.acquire)
                 if layer.tokens is not None:
                     await self._wait(layer.tokens.acquire, estimate)
+            server = self.limits.layers[-1]
+            await self._wait(server.left_requests.acquire, 1.0)
+            await self._wait(server.left_tokens.acquire, float(estimate))
             self.progress.sent += 1
             epochs = [layer.cap.epoch for layer in self.limits.layers]
+            sent_at = anyio.current_time()
             t0 = time.perf_counter()
             answer = await self.provider.complete(job.messages, job.params, job.body)
             latency = (time.perf_counter() - t0) * 1000.0
@@ -232,27 +251,42 @@ class Pipeline:
             return pending.answered(answer, attempts=n, latency_ms=round(latency, 2))
 
         def on_failure(exc: ProviderError, n: int) -> None:
-            self._after_failure(exc, epochs, estimate)
+            nonlocal refusals
+            refusals += exc.kind is FailureKind.RATE_LIMITED
+            self._after_failure(exc, epochs, estimate, sent_at)
 
         try:
-            return await retry.retrying(self.policy, attempt, on_failure=on_failure,
-                                        sleep=self._backoff, rng=self._rng)
+            record = await retry.retrying(self.policy, attempt, on_failure=on_failure,
+                                          sleep=self._backoff, rng=self._rng)
         except retry.GaveUp as gave_up:
             exc, attempts = gave_up.error, gave_up.attempts
             why = exc.message
             if exc.kind is not FailureKind.PERMANENT:
                 why = f"{why} (gave up after {attempts} attempts)"
-            return pending.failed(exc.kind, why, status=exc.status, attempts=attempts)
+            record = pending.failed(exc.kind, why, status=exc.status, attempts=attempts)
+        if refusals:
+            record.extra = {**record.extra, "rate_limited": refusals}  # `status` sums these
+        return record
 
     def _settle(self, answer: Answer, estimate: int) -> None:
         """An answer's effect on the limits: the caps grow, the tokens used replace the estimate."""
         used = answer.usage.get("prompt_tokens", 0) + answer.usage.get("completion_tokens", 0)
         for layer in self.limits.layers:
             layer.cap.success()
+            if layer.rate is not None:
+                layer.rate.success()
             if layer.tokens is not None:
                 layer.tokens.settle(estimate, used or estimate)
+        q, server = answer.quota, self.limits.layers[-1]
+        if q is not None and q.requests is not None:
+            server.left_requests.observe(q.requests, q.requests_reset)
+        if q is not None and q.tokens is not None:
+            server.left_tokens.observe(q.tokens, q.tokens_reset)
+        self._note_rates()
 
-    def _after_failure(self, exc: ProviderError, epochs: list[int], estimate: int) -> None:
+    def _after_failure(
+        self, exc: ProviderError, epochs: list[int], estimate: int, sent_at: float
+    ) -> None:
         """React to a failed attempt before the loop decides: refund, stop, or back off."""
         layers = self.limits.layers
         for layer in layers:
@@ -269,6 +303,21 @@ class Pipeline:
             # shared one both halve (each once per round of pushback).
             for layer, epoch in zip(layers, epochs, strict=False):
                 layer.cap.backoff(epoch)
+            self.progress.limited += 1
+            if exc.retry_after is None:  # no word on when: learn the rate the server allows
+                self.progress.unsaid += 1
+                for layer in layers:
+                    if layer.rate is not None:
+                        layer.rate.refused(sent_at)
+                self._note_rates()
+
+    def _note_rates(self) -> None:
+        """The learned request rate (the tightest layer's) and the server-paced wait, shown."""
+        learned = [r.rpm for layer in self.limits.layers
+                   if (r := layer.rate) is not None and r.learned and r.rpm is not None]
+        self.progress.learned_rpm = min(learned) if learned else None
+        server = self.limits.layers[-1]
+        self.progress.quota_wait = server.left_requests.waited + server.left_tokens.waited
 
     async def _backoff(self, delay: float) -> None:
         """The loop's wait before a retry; abandoned if the pipeline stops meanwhile."""

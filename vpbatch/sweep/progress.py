@@ -17,7 +17,8 @@ import anyio
 
 from vpbatch.log.records import Record
 
-__all__ = ["ModelProgress", "Progress", "fit_name", "format_line", "format_duration", "name_width"]
+__all__ = ["ModelProgress", "Progress", "fit_name", "format_line", "format_duration", "name_width",
+           "rate_limit_lines"]
 
 
 class ModelProgress:
@@ -26,7 +27,8 @@ class ModelProgress:
     __slots__ = (
         "name", "total", "skipped", "failed_before", "ok", "failed", "gave_up", "retries",
         "tokens", "sent", "in_flight", "started", "stopped", "reasons", "unrated",
-        "unrated_before", "answered_before", "unrated_reasons", "unrated_examples", "_clock",
+        "unrated_before", "answered_before", "unrated_reasons", "unrated_examples", "limited",
+        "unsaid", "learned_rpm", "quota_wait", "_clock",
     )
 
     def __init__(self, name: str, total: int, clock: Callable[[], float] = time.monotonic):
@@ -49,6 +51,10 @@ class ModelProgress:
         self.unrated_before = 0  # of those, unrated (fail_on_error and min_rated count them)
         self.unrated_reasons: Counter[str] = Counter()  # unrated causes, this run
         self.unrated_examples: dict[str, Record] = {}  # per cause, its first answer this run
+        self.limited = 0  # 429 (or 529) answers, retried
+        self.unsaid = 0  # of those, without Retry-After or a reset header
+        self.learned_rpm: float | None = None  # the rate AIMD cut to, when it cut one
+        self.quota_wait = 0.0  # seconds waited on the server's x-ratelimit-remaining-*
         self._clock = clock
 
     @property
@@ -114,10 +120,11 @@ def _status(p: ModelProgress) -> str:
     """Everything after the name, the figures that matter first (a narrow terminal cuts the end)."""
     pct = 100.0 * p.done / p.total if p.total else 100.0
     state = f"STOPPED: {p.stopped}" if p.stopped else f"eta {format_duration(p.eta())}"
+    learned = f"  rpm {p.learned_rpm:.0f} (learned)" if p.learned_rpm is not None else ""
     return (
         f"{p.done:>7}/{p.total:<7} {pct:5.1f}%  {p.rate():7.1f}/s  {state}  "
         f"retries {p.retries}  failed {p.failed}  "
-        + (f"unrated {p.unrated}  " if p.unrated else "") + f"tokens {p.tokens}"
+        + (f"unrated {p.unrated}  " if p.unrated else "") + f"tokens {p.tokens}{learned}"
     )
 
 
@@ -136,6 +143,21 @@ def name_width(names: list[str], columns: int | None = None) -> int:
     if columns is None:
         return longest
     return max(12, min(longest, columns - 1 - 1 - _CORE))
+
+
+def rate_limit_lines(p: ModelProgress) -> list[str]:
+    """What the server's limits did to a model: 429s, the rate learned, waits on its word."""
+    out = []
+    if p.limited:
+        plain = f", {p.unsaid} without Retry-After" if p.unsaid else ""
+        out.append(f"  rate limited: {p.limited} x 429{plain}; every one retried")
+    if p.learned_rpm is not None:
+        out.append(f"  request rate learned from the 429s: {p.learned_rpm:.0f} rpm at the end "
+                   f"(set rpm = {p.learned_rpm:.0f} to start there next time)")
+    if p.quota_wait >= 1.0:
+        out.append(f"  paced by the server's x-ratelimit-remaining headers: waited "
+                   f"{format_duration(p.quota_wait)} in all")
+    return out
 
 
 class Progress:
@@ -208,6 +230,7 @@ class Progress:
             )
             if p.stopped:
                 out.append(f"  stopped: {p.stopped}")
+            out.extend(rate_limit_lines(p))
             for reason, n in p.reasons.most_common(3):
                 out.append(f"  {n} x {reason}")
             for cause, n in p.unrated_reasons.most_common():

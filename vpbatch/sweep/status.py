@@ -37,6 +37,7 @@ class Cell:
     cost_usd: float | None = None
     reasons: dict[str, int] = field(default_factory=dict)  # failure reason -> jobs
     unrated: dict[str, int] = field(default_factory=dict)  # unrated cause -> answered jobs
+    rate_limited: int = 0  # 429s the jobs met on their way (each retried), over every row
 
 
 def _totals(
@@ -72,6 +73,9 @@ def collect_status(
         usage = row.get("usage") or {}
         cell.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         cell.completion_tokens += int(usage.get("completion_tokens") or 0)
+        extra = row.get("extra")
+        if isinstance(extra, dict) and isinstance(extra.get("rate_limited"), int):
+            cell.rate_limited += extra["rate_limited"]
         if row.get("status") == OK:
             code = _PARSED if row.get("rating") is not None else _UNPARSED
             counted.add(row["job_id"], True, (key, code, unrated_of(row)))
@@ -111,6 +115,7 @@ def _sum(cells: list[Cell], model: str, condition: str) -> Cell:
         out.parse_failures += c.parse_failures
         out.prompt_tokens += c.prompt_tokens
         out.completion_tokens += c.completion_tokens
+        out.rate_limited += c.rate_limited
         if c.cost_usd is not None:
             out.cost_usd = (out.cost_usd or 0.0) + c.cost_usd
         reasons.update(c.reasons)
@@ -135,6 +140,7 @@ def render_status(cells: list[Cell]) -> list[str]:
     rows: list[tuple[str, ...]] = [head]
     notes: list[str] = []
     unrated: list[str] = []
+    limited: list[str] = []
     models = list(dict.fromkeys(c.model for c in cells))
     for model in models:
         mine = [c for c in cells if c.model == model]
@@ -147,6 +153,9 @@ def render_status(cells: list[Cell]) -> list[str]:
             notes.append(f"  {model}: {n:,} failed: {reason}")
         for cause, n in whole.unrated.items():
             unrated.append(f"  {model}: {n:,} unrated: {describe(cause)}")
+        if whole.rate_limited:
+            limited.append(f"  {model}: {whole.rate_limited:,} requests refused with 429, each "
+                           "retried (see rate_limit_window, rpm)")
     if len(models) > 1:
         rows.append(_line(_sum(cells, "total", ""), True))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -154,5 +163,6 @@ def render_status(cells: list[Cell]) -> list[str]:
              for r in rows]
     out = table + (["failures (most common reasons):", *notes] if notes else [])
     # Answered, paid for, and measured nothing: they count as failures for fail_on_error.
-    return out + (["unrated answers (count as failures; see "
-                   "docs/guides/measurement-failures.md):", *unrated] if unrated else [])
+    out += (["unrated answers (count as failures; see "
+             "docs/guides/measurement-failures.md):", *unrated] if unrated else [])
+    return out + (["rate limits:", *limited] if limited else [])

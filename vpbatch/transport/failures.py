@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from vpbatch.transport.records import FailureKind, ProviderError
+from vpbatch.transport.records import FailureKind, ProviderError, Quota
 
-__all__ = ["Failures", "classify_status", "retry_after", "redact"]
+__all__ = ["Failures", "classify_status", "retry_after", "quota", "redact"]
 
 _SNIPPET = 300  # characters of an error body kept in a message: enough to name the cause
 _HEAD = 120  # bytes of a body that is not an answer shown in its message: enough to know it
@@ -34,6 +34,11 @@ _KEYLIKE = re.compile(
 )
 # A FastAPI/pydantic validation error of the request body ("'loc': ('body', ...").
 _REJECTED_BODY = re.compile(r"validation error.*'loc': \('body'", re.DOTALL)
+# An authentication failure a gateway reports as a server error: LiteLLM 1.x answers a missing
+# or wrong proxy key with HTTP 500 ("Authentication Error, No api key passed in.", auth_error).
+_AUTH_IN_5XX = re.compile(
+    r"(?i)authentication ?error|\bauth_error\b|no api key|invalid api[ _-]?key"
+    r"|api[ _-]?key\b.{0,40}\b(?:missing|required|not (?:set|found|provided|passed))")
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _GO_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -112,6 +117,35 @@ def retry_after(
     return max(pool) if pool else None
 
 
+# (remaining, reset) header names per kind: OpenAI's and the gateways' (LiteLLM, Together,
+# Groq), then Anthropic's.
+_QUOTA_HEADERS = {
+    kind: ((f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"),
+           (f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset"))
+    for kind in ("requests", "tokens")
+}
+
+
+def quota(headers: Mapping[str, str], now: float | None = None) -> Quota | None:
+    """What a successful answer's headers say is left of the server's limits, or None."""
+    now = time.time() if now is None else now
+    lower = {k.lower(): v for k, v in headers.items()}
+    found: dict[str, float | None] = {}
+    for kind, names in _QUOTA_HEADERS.items():
+        for remaining, reset in names:
+            if remaining not in lower:
+                continue
+            try:
+                left = float(lower[remaining])
+            except ValueError:
+                continue  # a value we cannot read tells us nothing
+            found[kind] = max(0.0, left)
+            when = lower.get(reset)
+            found[f"{kind}_reset"] = _seconds(when, now) if when is not None else None
+            break
+    return Quota(**found) if found else None
+
+
 def _error_detail(raw: bytes) -> tuple[str, Any]:
     """The provider's own error message and code from an error body, else the body's start."""
     try:
@@ -150,6 +184,15 @@ def classify_status(
         return ProviderError(FailureKind.PERMANENT, msg, status=status)
     if status in (429, 529):  # 529: Anthropic overloaded
         return ProviderError(FailureKind.RATE_LIMITED, msg, status=status, retry_after=wait)
+    if status >= 500 and _AUTH_IN_5XX.search(raw[:_SNIPPET * 4].decode("utf-8", "replace")):
+        # Re-sending cannot fix a key; LiteLLM's 500 cost 175 retries before this.
+        where = f"the key in ${key_env}" if key_env else "the request, which carried no key"
+        text = redact(f"{provider} HTTP {status}: {detail}", key) + (
+            f" -- an authentication failure reported as a server error ({where}; "
+            "LiteLLM answers so): set api_key_env to the variable holding the gateway's key "
+            "and export it; if the key is the gateway's own for its upstream, fix it in the "
+            "gateway's config")
+        return ProviderError(FailureKind.PERMANENT, text, status=status, auth=True)
     if status >= 500 and _REJECTED_BODY.search(detail):
         # llama-cpp-python's server reports a request it cannot validate as a 500: the request
         # was refused, not the server broken, so re-sending it cannot help.
@@ -200,6 +243,14 @@ class Failures:
         """
         ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
         first = head[:_HEAD].decode("utf-8", "replace")
+        if "event-stream" in (ctype or "") or head.lstrip()[:6] in (b"data: ", b"data:{",
+                                                                      b"event:"):
+            return self.permanent(
+                f"{url} answered a stream of server-sent events (Content-Type: "
+                f"{ctype or 'none'}; first bytes: {first!r}), not one chat completion: the "
+                "server streams although vpbatch asks for one JSON answer. Add extra_body = "
+                "{ stream = false } to the model; if the server streams only, turn on "
+                "non-streaming answers in it (or in the gateway in front of it)")
         return self.permanent(
             f"{url} answered {what}, not a chat completion (Content-Type: {ctype or 'none'}; "
             f"first bytes: {first!r}); check base_url (a missing or doubled /v1?)")

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FailureKind", "ProviderError", "Answer", "HttpRequest", "RequestParams"]
+__all__ = ["FailureKind", "ProviderError", "Answer", "HttpRequest", "RequestParams", "Quota"]
 
 
 class FailureKind(enum.Enum):
@@ -66,6 +66,17 @@ class HttpRequest:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """What a server says is left of its limits (`x-ratelimit-remaining-*` on an answer):
+    requests and tokens, each with seconds until it resets (None: not said)."""
+
+    requests: float | None = None
+    requests_reset: float | None = None
+    tokens: float | None = None
+    tokens_reset: float | None = None
+
+
 @dataclass(slots=True)
 class Answer:
     text: str  # the answer content, reasoning stripped out
@@ -74,3 +85,4 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     # The text is OpenAI's `refusal` field (the message had no content): never rated.
     refusal: bool = False
+    quota: Quota | None = None  # the server's remaining-limit headers, when it sent any

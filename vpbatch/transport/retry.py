@@ -2,7 +2,9 @@
 
 `retrying` calls an attempt until it returns, fails permanently, or the policy's attempts or
 total time run out; it reacts only to the ProviderError a provider classified (permanent /
-transient / rate-limited with `retry_after`). `testing()` records waits instead of sleeping
+transient / rate-limited with `retry_after`). A rate-limited job is retried by time, not by
+count, until it has been refused for `window` seconds: a server that counts per minute
+refuses for up to a minute, whatever the attempts. `testing()` records waits instead of sleeping
 (like `stamina`), so tests of retry behaviour take no wall-clock time.
 """
 
@@ -34,10 +36,19 @@ class RetryPolicy:
     cap: float = 60.0  # no single backoff above this (a Retry-After may ask for more)
     total: float = 600.0  # give up when the next wait would end past this many seconds
     jitter: bool = True  # full jitter: uniform(0, ceiling) spreads synchronised retries
+    # A job refused with 429 is retried, attempts regardless, until refused this long: the
+    # window a gateway counts in (LiteLLM: the calendar minute). Its backoff stays under a
+    # quarter of it (a Retry-After may ask for more), so the first try after the window
+    # turns comes soon.
+    window: float = 60.0
 
-    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """The backoff after failed attempt number `attempt` (1-based), jitter included."""
-        ceiling = min(self.cap, self.base * 2.0 ** (attempt - 1))
+    def backoff(
+        self, attempt: int, rng: random.Random | None = None, *, limited: bool = False
+    ) -> float:
+        """The backoff after failed attempt number `attempt` (1-based), jitter included;
+        `limited`: after a 429, whose backoff stays under a quarter window."""
+        cap = min(self.cap, self.window / 4.0) if limited else self.cap
+        ceiling = min(cap, self.base * 2.0 ** min(attempt - 1, 64))
         if not self.jitter:
             return ceiling
         return (rng or random).uniform(0.0, ceiling)
@@ -48,11 +59,18 @@ class RetryPolicy:
         elapsed: float,
         retry_after: float | None = None,
         rng: random.Random | None = None,
+        *,
+        refused_for: float | None = None,
     ) -> float | None:
-        """Seconds to wait before attempt `attempt + 1`, or None when the budget is spent."""
-        if attempt >= self.attempts:
+        """Seconds to wait before attempt `attempt + 1`, or None when the budget is spent.
+
+        `refused_for`: how long this job has been rate-limited (None: the failure is not a
+        429); within `window` the attempt count does not end it, only `total` does.
+        """
+        in_window = refused_for is not None and refused_for < self.window
+        if attempt >= self.attempts and not in_window:
             return None
-        delay = self.backoff(attempt, rng)
+        delay = self.backoff(attempt, rng, limited=refused_for is not None)
         if retry_after is not None and retry_after > delay:
             delay = retry_after  # the server knows when capacity returns; earlier is a waste
         if elapsed + delay > self.total:
@@ -68,9 +86,14 @@ _recorder: Waits | None = None
 
 
 def now() -> float:
-    """The retry loop's clock: monotonic time, plus the waits test mode skipped."""
+    """The retry loop's clock: the event loop's (monotonic) time, plus the waits test mode
+    skipped. The loop's, so that a loop on virtual time (tests) moves this clock too."""
     skipped = sum(_recorder) if _recorder is not None else 0.0
-    return time.monotonic() + skipped
+    try:
+        clock = anyio.current_time()
+    except RuntimeError:  # called outside any event loop (anyio's NoEventLoopError)
+        clock = time.monotonic()
+    return clock + skipped
 
 
 async def sleep(seconds: float) -> None:
@@ -121,6 +144,7 @@ async def retrying(
     """
     wait = sleep if sleep is not None else _sleep
     started = now()
+    refused_since: float | None = None  # when this job's first 429 came back
     n = 0
     while True:
         n += 1
@@ -130,8 +154,14 @@ async def retrying(
             if on_failure is not None:
                 on_failure(exc, n)
             delay = None
+            t = now()
+            refused_for = None
+            if exc.kind is FailureKind.RATE_LIMITED:
+                refused_since = t if refused_since is None else refused_since
+                refused_for = t - refused_since
             if exc.kind is not FailureKind.PERMANENT:  # re-sending cannot fix a permanent one
-                delay = policy.next_delay(n, now() - started, exc.retry_after, rng)
+                delay = policy.next_delay(n, t - started, exc.retry_after, rng,
+                                          refused_for=refused_for)
             if delay is None:
                 raise GaveUp(exc, n) from exc
             await wait(delay)
