@@ -51,8 +51,10 @@ def _raw_ratings(data_dir: Path, model: str) -> dict[str, dict[tuple[int, int], 
     """version -> (portrait_id, option_id) -> the file's numeric_response, where 1..6."""
     out: dict[str, dict[tuple[int, int], int]] = {}
     for version in VERSIONS:
-        (path,) = (data_dir / layout.OUTPUTS).glob(f"*/{model}_{version}_results.json.xz")
-        rows = json.loads(lzma.decompress(path.read_bytes()))
+        # either layout: .json as upstream and the fetch have it, .json.xz as ../shared has it
+        (path,) = (data_dir / layout.OUTPUTS).glob(f"*/{model}_{version}_results.json*")
+        raw = path.read_bytes()
+        rows = json.loads(lzma.decompress(raw) if path.suffix == ".xz" else raw)
         out[version] = {(int(r["portrait_id"]), int(r["option_id"])): int(r["numeric_response"])
                         for r in rows if r.get("numeric_response") in (1, 2, 3, 4, 5, 6)}
     return out
