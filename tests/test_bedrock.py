@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -160,9 +161,19 @@ def test_the_contract_check_rejects_a_body_botocore_would_refuse(
 FROZEN = datetime.datetime(2026, 12, 7, 12, 0, 0, tzinfo=datetime.UTC)
 
 
+class _Frozen(datetime.datetime):
+    @classmethod
+    def utcnow(cls) -> datetime.datetime:
+        return FROZEN.replace(tzinfo=None)
+
+
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: FROZEN)
+    """botocore's signing clock stopped at FROZEN (the signer asks it for X-Amz-Date)."""
+    if hasattr(botocore.auth, "get_current_datetime"):
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: FROZEN)
+    else:  # botocore before 1.40 (the floor is 1.34.116) calls datetime.datetime.utcnow()
+        monkeypatch.setattr(botocore.auth, "datetime", SimpleNamespace(datetime=_Frozen))
 
 
 @pytest.mark.parametrize("token", [None, "FQoGZXIvYXdzEXAMPLE"])
