@@ -499,7 +499,8 @@ def _check_models(
             v.fail(o.at("mode"), f"unknown mode {m.mode!r}", 'use "online" or "batch"')
         # (The simulator's batch mode is stopped at run time instead, as a test of that stop.)
         if m.mode == "batch" and not facts.batch and not facts.keyless:
-            v.fail(o.at("mode"), f"{m.provider} has no batch API", 'use mode = "online"')
+            why = facts.extra.get("no_batch_why", "")
+            v.fail(o.at("mode"), f"{m.provider} has no batch API{why}", 'use mode = "online"')
         _check_answer(v, m, o, facts)
         _check_bounds(v, _values(m), o.at)
         if m.rate_limit_window > m.max_retry_seconds:

@@ -23,4 +23,5 @@ from vpbatch.providers import openai  # noqa: F401
 from vpbatch.providers import anthropic  # noqa: F401
 from vpbatch.providers import openrouter  # noqa: F401
 from vpbatch.providers import sim  # noqa: F401
+from vpbatch.providers import bedrock  # noqa: F401
 # isort: on

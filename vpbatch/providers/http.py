@@ -7,11 +7,12 @@ composes a wire (the API's format) with an endpoint: that is every real provider
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.contract import Wire
@@ -19,7 +20,11 @@ from vpbatch.transport.failures import Failures, quota
 from vpbatch.transport.records import Answer, HttpRequest, RequestParams
 from vpbatch.transport.session import client_session
 
-__all__ = ["Endpoint", "HttpProvider", "read_answer"]
+__all__ = ["Endpoint", "HttpProvider", "read_answer", "Signer"]
+
+# Optional, per request: (method, url, headers, body bytes) -> the headers that authenticate
+# that one request, for APIs whose signature covers the body and a timestamp (AWS SigV4).
+Signer = Callable[[str, str, Mapping[str, str], bytes], dict[str, str]]
 
 _JSON = {"Content-Type": "application/json"}  # a chat request's body is JSON bytes
 
@@ -50,7 +55,7 @@ class Endpoint:
         self.failures = failures
 
     async def send(
-        self, method: str, url: str, *, read_timeout: float | None = None,
+        self, method: str, url: str | URL, *, read_timeout: float | None = None,
         limit: int | None = None, **kw: Any,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One request's status, headers and body; failing to get them is a ProviderError.
@@ -98,7 +103,7 @@ class _TooLarge(Exception):
 
 
 async def _request(
-    session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
+    session: aiohttp.ClientSession, method: str, url: str | URL, headers: dict[str, str],
     timeout: aiohttp.ClientTimeout, kw: dict[str, Any], limit: int | None,
 ) -> tuple[int, Mapping[str, str], bytes]:
     async with session.request(method, url, headers=headers, timeout=timeout, **kw) as resp:
@@ -149,7 +154,7 @@ def read_answer(
 class HttpProvider:
     """A model behind an HTTP API: its wire's bodies POSTed to its endpoint, answers read back."""
 
-    __slots__ = ("cfg", "wire", "endpoint")
+    __slots__ = ("cfg", "wire", "endpoint", "sign")
 
     def __init__(
         self,
@@ -159,11 +164,16 @@ class HttpProvider:
         key: str | None,
         *,
         key_env: str | None = None,
+        sign: Signer | None = None,
+        failures: Failures | None = None,
     ) -> None:
         self.cfg = cfg
         self.wire = wire
-        failures = Failures(wire.label, key, key_env if key_env is not None else cfg.api_key_env)
+        if failures is None:  # (a provider may bring its own: its error shapes, its key names)
+            failures = Failures(wire.label, key, key_env if key_env is not None else
+                                cfg.api_key_env)
         self.endpoint = Endpoint(cfg, session, wire.headers(key or None), failures)
+        self.sign = sign
 
     @property
     def failures(self) -> Failures:
@@ -181,9 +191,17 @@ class HttpProvider:
     ) -> Answer:
         if body is None:
             body = self.wire.body(messages, params)
+        data = orjson.dumps(body)
+        url: str | URL = self.wire.url
+        sent = dict(_JSON)
+        if self.sign is not None:
+            sent.update(self.sign("POST", self.wire.url, {**self.endpoint.headers, **_JSON},
+                                  data))
+            # Sent byte for byte as signed: yarl would decode a model id's %3A to ":", and the
+            # signature covers the path.
+            url = URL(self.wire.url, encoded=True)
         status, headers, raw = await self.endpoint.send(
-            "POST", self.wire.url, limit=self.cfg.max_response_bytes, data=orjson.dumps(body),
-            headers=_JSON)
+            "POST", url, limit=self.cfg.max_response_bytes, data=data, headers=sent)
         return self.parse(status, headers, raw)
 
     def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:

@@ -59,6 +59,8 @@ def make_provider(
     wire = wire_for(cfg, env)
     if spec_of(cfg).keyless:
         return SimProvider(cfg)  # no key: a simulation never needs or holds one
+    if (connect := spec_of(cfg).connect) is not None:
+        return connect(cfg, wire, session, env)  # its own credentials (bedrock's AWS ones)
     var = key_env_of(cfg)
     key = env.get(var) if var else None
     if var and not key:

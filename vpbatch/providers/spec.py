@@ -17,7 +17,10 @@ from vpbatch.errors import ConfigError
 from vpbatch.providers.contract import Wire
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from vpbatch.providers.batchapi import BatchAPI
+    from vpbatch.providers.contract import Provider
     from vpbatch.providers.http import HttpProvider
     from vpbatch.transport.retry import RetryPolicy
 
@@ -50,10 +53,17 @@ class ProviderSpec:
     choice_formats: tuple[str, ...] = ("json_schema",)
     keyless: bool = False  # answers in-process (the simulator): no key, no HTTP
     model_default: str | None = None
+    # Optional: how the model's provider is made, for credentials that are not one key in
+    # key_env (bedrock: AWS credentials, each request signed). None: an HttpProvider with it.
+    connect: Callable[
+        [ModelConfig, Wire, aiohttp.ClientSession | None, Mapping[str, str]], Provider
+    ] | None = None
+    no_batch_why: str = ""  # why mode = "batch" is refused, said at config load (batch None)
 
     def facts(self) -> ProviderFacts:
+        extra = {"no_batch_why": self.no_batch_why} if self.no_batch_why else {}
         return ProviderFacts(self.name, self.key_env, self.settings, self.batch is not None,
-                             self.choice_formats, self.keyless, self.model_default)
+                             self.choice_formats, self.keyless, self.model_default, extra)
 
 
 _SPECS: dict[str, ProviderSpec] = {}
