@@ -42,6 +42,13 @@ MSGS = [{"role": "system", "content": "You are a careful respondent."},
         {"role": "user", "content": "Is this like you?"}]
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "guides" / "gemini.md"
 
+
+
+@pytest.fixture(autouse=True)
+def _data(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPBATCH_DATA", str(data_dir))
+
+
 Reply = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
 
@@ -76,6 +83,8 @@ class FakeGemini:
 
     reply: Reply = default_reply
     polls: int = 1
+    lose_creates: int = 0  # creates whose answer is lost (a 503 after the batch was made)
+    fail: bool = False  # batches end BATCH_STATE_FAILED
     seen: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     url: str = ""
@@ -94,7 +103,13 @@ class FakeGemini:
             status, doc = self.reply(body)
             return web.json_response(doc, status=status)
         assert method == "batchGenerateContent", method
-        return web.json_response(self._create(model, body["batch"]))
+        op = self._create(model, body["batch"])
+        if self.lose_creates:
+            self.lose_creates -= 1
+            return web.json_response({"error": {"code": 503, "status": "UNAVAILABLE",
+                                                "message": "The service is unavailable."}},
+                                     status=503)
+        return web.json_response(op)
 
     def _create(self, model: str, batch: dict[str, Any]) -> dict[str, Any]:
         name = f"batches/b{len(self.batches) + 1}"
@@ -112,10 +127,14 @@ class FakeGemini:
         meta: dict[str, Any] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
             "model": b["model"], "displayName": b["displayName"],
-            "state": "BATCH_STATE_SUCCEEDED" if done else "BATCH_STATE_RUNNING"}
-        if done:
+            "state": "BATCH_STATE_RUNNING" if not done else
+            "BATCH_STATE_FAILED" if self.fail else "BATCH_STATE_SUCCEEDED"}
+        if done and not self.fail:
             meta["output"] = {"inlinedResponses": {"inlinedResponses": b["out"]}}
-        return {"name": b["name"], "metadata": meta, "done": done}
+        doc = {"name": b["name"], "metadata": meta, "done": done}
+        if done and self.fail:
+            doc["error"] = {"code": 13, "message": "Internal error while running the batch."}
+        return doc
 
     async def get_batch(self, request: web.Request) -> web.Response:
         b = self.batches[f"batches/{request.match_info['id']}"]
@@ -465,22 +484,24 @@ def test_a_sweep_through_the_real_cli_rates_every_job(tmp_path: Path, data_dir: 
     assert KEY not in (tmp_path / "run" / "log.jsonl").read_text()
 
 
-def test_a_batch_sweep_sends_one_inline_batch_and_reads_its_inlined_responses(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("VPBATCH_DATA", str(data_dir))
-    fake = FakeGemini(polls=2)
-
-    async def go() -> None:
+def batch_sweep(tmp_path: Path, fake: FakeGemini) -> Any:
+    async def go() -> Any:
         async with serving(fake):
             cfg = load_config(write_config(tmp_path / "c.toml", fake.url, 'mode = "batch"'),
                               env=ENV)
             with retry.testing():
-                summary = await sweep(cfg, tmp_path / "run", handle_signals=False,
-                                      progress=False, env={**os.environ, **ENV})
-            assert summary.complete and summary.models["flash"].ok == 2
+                return await sweep(cfg, tmp_path / "run", handle_signals=False,
+                                   progress=False, env={**os.environ, **ENV})
 
-    anyio.run(go)
+    return anyio.run(go)
+
+
+def test_a_batch_sweep_sends_one_inline_batch_and_reads_its_inlined_responses(
+    tmp_path: Path,
+) -> None:
+    fake = FakeGemini(polls=2)
+    summary = batch_sweep(tmp_path, fake)
+    assert summary.complete and summary.models["flash"].ok == 2
     assert [p for p, _, _ in fake.seen] == [
         "/v1beta/models/gemini-2.5-flash:batchGenerateContent"]
     got = rows(tmp_path / "run")
@@ -488,12 +509,30 @@ def test_a_batch_sweep_sends_one_inline_batch_and_reads_its_inlined_responses(
                                  for r in got)
 
 
+def test_a_create_whose_answer_was_lost_is_found_by_its_name_and_never_paid_twice(
+    tmp_path: Path,
+) -> None:
+    fake = FakeGemini(lose_creates=1)
+    summary = batch_sweep(tmp_path, fake)
+    assert summary.complete and len(fake.batches) == 1
+    assert {r["batch_id"] for r in rows(tmp_path / "run")} == {"batches/b1"}
+
+
+def test_a_failed_batch_sends_its_jobs_again_in_the_next_round(
+    tmp_path: Path,
+) -> None:
+    fake = FakeGemini(fail=True)
+    batch_sweep(tmp_path, fake)
+    got = rows(tmp_path / "run")
+    assert len(fake.batches) > 1 and all(r["status"] == "failed" for r in got)
+    assert "BATCH_STATE_FAILED: Internal error while running the batch." in got[0]["error"]
+
+
 def test_a_batch_requests_own_error_is_classified_as_online(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """An inlined INVALID_ARGUMENT fails its job with Google's message; a RESOURCE_EXHAUSTED
     one goes into the next batch and is answered there."""
-    monkeypatch.setenv("VPBATCH_DATA", str(data_dir))
     calls = {"n": 0}
 
     def reply(b: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -507,16 +546,7 @@ def test_a_batch_requests_own_error_is_classified_as_online(
         return default_reply(b)
 
     fake = FakeGemini(reply=reply)
-
-    async def go() -> None:
-        async with serving(fake):
-            cfg = load_config(write_config(tmp_path / "c.toml", fake.url, 'mode = "batch"'),
-                              env=ENV)
-            with retry.testing():
-                await sweep(cfg, tmp_path / "run", handle_signals=False, progress=False,
-                            env={**os.environ, **ENV})
-
-    anyio.run(go)
+    batch_sweep(tmp_path, fake)
     got = sorted(rows(tmp_path / "run"), key=lambda r: r["status"])
     assert [r["status"] for r in got] == ["failed", "ok"]
     assert "invalid argument" in got[0]["error"] and got[1]["batch_id"] == "batches/b2"
