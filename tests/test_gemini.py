@@ -7,7 +7,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +21,6 @@ import jsonschema
 import pytest
 from aiohttp import web
 
-from vpbatch.cli import main
 from vpbatch.config.schema import Config, ModelConfig, load_config
 from vpbatch.errors import ConfigError
 from vpbatch.log.runlog import iter_log
@@ -40,7 +38,6 @@ CHOICE = ("not like me at all", "not like me", "a little like me", "somewhat lik
           "like me", "very much like me")
 MSGS = [{"role": "system", "content": "You are a careful respondent."},
         {"role": "user", "content": "Is this like you?"}]
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "guides" / "gemini.md"
 
 
 
@@ -551,32 +548,6 @@ def test_a_batch_requests_own_error_is_classified_as_online(
     assert [r["status"] for r in got] == ["failed", "ok"]
     assert "invalid argument" in got[0]["error"] and got[1]["batch_id"] == "batches/b2"
     assert len(fake.batches) == 2
-
-
-# -- docs ------------------------------------------------------------------------------------------
-
-
-def doc_configs() -> list[str]:
-    return re.findall(r"```toml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
-
-
-def test_the_guide_has_a_config_for_each_route() -> None:
-    assert len(doc_configs()) >= 3
-
-
-@pytest.mark.parametrize("n", range(3))
-def test_each_config_in_the_guide_plans(
-    n: int, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text(doc_configs()[n])
-    try:
-        main(["plan", str(path), "--data", str(data_dir)])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    assert code == 0, out.err
 
 
 def test_a_config_loads_with_the_gemini_key_by_default(tmp_path: Path) -> None:
