@@ -26,6 +26,7 @@ from vpbatch.errors import ConfigError
 from vpbatch.log.runlog import iter_log
 from vpbatch.providers.gemini import GeminiGenerate
 from vpbatch.providers.registry import make_provider, wire_for
+from vpbatch.sim.server import SimServerConfig, start_server
 from vpbatch.sweep.engine import sweep
 from vpbatch.transport import retry
 from vpbatch.transport.records import FailureKind, ProviderError, RequestParams
@@ -448,10 +449,11 @@ def test_googles_documented_response_shape_parses() -> None:
 # -- sweeps ------------------------------------------------------------------------------------
 
 
-def write_config(path: Path, url: str, extra: str = "", items: int = 2) -> Path:
+def write_config(path: Path, url: str, extra: str = "", items: int = 2,
+                 model_id: str = "gemini-2.5-flash") -> Path:
     path.write_text(
         f'[run]\nname = "g"\nitems = {items}\nversions = ["v1"]\n\n[[models]]\nname = "flash"\n'
-        f'provider = "gemini"\nmodel = "gemini-2.5-flash"\nbase_url = "{url}"\n'
+        f'provider = "gemini"\nmodel = "{model_id}"\nbase_url = "{url}"\n'
         f'api_key_env = "GEMINI_TEST_KEY"\nthinking_budget = 0\n{extra}')
     return path
 
@@ -556,3 +558,43 @@ def test_a_config_loads_with_the_gemini_key_by_default(tmp_path: Path) -> None:
     cfg: Config = load_config(path, check_env=False, check_data=False)
     assert cfg.models[0].api_key_env == "GEMINI_API_KEY"
     assert cfg.models[0].settings["thinking_budget"] is None
+
+
+# -- the simulator in Gemini's shape -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", ["text", "choice"])
+def test_the_simulator_answers_the_gemini_provider_like_any_other(
+    tmp_path: Path, answer: str
+) -> None:
+    async def go() -> Any:
+        srv = await start_server(SimServerConfig(require_key=KEY))
+        try:
+            url = srv.url.removesuffix("/v1") + "/v1beta"
+            cfg = load_config(write_config(tmp_path / "c.toml", url, f'answer = "{answer}"',
+                                           model_id="sim"), env=ENV)
+            summary = await sweep(cfg, tmp_path / "run", handle_signals=False, progress=False,
+                                  env={**os.environ, **ENV})
+            return summary, srv.stats.requests
+        finally:
+            await srv.close()
+
+    summary, requests = anyio.run(go)
+    assert summary.complete and summary.models["flash"].ok == 2 and requests == 2
+    assert all(r["rating"] in range(1, 7) for r in rows(tmp_path / "run"))
+
+
+def test_the_simulator_refuses_a_wrong_gemini_key_as_google_does(tmp_path: Path) -> None:
+    async def go() -> ProviderError:
+        srv = await start_server(SimServerConfig(require_key="right"))
+        try:
+            cfg = model(model="sim", base_url=srv.url.removesuffix("/v1") + "/v1beta",
+                        api_key_env="GEMINI_TEST_KEY", reasoning=False)
+            with pytest.raises(ProviderError) as exc:
+                await make_provider(cfg, None, ENV).complete(MSGS, params(reasoning=False))
+            return exc.value
+        finally:
+            await srv.close()
+
+    err = anyio.run(go)
+    assert err.auth and "API_KEY_INVALID" in err.message
