@@ -266,7 +266,7 @@ def test_thinking_level_replaces_the_budget_for_gemini_3() -> None:
     cfg = model(model="gemini-3-pro-preview", settings={"thinking_level": "low"})
     assert body(cfg)["generationConfig"]["thinkingConfig"] == {
         "includeThoughts": False, "thinkingLevel": "LOW"}
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="refuses the pair"):
         wire_for(model(settings={"thinking_level": "low", "thinking_budget": 10}))
 
 
@@ -296,6 +296,11 @@ def test_safety_settings_are_sent_only_when_set() -> None:
 def test_an_unknown_safety_threshold_is_a_config_error_naming_the_choices() -> None:
     with pytest.raises(ConfigError, match="BLOCK_NONE"):
         wire_for(model(settings={"safety_threshold": "BLOCK_ALL"}))
+
+
+def test_a_misspelt_harm_category_is_a_config_error_naming_the_categories() -> None:
+    with pytest.raises(ConfigError, match="HARASSMENT, HATE_SPEECH"):
+        wire_for(model(settings={"safety_settings": {"HARASMENT": "BLOCK_NONE"}}))
 
 
 def test_extra_body_merges_into_generation_config() -> None:
@@ -358,6 +363,13 @@ def test_an_invalid_argument_is_permanent_with_googles_message() -> None:
     got = ask(FakeGemini(reply=lambda b: (400, err)), model())
     assert got.kind is FailureKind.PERMANENT and not got.auth
     assert "Budget 0 is invalid." in got.message
+
+
+def test_a_403_stops_the_model_and_keeps_googles_reason() -> None:
+    err = {"error": {"code": 403, "status": "PERMISSION_DENIED", "message":
+                     "Generative Language API has not been used in project 123 before."}}
+    got = ask(FakeGemini(reply=lambda b: (403, err)), model())
+    assert got.auth and "$GEMINI_TEST_KEY" in got.message and "has not been used" in got.message
 
 
 def test_a_wrong_key_is_an_auth_failure_naming_the_variable_and_hiding_the_key() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,12 +25,14 @@ from vpbatch.transport.failures import Failures, redact
 from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
 
 __all__ = ["GeminiGenerate", "GeminiFailures", "GEMINI_BASE_URL", "SAFETY_CATEGORIES",
-           "THRESHOLDS", "thinking_budget", "google_error", "SPEC"]
+           "THRESHOLDS", "thinking_budget", "google_error", "GoogleError", "check_settings",
+           "SPEC"]
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 # The harm categories a text request is rated in (safety_threshold sets all of them).
 SAFETY_CATEGORIES = ("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
                      "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT")
+_CATEGORIES = (*SAFETY_CATEGORIES, "HARM_CATEGORY_CIVIC_INTEGRITY")  # what Google accepts
 THRESHOLDS = ("BLOCK_NONE", "OFF", "BLOCK_ONLY_HIGH", "BLOCK_MEDIUM_AND_ABOVE",
               "BLOCK_LOW_AND_ABOVE", "HARM_BLOCK_THRESHOLD_UNSPECIFIED")
 THINKING_LEVELS = ("minimal", "low", "medium", "high")
@@ -70,15 +72,24 @@ _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
-def google_error(raw: bytes) -> tuple[str, str, float | None]:
-    """A Google error body's (status, ErrorInfo reason, RetryInfo delay in seconds)."""
+class GoogleError(NamedTuple):
+    """What a Google error body says beyond its HTTP status."""
+
+    status: str = ""  # google.rpc status name: RESOURCE_EXHAUSTED, INVALID_ARGUMENT, ...
+    reason: str = ""  # ErrorInfo's reason: API_KEY_INVALID, ...
+    delay: float | None = None  # RetryInfo's retryDelay in seconds
+    message: str = ""
+
+
+def google_error(raw: bytes) -> GoogleError:
+    """The google.rpc.Status of an error body (`{"error": {code, message, status, details}}`)."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return "", "", None
+        return GoogleError()
     err = doc.get("error") if isinstance(doc, dict) else None
     if not isinstance(err, dict):
-        return "", "", None
+        return GoogleError()
     reason, delay = "", None
     for d in err.get("details") or []:
         if not isinstance(d, dict):
@@ -88,7 +99,7 @@ def google_error(raw: bytes) -> tuple[str, str, float | None]:
         elif d.get("@type") == _RETRY_INFO:
             m = _DELAY.match(str(d.get("retryDelay") or ""))
             delay = float(m.group(1)) if m else None
-    return str(err.get("status") or ""), reason, delay
+    return GoogleError(str(err.get("status") or ""), reason, delay, str(err.get("message") or ""))
 
 
 class GeminiFailures(Failures):
@@ -100,30 +111,21 @@ class GeminiFailures(Failures):
         self, status: int, headers: Mapping[str, str], raw: bytes, *, where: str = ""
     ) -> ProviderError:
         err = super().status(status, headers, raw, where=where)
-        state, reason, delay = google_error(raw)
-        if reason == "API_KEY_INVALID" or state == "UNAUTHENTICATED":
+        google = google_error(raw)
+        if google.reason == "API_KEY_INVALID" or google.status == "UNAUTHENTICATED":
             # Google answers a wrong key with 400 INVALID_ARGUMENT: stop the model at once.
             var = f"${self.key_env}" if self.key_env else "the request (no api_key_env set)"
+            why = google.reason or google.status
             return ProviderError(FailureKind.PERMANENT, f"{self.label}{where} HTTP {status}: "
-                                 f"the key in {var} was rejected ({reason or state}); check "
-                                 "the key and api_key_env", status=status, auth=True)
-        if err.auth:  # 403 PERMISSION_DENIED: keep Google's word (API not enabled, ...)
-            detail = redact(str(_message(raw)), self.key)[:300]
+                                 f"the key in {var} was rejected ({why}); check the key and "
+                                 "api_key_env", status=status, auth=True)
+        if err.auth and google.message:  # 403: keep Google's word (API not enabled, ...)
+            detail = redact(google.message, self.key)[:300]
             return ProviderError(err.kind, f"{err.message} (Google: {detail})",
                                  status=status, auth=True)
-        if err.kind is FailureKind.RATE_LIMITED and err.retry_after is None and delay:
-            return ProviderError(err.kind, err.message, status=status, retry_after=delay)
+        if err.kind is FailureKind.RATE_LIMITED and err.retry_after is None:
+            err.retry_after = google.delay  # RetryInfo: Google's word on when to come back
         return err
-
-
-def _message(raw: bytes) -> str:
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return ""
-    err = doc.get("error") if isinstance(doc, dict) else None
-    return str(err.get("message") or "") if isinstance(err, dict) else ""
-
 
 
 # -- the wire -------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ class GeminiGenerate:
         self.base_url = base_url_of(cfg, GEMINI_BASE_URL)
         self.model = cfg.model.removeprefix("models/")  # Google's resource name, or the bare id
         self.url = f"{self.base_url}/models/{self.model}:generateContent"
-        _check_settings(cfg)
+        _raise_bad_settings(cfg)
 
     def body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -180,7 +182,7 @@ class GeminiGenerate:
             return None  # 3 and later: the model's own level; 2.0 and older: no thinking
         if not params.reasoning:
             if _PRO.search(self.model):
-                return None  # cannot be turned off; refused at load (see _check_settings)
+                return None  # cannot be turned off; refused before (check_settings)
             return {**out, "thinkingBudget": 0}
         budget = thinking_budget(self.model, params.max_tokens)
         if budget >= params.max_tokens:
@@ -287,30 +289,46 @@ def _category(name: str) -> str:
     return name if name.startswith("HARM_CATEGORY_") else "HARM_CATEGORY_" + name
 
 
-def _check_settings(cfg: ModelConfig) -> None:
-    """Settings the API would refuse on every request: a ConfigError (exit 2) before any."""
-    s, where = cfg.settings, f"model {cfg.name!r}"
+def check_settings(cfg: ModelConfig) -> tuple[str, str, str] | None:
+    """Settings the API would refuse on every request, as (key, problem, fix); None if fine."""
+    s = cfg.settings
     thresholds = [s.get("safety_threshold") or "BLOCK_NONE",
                   *(s.get("safety_settings") or {}).values()]
     bad = [t for t in thresholds if str(t) not in THRESHOLDS]
     if bad:
-        raise ConfigError(f"{where}: unknown safety threshold {bad[0]!r}; use one of "
-                          + ", ".join(THRESHOLDS))
-    level, budget = s.get("thinking_level") or "", s.get("thinking_budget")
+        return ("safety_threshold", f"unknown safety threshold {bad[0]!r}",
+                "use one of " + ", ".join(THRESHOLDS))
+    odd = [c for c in (s.get("safety_settings") or {}) if _category(c) not in _CATEGORIES]
+    if odd:
+        return ("safety_settings", f"unknown harm category {odd[0]!r}", "use " + ", ".join(
+            c.removeprefix("HARM_CATEGORY_") for c in _CATEGORIES))
+    return _check_thinking(cfg)
+
+
+def _check_thinking(cfg: ModelConfig) -> tuple[str, str, str] | None:
+    level, budget = cfg.settings.get("thinking_level") or "", cfg.settings.get("thinking_budget")
     if level and str(level).lower() not in THINKING_LEVELS:
-        raise ConfigError(f"{where}: thinking_level {level!r} is not one of "
-                          + ", ".join(THINKING_LEVELS))
+        return ("thinking_level", f"{level!r} is not a thinking level",
+                "use one of " + ", ".join(THINKING_LEVELS))
     if level and budget is not None:
-        raise ConfigError(f"{where}: set thinking_budget or thinking_level, not both (Gemini "
-                          "refuses the pair); 2.5 models take a budget, 3 models a level")
+        return ("thinking_level", "is set beside thinking_budget, and Gemini refuses the pair",
+                "keep one: 2.5 models take a budget, 3 models a level")
     if budget is not None and budget < -1:
-        raise ConfigError(f"{where}: thinking_budget {budget} must be -1 (dynamic), 0 (off, "
-                          "Flash only) or a token count")
-    pro = bool(_PRO.search(cfg.model))
-    if pro and (budget == 0 or (cfg.reasoning is False and budget is None)):
-        raise ConfigError(f"{where}: Gemini 2.5 Pro cannot turn thinking off; remove "
-                          "reasoning = false / thinking_budget = 0, or use -1 (dynamic) or "
-                          "128..32768")
+        return ("thinking_budget", f"{budget} is no budget",
+                "use -1 (dynamic), 0 (off, Flash only) or a token count")
+    if _PRO.search(cfg.model) and (budget == 0 or (cfg.reasoning is False and budget is None)):
+        return ("thinking_budget" if budget == 0 else "reasoning",
+                "Gemini 2.5 Pro cannot turn thinking off",
+                "remove it, or set thinking_budget = -1 (dynamic) or 128..32768")
+    return None
+
+
+def _raise_bad_settings(cfg: ModelConfig) -> None:
+    """check_settings as a ConfigError (exit 2) when the wire is built, before any request."""
+    bad = check_settings(cfg)
+    if bad is not None:
+        key, problem, fix = bad
+        raise ConfigError(f"model {cfg.name!r}: {key}: {problem}; {fix}")
 
 
 _SETTINGS = (
