@@ -182,8 +182,8 @@ def test_run_whose_models_all_lack_keys_exits_2_before_making_a_run_dir(
 def test_unknown_provider_lists_the_known_ones(
     tmp_path: Path, capsys: Cap
 ) -> None:
-    err = cli_error(tmp_path, capsys, GOOD.replace('provider = "openai"', 'provider = "gemini"'))
-    assert ".provider: unknown provider 'gemini'" in err
+    err = cli_error(tmp_path, capsys, GOOD.replace('provider = "openai"', 'provider = "palm"'))
+    assert ".provider: unknown provider 'palm'" in err
     assert "openai, anthropic, openrouter, sim" in err
 
 

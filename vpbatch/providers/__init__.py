@@ -24,4 +24,5 @@ from vpbatch.providers import anthropic  # noqa: F401
 from vpbatch.providers import openrouter  # noqa: F401
 from vpbatch.providers import sim  # noqa: F401
 from vpbatch.providers import bedrock  # noqa: F401
+from vpbatch.providers import gemini  # noqa: F401
 # isort: on

@@ -170,8 +170,9 @@ class HttpProvider:
         self.cfg = cfg
         self.wire = wire
         if failures is None:  # (a provider may bring its own: its error shapes, its key names)
-            failures = Failures(wire.label, key, key_env if key_env is not None else
-                                cfg.api_key_env)
+            # ... or its wire may name the Failures of its API's error bodies (gemini, azure)
+            failures = getattr(wire, "make_failures", Failures)(
+                wire.label, key, key_env if key_env is not None else cfg.api_key_env)
         self.endpoint = Endpoint(cfg, session, wire.headers(key or None), failures)
         self.sign = sign
 

@@ -2,7 +2,8 @@
 
 The simulator honours the forms a real server takes: OpenAI's structured outputs
 (`response_format` of type `json_schema`), llama-cpp-python's `json_object` with a `schema`,
-and Anthropic's forced tool (`tool_choice` naming a tool whose `input_schema` is the schema).
+Anthropic's forced tool (`tool_choice` naming a tool whose `input_schema` is the schema), and
+Gemini's `responseSchema`.
 It answers only the choice schema vpbatch sends; any other schema is refused, as a server
 that cannot honour a format should do.
 """
@@ -33,7 +34,12 @@ def forced_tool(body: dict[str, Any]) -> str | None:
 
 def requested_choice(kind: str, body: dict[str, Any]) -> tuple[str, ...] | None | str:
     """The phrases a request asks to choose among (its enum), None for free text, or what is
-    wrong with the request (for a 400). `kind` is "openai" or "anthropic"."""
+    wrong with the request (for a 400). `kind` is "openai", "anthropic" or "gemini"."""
+    if kind == "gemini":  # responseMimeType application/json with a responseSchema
+        gen = body.get("generationConfig")
+        if not isinstance(gen, dict) or gen.get("responseMimeType") != "application/json":
+            return None
+        return _enum_of(gen.get("responseSchema"))
     if kind == "anthropic":
         name = forced_tool(body)
         if name is None:

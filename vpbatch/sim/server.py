@@ -30,6 +30,7 @@ from vpbatch.benchmark.choice import CHOICE_PROPERTY
 from vpbatch.benchmark.dims import PHRASES
 from vpbatch.benchmark.layout import resolve_data_dir
 from vpbatch.errors import ConfigError, VPBatchError
+from vpbatch.sim import gemini
 from vpbatch.sim.faults import ANSWER_FAULTS, REFUSAL_TEXT, FaultPlan, draw_fault, unit_hash
 from vpbatch.sim.formats import forced_tool, requested_choice
 from vpbatch.sim.replay import ReplayBook, replay_root
@@ -780,6 +781,7 @@ def make_app(cfg: SimServerConfig) -> web.Application:
     app.router.add_post("/chat/completions", sim.chat)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/stats", sim.get_stats)
+    app.router.add_post(gemini.PATH, gemini.handler(sim.ask, sim.stats, cfg.require_key))
     _Batches(sim).routes(app)
     return app
 
