@@ -441,6 +441,8 @@ def _model(v: _Validator, table: dict[str, Any], origin: Origin) -> ModelConfig:
     table = {k: x for k, x in table.items() if k not in own and k != "settings"}
     m: ModelConfig = v.build(ModelConfig, table, origin.where)
     m.settings = settings
+    if m.api_key_env is None and facts and facts.key_env_for:
+        m.api_key_env = facts.key_env_for(settings)
     if m.api_key_env is None and m.base_url is None and facts:
         m.api_key_env = facts.key_env
     return m

@@ -1,0 +1,276 @@
+"""`provider = "azure"`: Azure OpenAI, OpenAI's Chat Completions on a resource's deployment.
+
+The body and the answer are `OpenAIChat`'s (composed, not copied); Azure differs in the URL
+(`/openai/deployments/{deployment}/chat/completions?api-version=...`, or the v1 path), the
+auth header (`api-key`, or `Authorization: Bearer` for v1 and for Entra ID tokens), its error
+shapes (`AzureFailures`) and its Global Batch API (`AzureBatchAPI`, OpenAI's on Azure's paths).
+
+`model` names the underlying model (the reasoning guess and the price tables read it);
+`deployment` (default: `model`) is the name in the URL, and the body's `model` carries it, so
+a job's id covers the deployment it goes to, and v1 and batch lines (which route by the body's
+`model`) reach the same one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from vpbatch.config.schema import ModelConfig
+from vpbatch.errors import ConfigError
+from vpbatch.providers.batchapi import BatchCalls
+from vpbatch.providers.http import HttpProvider
+from vpbatch.providers.openai_batch import OpenAIBatchAPI
+from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
+from vpbatch.providers.spec import ProviderSpec, ReasoningRules, Setting, register
+from vpbatch.transport.failures import Failures
+from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
+from vpbatch.transport.retry import RetryPolicy
+
+__all__ = ["AzureChat", "AzureFailures", "AzureBatchAPI", "AZURE_API_VERSION", "AZURE_KEY_ENV",
+           "APIS", "deployment_of", "SPEC"]
+
+# The latest GA data-plane inference version with dated paths (Azure's inference spec
+# stable/2024-10-21); newer features come through the v1 API, which has no api-version.
+AZURE_API_VERSION = "2024-10-21"
+AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
+APIS = ("deployments", "v1")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a deployment name: one path segment
+
+SETTINGS = (
+    Setting("deployment", str, "", "the deployment's name (the URL's {deployment}, the body's "
+            "model); empty: the model id"),
+    Setting("api_version", str, AZURE_API_VERSION, 'the api-version query of api = '
+            '"deployments" (unused by v1)'),
+    Setting("api", str, "deployments", '"deployments": /openai/deployments/{deployment}/chat/'
+            'completions?api-version=..., api-key header; "v1": /openai/v1/chat/completions, '
+            "Bearer"),
+    Setting("azure_ad_token_env", str, "", "NAME of the variable holding a Microsoft Entra ID "
+            "token, sent as Authorization: Bearer (instead of api_key_env's key)"),
+)
+
+
+def _key_env(settings: Mapping[str, Any]) -> str:
+    """The key variable when the config names none: the Entra token's, else the API key's."""
+    return str(settings.get("azure_ad_token_env") or AZURE_KEY_ENV)
+
+
+def deployment_of(cfg: ModelConfig) -> str:
+    """The deployment a request goes to: the `deployment` setting, else the model id."""
+    return str(cfg.settings.get("deployment") or cfg.model)
+
+
+def _check(cfg: ModelConfig) -> None:
+    """The settings an Azure request needs; ConfigError names the key and the fix."""
+    where = f"model {cfg.name!r} (azure)"
+    if not cfg.base_url:
+        raise ConfigError(f'{where}: base_url is required; set base_url = "https://RESOURCE.'
+                          'openai.azure.com" (your resource\'s endpoint, from the portal)')
+    path = urlsplit(cfg.base_url).path.rstrip("/")
+    if path.endswith("/openai") or "/openai/" in path:
+        raise ConfigError(f"{where}: base_url {cfg.base_url} includes the API path; give the "
+                          "resource root only (https://RESOURCE.openai.azure.com): vpbatch "
+                          'adds /openai/... (set api = "v1" for the v1 path)')
+    api = cfg.settings.get("api", "deployments")
+    if api not in APIS:
+        raise ConfigError(f"{where}: unknown api {api!r}; use " + " or ".join(
+            f'"{a}"' for a in APIS))
+    if not _NAME.match(deployment_of(cfg)):
+        raise ConfigError(f"{where}: deployment {deployment_of(cfg)!r} is not a deployment "
+                          "name; give the name shown under Deployments in the portal")
+    if api == "deployments" and not cfg.settings.get("api_version"):
+        raise ConfigError(f'{where}: api_version is empty; remove it for {AZURE_API_VERSION} '
+                          'or set api = "v1"')
+    token = cfg.settings.get("azure_ad_token_env")
+    if token and not _ENV_NAME.match(token):
+        raise ConfigError(f"{where}: azure_ad_token_env is not an environment variable name; "
+                          'give the NAME of the variable holding the token, e.g. '
+                          '"AZURE_OPENAI_AD_TOKEN", never the token itself')
+    if token and cfg.api_key_env != token:
+        raise ConfigError(f"{where}: both api_key_env and azure_ad_token_env are set; keep "
+                          "azure_ad_token_env for an Entra ID token, or api_key_env for a key")
+
+
+class AzureChat:
+    """The Chat Completions wire (`OpenAIChat`) on an Azure deployment's URL, with its auth."""
+
+    __slots__ = ("cfg", "chat", "base_url", "url", "bearer", "api", "api_version", "deployment")
+
+    label = "azure"
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        _check(cfg)
+        self.cfg = cfg
+        self.deployment = deployment_of(cfg)
+        self.api = str(cfg.settings.get("api", "deployments"))
+        self.api_version = str(cfg.settings.get("api_version") or AZURE_API_VERSION)
+        root = str(cfg.base_url).rstrip("/") + "/openai"
+        # The batch calls hang off base_url: /openai/files, /openai/batches (or under /v1).
+        self.base_url = root + "/v1" if self.api == "v1" else root
+        chat_root = self.base_url if self.api == "v1" else f"{root}/deployments/{self.deployment}"
+        rules = SPEC.reasoning.completion_tokens
+        self.chat = OpenAIChat(
+            dataclasses.replace(cfg, model=self.deployment, base_url=chat_root), label="azure",
+            completion_tokens=bool(rules and rules(cfg)))
+        # The version goes here, never in base_url (the config refuses a query there).
+        self.url = self.chat.url + ("" if self.api == "v1" else f"?api-version={self.api_version}")
+        self.bearer = self.api == "v1" or bool(cfg.settings.get("azure_ad_token_env"))
+
+    def body(self, messages: list[dict[str, str]], params: RequestParams) -> dict[str, Any]:
+        return self.chat.body(messages, params)
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        if self.bearer:  # v1 takes the key as a bearer token; Entra tokens always are one
+            return self.chat.headers(key)
+        headers = self.chat.headers(None)
+        if key:
+            headers["api-key"] = key
+        return headers
+
+    def answer(
+        self, payload: dict[str, Any], headers: Mapping[str, str], failures: Failures
+    ) -> Answer:
+        choices = payload.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if isinstance(first, dict) and first.get("finish_reason") == "content_filter":
+            # A refusal by Azure's filter, not an answer to rate: name what it flagged.
+            flagged = _flagged(first.get("content_filter_results"))
+            raise failures.permanent(f"Azure's content filter stopped the answer{flagged}")
+        return self.chat.answer(payload, headers, failures)
+
+    def make_failures(self, label: str, key: str | None, key_env: str | None) -> Failures:
+        """The Failures that read Azure's error shapes (HttpProvider asks its wire for them)."""
+        return AzureFailures(label, key, key_env, deployment=self.deployment,
+                             base_url=str(self.cfg.base_url),
+                             entra=bool(self.cfg.settings.get("azure_ad_token_env")))
+
+
+def _flagged(results: Any) -> str:
+    """' (violence: medium, jailbreak)': the categories a content-filter result flagged."""
+    if not isinstance(results, dict):
+        return ""
+    out = []
+    for name, r in results.items():
+        if isinstance(r, dict) and r.get("filtered"):
+            severity = r.get("severity")
+            out.append(f"{name}: {severity}" if isinstance(severity, str) else str(name))
+    return f" ({', '.join(out)})" if out else ""
+
+
+class AzureFailures(Failures):
+    """Azure's error bodies first (content filter, deployment not found, a rejected token),
+    then the statuses every API shares (`transport.failures.classify_status`)."""
+
+    __slots__ = ("deployment", "base_url", "entra")
+
+    def __init__(self, label: str, key: str | None = None, key_env: str | None = None, *,
+                 deployment: str, base_url: str, entra: bool = False) -> None:
+        super().__init__(label, key, key_env)
+        self.deployment = deployment
+        self.base_url = base_url
+        self.entra = entra
+
+    def status(
+        self, status: int, headers: Mapping[str, str], raw: bytes, *, where: str = ""
+    ) -> ProviderError:
+        err = super().status(status, headers, raw, where=where)
+        code, inner = _codes(raw)
+        said = f"{self.label}{where} HTTP {status}"
+        if status == 400 and (code == "content_filter" or inner == "ResponsibleAIPolicyViolation"):
+            flagged = _flagged(_filter_result(raw))
+            return ProviderError(FailureKind.PERMANENT, self.redact(
+                f"{said}: Azure's content filter refused the prompt{flagged}; the item is not "
+                "rated (a deployment's filter policy is set in the portal)"), status=status)
+        if status == 404 and code == "DeploymentNotFound":
+            # Wrong for every job of this model, as a rejected key is: the model stops at once.
+            return ProviderError(FailureKind.PERMANENT, self.redact(
+                f"{said}: no deployment {self.deployment!r} on {self.base_url}; set deployment "
+                "to a name listed under Deployments in the portal (a new one takes a few "
+                "minutes to appear)"), status=status, auth=True)
+        if status == 404 and (not code or code == "404"):
+            return ProviderError(FailureKind.PERMANENT, self.redact(
+                f"{said}: {self.base_url} has no such API path; check base_url (the resource "
+                "root) and api_version"), status=status, auth=True)
+        if status == 401 and self.entra:
+            return ProviderError(FailureKind.PERMANENT, self.redact(
+                f"{said}: the Entra ID token in ${self.key_env} was rejected (expired? they "
+                "last about an hour); get a new one, e.g. `az account get-access-token "
+                "--resource https://cognitiveservices.azure.com`"), status=status, auth=True)
+        return err
+
+
+def _error(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    err = doc.get("error") if isinstance(doc, dict) else None
+    return err if isinstance(err, dict) else {}
+
+
+def _inner(err: dict[str, Any]) -> dict[str, Any]:
+    # The service writes "innererror"; its published spec says "inner_error".
+    inner = err.get("innererror") or err.get("inner_error")
+    return inner if isinstance(inner, dict) else {}
+
+
+def _codes(raw: bytes) -> tuple[str | None, str | None]:
+    """An Azure error body's code and inner code (e.g. content_filter, ResponsibleAI...)."""
+    err = _error(raw)
+    code, inner = err.get("code"), _inner(err).get("code")
+    return (str(code) if code is not None else None), (str(inner) if inner else None)
+
+
+def _filter_result(raw: bytes) -> Any:
+    inner = _inner(_error(raw))
+    return inner.get("content_filter_result") or inner.get("content_filter_results")
+
+
+class _VersionedCalls(BatchCalls):
+    """The batch calls with Azure's api-version on every URL (aiohttp merges it into a query)."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, calls: BatchCalls, version: str) -> None:
+        super().__init__(calls.name, calls.endpoint, calls.policy)
+        self.version = version
+
+    async def call(self, method: str, url: str, *, retries: bool = True, **kw: Any) -> bytes:
+        return await super().call(method, url, retries=retries,
+                                  params={"api-version": self.version}, **kw)
+
+
+class AzureBatchAPI(OpenAIBatchAPI):
+    """Azure's Global Batch API: OpenAI's calls under /openai (with api-version) or /openai/v1.
+
+    Each line's `url` and the batch's `endpoint` are "/chat/completions"; each body's `model`
+    is the deployment (a Global Batch one), as every Azure body here is.
+    """
+
+    __slots__ = ()
+
+    name = "azure batch"
+    max_requests = 100_000
+    max_bytes = 200 * 1024 * 1024
+    chat_path = "/chat/completions"
+
+    def __init__(self, provider: HttpProvider, policy: RetryPolicy) -> None:
+        super().__init__(provider, policy)
+        wire = provider.wire
+        if isinstance(wire, AzureChat) and wire.api == "deployments":
+            self.calls = _VersionedCalls(self.calls, wire.api_version)
+
+
+SPEC = register(ProviderSpec(
+    name="azure", wire=lambda cfg, env: AzureChat(cfg), key_env=AZURE_KEY_ENV, settings=SETTINGS,
+    # Azure serves OpenAI's models: its reasoning ones take only max_completion_tokens, whatever
+    # the deployment is called (reasoning = true for a name the guess cannot read).
+    reasoning=ReasoningRules(guess=OPENAI_REASONING.guess, completion_tokens=lambda cfg: True),
+    batch=AzureBatchAPI, key_env_for=_key_env,
+))
