@@ -33,7 +33,7 @@ from vpbatch.transport.records import Answer, FailureKind, ProviderError, Reques
 from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["AzureChat", "AzureFailures", "AzureBatchAPI", "AZURE_API_VERSION", "AZURE_KEY_ENV",
-           "APIS", "deployment_of", "SPEC"]
+           "APIS", "deployment_of", "problem", "SPEC"]
 
 # The latest GA data-plane inference version with dated paths (Azure's inference spec
 # stable/2024-10-21); newer features come through the v1 API, which has no api-version.
@@ -66,35 +66,41 @@ def deployment_of(cfg: ModelConfig) -> str:
     return str(cfg.settings.get("deployment") or cfg.model)
 
 
-def _check(cfg: ModelConfig) -> None:
-    """The settings an Azure request needs; ConfigError names the key and the fix."""
-    where = f"model {cfg.name!r} (azure)"
+def problem(cfg: ModelConfig) -> tuple[str, str, str] | None:
+    """What makes an Azure model unsendable, as (key, problem, fix); None when nothing does."""
     if not cfg.base_url:
-        raise ConfigError(f'{where}: base_url is required; set base_url = "https://RESOURCE.'
-                          'openai.azure.com" (your resource\'s endpoint, from the portal)')
+        return ("base_url", "is required for azure", 'set base_url = "https://RESOURCE.openai.'
+                'azure.com" (your resource\'s endpoint, from the portal)')
     path = urlsplit(cfg.base_url).path.rstrip("/")
     if path.endswith("/openai") or "/openai/" in path:
-        raise ConfigError(f"{where}: base_url {cfg.base_url} includes the API path; give the "
-                          "resource root only (https://RESOURCE.openai.azure.com): vpbatch "
-                          'adds /openai/... (set api = "v1" for the v1 path)')
+        return ("base_url", f"{cfg.base_url} includes the API path", "give the resource root "
+                "only (https://RESOURCE.openai.azure.com): vpbatch adds /openai/... (set "
+                'api = "v1" for the v1 path)')
     api = cfg.settings.get("api", "deployments")
     if api not in APIS:
-        raise ConfigError(f"{where}: unknown api {api!r}; use " + " or ".join(
-            f'"{a}"' for a in APIS))
+        return ("api", f"unknown api {api!r}", "use " + " or ".join(f'"{a}"' for a in APIS))
     if not _NAME.match(deployment_of(cfg)):
-        raise ConfigError(f"{where}: deployment {deployment_of(cfg)!r} is not a deployment "
-                          "name; give the name shown under Deployments in the portal")
+        return ("deployment", f"{deployment_of(cfg)!r} is not a deployment name",
+                "give the name shown under Deployments in the portal")
     if api == "deployments" and not cfg.settings.get("api_version"):
-        raise ConfigError(f'{where}: api_version is empty; remove it for {AZURE_API_VERSION} '
-                          'or set api = "v1"')
+        return ("api_version", "is empty", f'remove it for {AZURE_API_VERSION}, or set api = "v1"')
     token = cfg.settings.get("azure_ad_token_env")
     if token and not _ENV_NAME.match(token):
-        raise ConfigError(f"{where}: azure_ad_token_env is not an environment variable name; "
-                          'give the NAME of the variable holding the token, e.g. '
-                          '"AZURE_OPENAI_AD_TOKEN", never the token itself')
+        # Never echoed: a value that is no variable name may be the token itself.
+        return ("azure_ad_token_env", "is not an environment variable name",
+                'give the NAME of the variable holding the token, e.g. "AZURE_OPENAI_AD_TOKEN", '
+                "never the token itself")
     if token and cfg.api_key_env != token:
-        raise ConfigError(f"{where}: both api_key_env and azure_ad_token_env are set; keep "
-                          "azure_ad_token_env for an Entra ID token, or api_key_env for a key")
+        return ("azure_ad_token_env", "is set beside api_key_env", "keep azure_ad_token_env "
+                "for an Entra ID token, or api_key_env for a key, not both")
+    return None
+
+
+def _check(cfg: ModelConfig) -> None:
+    """`problem` as a ConfigError, for a model built without the loader."""
+    bad = problem(cfg)
+    if bad is not None:
+        raise ConfigError(f"model {cfg.name!r} (azure): {bad[0]}: {bad[1]}; {bad[2]}")
 
 
 class AzureChat:
@@ -272,5 +278,5 @@ SPEC = register(ProviderSpec(
     # Azure serves OpenAI's models: its reasoning ones take only max_completion_tokens, whatever
     # the deployment is called (reasoning = true for a name the guess cannot read).
     reasoning=ReasoningRules(guess=OPENAI_REASONING.guess, completion_tokens=lambda cfg: True),
-    batch=AzureBatchAPI, key_env_for=_key_env,
+    batch=AzureBatchAPI, key_env_for=_key_env, check=problem,
 ))

@@ -61,12 +61,14 @@ class ProviderSpec:
     no_batch_why: str = ""  # why mode = "batch" is refused, said at config load (batch None)
     # The key variable from the model's settings, base_url or not (config.providers)
     key_env_for: Callable[[Mapping[str, Any]], str] | None = None
+    # Its rules for a model's settings, checked at load: None or (key, problem, fix)
+    check: Callable[[ModelConfig], tuple[str, str, str] | None] | None = None
 
     def facts(self) -> ProviderFacts:
         extra = {"no_batch_why": self.no_batch_why} if self.no_batch_why else {}
         return ProviderFacts(self.name, self.key_env, self.settings, self.batch is not None,
                              self.choice_formats, self.keyless, self.model_default, extra,
-                             key_env_for=self.key_env_for)
+                             key_env_for=self.key_env_for, check=self.check)
 
 
 _SPECS: dict[str, ProviderSpec] = {}
