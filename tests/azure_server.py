@@ -53,6 +53,9 @@ class AzureServer:
     throttle: int = 0  # the next N chats answer 429 with retry-after-ms 1500
     seen: list[dict[str, Any]] = field(default_factory=list)  # every request: path, query, ...
     files: dict[str, bytes] = field(default_factory=dict)
+    processing: int = 2  # an upload stays pending for this many status asks
+    pending: dict[str, int] = field(default_factory=dict)
+    reject_uploads: bool = False  # uploads end in status "error" (Azure's validation)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def chats(self) -> list[dict[str, Any]]:
@@ -143,13 +146,31 @@ class _App:
         assert form["purpose"] == "batch" and not isinstance(upload, str)
         file_id = f"file-{next(self.ids)}"
         self.state.files[file_id] = upload.file.read()
+        self.state.pending[file_id] = self.state.processing
         return _json({"id": file_id, "object": "file", "purpose": "batch", "status": "pending"})
+
+    async def get_file(self, request: web.Request) -> web.Response:
+        """A file's status: pending for `processing` asks after its upload, then processed."""
+        await self.record(request)
+        if (refused := self.gate(request)) is not None:
+            return refused
+        file_id = request.match_info["file"]
+        left = self.state.pending.get(file_id, 0)
+        self.state.pending[file_id] = max(0, left - 1)
+        if self.state.reject_uploads:
+            return _json({"id": file_id, "object": "file", "purpose": "batch",
+                          "status": "error", "status_details": "Line 1: invalid model"})
+        return _json({"id": file_id, "object": "file", "purpose": "batch",
+                      "status": "pending" if left else "processed", "status_details": None})
 
     async def create(self, request: web.Request) -> web.Response:
         raw = await self.record(request)
         if (refused := self.gate(request)) is not None:
             return refused
         doc = orjson.loads(raw)
+        if self.state.pending.get(doc["input_file_id"]):
+            return _json({"error": {"code": "invalidPayload", "message": "The input file is "
+                                    "not processed yet."}}, 400)
         batch_id = f"batch_{next(self.ids)}"
         out = [self.line(orjson.loads(line))
                for line in self.state.files[doc["input_file_id"]].splitlines() if line.strip()]
@@ -199,6 +220,7 @@ def _routes(app: _App) -> list[web.RouteDef]:
                    web.post(f"{root}/batches", app.create),
                    web.get(f"{root}/batches", app.list_batches),
                    web.get(f"{root}/batches/{{batch}}", app.get_batch),
+                   web.get(f"{root}/files/{{file}}", app.get_file),
                    web.get(f"{root}/files/{{file}}/content", app.content)]
     return routes
 

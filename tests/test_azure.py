@@ -355,14 +355,18 @@ def test_a_batch_model_goes_through_azures_global_batch_api(tmp_path: Path, api:
     async def check(srv: AzureServer) -> None:
         cfg = config(tmp_path, f'model = "gpt-4o"\nbase_url = "{srv.url}"\n'
                      f'deployment = "gpt-4o-batch"\nmode = "batch"\napi = "{api}"')
-        with retry.testing():
+        with retry.testing() as waits:
             summary = await sweep(cfg, tmp_path / "run", handle_signals=False, progress=False,
                                   env={**os.environ, "AZURE_OPENAI_API_KEY": KEY})
         assert summary.complete and summary.models["m"].ok == 2
         assert srv.chats() == []  # nothing went online
         root = "/openai/v1" if api == "v1" else "/openai"
         calls = [(r["method"], r["path"]) for r in srv.seen]
-        assert calls[:2] == [("POST", f"{root}/files"), ("POST", f"{root}/batches")]
+        file_id = calls[1][1].rsplit("/", 1)[-1]
+        # the create waits until the upload is processed (pending twice here)
+        assert calls[:5] == [("POST", f"{root}/files")] + [("GET", f"{root}/files/{file_id}")] * 3 \
+            + [("POST", f"{root}/batches")]
+        assert waits[:2] == [5.0, 5.0]
         want = {} if api == "v1" else {"api-version": VERSION}
         assert all(r["query"] == want for r in srv.seen)
         (doc,) = srv.batches.values()
@@ -374,6 +378,23 @@ def test_a_batch_model_goes_through_azures_global_batch_api(tmp_path: Path, api:
     served(check)
     rows = list(iter_log(tmp_path / "run" / "log.jsonl"))
     assert len(rows) == 2 and all(r["status"] == "ok" and r["rating"] == 6 for r in rows)
+
+
+def test_an_upload_azure_rejects_stops_the_batch_model_with_azures_reason(
+    tmp_path: Path
+) -> None:
+    async def check(srv: AzureServer) -> None:
+        srv.reject_uploads = True
+        cfg = config(tmp_path, f'model = "gpt-4o"\nbase_url = "{srv.url}"\n'
+                     'deployment = "gpt-4o-batch"\nmode = "batch"')
+        with retry.testing():
+            summary = await sweep(cfg, tmp_path / "run", handle_signals=False, progress=False,
+                                  env={**os.environ, "AZURE_OPENAI_API_KEY": KEY})
+        got = summary.models["m"]
+        assert got.ok == 0 and srv.batches == {}  # no batch was created
+        assert "was not accepted (error: Line 1: invalid model)" in str(got.stopped)
+
+    served(check)
 
 
 # -- through the CLI -------------------------------------------------------------------------

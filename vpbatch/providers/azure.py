@@ -23,11 +23,12 @@ import orjson
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
-from vpbatch.providers.batchapi import BatchCalls
+from vpbatch.providers.batchapi import BatchCallError, BatchCalls
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai_batch import OpenAIBatchAPI
 from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
 from vpbatch.providers.spec import ProviderSpec, ReasoningRules, Setting, register
+from vpbatch.transport import retry
 from vpbatch.transport.failures import Failures
 from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
 from vpbatch.transport.retry import RetryPolicy
@@ -42,6 +43,8 @@ AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
 APIS = ("deployments", "v1")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a deployment name: one path segment
+_FILE_POLL_S = 5.0  # a batch upload's status is asked this often until it is processed
+_FILE_POLLS = 120  # ... for at most ten minutes
 
 SETTINGS = (
     Setting("deployment", str, "", "the deployment's name (the URL's {deployment}, the body's "
@@ -271,6 +274,28 @@ class AzureBatchAPI(OpenAIBatchAPI):
         wire = provider.wire
         if isinstance(wire, AzureChat) and wire.api == "deployments":
             self.calls = _VersionedCalls(self.calls, wire.api_version)
+
+    async def prepare(self, lines: list[bytes]) -> dict[str, Any]:
+        extra = await super().prepare(lines)
+        await self._processed(str(extra["input_file_id"]))
+        return extra
+
+    async def _processed(self, file_id: str) -> None:
+        """Wait until Azure has processed the upload: a batch on a pending file is refused."""
+        for _ in range(_FILE_POLLS):
+            doc = await self.calls.call_json("GET", f"{self.base}/files/{file_id}")
+            status = doc.get("status")
+            if status == "processed" or status is None:  # (no status: nothing to wait for)
+                return
+            if status in ("error", "deleted", "deleting"):
+                why = str(doc.get("status_details") or "no details")[:300]
+                raise BatchCallError(f"{self.name}: the upload {file_id} was not accepted "
+                                     f"({status}: {why}); fix the cause, then resume",
+                                     kind=FailureKind.PERMANENT)
+            await retry.sleep(_FILE_POLL_S)
+        raise BatchCallError(f"{self.name}: the upload {file_id} is still {status!r} after "
+                             f"{_FILE_POLLS * _FILE_POLL_S:.0f} s; resume later",
+                             kind=FailureKind.TRANSIENT)
 
 
 SPEC = register(ProviderSpec(
