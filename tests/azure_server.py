@@ -18,10 +18,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["AzureServer", "azure_server", "KEY", "TOKEN", "VERSION", "FILTERED", "ANSWER"]
+__all__ = ["AzureServer", "azure_server", "KEY", "TOKEN", "NO_ROLE", "VERSION", "FILTERED",
+           "ANSWER"]
 
 KEY = "azkey-0123456789abcdefSECRET"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.entra-SECRET"
+NO_ROLE = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.norole-SECRET"  # valid, but lacks the role
 VERSION = "2024-10-21"
 FILTERED = "FILTER-ME"  # a prompt holding this is refused by the content filter
 ANSWER = "Very much like me"
@@ -90,6 +92,11 @@ class _App:
             return None
         if v1 and bearer == f"Bearer {KEY}":
             return None
+        if bearer == f"Bearer {NO_ROLE}":
+            return _json({"error": {"code": "PermissionDenied", "message": "The principal "
+                                    "lacks the required data action Microsoft.Cognitive"
+                                    "Services/accounts/OpenAI/deployments/chat/completions/"
+                                    "action to perform this operation."}}, 403)
         return _json(_DENIED, 401)
 
     def version(self, request: web.Request, v1: bool) -> web.Response | None:

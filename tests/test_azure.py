@@ -17,7 +17,16 @@ import anyio
 import jsonschema
 import orjson
 import pytest
-from azure_server import ANSWER, FILTERED, KEY, TOKEN, VERSION, AzureServer, azure_server
+from azure_server import (
+    ANSWER,
+    FILTERED,
+    KEY,
+    NO_ROLE,
+    TOKEN,
+    VERSION,
+    AzureServer,
+    azure_server,
+)
 from test_contracts import MESSAGES, PARAMS, rejected, to_json_schema, validator, with_
 
 from vpbatch.config.schema import Config, ModelConfig, load_config
@@ -334,6 +343,17 @@ def test_a_rejected_entra_token_names_its_variable_and_how_to_renew_it(tmp_path:
         err = await failure(provider(m, AZURE_OPENAI_AD_TOKEN="eyJ-expired-SECRET"))
         assert err.auth and "$AZURE_OPENAI_AD_TOKEN" in err.message
         assert "az account get-access-token" in err.message and "SECRET" not in err.message
+
+    served(check)
+
+
+def test_a_token_without_the_openai_role_names_the_role_to_give(tmp_path: Path) -> None:
+    async def check(srv: AzureServer) -> None:
+        m = model(tmp_path, srv.url, 'deployment = "gpt-4o-prod"\n'
+                  'azure_ad_token_env = "AZURE_OPENAI_AD_TOKEN"')
+        err = await failure(provider(m, AZURE_OPENAI_AD_TOKEN=NO_ROLE))
+        assert err.auth and err.status == 403 and "Cognitive Services OpenAI User" in err.message
+        assert "SECRET" not in err.message
 
     served(check)
 

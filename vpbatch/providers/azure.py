@@ -188,30 +188,39 @@ class AzureFailures(Failures):
     def status(
         self, status: int, headers: Mapping[str, str], raw: bytes, *, where: str = ""
     ) -> ProviderError:
-        err = super().status(status, headers, raw, where=where)
+        # `where` names a batch call (upload, poll): only a chat's answer is a chat's failure.
+        said = self._azure(status, raw, chat=not where)
+        if said is None:
+            return super().status(status, headers, raw, where=where)
+        text, stops = said
+        # `auth`: wrong for every job of this model, as a rejected key is; the model stops.
+        return ProviderError(FailureKind.PERMANENT, self.redact(
+            f"{self.label}{where} HTTP {status}: {text}"), status=status, auth=stops)
+
+    def _azure(self, status: int, raw: bytes, *, chat: bool) -> tuple[str, bool] | None:
+        """Azure's own word on a failure: (what and the fix, stops the model); None if none."""
         code, inner = _codes(raw)
-        said = f"{self.label}{where} HTTP {status}"
+        if self.entra and status == 401:
+            return (f"the Entra ID token in ${self.key_env} was rejected (expired? they last "
+                    "about an hour); get a new one, e.g. `az account get-access-token "
+                    "--resource https://cognitiveservices.azure.com`"), True
+        if self.entra and status == 403:
+            return (f"the identity of the token in ${self.key_env} may not use this resource; "
+                    "give it the role Cognitive Services OpenAI User"), True
+        if not chat:
+            return None
         if status == 400 and (code == "content_filter" or inner == "ResponsibleAIPolicyViolation"):
-            flagged = _flagged(_filter_result(raw))
-            return ProviderError(FailureKind.PERMANENT, self.redact(
-                f"{said}: Azure's content filter refused the prompt{flagged}; the item is not "
-                "rated (a deployment's filter policy is set in the portal)"), status=status)
+            return (f"Azure's content filter refused the prompt{_flagged(_filter_result(raw))}; "
+                    "the item is not rated (a deployment's filter policy is set in the "
+                    "portal)"), False
         if status == 404 and code == "DeploymentNotFound":
-            # Wrong for every job of this model, as a rejected key is: the model stops at once.
-            return ProviderError(FailureKind.PERMANENT, self.redact(
-                f"{said}: no deployment {self.deployment!r} on {self.base_url}; set deployment "
-                "to a name listed under Deployments in the portal (a new one takes a few "
-                "minutes to appear)"), status=status, auth=True)
-        if status == 404 and (not code or code == "404"):
-            return ProviderError(FailureKind.PERMANENT, self.redact(
-                f"{said}: {self.base_url} has no such API path; check base_url (the resource "
-                "root) and api_version"), status=status, auth=True)
-        if status == 401 and self.entra:
-            return ProviderError(FailureKind.PERMANENT, self.redact(
-                f"{said}: the Entra ID token in ${self.key_env} was rejected (expired? they "
-                "last about an hour); get a new one, e.g. `az account get-access-token "
-                "--resource https://cognitiveservices.azure.com`"), status=status, auth=True)
-        return err
+            return (f"no deployment {self.deployment!r} on {self.base_url}; set deployment to a "
+                    "name listed under Deployments in the portal (a new one takes a few "
+                    "minutes to appear)"), True
+        if status == 404 and code in (None, "404"):
+            return (f"{self.base_url} has no such API path; check base_url (the resource root) "
+                    "and api_version"), True
+        return None
 
 
 def _error(raw: bytes) -> dict[str, Any]:
