@@ -32,12 +32,13 @@ from test_contracts import MESSAGES, PARAMS, rejected, to_json_schema, validator
 from vpbatch.config.schema import Config, ModelConfig, load_config
 from vpbatch.errors import ConfigError
 from vpbatch.log.runlog import iter_log
-from vpbatch.providers.azure import AZURE_API_VERSION
+from vpbatch.providers.azure import AZURE_API_VERSION, AzureBatchAPI
 from vpbatch.providers.contract import Provider
 from vpbatch.providers.registry import make_provider, wire_for
 from vpbatch.sweep.engine import sweep
 from vpbatch.transport import retry
 from vpbatch.transport.records import FailureKind, ProviderError, RequestParams
+from vpbatch.transport.retry import RetryPolicy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -400,6 +401,22 @@ def test_a_batch_model_goes_through_azures_global_batch_api(tmp_path: Path, api:
     assert len(rows) == 2 and all(r["status"] == "ok" and r["rating"] == 6 for r in rows)
 
 
+def test_a_batch_whose_create_answer_was_lost_is_found_by_its_upload(tmp_path: Path) -> None:
+    async def check(srv: AzureServer) -> None:
+        m = model(tmp_path, srv.url, 'deployment = "gpt-4o-batch"\nmode = "batch"')
+        api = AzureBatchAPI(make_provider(m, None, {"AZURE_OPENAI_API_KEY": KEY}), RetryPolicy())
+        lines = [api.line("job-1", wire_for(m).body(PLAIN, PAPER))]
+        with retry.testing():
+            extra = await api.prepare(lines)
+            made = await api.create(lines, extra, set())
+        assert await api.recover(extra, set()) == made
+        listed = [r for r in srv.seen if (r["method"], r["path"]) == ("GET", "/openai/batches")]
+        # the list's own query and Azure's api-version, merged into one
+        assert listed[-1]["query"] == {"limit": "100", "api-version": VERSION}
+
+    served(check)
+
+
 def test_an_upload_azure_rejects_stops_the_batch_model_with_azures_reason(
     tmp_path: Path
 ) -> None:
@@ -454,12 +471,12 @@ def guide_examples() -> list[str]:
 
 def test_the_guide_has_an_example_for_each_case() -> None:
     text = "\n".join(guide_examples())
-    assert len(guide_examples()) >= 4
+    assert len(guide_examples()) >= 5
     for needle in ('api = "v1"', "azure_ad_token_env", 'mode = "batch"', "reasoning = true"):
         assert needle in text
 
 
-@pytest.mark.parametrize("n", range(4))
+@pytest.mark.parametrize("n", range(len(guide_examples())))
 def test_each_guide_example_loads_in_vpbatch_plan(
     tmp_path: Path, n: int, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
