@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import orjson
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.batchapi import BatchCallError, BatchCalls
+from vpbatch.providers.contract import Wire
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai_batch import OpenAIBatchAPI
 from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
@@ -34,7 +36,7 @@ from vpbatch.transport.records import Answer, FailureKind, ProviderError, Reques
 from vpbatch.transport.retry import RetryPolicy
 
 __all__ = ["AzureChat", "AzureFailures", "AzureBatchAPI", "AZURE_API_VERSION", "AZURE_KEY_ENV",
-           "APIS", "deployment_of", "problem", "SPEC"]
+           "APIS", "deployment_of", "problem", "connect", "SPEC"]
 
 # The latest GA data-plane inference version with dated paths (Azure's inference spec
 # stable/2024-10-21); newer features come through the v1 API, which has no api-version.
@@ -153,9 +155,9 @@ class AzureChat:
             raise failures.permanent(f"Azure's content filter stopped the answer{flagged}")
         return self.chat.answer(payload, headers, failures)
 
-    def make_failures(self, label: str, key: str | None, key_env: str | None) -> Failures:
-        """The Failures that read Azure's error shapes (HttpProvider asks its wire for them)."""
-        return AzureFailures(label, key, key_env, deployment=self.deployment,
+    def failures(self, key: str | None, key_env: str | None) -> AzureFailures:
+        """The Failures that read Azure's error shapes, naming this model's deployment."""
+        return AzureFailures(self.label, key, key_env, deployment=self.deployment,
                              base_url=str(self.cfg.base_url),
                              entra=bool(self.cfg.settings.get("azure_ad_token_env")))
 
@@ -307,10 +309,24 @@ class AzureBatchAPI(OpenAIBatchAPI):
                              kind=FailureKind.TRANSIENT)
 
 
+def connect(
+    cfg: ModelConfig, wire: Wire, session: aiohttp.ClientSession | None, env: Mapping[str, str]
+) -> HttpProvider:
+    """The azure provider: its key (or Entra ID token) from its variable, Azure's failures."""
+    var = cfg.api_key_env or _key_env(cfg.settings)
+    key = env.get(var)
+    if not key:
+        what = "Entra ID token" if cfg.settings.get("azure_ad_token_env") else "Azure OpenAI key"
+        raise ConfigError(f"model {cfg.name!r}: the environment variable {var} is not set; "
+                          f"export {var}=<your {what}> (keys never go in the config)")
+    chat = wire if isinstance(wire, AzureChat) else AzureChat(cfg)
+    return HttpProvider(cfg, chat, session, key, key_env=var, failures=chat.failures(key, var))
+
+
 SPEC = register(ProviderSpec(
     name="azure", wire=lambda cfg, env: AzureChat(cfg), key_env=AZURE_KEY_ENV, settings=SETTINGS,
     # Azure serves OpenAI's models: its reasoning ones take only max_completion_tokens, whatever
     # the deployment is called (reasoning = true for a name the guess cannot read).
     reasoning=ReasoningRules(guess=OPENAI_REASONING.guess, completion_tokens=lambda cfg: True),
-    batch=AzureBatchAPI, key_env_for=_key_env, check=problem,
+    batch=AzureBatchAPI, connect=connect, key_env_for=_key_env, check=problem,
 ))
