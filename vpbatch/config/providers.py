@@ -7,6 +7,7 @@ imports every builtin one), and the loader validates model tables against them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,12 @@ class ProviderFacts:
     keyless: bool = False  # answers in-process: no key, no base_url (the simulator)
     model_default: str | None = None  # the model id when a table gives none
     extra: dict[str, Any] = field(default_factory=dict)  # room for what a later check needs
+    # The key's variable from the model's settings, with a base_url too (Azure's resource URL
+    # is always its own service): overrides key_env when the config names no api_key_env.
+    key_env_for: Callable[[Mapping[str, Any]], str] | None = None
+    # The provider's own rules for a loaded model (a ModelConfig): None, or the (key, problem,
+    # fix) the loader reports as every config error is (exit 2, before anything is sent).
+    check: Callable[[Any], tuple[str, str, str] | None] | None = None
 
 
 _FACTS: dict[str, ProviderFacts] = {}

@@ -441,6 +441,8 @@ def _model(v: _Validator, table: dict[str, Any], origin: Origin) -> ModelConfig:
     table = {k: x for k, x in table.items() if k not in own and k != "settings"}
     m: ModelConfig = v.build(ModelConfig, table, origin.where)
     m.settings = settings
+    if m.api_key_env is None and facts and facts.key_env_for:
+        m.api_key_env = facts.key_env_for(settings)
     if m.api_key_env is None and m.base_url is None and facts:
         m.api_key_env = facts.key_env
     return m
@@ -502,6 +504,8 @@ def _check_models(
             why = facts.extra.get("no_batch_why", "")
             v.fail(o.at("mode"), f"{m.provider} has no batch API{why}", 'use mode = "online"')
         _check_answer(v, m, o, facts)
+        if facts.check is not None and (bad := facts.check(m)) is not None:
+            v.fail(o.at(bad[0]), bad[1], bad[2])
         _check_bounds(v, _values(m), o.at)
         if m.rate_limit_window > m.max_retry_seconds:
             v.fail(o.at("rate_limit_window"), f"{m.rate_limit_window:g} s is longer than "

@@ -25,4 +25,5 @@ from vpbatch.providers import openrouter  # noqa: F401
 from vpbatch.providers import sim  # noqa: F401
 from vpbatch.providers import bedrock  # noqa: F401
 from vpbatch.providers import gemini  # noqa: F401
+from vpbatch.providers import azure  # noqa: F401
 # isort: on

@@ -35,9 +35,10 @@ class OpenAIBatchAPI(BatchAPI):
     name = "openai batch"
     max_requests = 50_000
     max_bytes = 200 * 1024 * 1024
+    chat_path = ENDPOINT  # each line's "url" and the batch's "endpoint" (Azure: no /v1)
 
     def line(self, job_id: str, body: dict[str, Any]) -> bytes:
-        return orjson.dumps({"custom_id": job_id, "method": "POST", "url": ENDPOINT,
+        return orjson.dumps({"custom_id": job_id, "method": "POST", "url": self.chat_path,
                              "body": body}) + b"\n"
 
     async def prepare(self, lines: list[bytes]) -> dict[str, Any]:
@@ -53,7 +54,7 @@ class OpenAIBatchAPI(BatchAPI):
         return {"input_file_id": str(up["id"]), "since": time.time() - SKEW_S}
 
     async def create(self, lines: list[bytes], extra: dict[str, Any], known: set[str]) -> str:
-        body = {"input_file_id": extra["input_file_id"], "endpoint": ENDPOINT,
+        body = {"input_file_id": extra["input_file_id"], "endpoint": self.chat_path,
                 "completion_window": WINDOW, "metadata": {"source": "vpbatch"}}
 
         async def send() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vpbatch.config.providers import ProviderFacts, Setting, register_facts, unregister_facts
 from vpbatch.config.schema import ModelConfig
@@ -59,11 +59,16 @@ class ProviderSpec:
         [ModelConfig, Wire, aiohttp.ClientSession | None, Mapping[str, str]], Provider
     ] | None = None
     no_batch_why: str = ""  # why mode = "batch" is refused, said at config load (batch None)
+    # The key variable from the model's settings, base_url or not (config.providers)
+    key_env_for: Callable[[Mapping[str, Any]], str] | None = None
+    # Its rules for a model's settings, checked at load: None or (key, problem, fix)
+    check: Callable[[ModelConfig], tuple[str, str, str] | None] | None = None
 
     def facts(self) -> ProviderFacts:
         extra = {"no_batch_why": self.no_batch_why} if self.no_batch_why else {}
         return ProviderFacts(self.name, self.key_env, self.settings, self.batch is not None,
-                             self.choice_formats, self.keyless, self.model_default, extra)
+                             self.choice_formats, self.keyless, self.model_default, extra,
+                             key_env_for=self.key_env_for, check=self.check)
 
 
 _SPECS: dict[str, ProviderSpec] = {}
