@@ -610,3 +610,14 @@ def test_the_simulator_refuses_a_wrong_gemini_key_as_google_does(tmp_path: Path)
 
     err = anyio.run(go)
     assert err.auth and "API_KEY_INVALID" in err.message
+
+
+def test_settings_google_would_refuse_are_a_config_error_at_load(tmp_path: Path) -> None:
+    """`plan` refuses them before anything is sent (exit 2), naming the key and the fix."""
+    cfg = tmp_path / "pro.toml"
+    cfg.write_text('[run]\nname = "g"\n\n[[models]]\nprovider = "gemini"\n'
+                   'model = "gemini-2.5-pro"\nthinking_budget = 0\n')
+    got = subprocess.run([sys.executable, "-m", "vpbatch", "plan", str(cfg)],
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 2
+    assert "thinking_budget" in got.stderr and "cannot turn thinking off" in got.stderr

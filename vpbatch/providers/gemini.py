@@ -352,4 +352,5 @@ _SETTINGS = (
 SPEC = register(ProviderSpec(
     name="gemini", wire=lambda cfg, env: GeminiGenerate(cfg), key_env="GEMINI_API_KEY",
     settings=_SETTINGS, reasoning=ReasoningRules(guess=_GUESS), batch=GeminiBatchAPI,
+    check=check_settings,  # settings Google would refuse on every request: refused at load
 ))
