@@ -14,10 +14,10 @@ import aiohttp
 import orjson
 
 from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
+from vpbatch.config.providers import Setting
 from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.anthropic_batch import AnthropicBatchAPI
 from vpbatch.providers.http import HttpProvider
-from vpbatch.config.providers import Setting
 from vpbatch.providers.openai_compat import base_url_of, merge_extra, usage_of
 from vpbatch.providers.spec import ProviderSpec, ReasoningRules, register
 from vpbatch.transport.failures import Failures

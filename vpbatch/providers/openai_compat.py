@@ -9,8 +9,8 @@ request carries the answer's JSON schema as `response_format` (`response_format_
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson

@@ -42,15 +42,15 @@ class KnownModel:
         return self.thinks == "always"
 
 
-_O = dict(token_field=MAX_COMPLETION_TOKENS, temperature=False)  # OpenAI's reasoning shape
+_MCT = MAX_COMPLETION_TOKENS
 
 # Order matters: the first match wins (e.g. `o1-mini` before `o1`, `-instruct` before qwen3).
 KNOWN_MODELS: tuple[KnownModel, ...] = (
     # OpenAI: o1-mini and o1-preview reject reasoning_effort; later o-series and gpt-5 take it.
-    KnownModel(r"o1-(mini|preview)", "OpenAI", "always", **_O),
-    KnownModel(r"o[134](-mini|-pro)?", "OpenAI", "always", **_O, effort=True),
+    KnownModel(r"o1-(mini|preview)", "OpenAI", "always", _MCT, False),
+    KnownModel(r"o[134](-mini|-pro)?", "OpenAI", "always", _MCT, False, True),
     KnownModel(r"gpt-5(\.\d+)?-chat", "OpenAI", "never", token_field=MAX_COMPLETION_TOKENS),
-    KnownModel(r"gpt-5", "OpenAI", "always", **_O, effort=True),
+    KnownModel(r"gpt-5", "OpenAI", "always", _MCT, False, True),
     # Open weights, served by vLLM, Ollama, llama.cpp, Together...: max_tokens, temperature ok.
     KnownModel(r"gpt-oss", "OpenAI (open weights)", "always", effort=True),
     KnownModel(r"deepseek-(reasoner|r1)", "DeepSeek", "always"),

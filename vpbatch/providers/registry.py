@@ -69,4 +69,4 @@ def make_provider(
             f"export {var}=<your {cfg.provider} key> (keys never go in the config)"
         )
     # An auth failure names the variable actually read.
-    return HttpProvider(cfg, wire, session, key, key_env=var)
+    return HttpProvider(cfg, wire, session, key, key_env=var, env=env)
