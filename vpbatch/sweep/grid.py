@@ -39,7 +39,10 @@ __all__ = [
 ]
 
 # The paper's 64 tokens leave a reasoning model no room to answer after it thinks; when the
-# config sets no per-model max_tokens, such a model gets this much instead.
+# config sets no per-model max_tokens, such a model gets this much instead. 4096 covers the
+# thinking of a low/medium effort on a six-point rating (and Anthropic's 1024-token thinking
+# floor with room to answer); it stays 4096 because it is in every reasoning job's body, so in
+# its id: a larger default would resend every logged o-series job.
 REASONING_MAX_TOKENS = 4096
 
 
@@ -66,7 +69,7 @@ def model_conditions(cfg: Config, m: ModelConfig, conds: Conditions) -> list[str
 
 
 def is_reasoning_model(m: ModelConfig) -> bool:
-    """Its provider's guess from the id (ProviderSpec.reasoning)."""
+    """Whether the model reasons unasked: the known-model table (ProviderSpec.reasoning)."""
     return spec_of(m).reasoning.is_reasoning(m.model)
 
 
