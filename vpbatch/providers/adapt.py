@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import orjson
 
 from vpbatch.providers.reasoning import MAX_COMPLETION_TOKENS, MAX_TOKENS
@@ -91,12 +92,29 @@ def refused_params(raw: bytes) -> set[str]:
 class Adapter:
     """One model's request form: applied to each body sent, switched by a refusing 400."""
 
-    __slots__ = ("form", "tried")
+    __slots__ = ("form", "tried", "settling", "probe")
 
     def __init__(self, form: Form | None = None) -> None:
         self.form = form or Form()
         self.tried: set[str] = set()  # switches made (once each; restored ones count)
+        # After a switch, the job that caused it is re-sent alone (the probe) and the others
+        # wait for its outcome: a second switch then costs one request, not one per slot.
+        self.settling: anyio.Event | None = None
+        self.probe: object | None = None  # the probe job's body (the object, not its value)
         self.restore(self.form)
+
+    async def wait_turn(self, body: object, patience: float) -> None:
+        """Before sending `body`: wait (at most `patience` s) while another job tries a newly
+        switched form."""
+        with anyio.move_on_after(patience):
+            while self.settling is not None and body is not self.probe:
+                await self.settling.wait()
+
+    def settled(self, body: object) -> None:
+        """The probe's request ended without a further switch: the others may go."""
+        if self.settling is not None and body is self.probe:
+            self.settling.set()
+            self.settling = self.probe = None
 
     def restore(self, form: Form) -> None:
         """Start in a form learnt by an earlier run (from the run dir)."""
@@ -123,6 +141,9 @@ class Adapter:
                 self.tried.add("token_field")
                 self.form.token_field, changed = _OTHER[param], True
         if changed:
+            if self.settling is None:
+                self.settling = anyio.Event()
+            self.probe = nominal
             why = ", ".join(self.form.changes())
             return ProviderError(
                 FailureKind.ADAPTED, f"{label} HTTP 400 refused {', '.join(sorted(refused))}: "
