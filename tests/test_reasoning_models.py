@@ -5,6 +5,7 @@ secrets from the environment (docs/guides/reasoning-models.md)."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +95,7 @@ def test_plain_chat_models_are_not_taken_for_reasoning_ones(model_id: str) -> No
 
 
 def test_the_docs_page_carries_the_table_as_generated() -> None:
-    page = Path(__file__).parents[1] / "docs/guides/reasoning-models.md"
-    assert table_markdown() in page.read_text(encoding="utf-8")
+    assert table_markdown() in PAGE.read_text(encoding="utf-8")
     assert len(KNOWN_MODELS) == table_markdown().count("\n") - 1
 
 
@@ -374,3 +374,32 @@ def test_an_unset_variable_is_named_and_a_literal_credential_refused() -> None:
                     settings={"headers": {"Authorization": "Bearer sk-literal"}})
     with pytest.raises(ConfigError, match="environment variable"):
         make_provider(literal, None, env={})
+
+
+def test_known_as_gives_a_deployment_name_its_family() -> None:
+    m = model("prod-reasoner-eu", base_url="http://127.0.0.1:4000/v1",
+              settings={"known_as": "o4-mini"})
+    body = body_of(m, PAPER)
+    assert "max_completion_tokens" in body and "temperature" not in body
+
+
+# -- the docs page ---------------------------------------------------------------------------
+
+PAGE = Path(__file__).parents[1] / "docs/guides/reasoning-models.md"
+EXAMPLES = re.findall(r"```toml\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
+
+
+@pytest.mark.parametrize("text", EXAMPLES, ids=[f"example-{i}" for i in range(len(EXAMPLES))])
+def test_each_docs_example_is_a_config_vpbatch_plan_loads(
+    text: str, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    vpbatch(["plan", str(path), "--data", str(data_dir)])
+    assert "total" in capsys.readouterr().out
+
+
+def test_the_docs_page_has_the_two_gateway_examples() -> None:
+    assert len(EXAMPLES) >= 5
+    assert any("my-reasoner" in t and "127.0.0.1" in t for t in EXAMPLES)
+    assert any("headers" in t and "${UNI_PROXY_TOKEN}" in t for t in EXAMPLES)

@@ -26,6 +26,7 @@ from vpbatch.providers.reasoning import (
     MAX_TOKENS,
     TOKEN_FIELDS,
     known_model,
+    table_id,
 )
 from vpbatch.providers.spec import ReasoningRules
 from vpbatch.transport.failures import Failures
@@ -39,6 +40,9 @@ AUTO = "auto"
 
 # The request-shape settings of every OpenAI-compatible model (docs/guides/reasoning-models.md).
 OPENAI_SETTINGS = (
+    Setting("known_as", str, "",
+            'the known-model table\'s id for this model when its own says nothing (an Azure '
+            'deployment, a gateway alias): e.g. "o4-mini"; "" = the model id'),
     Setting("token_field", str, AUTO,
             'the output limit\'s field: "max_tokens", "max_completion_tokens", or "auto" '
             "(the known-model table, else max_tokens)"),
@@ -114,7 +118,7 @@ def shape_of(
 ) -> Shape:
     """The model's request shape: its explicit settings, else the known-model table (unless
     `table` is false), else `unknown_completion` says OpenAI's form for a reasoning model."""
-    row = known_model(cfg.model) if table else None
+    row = known_model(table_id(cfg)) if table else None
     # An opt-in model (Claude, Flash-Lite) takes the reasoning shape only when asked to reason.
     applies = row is not None and (row.thinks != "opt-in" or reasoning)
     if row is not None and applies:

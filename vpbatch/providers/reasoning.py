@@ -7,7 +7,8 @@ thinking on (`opt-in`, e.g. Claude's extended thinking), which token field it ta
 accepts a temperature while reasoning, and whether it takes `reasoning_effort`. The first row
 that matches wins, so narrower rows come first. A model the table does not know (an Azure
 deployment name, a gateway alias) is a plain chat model unless its config says
-`reasoning = true`; the explicit settings (`token_field`, `send_temperature`) override a row.
+`reasoning = true` or names its family (`known_as = "o4-mini"`); the explicit settings
+(`token_field`, `send_temperature`) override a row.
 docs/guides/reasoning-models.md shows this table (`table_markdown()` generates it).
 """
 
@@ -16,8 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["KnownModel", "KNOWN_MODELS", "known_model", "table_markdown", "MAX_TOKENS",
-           "MAX_COMPLETION_TOKENS", "TOKEN_FIELDS", "EFFORTS"]
+from vpbatch.config.schema import ModelConfig
+
+__all__ = ["KnownModel", "KNOWN_MODELS", "known_model", "table_id", "table_markdown",
+           "MAX_TOKENS", "MAX_COMPLETION_TOKENS", "TOKEN_FIELDS", "EFFORTS"]
 
 MAX_TOKENS = "max_tokens"
 MAX_COMPLETION_TOKENS = "max_completion_tokens"
@@ -87,12 +90,20 @@ def known_model(model_id: str) -> KnownModel | None:
     return None
 
 
+def table_id(m: ModelConfig) -> str:
+    """The id the table reads for `m`: its `known_as` setting (an Azure deployment or a gateway
+    alias says which model it is, e.g. known_as = "o4-mini"), else its model id."""
+    known_as = m.settings.get("known_as")
+    return known_as if isinstance(known_as, str) and known_as else m.model
+
+
 def table_markdown() -> str:
     """The table as Markdown rows (the docs page carries this, a test keeps them in step)."""
     lines = ["| pattern | family | thinks | token field | temperature | reasoning_effort |",
              "|---|---|---|---|---|---|"]
     for r in KNOWN_MODELS:
-        lines.append(f"| `{r.pattern}` | {r.family} | {r.thinks} | `{r.token_field}` | "
+        pattern = r.pattern.replace("|", "\\|")  # a bare | would split the Markdown cell
+        lines.append(f"| `{pattern}` | {r.family} | {r.thinks} | `{r.token_field}` | "
                      f"{'sent' if r.temperature else 'not sent'} | "
                      f"{'yes' if r.effort else 'no'} |")
     return "\n".join(lines)

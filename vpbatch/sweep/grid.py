@@ -21,6 +21,7 @@ from vpbatch.benchmark.dataset import Dataset
 from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.log.records import job_ids
+from vpbatch.providers.reasoning import table_id
 from vpbatch.providers.registry import wire_for
 from vpbatch.providers.spec import spec_of
 from vpbatch.transport.records import ProviderError, RequestParams
@@ -70,7 +71,7 @@ def model_conditions(cfg: Config, m: ModelConfig, conds: Conditions) -> list[str
 
 def is_reasoning_model(m: ModelConfig) -> bool:
     """Whether the model reasons unasked: the known-model table (ProviderSpec.reasoning)."""
-    return spec_of(m).reasoning.is_reasoning(m.model)
+    return spec_of(m).reasoning.is_reasoning(table_id(m))
 
 
 def request_params(cfg: Config, m: ModelConfig) -> RequestParams:
