@@ -195,6 +195,15 @@ def test_each_switch_happens_once_and_a_second_refusal_is_not_adapted() -> None:
     assert adapter.learn(adapter.apply(sent), sent, back, "openai") is None
 
 
+def test_a_switch_that_does_not_help_is_undone() -> None:
+    adapter = Adapter()
+    sent = {"model": "x", "max_tokens": 64, "temperature": 0.0}
+    refusal = orjson.dumps(temperature_400(0.0))
+    assert adapter.learn(sent, sent, refusal, "openai") is not None
+    assert adapter.learn(adapter.apply(sent), sent, refusal, "openai") is None
+    assert adapter.futile and adapter.apply(sent) == sent  # the temperature is sent again
+
+
 @dataclass
 class Gateway:
     """A loopback gateway in front of an o-series model: refuses as OpenAI does."""

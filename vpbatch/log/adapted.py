@@ -44,4 +44,5 @@ def save_adapted(run_dir: Path, model: str, form: dict[str, Any], changes: tuple
 def adapted_lines(run_dir: Path) -> list[str]:
     """One line per adapted model, for `status` and the run summary."""
     return [f"{name}: adapted to its server: {'; '.join(e.get('changes') or [])} "
-            f"({e.get('why', '')})" for name, e in sorted(load_adapted(run_dir).items())]
+            f"({e.get('why', '')})" for name, e in sorted(load_adapted(run_dir).items())
+            if e.get("changes")]  # a switch undone (it did not help) leaves no line

@@ -4,7 +4,8 @@ switches the model's request form for all its later requests.
 A job's body (what its id digests) is never changed: the form is applied to it at send time,
 so a resume finds the same ids, and the form itself is restored from the run dir
 (`vpbatch.log.adapted`). Each switch happens at most once per model: a server that then
-refuses the other form too gets its 400 classified as usual (permanent).
+refuses the other form too gets its 400 classified as usual (permanent); one that refuses a
+parameter it was no longer sent shows the switch was futile, and it is undone.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def refused_params(raw: bytes) -> set[str]:
 class Adapter:
     """One model's request form: applied to each body sent, switched by a refusing 400."""
 
-    __slots__ = ("form", "tried", "settling", "probe")
+    __slots__ = ("form", "tried", "settling", "probe", "futile")
 
     def __init__(self, form: Form | None = None) -> None:
         self.form = form or Form()
@@ -101,6 +102,9 @@ class Adapter:
         # wait for its outcome: a second switch then costs one request, not one per slot.
         self.settling: anyio.Event | None = None
         self.probe: object | None = None  # the probe job's body (the object, not its value)
+        # The server refused a parameter no longer sent: the switch did not help, and a 400
+        # from before it stands (no re-send in the new form).
+        self.futile = False
         self.restore(self.form)
 
     async def wait_turn(self, body: object, patience: float) -> None:
@@ -131,7 +135,14 @@ class Adapter:
               label: str) -> ProviderError | None:
         """The ADAPTED error for a 400 on `sent` (the job's `nominal` body in the form then),
         or None when re-sending cannot help (the 400 is then classified as usual)."""
-        refused = refused_params(raw) & set(sent)
+        named = refused_params(raw)
+        refused = named & set(sent)
+        if named - set(sent) and not self.futile:
+            # It refuses what it was not sent: the form is not the cause. The switch is undone
+            # (a temperature left out for nothing would change what is measured).
+            self.futile = True
+            self.form = Form()
+            return None
         changed = False
         for param in refused:
             if param == "temperature" and "temperature" not in self.tried:
@@ -148,8 +159,9 @@ class Adapter:
             return ProviderError(
                 FailureKind.ADAPTED, f"{label} HTTP 400 refused {', '.join(sorted(refused))}: "
                 f"from now on {why}", status=400, adapted=self.form.to_json())
-        if refused and self.apply(nominal) != sent:
-            # Another request switched the form while this one was in flight: re-send it.
+        if refused and not self.futile and self.apply(nominal) != sent:
+            # Another request switched the form while this one was in flight: re-send it
+            # (the caller first waits for the probe: if the switch proves futile, it is not).
             return ProviderError(FailureKind.ADAPTED, f"{label} HTTP 400 refused "
                                  f"{', '.join(sorted(refused))}: re-sent in the new form",
                                  status=400)

@@ -294,9 +294,9 @@ class Pipeline:
         for layer in layers:
             if layer.tokens is not None:
                 layer.tokens.settle(estimate, 0)  # refused requests use no tokens
+        if exc.adapted is not None:  # this job's 400 switched the model's form (or undid it)
+            self._adapted(Form.from_json(exc.adapted), exc.message)
         if exc.kind is FailureKind.ADAPTED:
-            if exc.adapted is not None:  # this job's 400 switched the model's form
-                self._adapted(Form.from_json(exc.adapted), exc.message)
             return  # the loop re-sends it at once: neither the breaker nor the caps react
         if exc.auth:
             self.abort(exc.message)  # the key is wrong for every job of this model
