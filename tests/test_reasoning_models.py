@@ -5,6 +5,7 @@ secrets from the environment (docs/guides/reasoning-models.md)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -304,6 +305,19 @@ def test_the_switch_is_recorded_in_the_run_dir_and_shown_by_status(
     out = capsys.readouterr().out
     assert "my-reasoner: adapted to its server: max_tokens sent as max_completion_tokens; " \
            "temperature not sent" in out
+
+
+def test_the_run_summary_names_the_switch(tmp_path: Path) -> None:
+    out = io.StringIO()
+
+    async def main() -> None:
+        async with gateway() as gw:
+            cfg = write_config(tmp_path / "c.toml", [reasoner(gw)], items=10, versions=ONE)
+            await run(cfg, tmp_path / "run", progress=True, stream=out)
+
+    anyio.run(main)
+    assert "my-reasoner: adapted to its server: max_tokens sent as max_completion_tokens; " \
+           "temperature not sent" in out.getvalue()
 
 
 def test_a_resume_after_the_switch_sends_nothing_twice_and_starts_adapted(tmp_path: Path) -> None:
