@@ -426,3 +426,14 @@ def test_the_docs_page_has_the_two_gateway_examples() -> None:
     assert len(EXAMPLES) >= 5
     assert any("my-reasoner" in t and "127.0.0.1" in t for t in EXAMPLES)
     assert any("headers" in t and "${UNI_PROXY_TOKEN}" in t for t in EXAMPLES)
+
+
+def test_plan_refuses_a_setting_no_api_takes_with_exit_2(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(EXAMPLES[0].replace('"low"', '"extreme"'), encoding="utf-8")
+    with pytest.raises(SystemExit) as info:
+        vpbatch(["plan", str(path), "--data", str(data_dir)])
+    assert info.value.code == 2
+    assert "reasoning_effort = 'extreme'" in capsys.readouterr().err

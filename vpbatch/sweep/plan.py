@@ -17,6 +17,7 @@ from vpbatch.sweep.cost import Prices
 from vpbatch.sweep.grid import (
     REASONING_MAX_TOKENS,
     count_model_jobs,
+    iter_model_jobs,
     model_conditions,
     n_items,
     request_params,
@@ -51,6 +52,9 @@ def plan_model(
     """Counts and estimates for one model, without building the grid."""
     from vpbatch.benchmark.prompts import item_prompt  # late: see grid.iter_model_jobs
 
+    # The first request built: one no API takes (a bad token_field, reasoning_effort, a
+    # thinking budget over max_tokens) is a ConfigError here, as it would be in `run`.
+    next(iter_model_jobs(cfg, m, ds, conds), None)
     conditions = model_conditions(cfg, m, conds)
     n = n_items(cfg, ds)
     full = n * len(conditions) * len(cfg.run.versions) * cfg.run.repeats
