@@ -437,3 +437,14 @@ def test_plan_refuses_a_setting_no_api_takes_with_exit_2(
         vpbatch(["plan", str(path), "--data", str(data_dir)])
     assert info.value.code == 2
     assert "reasoning_effort = 'extreme'" in capsys.readouterr().err
+
+
+def test_an_azure_deployment_said_to_reason_gets_openais_reasoning_shape_and_adapts() -> None:
+    m = model("prod-eu", "azure", base_url="https://r.openai.azure.com",
+              settings={"deployment": "prod-eu", "api_version": "2024-10-21",
+                        "reasoning_effort": "low"})
+    body = body_of(m)  # reasoning = true: the deployment name says nothing, the user does
+    assert body["max_completion_tokens"] == 4096 and body["reasoning_effort"] == "low"
+    assert "temperature" not in body
+    provider = make_provider(m, None, env={"AZURE_OPENAI_API_KEY": "k"})
+    assert getattr(provider, "adapter", None) is not None
