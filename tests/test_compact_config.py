@@ -336,7 +336,7 @@ def test_vpbatch_models_gives_each_setting_with_its_source(
     assert s["name"]["source"] == "derived from the id" and llama["where"].startswith("models[0]")
     assert r1["settings"]["max_tokens"] == {"value": 4096,
                                             "source": "reasoning model (at least 4096)"}
-    assert r1["settings"]["reasoning"] == {"value": True, "source": "guessed from the id"}
+    assert r1["settings"]["reasoning"] == {"value": True, "source": "known-model table"}
     assert mini["settings"]["rpm"] == {"value": None, "source": "default"}
     assert mini["settings"]["timeout_read"] == {"value": 120.0, "source": "default"}
 

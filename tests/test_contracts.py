@@ -30,6 +30,7 @@ import yaml
 from openrouter.components.chatrequest import ChatRequest
 
 from vpbatch.config.schema import ModelConfig
+from vpbatch.providers.adapt import Form
 from vpbatch.providers.anthropic import anthropic_provider
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai import openai_provider, openai_wire
@@ -123,6 +124,11 @@ PARAMS = {
     # Choice mode (answer = "choice"): the paper's prompt, a schema-constrained answer.
     "choice": RequestParams(temperature=0.0, max_tokens=64, seed=42, choice=CHOICES),
 }
+def _with_settings(m: ModelConfig, **settings: Any) -> ModelConfig:
+    m.settings = settings
+    return m
+
+
 OPENAI_LIKE: dict[str, Callable[[], HttpProvider]] = {
     "openai": lambda: openai_provider(ModelConfig("m", "openai", "gpt-4o-mini"), None, "k"),
     "openai-o-series": lambda: openai_provider(ModelConfig("m", "openai", "o3-mini"), None, "k"),
@@ -132,6 +138,12 @@ OPENAI_LIKE: dict[str, Callable[[], HttpProvider]] = {
     "openrouter": lambda: openrouter_provider(
         ModelConfig("m", "openrouter", "deepseek/deepseek-r1"), None, "k"
     ),
+    # An o-series model behind a gateway, its effort set (docs/guides/reasoning-models.md).
+    "gateway-o3-effort": lambda: openai_provider(_with_settings(
+        ModelConfig("m", "openai", "o3", base_url="http://127.0.0.1:4000/v1"),
+        reasoning_effort="high"), None, None),
+    "gpt-5-minimal": lambda: openai_provider(_with_settings(
+        ModelConfig("m", "openai", "gpt-5"), reasoning_effort="minimal"), None, "k"),
 }
 
 
@@ -254,6 +266,23 @@ def test_openai_check_rejects_a_malformed_response_format(
     rejected(openai_check, with_(openai_body(params="choice"), response_format=bad))
 
 
+def test_the_gateway_reasoning_body_has_openais_reasoning_shape() -> None:
+    body = openai_body("gateway-o3-effort", params="reasoning")
+    assert body["max_completion_tokens"] == 4096 and body["reasoning_effort"] == "high"
+    assert "max_tokens" not in body and "temperature" not in body
+
+
+def test_a_body_sent_in_an_adapted_form_validates(openai_check: Check) -> None:
+    body = Form("max_completion_tokens", drop_temperature=True).apply(openai_body())
+    assert "max_completion_tokens" in body and "temperature" not in body
+    openai_check(body)
+
+
+def test_openai_check_rejects_an_unknown_reasoning_effort(openai_check: Check) -> None:
+    body = openai_body("gateway-o3-effort", params="reasoning")
+    rejected(openai_check, with_(body, reasoning_effort="extreme"))
+
+
 def test_openai_check_rejects_a_wrong_type_in_the_o_series_field(openai_check: Check) -> None:
     body = openai_body("openai-o-series", params="reasoning")
     rejected(openai_check, with_(body, max_completion_tokens="4096"))
@@ -353,6 +382,14 @@ def openrouter_check(body: dict[str, Any]) -> None:
 @pytest.mark.parametrize("msgs", MESSAGES)
 def test_every_openrouter_body_validates_against_openrouters_sdk(msgs: str, params: str) -> None:
     openrouter_check(openai_body("openrouter", msgs, params))
+
+
+def test_the_openrouter_effort_validates_against_openrouters_sdk() -> None:
+    m = _with_settings(ModelConfig("m", "openrouter", "openai/o3"), reasoning_effort="high")
+    body = openrouter_provider(m, None, "k").build_request(MESSAGES["plain"],
+                                                           PARAMS["reasoning"]).body
+    openrouter_check(body)
+    assert body["reasoning"] == {"enabled": True, "effort": "high"}
 
 
 def test_the_openrouter_choice_body_carries_the_schema_and_the_routing_switch() -> None:

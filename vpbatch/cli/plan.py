@@ -17,7 +17,7 @@ from vpbatch.cli.keys import keys_ok
 from vpbatch.config.schema import load_config
 from vpbatch.sweep.explain import explain_json, render_explain
 from vpbatch.sweep.grid import n_items
-from vpbatch.sweep.plan import plan_config, render_groups, render_plan
+from vpbatch.sweep.plan import plan_config, render_groups, render_plan, render_reasoning
 from vpbatch.sweep.shards import describe_limits, resolve_shard, shard_limits
 
 __all__ = ["plan"]
@@ -64,7 +64,7 @@ def plan(config: Path, data: str | None, shard: str | None, check_keys: bool,
     click.echo(f"plan for run {cfg.run.name!r} ({config}{where}): "
                f"{len(cfg.run.versions)} versions × {n_items(cfg, ds)} items × "
                f"{cfg.run.repeats} repeat(s) per condition")
-    for line in [*render_plan(plans), *render_groups(cfg, plans)]:
+    for line in [*render_plan(plans), *render_groups(cfg, plans), *render_reasoning(plans)]:
         click.echo(line)
     if limits is not None:
         click.echo(limits)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
+from vpbatch.log.adapted import adapted_lines
 from vpbatch.log.rundir import open_run_dir
 from vpbatch.sweep.shards import resolve_shard
 from vpbatch.sweep.status import collect_status, render_status
@@ -34,4 +35,6 @@ def status(run_dir: Path, shard: str | None, data: str | None, as_json: bool) ->
     name = cfg.run.name if cfg else rd.path.name
     click.echo(f"run {name!r} ({rd.path})" + ("" if cfg else ": no config.toml, totals unknown"))
     for line in render_status(cells):
+        click.echo(line)
+    for line in adapted_lines(rd.path):  # a model whose server refused max_tokens/temperature
         click.echo(line)

@@ -116,6 +116,9 @@ KEY_DOCS: dict[str, dict[str, KeyDoc]] = {
                                 "server)"),
         "extra_body": KeyDoc("merged into the request body (nested tables merge one level "
                              "deep); part of the job id, like every field sent"),
+        "extra_body_remove": KeyDoc("body keys to drop after `extra_body` is merged (TOML "
+                                    "has no null), e.g. `[\"max_tokens\"]`; `\"a.b\"` drops "
+                                    "`b` inside `a` (docs/guides/reasoning-models.md)", "none"),
         "sim": KeyDoc("simulated-respondent settings: `profile`, `seed`, `noise`, "
                       "`steer_strength`, `persona_scale`, `p_verbose`, `p_refuse`, ..."),
         "personas": KeyDoc("this model's persona grid", "`[grids]`'s"),

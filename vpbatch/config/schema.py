@@ -93,7 +93,7 @@ class ModelConfig:
     max_tokens: int | None = None  # overrides run.max_tokens (reasoning models need more)
     temperature: float | None = None  # overrides run.temperature
     seed: int | None = None  # overrides run.seed
-    reasoning: bool | None = None  # None = guess from the model id (o1/o3/o4, r1, thinking)
+    reasoning: bool | None = None  # None = the known-model table (providers/reasoning.py)
     timeout_connect: float = 10.0
     timeout_read: float = 120.0
     max_attempts: int = 8
@@ -109,6 +109,7 @@ class ModelConfig:
     answer: str | None = None  # "text" | "choice"; None = [run]'s (set when the config loads)
     choice_format: str = "json_schema"  # openai provider, choice mode: see CHOICE_FORMATS
     extra_body: dict[str, Any] = field(default_factory=dict)  # passed through to the body
+    extra_body_remove: list[str] = field(default_factory=list)  # body keys to drop ("a.b")
     sim: dict[str, Any] = field(default_factory=dict)  # simulated respondent settings
     personas: list[str] | str | None = None  # per-model override of [grids]
     steering: list[str] | str | None = None

@@ -14,10 +14,11 @@ import aiohttp
 import orjson
 
 from vpbatch.benchmark.choice import SCHEMA_NAME, choice_schema
+from vpbatch.config.providers import Setting
 from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.anthropic_batch import AnthropicBatchAPI
 from vpbatch.providers.http import HttpProvider
-from vpbatch.providers.openai_compat import OPENAI_REASONING, base_url_of, merge_extra, usage_of
+from vpbatch.providers.openai_compat import base_url_of, merge_extra, usage_of
 from vpbatch.providers.spec import ProviderSpec, ReasoningRules, register
 from vpbatch.transport.failures import Failures
 from vpbatch.transport.records import Answer, FailureKind, ProviderError, RequestParams
@@ -33,10 +34,11 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
            "tool_use": "stop"}
 
 
-def thinking_budget(max_tokens: int) -> int | None:
-    """Tokens for thinking within `max_tokens`, leaving room for the answer; None if too few."""
-    budget = max(_MIN_BUDGET, max_tokens - max(64, max_tokens // 4))
-    return budget if budget < max_tokens else None
+def thinking_budget(max_tokens: int, asked: int = 0) -> int | None:
+    """Tokens for thinking within `max_tokens` (`asked`, else all but a quarter of it left
+    for the answer); None if that leaves no room for the answer or is under the API's floor."""
+    budget = asked or max(_MIN_BUDGET, max_tokens - max(64, max_tokens // 4))
+    return budget if _MIN_BUDGET <= budget < max_tokens else None
 
 
 class AnthropicMessages:
@@ -64,12 +66,16 @@ class AnthropicMessages:
             body["system"] = system
         # No seed: the Messages API has none and refuses unknown fields.
         if params.reasoning:
-            budget = thinking_budget(params.max_tokens)
+            asked = int(self.cfg.settings.get("thinking_budget", 0))
+            budget = thinking_budget(params.max_tokens, asked)
             if budget is None:
+                need = f"{_MIN_BUDGET} <= thinking_budget < max_tokens" if asked else \
+                    f"max_tokens > {_MIN_BUDGET}"
                 raise ProviderError(
                     FailureKind.PERMANENT,
-                    f"anthropic thinking needs max_tokens > {_MIN_BUDGET} (got "
-                    f"{params.max_tokens}); raise this model's max_tokens or set reasoning = false",
+                    f"anthropic thinking needs {need} (got max_tokens = {params.max_tokens}"
+                    f"{f', thinking_budget = {asked}' if asked else ''}); raise this model's "
+                    "max_tokens, change thinking_budget, or set reasoning = false",
                 )
             # Thinking accepts only the default temperature, so none is sent.
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
@@ -83,7 +89,7 @@ class AnthropicMessages:
                     'choice answer; set reasoning = false for this model, or answer = "text"',
                 )
             body.update(_forced_tool(params.choice))
-        return merge_extra(body, self.cfg.extra_body)
+        return merge_extra(body, self.cfg.extra_body, self.cfg.extra_body_remove)
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -135,6 +141,9 @@ def anthropic_provider(
 
 SPEC = register(ProviderSpec(
     name="anthropic", wire=lambda cfg, env: AnthropicMessages(cfg), key_env="ANTHROPIC_API_KEY",
-    reasoning=ReasoningRules(guess=OPENAI_REASONING.guess),  # thinking: a budget, not a field
-    batch=AnthropicBatchAPI,
+    # The known-model table: Claude thinks only when `reasoning = true` enables thinking.
+    reasoning=ReasoningRules(), batch=AnthropicBatchAPI,
+    settings=(Setting("thinking_budget", int, 0,
+                      "extended thinking's budget_tokens when reasoning = true (at least 1024, "
+                      "under max_tokens); 0 = max_tokens less a quarter for the answer"),),
 ))

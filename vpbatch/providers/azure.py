@@ -28,7 +28,7 @@ from vpbatch.providers.batchapi import BatchCallError, BatchCalls
 from vpbatch.providers.contract import Wire
 from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.openai_batch import OpenAIBatchAPI
-from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
+from vpbatch.providers.openai_compat import OPENAI_REASONING, OPENAI_SETTINGS, OpenAIChat
 from vpbatch.providers.spec import ProviderSpec, ReasoningRules, Setting, register
 from vpbatch.transport import retry
 from vpbatch.transport.failures import Failures
@@ -58,6 +58,7 @@ SETTINGS = (
             "Bearer"),
     Setting("azure_ad_token_env", str, "", "NAME of the variable holding a Microsoft Entra ID "
             "token, sent as Authorization: Bearer (instead of api_key_env's key)"),
+    *OPENAI_SETTINGS,  # the request shape (known_as, token_field, ...), headers and query
 )
 
 
@@ -114,6 +115,7 @@ class AzureChat:
     __slots__ = ("cfg", "chat", "base_url", "url", "bearer", "api", "api_version", "deployment")
 
     label = "azure"
+    adapts = True  # a 400 refusing max_tokens/temperature switches the form (providers.adapt)
 
     def __init__(self, cfg: ModelConfig) -> None:
         _check(cfg)
@@ -320,7 +322,8 @@ def connect(
         raise ConfigError(f"model {cfg.name!r}: the environment variable {var} is not set; "
                           f"export {var}=<your {what}> (keys never go in the config)")
     chat = wire if isinstance(wire, AzureChat) else AzureChat(cfg)
-    return HttpProvider(cfg, chat, session, key, key_env=var, failures=chat.failures(key, var))
+    return HttpProvider(cfg, chat, session, key, key_env=var, failures=chat.failures(key, var),
+                        env=env)
 
 
 SPEC = register(ProviderSpec(

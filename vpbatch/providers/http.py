@@ -7,6 +7,7 @@ composes a wire (the API's format) with an endpoint: that is every real provider
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,9 +16,11 @@ import orjson
 from yarl import URL
 
 from vpbatch.config.schema import ModelConfig
+from vpbatch.providers.adapt import Adapter
 from vpbatch.providers.contract import Wire
+from vpbatch.providers.secrets import endpoint_extras
 from vpbatch.transport.failures import Failures, quota
-from vpbatch.transport.records import Answer, HttpRequest, RequestParams
+from vpbatch.transport.records import Answer, HttpRequest, ProviderError, RequestParams
 from vpbatch.transport.session import client_session
 
 __all__ = ["Endpoint", "HttpProvider", "read_answer", "Signer"]
@@ -40,7 +43,7 @@ _BAD_URL: tuple[type[Exception], ...] = tuple(
 class Endpoint:
     """One model's API server: where requests go with which headers, and how failures read."""
 
-    __slots__ = ("cfg", "session", "headers", "failures")
+    __slots__ = ("cfg", "session", "headers", "failures", "query")
 
     def __init__(
         self,
@@ -48,11 +51,13 @@ class Endpoint:
         session: aiohttp.ClientSession | None,
         headers: dict[str, str],
         failures: Failures,
+        query: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.session = session  # None: each send opens its own (one-off calls)
         self.headers = headers  # the key among them: never logged, never in a message
         self.failures = failures
+        self.query = dict(query or {})  # the `query` setting: may hold a secret, never shown
 
     async def send(
         self, method: str, url: str | URL, *, read_timeout: float | None = None,
@@ -64,6 +69,8 @@ class Endpoint:
         fails at once, unread, so no server can fill the memory or the log.
         """
         headers = {**self.headers, **kw.pop("headers", {})}
+        if self.query:
+            kw["params"] = {**self.query, **kw.pop("params", {})}
         read = self.cfg.timeout_read if read_timeout is None else read_timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.cfg.timeout_connect,
                                         sock_read=read)
@@ -154,7 +161,7 @@ def read_answer(
 class HttpProvider:
     """A model behind an HTTP API: its wire's bodies POSTed to its endpoint, answers read back."""
 
-    __slots__ = ("cfg", "wire", "endpoint", "sign")
+    __slots__ = ("cfg", "wire", "endpoint", "sign", "adapter")
 
     def __init__(
         self,
@@ -166,6 +173,7 @@ class HttpProvider:
         key_env: str | None = None,
         sign: Signer | None = None,
         failures: Failures | None = None,
+        env: Mapping[str, str] = os.environ,
     ) -> None:
         self.cfg = cfg
         self.wire = wire
@@ -173,8 +181,14 @@ class HttpProvider:
             # ... or its wire may name the Failures of its API's error bodies (gemini, azure)
             failures = getattr(wire, "make_failures", Failures)(
                 wire.label, key, key_env if key_env is not None else cfg.api_key_env)
-        self.endpoint = Endpoint(cfg, session, wire.headers(key or None), failures)
+        # The `headers` / `query` settings, "${NAME}" read from env: secrets, masked like the key.
+        extra = endpoint_extras(cfg, env)
+        failures.secrets = extra.secrets
+        headers = {**wire.headers(key or None), **extra.headers}
+        self.endpoint = Endpoint(cfg, session, headers, failures, extra.query)
         self.sign = sign
+        # A wire that says so (OpenAI-compatible) switches max_tokens/temperature on a 400.
+        self.adapter = Adapter() if getattr(wire, "adapts", False) else None
 
     @property
     def failures(self) -> Failures:
@@ -192,6 +206,40 @@ class HttpProvider:
     ) -> Answer:
         if body is None:
             body = self.wire.body(messages, params)
+        if self.adapter is None:
+            return self.parse(*await self._send(body))
+        adapter = self.adapter
+        # (Bounded: a probe its pipeline abandoned must not hold the others for ever.)
+        patience = self.cfg.timeout_connect + self.cfg.timeout_read
+        await adapter.wait_turn(body, patience)
+        sent = adapter.apply(body)
+        probing = False  # this request's 400 switched the form: its job is now the probe
+        try:
+            status, headers, raw = await self._send(sent)
+            futile = adapter.futile
+            adapted = adapter.learn(sent, body, raw, self.wire.label) if status == 400 else None
+            if adapter.futile and not futile:  # undone: the 400 stands, the form is recorded
+                try:
+                    self.parse(status, headers, raw)
+                except ProviderError as exc:
+                    exc.adapted = adapter.form.to_json()
+                    raise
+            if adapted is not None and adapted.adapted is None:
+                await adapter.wait_turn(body, patience)  # sent before the switch: the probe's
+                adapted = None if adapter.futile else adapted  # outcome says if re-sending helps
+            if adapted is not None:
+                probing = adapted.adapted is not None
+                raise adapted  # ADAPTED: the one retry loop re-sends it at once, in the new form
+            answer = self.parse(status, headers, raw)
+        finally:
+            if not probing:
+                adapter.settled(body)
+        if sent is not body:
+            answer.adapted = adapter.form.changes()
+        return answer
+
+    async def _send(self, body: dict[str, Any]) -> tuple[int, Mapping[str, str], bytes]:
+        """POST one body (signed first if this API signs each request)."""
         data = orjson.dumps(body)
         url: str | URL = self.wire.url
         sent = dict(_JSON)
@@ -201,9 +249,8 @@ class HttpProvider:
             # Sent byte for byte as signed: yarl would decode a model id's %3A to ":", and the
             # signature covers the path.
             url = URL(self.wire.url, encoded=True)
-        status, headers, raw = await self.endpoint.send(
+        return await self.endpoint.send(
             "POST", url, limit=self.cfg.max_response_bytes, data=data, headers=sent)
-        return self.parse(status, headers, raw)
 
     def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
         return read_answer(self.wire, self.failures, status, headers, raw)

@@ -6,7 +6,7 @@ import aiohttp
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.providers.http import HttpProvider
-from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
+from vpbatch.providers.openai_compat import OPENAI_REASONING, OPENAI_SETTINGS, OpenAIChat
 from vpbatch.providers.spec import ProviderSpec, register
 
 __all__ = ["openrouter_wire", "openrouter_provider", "OPENROUTER_BASE_URL", "SPEC"]
@@ -25,10 +25,12 @@ def openrouter_wire(
     # Without require_parameters OpenRouter may route a choice request to a provider that
     # drops response_format it cannot honour and answers free text; with it, only providers
     # that take every parameter sent are used. (A provider table in extra_body merges with it.)
+    # OpenRouter maps max_tokens and temperature to each model's own form (normalises), and
+    # takes reasoning_effort as `reasoning: {effort}`.
     return OpenAIChat(cfg, label="openrouter", default_base_url=OPENROUTER_BASE_URL,
                       reasoning_switch={"reasoning": {"enabled": True}},
                       choice_switch={"provider": {"require_parameters": True}},
-                      extra_headers=headers)
+                      extra_headers=headers, normalises=True, effort_switch="reasoning")
 
 
 def openrouter_provider(
@@ -45,6 +47,7 @@ def openrouter_provider(
 
 SPEC = register(ProviderSpec(
     name="openrouter", key_env="OPENROUTER_API_KEY", reasoning=OPENAI_REASONING,
+    settings=OPENAI_SETTINGS,
     # OpenRouter's optional referer header comes from the environment (never a job's id).
     wire=lambda cfg, env: openrouter_wire(cfg, referer=env.get("OPENROUTER_HTTP_REFERER") or None),
 ))  # no batch API

@@ -39,9 +39,12 @@ def key_env_of(cfg: ModelConfig) -> str | None:
         return spec.key_env
     if is_local(cfg.base_url):
         return None  # a local vLLM/Ollama/llama.cpp server usually checks no key
+    if cfg.settings.get("headers") or cfg.settings.get("query"):
+        return None  # a proxy that takes its credential in a header or the query (secrets.py)
     raise ConfigError(
         f"model {cfg.name!r}: base_url {cfg.base_url} needs a key; set api_key_env to the "
-        "name of the environment variable that holds it"
+        "name of the environment variable that holds it (or, for a proxy that takes another "
+        'credential, headers = { "X-Token" = "${NAME}" })'
     )
 
 
@@ -69,4 +72,4 @@ def make_provider(
             f"export {var}=<your {cfg.provider} key> (keys never go in the config)"
         )
     # An auth failure names the variable actually read.
-    return HttpProvider(cfg, wire, session, key, key_env=var)
+    return HttpProvider(cfg, wire, session, key, key_env=var, env=env)

@@ -15,7 +15,7 @@ from vpbatch.benchmark.parser import split_reasoning
 from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.http import read_answer
-from vpbatch.providers.openai_compat import OPENAI_REASONING, OpenAIChat
+from vpbatch.providers.openai_compat import OpenAIChat
 from vpbatch.providers.spec import ProviderSpec, ReasoningRules, register
 from vpbatch.transport.failures import Failures
 from vpbatch.transport.records import Answer, HttpRequest, RequestParams
@@ -85,5 +85,5 @@ def _load_respondent(cfg: ModelConfig) -> _Respondent:
 
 SPEC = register(ProviderSpec(
     name="sim", wire=lambda cfg, env: sim_wire(cfg), keyless=True, model_default="sim",
-    reasoning=ReasoningRules(guess=OPENAI_REASONING.guess),
+    reasoning=ReasoningRules(),
 ))

@@ -15,6 +15,7 @@ from vpbatch.config.providers import ProviderFacts, Setting, register_facts, unr
 from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.providers.contract import Wire
+from vpbatch.providers.reasoning import KnownModel, known_model
 
 if TYPE_CHECKING:
     import aiohttp
@@ -30,13 +31,19 @@ __all__ = ["ReasoningRules", "ProviderSpec", "register", "unregister", "spec_of"
 
 @dataclass(frozen=True, slots=True)
 class ReasoningRules:
-    """How a provider treats reasoning models: which ids it guesses are, and their request."""
+    """How a provider treats reasoning models: the known-model table (providers.reasoning),
+    more ids it takes as reasoning, and the token field of a reasoning model the table lacks."""
 
-    guess: re.Pattern[str] | None = None  # model ids taken as reasoning when reasoning unset
-    # True: send max_completion_tokens (and no temperature) for a reasoning model of `cfg`
+    guess: re.Pattern[str] | None = None  # more ids taken as reasoning (beside the table)
+    # True: a reasoning model the table does not know gets max_completion_tokens, no temperature
     completion_tokens: Callable[[ModelConfig], bool] | None = None
+    known: Callable[[str], KnownModel | None] = known_model  # the per-model table
 
     def is_reasoning(self, model_id: str) -> bool:
+        """Reasoning unasked: the table says it always thinks, or the provider's guess."""
+        row = self.known(model_id)
+        if row is not None:
+            return row.reasoning
         return bool(self.guess and self.guess.search(model_id.lower()))
 
 

@@ -29,9 +29,12 @@ from vpbatch.benchmark.conditions import load_conditions
 from vpbatch.benchmark.dataset import load_dataset
 from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.errors import ConfigError, ExitCode, VPBatchError
+from vpbatch.log.adapted import load_adapted
 from vpbatch.log.lock import run_dir_lock
 from vpbatch.log.rundir import RUNS_ROOT, prepare_run_dir
 from vpbatch.log.runlog import RunLog
+from vpbatch.providers.adapt import Form
+from vpbatch.providers.http import HttpProvider
 from vpbatch.providers.registry import make_provider
 from vpbatch.sweep.batch import BatchOptions, BatchRunner, batch_api_for
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy
@@ -69,6 +72,7 @@ class ModelSummary:
     unrated: int = 0  # answers neither parser can rate, this run's and earlier runs'
     rated: int = 0  # jobs of the grid with a rated answer, this run's and earlier runs'
     min_rated: float = 0.95  # the rated share it must reach (sweep.verdict)
+    adapted: tuple[str, ...] = ()  # the request form learnt from its server (providers.adapt)
 
     @classmethod
     def of(cls, p: ModelProgress, tolerance: float | int, least: float = 0.95) -> ModelSummary:
@@ -80,7 +84,7 @@ class ModelSummary:
             commonest += f": {advice_for(p.unrated_examples[cause])}"
         return cls(p.name, p.total, p.done, p.ok, p.failed, p.skipped, p.retries, p.sent,
                    p.tokens, p.stopped, p.failed_before, tolerance, commonest,
-                   p.unrated + p.unrated_before, p.rated(), least)
+                   p.unrated + p.unrated_before, p.rated(), least, p.adapted)
 
     @property
     def problem(self) -> str | None:
@@ -268,6 +272,7 @@ def _runner(
     queues a batch whole, so client-side pacing has nothing to pace.
     """
     provider = make_provider(m, ctx.session, ctx.env)
+    _restore_form(provider, ctx.log.path.parent, bar)
     if m.mode != "batch":
         group = groups.get(m.limit_group) if m.limit_group else None
         breaker = Breaker(BreakerPolicy.for_model(ctx.config.run, m))
@@ -280,6 +285,15 @@ def _runner(
                           "for this model (or use openai/anthropic)")
     return BatchRunner(m, provider, api, ctx.log, bar, opts=BatchOptions.for_model(m, ctx.env),
                        retry_failed=ctx.retry_failed, regrid=lambda: ctx.jobs(m))
+
+
+def _restore_form(provider: object, run_dir: Path, bar: ModelProgress) -> None:
+    """A resumed model starts in the request form it learnt from its server (adapted.json)."""
+    adapter = provider.adapter if isinstance(provider, HttpProvider) else None
+    entry = load_adapted(run_dir).get(bar.name) if adapter is not None else None
+    if adapter is not None and entry and isinstance(entry.get("form"), dict):
+        adapter.restore(Form.from_json(entry["form"]))
+        bar.adapted = adapter.form.changes()
 
 
 def _first_built(jobs: Iterator[Job]) -> Iterator[Job]:
@@ -324,6 +338,9 @@ def _unwrap(group: BaseExceptionGroup) -> BaseException:
 def _report(summary: SweepSummary, bars: list[ModelProgress], out: TextIO, hint: str) -> None:
     board = Progress(bars, out, tty=False)
     out.write("\n".join(board.summary()) + "\n")
+    for m in summary.models.values():
+        if m.adapted:  # (also in the run dir's adapted.json, and in `vpbatch status`)
+            out.write(f"{m.name}: adapted to its server: {'; '.join(m.adapted)}\n")
     failing = [m for m in summary.models.values() if m.problem is not None]
     for m in failing:
         if m.stopped is None:  # a stopped model's reason is in its lines above

@@ -3,7 +3,7 @@
 
 A setting's source is one of: `model` (its own [[models]] table or inline table),
 `providers.<p>` (the provider's defaults table), `run` ([run]), `grids` ([grids]), `default`
-(built in), or how vpbatch worked it out (derived from the id, guessed from the id).
+(built in), or how vpbatch worked it out (derived from the id, the known-model table).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _settings(cfg: Config, m: ModelConfig, o: Origin) -> list[Setting]:
                 source = f"reasoning model (at least {REASONING_MAX_TOKENS})"
         elif key == "reasoning" and value is None:
             value = is_reasoning_model(m)
-            source = "guessed from the id" if value else DEFAULT
+            source = "known-model table" if value else DEFAULT
         elif key in ("personas", "steering") and value is None:
             value = getattr(cfg.grids, key)
             source = "grids" if value else DEFAULT

@@ -21,6 +21,7 @@ from vpbatch.benchmark.dataset import Dataset
 from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.errors import ConfigError
 from vpbatch.log.records import job_ids
+from vpbatch.providers.reasoning import table_id
 from vpbatch.providers.registry import wire_for
 from vpbatch.providers.spec import spec_of
 from vpbatch.transport.records import ProviderError, RequestParams
@@ -39,7 +40,10 @@ __all__ = [
 ]
 
 # The paper's 64 tokens leave a reasoning model no room to answer after it thinks; when the
-# config sets no per-model max_tokens, such a model gets this much instead.
+# config sets no per-model max_tokens, such a model gets this much instead. 4096 covers the
+# thinking of a low/medium effort on a six-point rating (and Anthropic's 1024-token thinking
+# floor with room to answer); it stays 4096 because it is in every reasoning job's body, so in
+# its id: a larger default would resend every logged o-series job.
 REASONING_MAX_TOKENS = 4096
 
 
@@ -66,8 +70,8 @@ def model_conditions(cfg: Config, m: ModelConfig, conds: Conditions) -> list[str
 
 
 def is_reasoning_model(m: ModelConfig) -> bool:
-    """Its provider's guess from the id (ProviderSpec.reasoning)."""
-    return spec_of(m).reasoning.is_reasoning(m.model)
+    """Whether the model reasons unasked: the known-model table (ProviderSpec.reasoning)."""
+    return spec_of(m).reasoning.is_reasoning(table_id(m))
 
 
 def request_params(cfg: Config, m: ModelConfig) -> RequestParams:

@@ -62,6 +62,8 @@ class Pending:
             usage=dict(a.usage),
             latency_ms=latency_ms, attempts=attempts, request=self.request, batch_id=batch_id,
             ts=time.time(),
+            # `request` is the body the id digests; the server was sent it in this form.
+            extra={"adapted": list(a.adapted)} if a.adapted else {},
         )
 
     def failed(

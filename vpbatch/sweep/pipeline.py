@@ -21,8 +21,10 @@ import anyio.lowlevel
 from vpbatch.benchmark.tokens import prompt_tokens
 from vpbatch.config.schema import Config, ModelConfig, RunConfig
 from vpbatch.errors import LogWriteError
+from vpbatch.log.adapted import save_adapted
 from vpbatch.log.records import Record
 from vpbatch.log.runlog import RunLog
+from vpbatch.providers.adapt import Form
 from vpbatch.providers.contract import Provider
 from vpbatch.sweep.breaker import Breaker, BreakerPolicy
 from vpbatch.sweep.grid import Job
@@ -292,6 +294,10 @@ class Pipeline:
         for layer in layers:
             if layer.tokens is not None:
                 layer.tokens.settle(estimate, 0)  # refused requests use no tokens
+        if exc.adapted is not None:  # this job's 400 switched the model's form (or undid it)
+            self._adapted(Form.from_json(exc.adapted), exc.message)
+        if exc.kind is FailureKind.ADAPTED:
+            return  # the loop re-sends it at once: neither the breaker nor the caps react
         if exc.auth:
             self.abort(exc.message)  # the key is wrong for every job of this model
             raise _Stopped
@@ -318,6 +324,11 @@ class Pipeline:
         self.progress.learned_rpm = min(learned) if learned else None
         server = self.limits.layers[-1]
         self.progress.quota_wait = server.left_requests.waited + server.left_tokens.waited
+
+    def _adapted(self, form: Form, why: str) -> None:
+        """Record the model's new request form beside the log (a resume starts in it)."""
+        self.progress.adapted = form.changes()
+        save_adapted(self.log.path.parent, self.model.name, form.to_json(), form.changes(), why)
 
     async def _backoff(self, delay: float) -> None:
         """The loop's wait before a retry; abandoned if the pipeline stops meanwhile."""

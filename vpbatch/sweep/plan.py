@@ -14,9 +14,17 @@ from vpbatch.benchmark.dims import PHRASES
 from vpbatch.benchmark.tokens import PER_MESSAGE, PER_REQUEST, text_tokens
 from vpbatch.config.schema import Config, ModelConfig
 from vpbatch.sweep.cost import Prices
-from vpbatch.sweep.grid import count_model_jobs, model_conditions, n_items, request_params
+from vpbatch.sweep.grid import (
+    REASONING_MAX_TOKENS,
+    count_model_jobs,
+    iter_model_jobs,
+    model_conditions,
+    n_items,
+    request_params,
+)
 
-__all__ = ["ModelPlan", "plan_model", "plan_config", "render_plan", "render_groups"]
+__all__ = ["ModelPlan", "plan_model", "plan_config", "render_plan", "render_groups",
+           "render_reasoning"]
 
 @dataclass(slots=True)
 class ModelPlan:
@@ -33,6 +41,8 @@ class ModelPlan:
     cost_usd: float | None  # upper bound at max completion tokens; None without prices
     minutes_rpm: float | None  # the least time the rpm limit allows (own, or its group's)
     minutes_tpm: float | None  # the least time the tpm limit allows (prompt + max_tokens)
+    reasoning: bool = False  # a reasoning model: max_tokens leaves room to think
+    reasoning_default: bool = False  # its max_tokens is REASONING_MAX_TOKENS (none was set)
 
 
 def plan_model(
@@ -42,6 +52,9 @@ def plan_model(
     """Counts and estimates for one model, without building the grid."""
     from vpbatch.benchmark.prompts import item_prompt  # late: see grid.iter_model_jobs
 
+    # The first request built: one no API takes (a bad token_field, reasoning_effort, a
+    # thinking budget over max_tokens) is a ConfigError here, as it would be in `run`.
+    next(iter_model_jobs(cfg, m, ds, conds), None)
     conditions = model_conditions(cfg, m, conds)
     n = n_items(cfg, ds)
     full = n * len(conditions) * len(cfg.run.versions) * cfg.run.repeats
@@ -76,6 +89,9 @@ def plan_model(
         # A batch API queues everything at once: the client limits do not pace it.
         minutes_rpm=jobs / rpm if rpm and m.mode != "batch" else None,
         minutes_tpm=(prompt_tokens + completion) / tpm if tpm and m.mode != "batch" else None,
+        reasoning=params.reasoning,
+        reasoning_default=params.reasoning and m.max_tokens is None
+        and params.max_tokens == REASONING_MAX_TOKENS,
     )
 
 
@@ -129,6 +145,21 @@ def render_plan(plans: list[ModelPlan]) -> list[str]:
                  f"{sum(costs):,.2f}" if costs else "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def render_reasoning(plans: list[ModelPlan]) -> list[str]:
+    """A line per reasoning model: its output budget per request and what that costs at most."""
+    lines = []
+    for p in plans:
+        if not p.reasoning:
+            continue
+        why = (f"the reasoning default ({REASONING_MAX_TOKENS}; set max_tokens to change it)"
+               if p.reasoning_default else "its max_tokens")
+        cost = "no price set" if p.cost_usd is None else f"≤ USD {p.cost_usd:,.2f} in all"
+        lines.append(f"{p.model}: reasoning model, up to {p.max_tokens:,} output tokens per "
+                     f"request, {why}: ≤ {_num(p.max_completion_tokens)} output tokens, {cost} "
+                     "(thinking tokens are billed as output)")
+    return lines
 
 
 def render_groups(cfg: Config, plans: list[ModelPlan]) -> list[str]:

@@ -28,7 +28,7 @@ class ModelProgress:
         "name", "total", "skipped", "failed_before", "ok", "failed", "gave_up", "retries",
         "tokens", "sent", "in_flight", "started", "stopped", "reasons", "unrated",
         "unrated_before", "answered_before", "unrated_reasons", "unrated_examples", "limited",
-        "unsaid", "learned_rpm", "quota_wait", "_clock",
+        "unsaid", "learned_rpm", "quota_wait", "adapted", "_clock",
     )
 
     def __init__(self, name: str, total: int, clock: Callable[[], float] = time.monotonic):
@@ -55,6 +55,7 @@ class ModelProgress:
         self.unsaid = 0  # of those, without Retry-After or a reset header
         self.learned_rpm: float | None = None  # the rate AIMD cut to, when it cut one
         self.quota_wait = 0.0  # seconds waited on the server's x-ratelimit-remaining-*
+        self.adapted: tuple[str, ...] = ()  # the request form learnt from the server (adapt)
         self._clock = clock
 
     @property

@@ -207,20 +207,28 @@ def classify_status(
 class Failures:
     """How one model's failures are named: its API's label, its key masked, its key variable."""
 
-    __slots__ = ("label", "key", "key_env", "clock")
+    __slots__ = ("label", "key", "key_env", "clock", "secrets")
 
-    def __init__(self, label: str, key: str | None = None, key_env: str | None = None) -> None:
+    def __init__(
+        self, label: str, key: str | None = None, key_env: str | None = None,
+        *, secrets: tuple[str, ...] = (),
+    ) -> None:
         self.label = label
         self.key = key or None  # only ever used to mask it out of messages
         self.key_env = key_env  # named in an auth failure: the variable actually read
+        self.secrets = tuple(s for s in secrets if s)  # header/query values from env: masked
         self.clock: Callable[[], float] = time.time  # tests patch it to date Retry-After
 
     def status(
         self, status: int, headers: Mapping[str, str], raw: bytes, *, where: str = ""
     ) -> ProviderError:
         """An HTTP error status (or one reported inside a 2xx body) as its ProviderError."""
-        return classify_status(status, headers, raw, provider=f"{self.label}{where}",
-                               key=self.key, key_env=self.key_env, now=self.clock())
+        err = classify_status(status, headers, raw, provider=f"{self.label}{where}",
+                              key=self.key, key_env=self.key_env, now=self.clock())
+        if self.secrets:
+            err.message = self.redact(err.message)
+            err.args = (err.message,)
+        return err
 
     def transient(
         self, what: str, *, timed_out: bool = False, unreachable: bool = False
@@ -256,4 +264,7 @@ class Failures:
             f"first bytes: {first!r}); check base_url (a missing or doubled /v1?)")
 
     def redact(self, text: str) -> str:
-        return redact(text, self.key)
+        text = redact(text, self.key)
+        for secret in self.secrets:
+            text = redact(text, secret)
+        return text

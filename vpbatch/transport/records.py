@@ -18,6 +18,9 @@ class FailureKind(enum.Enum):
     PERMANENT = "permanent"  # 400, 401/403, 404, content filter: re-sending cannot help
     TRANSIENT = "transient"  # 5xx, dropped connection, timeout, malformed body
     RATE_LIMITED = "rate_limited"  # 429 (or 529 overloaded): wait retry_after, then again
+    # The server refused a parameter by name and the provider switched the model's request
+    # form (providers.adapt): re-send at once, without spending an attempt.
+    ADAPTED = "adapted"
 
 
 class ProviderError(Exception):
@@ -33,6 +36,7 @@ class ProviderError(Exception):
         auth: bool = False,
         timed_out: bool = False,
         unreachable: bool = False,
+        adapted: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -42,6 +46,7 @@ class ProviderError(Exception):
         self.auth = auth  # the key was rejected: the whole model stops, the others go on
         self.timed_out = timed_out  # no answer within the timeouts (sweep.breaker counts these)
         self.unreachable = unreachable  # no connection at all: refused, no such host
+        self.adapted = adapted  # ADAPTED, first to switch: the model's new form (to record)
 
 
 @dataclass(slots=True)
@@ -86,3 +91,4 @@ class Answer:
     # The text is OpenAI's `refusal` field (the message had no content): never rated.
     refusal: bool = False
     quota: Quota | None = None  # the server's remaining-limit headers, when it sent any
+    adapted: tuple[str, ...] = ()  # how the body sent differed from the job's (adapt.py)

@@ -22,9 +22,14 @@ import anyio.lowlevel
 
 from vpbatch.transport.records import FailureKind, ProviderError
 
-__all__ = ["RetryPolicy", "GaveUp", "retrying", "sleep", "now", "testing", "Waits"]
+__all__ = ["RetryPolicy", "GaveUp", "retrying", "sleep", "now", "testing", "Waits",
+           "FREE_RESENDS"]
 
 T = TypeVar("T")
+# ADAPTED re-sends per job that spend no attempt: each follows a change of the request's form
+# (two forms can change: the token field, the temperature), so more means a server that
+# refuses every form; from then on they count as attempts like any other failure.
+FREE_RESENDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +150,7 @@ async def retrying(
     wait = sleep if sleep is not None else _sleep
     started = now()
     refused_since: float | None = None  # when this job's first 429 came back
-    n = 0
+    n = free = 0
     while True:
         n += 1
         try:
@@ -153,6 +158,12 @@ async def retrying(
         except ProviderError as exc:
             if on_failure is not None:
                 on_failure(exc, n)
+            if exc.kind is FailureKind.ADAPTED and free < FREE_RESENDS:
+                # The provider changed the request's form on the server's word: the same
+                # attempt again, now, in the new form (not a retry of a failure).
+                free += 1
+                n -= 1
+                continue
             delay = None
             t = now()
             refused_for = None
