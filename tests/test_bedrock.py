@@ -453,3 +453,41 @@ def test_a_run_without_botocore_is_refused_naming_the_extra(
     done = vpbatch(env, "run", cfg, "--run-dir", tmp_path / "run", "--quiet")
     assert done.returncode != 0
     assert INSTALL in done.stdout + done.stderr
+
+
+# -- the credentials pre-flight (plan --check-keys, run) ----------------------------------------
+
+
+def _plan_check_keys(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[run]\nname = "r"\n\n[[models]]\nprovider = "bedrock"\nmodel = "{PROFILE_ID}"'
+                    '\nregion = "us-east-1"\n')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.run([sys.executable, "-m", "vpbatch", "plan", "--check-keys", str(path)],
+                          capture_output=True, text=True, timeout=120, env={**clean, **env})
+
+
+def test_check_keys_names_missing_aws_credentials(tmp_path: Path) -> None:
+    got = _plan_check_keys(tmp_path, {})
+    assert got.returncode == 2
+    assert "AWS credentials" in got.stderr and "AWS_BEARER_TOKEN_BEDROCK" in got.stderr
+
+
+def test_check_keys_is_satisfied_by_aws_keys_and_never_prints_them(tmp_path: Path) -> None:
+    got = _plan_check_keys(tmp_path, {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+                                      "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-shown"})
+    assert got.returncode == 0, got.stderr
+    assert "keys OK" in got.stdout + got.stderr
+    assert "s3cr3t-never-shown" not in got.stdout + got.stderr
+
+
+def test_run_with_no_aws_credentials_exits_2_before_making_a_run_dir(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[run]\nname = "r"\n\n[[models]]\nprovider = "bedrock"\nmodel = "{PROFILE_ID}"'
+                    '\nregion = "us-east-1"\n')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    got = subprocess.run([sys.executable, "-m", "vpbatch", "run", str(path), "--run-dir",
+                          str(tmp_path / "rd")], capture_output=True, text=True, timeout=120,
+                         env=clean)
+    assert got.returncode == 2 and "AWS credentials" in got.stderr
+    assert not (tmp_path / "rd").exists()

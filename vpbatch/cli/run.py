@@ -54,7 +54,7 @@ def run(
     part = resolve_shard(shard, os.environ)
     missing = missing_keys(cfg)
     if missing:
-        if all(m.api_key_env in missing for m in cfg.models):
+        if all(any(m.name in names for names in missing.values()) for m in cfg.models):
             check_keys(cfg)  # raises: every key named, exit 2
         names = [n for ns in missing.values() for n in ns]
         click.echo(f"warning: {', '.join(missing)} not set: model(s) {', '.join(names)} will "

@@ -292,6 +292,26 @@ def _profile_credentials(cfg: ModelConfig, env: Mapping[str, str]) -> Any:
     return found
 
 
+def _botocore() -> bool:
+    try:
+        import botocore.auth  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def credentials(cfg: ModelConfig, env: Mapping[str, str]) -> tuple[str, bool]:
+    """What `connect` will look for, and whether it is there (for `plan --check-keys`, `run`)."""
+    if cfg.api_key_env:
+        return cfg.api_key_env, bool(env.get(cfg.api_key_env))
+    if env.get(BEARER_ENV):
+        return BEARER_ENV, True
+    signed = bool(all(env.get(v) for v in KEY_ENVS) or env.get("AWS_PROFILE"))
+    if signed and not _botocore():
+        return f"botocore to sign with the AWS credentials ({INSTALL})", False
+    return f"AWS credentials ({' + '.join(KEY_ENVS)}, AWS_PROFILE or {BEARER_ENV})", signed
+
+
 def connect(
     cfg: ModelConfig, wire: Wire, session: aiohttp.ClientSession | None, env: Mapping[str, str]
 ) -> HttpProvider:
@@ -315,6 +335,7 @@ def connect(
 
 SPEC = register(ProviderSpec(
     name="bedrock", wire=lambda cfg, env: BedrockConverse(cfg), connect=connect,
+    credentials=credentials,
     settings=(
         Setting("region", str, "", "the AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION); "
                 "part of the URL, so write it to pin the job ids"),

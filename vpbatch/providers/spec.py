@@ -70,6 +70,9 @@ class ProviderSpec:
     key_env_for: Callable[[Mapping[str, Any]], str] | None = None
     # Its rules for a model's settings, checked at load: None or (key, problem, fix)
     check: Callable[[ModelConfig], tuple[str, str, str] | None] | None = None
+    # For credentials that are not one key variable (bedrock): (what they are, all there?),
+    # so `plan --check-keys` and `run` name them before anything starts. None: key_env alone.
+    credentials: Callable[[ModelConfig, Mapping[str, str]], tuple[str, bool]] | None = None
 
     def facts(self) -> ProviderFacts:
         extra = {"no_batch_why": self.no_batch_why} if self.no_batch_why else {}
