@@ -95,7 +95,7 @@ def _block(rng: np.random.Generator, head: str, pids: list[int], oids: list[int]
         if failed[i]:
             out.append(common + '"status":"failed","raw":null,"reasoning":null,"rating":null,'
                        '"rating_strict":null,"answer_mode":"text","strict_reason":null,'
-                       '"finish_reason":null,'
+                       '"finish_reason":null,"unrated":null,'
                        '"error_kind":"permanent","error":"HTTP 400: the prompt was flagged by '
                        'the content filter","usage":null,"latency_ms":null,"attempts":1,'
                        + request + '"extra":{"http_status":400}}\n')
@@ -104,7 +104,7 @@ def _block(rng: np.random.Generator, head: str, pids: list[int], oids: list[int]
         out.append(common + f'"status":"ok","raw":"{answers[r - 1][style[i]]}",'
                    f'"reasoning":null,"rating":{r},"rating_strict":{r},"answer_mode":"text",'
                    '"strict_reason":null,'
-                   '"finish_reason":"stop","error_kind":null,"error":null,"usage":'
+                   '"finish_reason":"stop","unrated":null,"error_kind":null,"error":null,"usage":'
                    f'{{"prompt_tokens":{prompt[i]},"completion_tokens":{done[i]}}},'
                    f'"latency_ms":{latency[i]!r},"attempts":1,' + request + '"extra":{}}\n')
     return out
