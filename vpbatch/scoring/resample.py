@@ -82,6 +82,7 @@ class Groups:
     neg7: list[npt.NDArray[np.float32]] | None  # the same for the 7*w of reverse scoring
     weight: list[npt.NDArray[np.float32]]  # the same for |w|, the denominator's
     drawn: list[npt.NDArray[np.float32]]  # column -> (groups, B) each group's counts
+    full: npt.NDArray[np.float32]  # (G, B) the denominators of a row with every item present
 
 
 def group_items(counts: npt.NDArray[np.float32], k: Kernel) -> Groups:
@@ -97,18 +98,20 @@ def group_items(counts: npt.NDArray[np.float32], k: Kernel) -> Groups:
         mats.append([_to_groups(w[it, g], local, len(used))
                      for w in (k.signed, k.weight, k.neg7) if w is not None])
         drawn.append(counts[first[used]])
+    full = np.stack([m[1].sum(axis=0) @ d for m, d in zip(mats, drawn, strict=True)])
     return Groups(items, [m[0] for m in mats],
                   None if k.neg7 is None else [m[2] for m in mats], [m[1] for m in mats],
-                  drawn)
+                  drawn, full)
 
 
 def grouped_sums(x: F64, groups: Groups, out: npt.NDArray[np.float32] | None = None
                  ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """(N, I) item means -> boot_sums' sums laid out (G, N, B), summed by group first.
 
-    Each column sums only over the groups it weighs: ~20x fewer products than boot_sums on
-    Value Portrait, and equal to its sums to the bit where those are exact in float32 (means
-    that are halves). `out`, (2, G, >= N, B), is reused so that pages are not touched anew.
+    Each column sums only over the groups it weighs (~20x fewer products than boot_sums on
+    Value Portrait), and a denominator only over its row's missing items. Equal to boot_sums
+    to the bit where its float32 sums are exact (means that are halves). `out`,
+    (2, G, >= N, B), is reused so that pages are not touched anew.
     """
     present = (~np.isnan(x)).astype(np.float32)
     x0 = np.nan_to_num(x).astype(np.float32)
@@ -121,7 +124,13 @@ def grouped_sums(x: F64, groups: Groups, out: npt.NDArray[np.float32] | None = N
         if groups.neg7 is not None:
             by_group += present[:, items] @ groups.neg7[g]
         np.matmul(by_group, groups.drawn[g], out=num[g])
-        np.matmul(present[:, items] @ groups.weight[g], groups.drawn[g], out=den[g])
+        # A denominator is the full one less its row's missing items: few rows miss any.
+        missing = present[:, items] == 0
+        den[g] = groups.full[g]
+        rows = np.flatnonzero(missing.any(axis=1))
+        if rows.size:
+            lost = missing[rows].astype(np.float32) @ groups.weight[g]
+            den[g, rows] -= lost @ groups.drawn[g]
     return num, den
 
 
