@@ -1,4 +1,7 @@
-"""Run every benchmark module in turn; each prints its own figures and ratios."""
+"""Run every benchmark module in turn; each prints its own figures and ratios.
+
+`python -m bench grid` runs only the modules whose name contains one of the words given.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,14 @@ import time
 MODULES = ["bench.bench_scoring", "bench.bench_engine", "bench.bench_grid_scoring"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    chosen = [m for m in MODULES if not words or any(w in m for w in words)]
+    if not chosen:
+        print(f"no benchmark matches {' '.join(words)}; the modules are {', '.join(MODULES)}")
+        return 2
     failed = 0
-    for name in MODULES:
+    for name in chosen:
         print(f"\n=== {name}", flush=True)
         t0 = time.perf_counter()
         try:

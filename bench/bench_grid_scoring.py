@@ -6,7 +6,9 @@ the messages as a sha256 digest: ~620 bytes a line, 2.8 GB), then times reading 
 plus the whole one-pass analysis (exact scores, 1000-resample query-cluster bootstrap with its
 design effect, deltas, steering, version spread, both alphas, and every model × condition's
 percentile among the survey's 560 raters). Goal: < 10 s; CPU time is printed beside wall
-time, since a shared machine stretches the wall clock. The baseline is a naive scorer
+time, since a shared machine stretches the wall clock; the trust panel's share of the analysis
+is timed on its own. Set VPBATCH_BENCH_GRID_LOG to a path to keep the log there and reuse it
+on the next run (it takes minutes and 2.9 GB to write). The baseline is a naive scorer
 (json.loads per line, dicts of ratings, Python loops), timed on the first models' lines and
 extrapolated.
 """
@@ -32,9 +34,11 @@ from vpbatch.benchmark.survey import load_survey
 from vpbatch.log.records import Record
 from vpbatch.scoring.analysis import analyse
 from vpbatch.scoring.cube import cube_from_log
+from vpbatch.scoring.cubecache import cache_path
 from vpbatch.scoring.kernel import build_kernel
 from vpbatch.scoring.percentile import human_percentiles
 from vpbatch.scoring.scorer import ScoreOptions, item_weights, scoring_means
+from vpbatch.scoring.trust import trust_panel
 
 __all__ = ["main", "write_grid_log", "naive_scores", "GOAL_S"]
 
@@ -91,7 +95,7 @@ def _block(rng: np.random.Generator, head: str, pids: list[int], oids: list[int]
         if failed[i]:
             out.append(common + '"status":"failed","raw":null,"reasoning":null,"rating":null,'
                        '"rating_strict":null,"answer_mode":"text","strict_reason":null,'
-                       '"finish_reason":null,'
+                       '"finish_reason":null,"unrated":null,'
                        '"error_kind":"permanent","error":"HTTP 400: the prompt was flagged by '
                        'the content filter","usage":null,"latency_ms":null,"attempts":1,'
                        + request + '"extra":{"http_status":400}}\n')
@@ -100,7 +104,7 @@ def _block(rng: np.random.Generator, head: str, pids: list[int], oids: list[int]
         out.append(common + f'"status":"ok","raw":"{answers[r - 1][style[i]]}",'
                    f'"reasoning":null,"rating":{r},"rating_strict":{r},"answer_mode":"text",'
                    '"strict_reason":null,'
-                   '"finish_reason":"stop","error_kind":null,"error":null,"usage":'
+                   '"finish_reason":"stop","unrated":null,"error_kind":null,"error":null,"usage":'
                    f'{{"prompt_tokens":{prompt[i]},"completion_tokens":{done[i]}}},'
                    f'"latency_ms":{latency[i]!r},"attempts":1,' + request + '"extra":{}}\n')
     return out
@@ -171,18 +175,31 @@ def naive_scores(path: Path, ds: Dataset, max_lines: int) -> dict[tuple[str, str
     return out
 
 
+def _grid_log(log: Path, ds: Dataset, conditions: list[str]) -> int:
+    """Write the log (or reuse a kept one) and say so; returns its line count."""
+    t0 = time.perf_counter()
+    if log.exists():
+        cache_path(log, False).unlink(missing_ok=True)  # the cached re-run must fill it anew
+        with open(log, "rb") as f:
+            n_lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
+        how = f"reused from {log}"
+    else:
+        n_lines = write_grid_log(log, ds, N_MODELS, conditions)
+        how = f"written in {time.perf_counter() - t0:.0f} s, not timed"
+    gb = log.stat().st_size / 1e9
+    print(f"synthetic grid: {N_MODELS} models x {len(conditions)} conditions x "
+          f"{len(VERSIONS)} versions x {ds.n_items} items = {n_lines:,} lines, {gb:.2f} GB, "
+          f"{gb * 1e9 / n_lines:.0f} bytes a line ({how})")
+    return n_lines
+
+
 def main() -> None:
     ds = load_dataset()
     conditions = grid_conditions()
+    kept = os.environ.get("VPBATCH_BENCH_GRID_LOG")
     with tempfile.TemporaryDirectory(prefix="vpbatch-bench-grid-") as tmp:
-        log = Path(tmp) / "log.jsonl"
-        t0 = time.perf_counter()
-        n_lines = write_grid_log(log, ds, N_MODELS, conditions)
-        t_write = time.perf_counter() - t0
-        gb = log.stat().st_size / 1e9
-        print(f"synthetic grid: {N_MODELS} models x {len(conditions)} conditions x "
-              f"{len(VERSIONS)} versions x {ds.n_items} items = {n_lines:,} lines, {gb:.2f} GB, "
-              f"{gb * 1e9 / n_lines:.0f} bytes a line (written in {t_write:.0f} s, not timed)")
+        log = Path(kept) if kept else Path(tmp) / "log.jsonl"
+        n_lines = _grid_log(log, ds, conditions)
         t0, c0 = time.perf_counter(), _cpu()
         cube = cube_from_log(log, ds, cache=False)
         t_read, c_read = time.perf_counter() - t0, _cpu() - c0
@@ -196,6 +213,9 @@ def main() -> None:
         x = scoring_means(cube, ScoreOptions())
         pct = human_percentiles(x.reshape(-1, x.shape[-1]), load_survey(ds), k)
         t_pct = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), _cpu()
+        trust_panel(cube, ds, ScoreOptions(), n_boot=N_BOOT)
+        t_trust, c_trust = time.perf_counter() - t0, _cpu() - c0
         # CPU time beside wall time: on a shared machine the wall clock also measures others.
         print(f"cube_from_log {t_read:.2f} s + analyse (n_boot={N_BOOT}) {t_analyse:.2f} s = "
               f"{total:.2f} s wall (goal < {GOAL_S:.0f} s: {verdict}); CPU "
@@ -205,6 +225,9 @@ def main() -> None:
               f"{pct.shape[1]} dimensions among 560 raters): {t_pct:.2f} s; bootstrap "
               f"{a.bootstrap}, design effect (median) "
               + ", ".join(f"{f} {np.nanmedian(v):.2f}" for f, v in a.design_effect.items()))
+        print(f"  of which the trust panel (profile rhos and their {N_BOOT}-resample intervals, "
+              f"timed again on its own): {t_trust:.2f} s wall, {c_trust:.2f} s CPU "
+              f"({100 * c_trust / c_analyse:.0f}% of analyse's CPU)")
         print(f"reading it into the cube: {scanner_vs_plain(log, ds)}")
         cube_from_log(log, ds)  # fills the cube cache beside the log
         t0 = time.perf_counter()
@@ -216,7 +239,8 @@ def main() -> None:
         naive = naive_scores(log, ds, sample)
         t_naive = (time.perf_counter() - t0) * N_MODELS / BASELINE_MODELS
         c_naive = (_cpu() - c0) * N_MODELS / BASELINE_MODELS
-        log.unlink()
+        if not kept:
+            log.unlink()
     worst = max(float(np.nanmax(np.abs(np.array(v) - a.scores.score["pvq"][
         a.models.index(k[0]), a.conditions.index(k[1])]))) for k, v in naive.items())
     assert worst < 1e-9, f"the baseline disagrees with the scorer by {worst}"

@@ -17,20 +17,20 @@ a mean skips undefined terms and is undefined when all are.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
 from vpbatch.benchmark.dataset import Dataset
 from vpbatch.benchmark.dims import VANILLA
 from vpbatch.scoring.cube import RatingCube
 from vpbatch.scoring.kernel import Kernel, build_kernel, score_rows
-from vpbatch.scoring.resample import boot_sums, draw_counts, nan_percentile, query_clusters
+from vpbatch.scoring.ranks import complete_ranks, nanmean, spearman
+from vpbatch.scoring.resample import draw_counts, query_clusters
 from vpbatch.scoring.scorer import ScoreOptions
+from vpbatch.scoring.trust_boot import profile_intervals
 
 __all__ = [
     "FIELDS",
@@ -84,9 +84,7 @@ FIELD_DOCS = {
 }
 BIAS_FLAG = 0.2  # |order_bias| at which `score` names a model: one rating point of shift
 _SCALE = 5.0  # ratings span 1..6: a difference of 5 is the whole scale
-_CHUNK_BYTES = 64 << 20  # bootstrap draws held at once
 _TIE_DECIMALS = 9
-_PAIRWISE_MAX = 32  # rows this short are ranked by pairwise counts, longer ones by sorting
 
 
 @dataclass(slots=True)
@@ -126,59 +124,6 @@ class Trust:
 
 def _num(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
-
-
-def _nanmean(a: npt.NDArray[Any], axis: int) -> F64:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all undefined: undefined
-        return np.asarray(np.nanmean(a, axis=axis), dtype=np.float64)
-
-
-def spearman(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> F64:
-    """Spearman's rho along the last axis over the pairs where neither side is NaN.
-
-    NaN where fewer than 3 pairs remain or either side is constant over them.
-    """
-    ok = ~(np.isnan(a) | np.isnan(b))
-    a = np.where(ok, a, np.nan)
-    b = np.where(ok, b, np.nan)
-    n = ok.sum(axis=-1)
-    da, db = (_centred_ranks(x, ok, n) for x in (a, b))
-    va, vb = (da * da).sum(axis=-1), (db * db).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (da * db).sum(axis=-1) / np.sqrt(va * vb)
-    return np.asarray(np.where((n >= 3) & (va > 0) & (vb > 0), rho, np.nan), dtype=np.float64)
-
-
-def _complete_ranks(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
-    """Average ranks along the last axis of rows without NaN: one argsort, and pairwise
-    counts only for the rows that hold a tie."""
-    order = np.argsort(x, axis=-1)
-    ranks = np.empty(x.shape, np.float32)
-    np.put_along_axis(ranks, order, np.arange(1.0, x.shape[-1] + 1), axis=-1)
-    tied = (np.diff(np.sort(x, axis=-1), axis=-1) == 0).any(axis=-1)
-    if tied.any():
-        t = x[tied]
-        less = (t[..., None, :] < t[..., :, None]).sum(axis=-1)
-        same = (t[..., None, :] == t[..., :, None]).sum(axis=-1)
-        ranks[tied] = less + (same + 1) / 2.0
-    return ranks
-
-
-def _centred_ranks(x: F64, ok: npt.NDArray[np.bool_], n: npt.NDArray[np.intp]) -> F64:
-    """Average ranks among the valid entries, minus their mean; 0 where invalid."""
-    if not x.size:
-        return np.zeros(x.shape)
-    if x.shape[-1] <= _PAIRWISE_MAX:
-        # Short rows (profiles, millions of them in a bootstrap): rank by counting, which
-        # is many times faster than sorting each row. NaN compares False: never counted.
-        less = (x[..., None, :] < x[..., :, None]).sum(axis=-1, dtype=np.int16)
-        same = (x[..., None, :] == x[..., :, None]).sum(axis=-1, dtype=np.int16)
-        r = less + (same + 1) / 2.0
-    else:
-        r = rankdata(x, axis=-1, nan_policy="omit")
-    mean = (n + 1) / 2.0  # ranks 1..n average to this, ties or not
-    return np.where(ok, r - mean[..., None], 0.0)
 
 
 # --- profiles from version subsets -----------------------------------------------------
@@ -241,7 +186,7 @@ def _item_terms(r: F64, pairs: list[tuple[int, int]]) -> tuple[F64, F64]:
     first = np.stack([r[:, :, a] for a, _ in pairs], axis=2)  # (M, C, K, I)
     last = np.stack([r[:, :, b] for _, b in pairs], axis=2)
     diff = (first - last) / _SCALE
-    return _nanmean(_nanmean(diff, axis=-1), axis=-1), _nanmean(spearman(first, last), axis=-1)
+    return nanmean(nanmean(diff, axis=-1), axis=-1), nanmean(spearman(first, last), axis=-1)
 
 
 def _profile_rows(cube: RatingCube, options: ScoreOptions,
@@ -278,12 +223,12 @@ def _profile_terms(p: F64, k: int) -> tuple[F64, F64]:
     else:  # the usual case: rank each profile once, not once per pair it is in
         # float32 keeps every distinct rounded score distinct (they differ by > 1e-6) and
         # halves what the sorts move.
-        r = _complete_ranks(np.ascontiguousarray(p, dtype=np.float32)).astype(np.float64)
+        r = complete_ranks(np.ascontiguousarray(p, dtype=np.float32)).astype(np.float64)
         r -= (p.shape[-1] + 1) / 2.0  # exact: ranks are halves
         order, wording = (_rank_rho(r, a, b) for a, b in (order_pairs, wording_pairs))
     if not pairs:
-        return _nanmean(order, axis=-1), np.full(order.shape[:-1], np.nan)
-    return _nanmean(order, axis=-1), _nanmean(wording, axis=-1)
+        return nanmean(order, axis=-1), np.full(order.shape[:-1], np.nan)
+    return nanmean(order, axis=-1), nanmean(wording, axis=-1)
 
 
 def _rank_rho(r: npt.NDArray[np.floating[Any]], a: list[int], b: list[int]) -> F64:
@@ -296,38 +241,12 @@ def _rank_rho(r: npt.NDArray[np.floating[Any]], a: list[int], b: list[int]) -> F
     return np.asarray(np.where(ok, rho, np.nan), dtype=np.float64)
 
 
-def _intervals(x: F64, kern: Kernel, k: int, counts: npt.NDArray[np.float32]
-               ) -> tuple[dict[str, F64], dict[str, F64]]:
-    """95% cluster-bootstrap intervals of the two profile correlations, chunked over models."""
-    n_models, n_conds, n_sub, n_items = x.shape
-    n_boot = counts.shape[1]
-    lo = {f: np.full((n_models, n_conds), np.nan) for f in INTERVAL_FIELDS}
-    hi = {f: np.full((n_models, n_conds), np.nan) for f in INTERVAL_FIELDS}
-    per_model = n_conds * n_sub * kern.signed.shape[1] * max(n_boot, n_items) * 8 * 4
-    per_model += n_conds * n_boot * n_sub * len(kern.dim_cols) ** 2 * 3  # pairwise ranks
-    step = max(1, _CHUNK_BYTES // max(per_model, 1))
-    for m0 in range(0, n_models, step):
-        part = x[m0 : m0 + step]
-        # The sums are exact in float32 (integer counts of half-integer means); the division
-        # is float64, so equal scores stay equal and a rho's ties are the data's, not noise's.
-        num, den = boot_sums(part.reshape(-1, n_items), counts, kern)
-        d = len(kern.dim_cols)  # the PVQ cut: D value columns, then the family mean
-        with np.errstate(invalid="ignore", divide="ignore"):
-            draws = (np.divide(num[:, :d], den[:, :d], dtype=np.float64)
-                     - np.divide(num[:, d:], den[:, d:], dtype=np.float64))  # (N, D, B)
-        draws = np.moveaxis(draws.reshape(len(part), n_conds, n_sub, -1, n_boot), -1, 2)
-        for name, term in zip(INTERVAL_FIELDS, _profile_terms(draws, k), strict=True):
-            lo[name][m0 : m0 + step], hi[name][m0 : m0 + step] = nan_percentile(
-                term, (2.5, 97.5))
-    return lo, hi
-
-
 def _retest(cube: RatingCube, kern: Kernel, options: ScoreOptions) -> dict[str, F64]:
     """retest_item_rho and retest_profile_rho (M, C): first repeat against the later ones."""
     if cube.retest is None:
         return {}
     first, later = (np.asarray(r, dtype=np.float64) for r in cube.retest)
-    item = _nanmean(spearman(first, later), axis=-1)  # per version, then their mean
+    item = nanmean(spearman(first, later), axis=-1)  # per version, then their mean
     every = list(range(first.shape[2]))
     dropped = cube.authors_dropped if options.rule == "authors" else None
     prof = [score_rows(_subset_means(r, dropped, every).reshape(-1, r.shape[-1]), kern,
@@ -384,7 +303,7 @@ def trust_panel(cube: RatingCube, ds: Dataset, options: ScoreOptions | None = No
                   replicate_min=options.replicate_min)
     if n_boot > 0 and k:
         counts = draw_counts(ds.n_items, n_boot, seed, query_clusters(ds))
-        trust.ci_low, trust.ci_high = _intervals(x, kern, k, counts)
+        trust.ci_low, trust.ci_high = profile_intervals(x, kern, k, counts, INTERVAL_FIELDS)
     return trust
 
 
