@@ -117,7 +117,7 @@ class _App:
     async def chat(self, request: web.Request) -> web.Response:
         v1 = "/v1/" in request.path
         raw = await self.record(request)
-        refused = self.auth(request, v1) or self.version(request, v1)
+        refused = self.gate(request, v1)
         if refused is not None:
             return refused
         body = orjson.loads(raw)
@@ -138,9 +138,13 @@ class _App:
 
     # -- the Global Batch API ------------------------------------------------------------
 
-    def gate(self, request: web.Request) -> web.Response | None:
-        v1 = request.path.startswith("/openai/v1/")
-        return self.auth(request, v1) or self.version(request, v1)
+    def gate(self, request: web.Request, v1: bool | None = None) -> web.Response | None:
+        """The auth refusal, else the api-version one, else None. Not `a or b`: a Response
+        is a mapping whose truth is its length on older aiohttp (3.11: empty, so falsy)."""
+        if v1 is None:
+            v1 = request.path.startswith("/openai/v1/")
+        refused = self.auth(request, v1)
+        return refused if refused is not None else self.version(request, v1)
 
     async def upload(self, request: web.Request) -> web.Response:
         self.state.seen.append({"method": "POST", "path": request.path,
