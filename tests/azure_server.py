@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from loopback import serve
 
 __all__ = ["AzureServer", "azure_server", "KEY", "TOKEN", "NO_ROLE", "VERSION", "FILTERED",
            "ANSWER"]
@@ -242,13 +243,6 @@ async def azure_server() -> AsyncIterator[AzureServer]:
     state = AzureServer()
     web_app = web.Application()
     web_app.add_routes(_routes(_App(state)))
-    runner = web.AppRunner(web_app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    state.url = f"http://{host}:{port}"
-    try:
+    async with serve(web_app) as root:
+        state.url = root
         yield state
-    finally:
-        await runner.cleanup()

@@ -14,6 +14,7 @@ from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from loopback import serve
 
 __all__ = ["Bedrock", "Seen", "converse", "resign"]
 
@@ -88,13 +89,10 @@ class Bedrock:
         self._stop = asyncio.Event()
         app = web.Application()
         app.router.add_post("/model/{model}/converse", self._handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+        async with serve(app) as root:
+            self.port = int(root.rsplit(":", 1)[1])
+            self._ready.set()
+            await self._stop.wait()
 
     def _verified(self, request: web.Request, raw: bytes) -> bool:
         headers = dict(request.headers)

@@ -21,6 +21,7 @@ import anyio
 import orjson
 import pytest
 from aiohttp import web
+from loopback import serve
 from virtual_time import VirtualTimeLoop
 
 from vpbatch.benchmark.conditions import load_conditions
@@ -517,14 +518,8 @@ async def chat_server(
     """A loopback server answering /v1/chat/completions with `handler`; yields its base URL."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as root:
+        yield f"{root}/v1"
 
 
 def test_a_slow_model_does_not_stall_a_fast_one(tmp_path: Path) -> None:

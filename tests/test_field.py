@@ -25,6 +25,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiohttp import web
+from loopback import serve
 
 from vpbatch.log.lock import LOCK_NAME
 from vpbatch.log.records import Record
@@ -87,14 +88,10 @@ class Misbehaving:
         self._stop = asyncio.Event()
         app = web.Application()
         app.router.add_post("/{mode}/v1/chat/completions", self._handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+        async with serve(app) as root:
+            self.port = int(root.rsplit(":", 1)[1])
+            self._ready.set()
+            await self._stop.wait()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         mode = request.match_info["mode"]

@@ -20,6 +20,7 @@ import anyio.from_thread
 import jsonschema
 import pytest
 from aiohttp import web
+from loopback import serve
 
 from vpbatch.config.schema import Config, ModelConfig, load_config
 from vpbatch.errors import ConfigError
@@ -150,15 +151,9 @@ async def serving(fake: FakeGemini) -> AsyncIterator[FakeGemini]:
     app.router.add_post("/v1beta/models/{call}", fake.call)
     app.router.add_get("/v1beta/batches/{id}", fake.get_batch)
     app.router.add_get("/v1beta/batches", fake.list_batches)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1beta"
-    try:
+    async with serve(app) as root:
+        fake.url = f"{root}/v1beta"
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 def model(**kw: Any) -> ModelConfig:

@@ -17,6 +17,7 @@ import anyio
 import orjson
 import pytest
 from aiohttp import web
+from loopback import serve
 
 from vpbatch.config.schema import ModelConfig
 from vpbatch.errors import ConfigError
@@ -124,17 +125,12 @@ async def scripted() -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.url = f"http://{host}:{port}/v1"
-    try:
-        yield server
-    finally:
-        forever.set()
-        await runner.cleanup()
+    async with serve(app) as root:
+        server.url = f"{root}/v1"
+        try:
+            yield server
+        finally:
+            forever.set()
 
 
 @asynccontextmanager

@@ -16,6 +16,7 @@ import anyio
 import orjson
 import pytest
 from aiohttp import web
+from loopback import serve
 from test_engine import log_rows, run, write_config
 
 from vpbatch.cli import main as vpbatch
@@ -245,16 +246,9 @@ async def gateway(**kw: Any) -> AsyncIterator[Gateway]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    gw.url = f"http://{host}:{port}/v1"
-    try:
+    async with serve(app) as root:
+        gw.url = f"{root}/v1"
         yield gw
-    finally:
-        await runner.cleanup()
 
 
 def reasoner(gw: Gateway, **kw: Any) -> dict[str, Any]:
