@@ -11,16 +11,10 @@ import pytest
 from vpbatch.benchmark.dataset import Dataset, load_dataset
 from vpbatch.benchmark.dims import FAMILIES, PVQ, VERSIONS
 from vpbatch.errors import ConfigError
-from vpbatch.scoring.analysis import (
-    Analysis,
-    _draw_counts,
-    analyse,
-    human_comparison,
-    nan_percentile,
-    query_clusters,
-)
+from vpbatch.scoring.analysis import Analysis, analyse, human_comparison
 from vpbatch.scoring.cube import RatingCube
 from vpbatch.scoring.human import load_human_reference, match_persona
+from vpbatch.scoring.resample import draw_counts, nan_percentile, query_clusters
 from vpbatch.scoring.scorer import ScoreOptions, Scores, item_means, item_weights
 
 CONDITIONS = ["vanilla", "persona:gender=male", "persona:gender=female", "steer:Power",
@@ -141,7 +135,7 @@ def test_bootstrap_matches_a_naive_per_resample_loop(ds: Dataset, kind: str) -> 
 def test_cluster_resamples_draw_whole_queries(ds: Dataset) -> None:
     clusters = query_clusters(ds)
     assert clusters.max() + 1 == 104 and np.bincount(clusters).tolist() == [5] * 104
-    counts = _draw_counts(ds.n_items, 50, 7, clusters)  # (I, B)
+    counts = draw_counts(ds.n_items, 50, 7, clusters)  # (I, B)
     # The 5 responses of a query are drawn together, and 104 queries are drawn in all.
     for q in range(104):
         block = counts[clusters == q]

@@ -25,9 +25,7 @@ from vpbatch.scoring.human import HumanGroup, load_human_reference, match_person
 from vpbatch.scoring.kernel import Kernel, build_kernel, score_rows, split
 from vpbatch.scoring.percentile import human_percentiles
 from vpbatch.scoring.reliability import alpha_by_dimension
-from vpbatch.scoring.resample import boot_rows as _boot_rows
-from vpbatch.scoring.resample import draw_counts as _draw_counts
-from vpbatch.scoring.resample import nan_percentile, query_clusters
+from vpbatch.scoring.resample import boot_rows, draw_counts, nan_percentile, query_clusters
 from vpbatch.scoring.scorer import ScoreOptions, Scores, score_cube, scoring_means
 from vpbatch.scoring.trust import Trust, trust_panel
 
@@ -141,7 +139,7 @@ def _bootstrap(
     step = max(1, _CHUNK_BYTES // max(per_model, 1))
     for m0 in range(0, n_models, step):
         part = x[m0 : m0 + step]
-        draws = _boot_rows(part.reshape(-1, n_items), counts, k)
+        draws = boot_rows(part.reshape(-1, n_items), counts, k)
         draws = draws.reshape(len(part), n_conds, len(k.dim_cols), n_boot)
         lo[m0 : m0 + step], hi[m0 : m0 + step] = nan_percentile(draws, (2.5, 97.5))
         if vanilla is not None:
@@ -250,8 +248,8 @@ def analyse(
     counts: dict[str, npt.NDArray[np.float32]] = {}
     if n_boot > 0:
         clusters = query_clusters(ds)
-        counts = {CLUSTER: _draw_counts(ds.n_items, n_boot, seed, clusters),
-                  ITEM: _draw_counts(ds.n_items, n_boot, seed)}
+        counts = {CLUSTER: draw_counts(ds.n_items, n_boot, seed, clusters),
+                  ITEM: draw_counts(ds.n_items, n_boot, seed)}
     lo, hi, dlo, dhi = _bootstrap(x, vanilla, k, counts.get(bootstrap))
     deff = np.full((x.shape[0], len(k.dim_cols)), np.nan)
     if counts and conditions:
